@@ -1,0 +1,465 @@
+//! The login state machine of DESIGN.md, over traits (users, store, clock).
+//!
+//! States: `anonymous` (no live session) → `one_factor` (password checked)
+//! → `two_factor`. Every arrow that raises the level issues a new session
+//! id; logout, idle timeout and lifetime lead back to `anonymous`. The
+//! second-factor arrows plug in at `AuthLevel::TwoFactor`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::config::{Policy, SecondFactorMode};
+use crate::store::{AuthLevel, SessionRecord, StoreError};
+use crate::users::{User, UserDirectory};
+
+use super::clock::Clock;
+use super::password::{MAX_PASSWORD_CHARS, PasswordChecker};
+use super::regulation::{Banned, Regulation};
+use super::session::{LiveSessions, SessionId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong password and unknown email are the same error on purpose.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("too many failed attempts; retry in {retry_after}s")]
+    RateLimited { retry_after: u64 },
+    #[error("password longer than {MAX_PASSWORD_CHARS} characters")]
+    PasswordTooLong,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<Banned> for AuthError {
+    fn from(b: Banned) -> Self {
+        AuthError::RateLimited {
+            retry_after: b.retry_after,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AuthSettings {
+    pub idle_timeout: u64,
+    pub lifetime: u64,
+    pub second_factor: SecondFactorMode,
+}
+
+/// What the per-request check decided.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// Let it through; `Some` carries the identity for the headers.
+    Granted(Option<Arc<User>>),
+    NeedsLogin,
+    NeedsSecondFactor,
+    Denied,
+}
+
+#[derive(Debug)]
+pub struct LoginSuccess {
+    pub session_id: SessionId,
+    pub level: AuthLevel,
+    pub user: Arc<User>,
+}
+
+pub struct Authenticator {
+    sessions: Arc<LiveSessions>,
+    users: Arc<dyn UserDirectory>,
+    passwords: PasswordChecker,
+    regulation: Regulation,
+    clock: Arc<dyn Clock>,
+    settings: AuthSettings,
+}
+
+impl Authenticator {
+    pub fn new(
+        sessions: Arc<LiveSessions>,
+        users: Arc<dyn UserDirectory>,
+        passwords: PasswordChecker,
+        regulation: Regulation,
+        clock: Arc<dyn Clock>,
+        settings: AuthSettings,
+    ) -> Self {
+        Authenticator {
+            sessions,
+            users,
+            passwords,
+            regulation,
+            clock,
+            settings,
+        }
+    }
+
+    /// anonymous --password ok--> one_factor, under a new session id. The
+    /// session the browser held before (if any) is ended.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: IpAddr,
+        previous: Option<&SessionId>,
+    ) -> Result<LoginSuccess, AuthError> {
+        if password.chars().count() > MAX_PASSWORD_CHARS {
+            return Err(AuthError::PasswordTooLong);
+        }
+        self.regulation.check(email, client, self.clock.now())?;
+        let user = self.users.find(email.trim());
+        let hash = user.as_ref().map(|u| u.password.as_str());
+        let matched = self.passwords.verify(hash, password).await;
+        let now = self.clock.now();
+        let Some(user) = user.filter(|_| matched) else {
+            self.regulation.record_failure(email, client, now);
+            return Err(AuthError::InvalidCredentials);
+        };
+        self.regulation.record_success(email, client);
+        if let Some(previous) = previous {
+            self.sessions.remove(&previous.key())?;
+        }
+        let session_id = SessionId::generate()?;
+        let record = one_factor_session(&user, now);
+        self.sessions.insert(session_id.key(), record)?;
+        Ok(LoginSuccess {
+            session_id,
+            level: AuthLevel::OneFactor,
+            user,
+        })
+    }
+
+    /// The per-request check: memory only, no disk write except the
+    /// once-a-minute idle refresh.
+    pub fn check(&self, id: Option<&SessionId>, policy: Policy) -> Access {
+        match policy {
+            Policy::Deny => return Access::Denied,
+            Policy::Bypass => return Access::Granted(None),
+            Policy::OneFactor | Policy::TwoFactor => {}
+        }
+        let Some((id, session, user)) = id.and_then(|id| self.live_session(id)) else {
+            return Access::NeedsLogin;
+        };
+        if self.level_satisfies(session.level, policy) {
+            self.sessions.touch(&id.key(), self.clock.now());
+            Access::Granted(Some(user))
+        } else {
+            Access::NeedsSecondFactor
+        }
+    }
+
+    /// Whether a session at `level` may reach a resource under `policy`.
+    pub fn level_satisfies(&self, level: AuthLevel, policy: Policy) -> bool {
+        let effective = match self.settings.second_factor {
+            SecondFactorMode::Off => AuthLevel::TwoFactor,
+            SecondFactorMode::Required => level,
+        };
+        match policy {
+            Policy::Bypass => true,
+            Policy::Deny => false,
+            Policy::OneFactor => true,
+            Policy::TwoFactor => effective >= AuthLevel::TwoFactor,
+        }
+    }
+
+    /// any --logout--> anonymous. Returns the user whose session ended.
+    pub fn logout(&self, id: &SessionId) -> Result<Option<String>, AuthError> {
+        let key = id.key();
+        let user = self.sessions.get(&key).map(|s| s.user.clone());
+        self.sessions.remove(&key)?;
+        Ok(user)
+    }
+
+    /// The live session behind `id` with its user, or None (and the session
+    /// ended) when it timed out or its user left the users file.
+    fn live_session(&self, id: &SessionId) -> Option<(SessionId, Arc<SessionRecord>, Arc<User>)> {
+        let key = id.key();
+        let session = self.sessions.get(&key)?;
+        let user = self.users.find(&session.user);
+        if user.is_none() || !self.is_alive(&session, self.clock.now()) {
+            let _ = self.sessions.remove(&key);
+            return None;
+        }
+        Some((id.clone(), session, user?))
+    }
+
+    fn is_alive(&self, session: &SessionRecord, now: u64) -> bool {
+        now.saturating_sub(session.last_seen) < self.settings.idle_timeout
+            && now.saturating_sub(session.created_at) < self.settings.lifetime
+    }
+
+    /// Background sweep: ends timed-out sessions and stale counters.
+    pub fn sweep(&self) -> usize {
+        let now = self.clock.now();
+        self.regulation.sweep(now);
+        self.sessions.sweep(|s| self.is_alive(s, now))
+    }
+}
+
+fn one_factor_session(user: &User, now: u64) -> SessionRecord {
+    SessionRecord {
+        user: user.email.clone(),
+        level: AuthLevel::OneFactor,
+        auth_time: now,
+        second_factor_time: None,
+        created_at: now,
+        last_seen: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::clock::testing::ManualClock;
+    use crate::auth::password::hash_password;
+    use crate::config::RegulationConfig;
+    use crate::store::{MemoryStore, SessionStore};
+    use crate::users::LiveUsers;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    const ADDR: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn alice_hash() -> String {
+        static HASH: OnceLock<String> = OnceLock::new();
+        HASH.get_or_init(|| hash_password("alice-pw").unwrap())
+            .clone()
+    }
+
+    fn alice() -> User {
+        User {
+            email: "alice@example.com".into(),
+            name: "Alice".into(),
+            country_code: String::new(),
+            phone: String::new(),
+            password: alice_hash(),
+            groups: vec!["admins".into()],
+            second_factor: None,
+        }
+    }
+
+    struct Fixture {
+        auth: Authenticator,
+        clock: Arc<ManualClock>,
+        users: Arc<LiveUsers>,
+        store: Arc<MemoryStore>,
+    }
+
+    fn fixture(mode: SecondFactorMode) -> Fixture {
+        let clock = Arc::new(ManualClock::at(1_000_000));
+        let users = Arc::new(LiveUsers::new(vec![alice()]));
+        let store = Arc::new(MemoryStore::default());
+        let sessions = Arc::new(LiveSessions::load(store.clone()).unwrap());
+        let regulation = Regulation::new(&RegulationConfig {
+            max_failures: 3,
+            max_failures_per_address: 50,
+            window: Duration::from_secs(600),
+            ban: Duration::from_secs(900),
+        });
+        let settings = AuthSettings {
+            idle_timeout: 1800,
+            lifetime: 43200,
+            second_factor: mode,
+        };
+        let auth = Authenticator::new(
+            sessions,
+            users.clone(),
+            PasswordChecker::new(1).unwrap(),
+            regulation,
+            clock.clone(),
+            settings,
+        );
+        Fixture {
+            auth,
+            clock,
+            users,
+            store,
+        }
+    }
+
+    async fn login(f: &Fixture) -> SessionId {
+        f.auth
+            .login("alice@example.com", "alice-pw", ADDR, None)
+            .await
+            .unwrap()
+            .session_id
+    }
+
+    #[tokio::test]
+    async fn password_leads_to_one_factor_stored_under_the_hash() {
+        let f = fixture(SecondFactorMode::Required);
+        let ok = f
+            .auth
+            .login("ALICE@example.com", "alice-pw", ADDR, None)
+            .await
+            .unwrap();
+        assert_eq!(ok.level, AuthLevel::OneFactor);
+        let stored = f.store.load_all().unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].0, ok.session_id.key());
+        assert_eq!(stored[0].1.user, "alice@example.com");
+    }
+
+    #[tokio::test]
+    async fn one_factor_reaches_one_factor_but_not_two_factor() {
+        let f = fixture(SecondFactorMode::Required);
+        let id = login(&f).await;
+        assert!(matches!(
+            f.auth.check(Some(&id), Policy::OneFactor),
+            Access::Granted(Some(u)) if u.email == "alice@example.com"
+        ));
+        assert!(matches!(
+            f.auth.check(Some(&id), Policy::TwoFactor),
+            Access::NeedsSecondFactor
+        ));
+    }
+
+    #[tokio::test]
+    async fn second_factor_off_lets_one_factor_reach_two_factor() {
+        let f = fixture(SecondFactorMode::Off);
+        let id = login(&f).await;
+        assert!(matches!(
+            f.auth.check(Some(&id), Policy::TwoFactor),
+            Access::Granted(Some(_))
+        ));
+        assert!(matches!(
+            f.auth.check(Some(&id), Policy::Deny),
+            Access::Denied
+        ));
+    }
+
+    #[tokio::test]
+    async fn wrong_password_and_unknown_email_fail_alike_and_count() {
+        let f = fixture(SecondFactorMode::Off);
+        for email in ["alice@example.com", "nobody@example.com"] {
+            for _ in 0..3 {
+                let err = f.auth.login(email, "nope", ADDR, None).await.unwrap_err();
+                assert!(matches!(err, AuthError::InvalidCredentials), "{err}");
+            }
+            let err = f
+                .auth
+                .login(email, "alice-pw", ADDR, None)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, AuthError::RateLimited { .. }),
+                "{email}: {err}"
+            );
+        }
+        assert!(f.store.load_all().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn long_passwords_are_refused_before_hashing() {
+        let f = fixture(SecondFactorMode::Off);
+        let long = "x".repeat(MAX_PASSWORD_CHARS + 1);
+        let err = f.auth.login("alice@example.com", &long, ADDR, None).await;
+        assert!(matches!(err, Err(AuthError::PasswordTooLong)));
+    }
+
+    #[tokio::test]
+    async fn login_issues_a_new_id_and_ends_the_previous_session() {
+        let f = fixture(SecondFactorMode::Off);
+        let first = login(&f).await;
+        let second = f
+            .auth
+            .login("alice@example.com", "alice-pw", ADDR, Some(&first))
+            .await
+            .unwrap()
+            .session_id;
+        assert_ne!(first, second);
+        assert!(matches!(
+            f.auth.check(Some(&first), Policy::OneFactor),
+            Access::NeedsLogin
+        ));
+        assert!(matches!(
+            f.auth.check(Some(&second), Policy::OneFactor),
+            Access::Granted(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn idle_timeout_and_lifetime_end_sessions() {
+        let f = fixture(SecondFactorMode::Off);
+        let id = login(&f).await;
+        f.clock.advance(1799);
+        assert!(matches!(
+            f.auth.check(Some(&id), Policy::OneFactor),
+            Access::Granted(_)
+        ));
+        f.clock.advance(1799);
+        assert!(
+            matches!(
+                f.auth.check(Some(&id), Policy::OneFactor),
+                Access::Granted(_)
+            ),
+            "touched"
+        );
+        f.clock.advance(1801);
+        assert!(matches!(
+            f.auth.check(Some(&id), Policy::OneFactor),
+            Access::NeedsLogin
+        ));
+        assert!(f.store.load_all().unwrap().is_empty());
+
+        let id = login(&f).await;
+        for _ in 0..26 {
+            f.clock.advance(1700);
+            let _ = f.auth.check(Some(&id), Policy::OneFactor);
+        }
+        assert!(matches!(
+            f.auth.check(Some(&id), Policy::OneFactor),
+            Access::NeedsLogin
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_removed_user_loses_the_session() {
+        let f = fixture(SecondFactorMode::Off);
+        let id = login(&f).await;
+        f.users.replace(vec![]);
+        assert!(matches!(
+            f.auth.check(Some(&id), Policy::OneFactor),
+            Access::NeedsLogin
+        ));
+        f.users.replace(vec![alice()]);
+        assert!(matches!(
+            f.auth.check(Some(&id), Policy::OneFactor),
+            Access::NeedsLogin
+        ));
+    }
+
+    #[tokio::test]
+    async fn logout_ends_the_session_everywhere() {
+        let f = fixture(SecondFactorMode::Off);
+        let id = login(&f).await;
+        assert_eq!(
+            f.auth.logout(&id).unwrap().as_deref(),
+            Some("alice@example.com")
+        );
+        assert!(matches!(
+            f.auth.check(Some(&id), Policy::OneFactor),
+            Access::NeedsLogin
+        ));
+        assert!(f.store.load_all().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn sweep_drops_idle_sessions() {
+        let f = fixture(SecondFactorMode::Off);
+        login(&f).await;
+        f.clock.advance(1801);
+        assert_eq!(f.auth.sweep(), 1);
+        assert!(f.store.load_all().unwrap().is_empty());
+    }
+
+    #[test]
+    fn bypass_and_deny_need_no_session() {
+        let f = fixture(SecondFactorMode::Required);
+        assert!(matches!(
+            f.auth.check(None, Policy::Bypass),
+            Access::Granted(None)
+        ));
+        assert!(matches!(f.auth.check(None, Policy::Deny), Access::Denied));
+        assert!(matches!(
+            f.auth.check(None, Policy::OneFactor),
+            Access::NeedsLogin
+        ));
+    }
+}

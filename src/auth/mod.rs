@@ -1,0 +1,13 @@
+//! The login state machine and what it needs: sessions (memory + durable
+//! store), argon2 passwords, brute-force regulation and the clock. Nothing
+//! here knows HTTP; `LIFECYCLE.md` maps DESIGN.md's diagram to the code.
+
+pub mod clock;
+pub mod flow;
+pub mod password;
+pub mod regulation;
+pub mod session;
+
+pub use clock::{Clock, SystemClock};
+pub use flow::{Access, AuthError, AuthSettings, Authenticator, LoginSuccess};
+pub use session::{LiveSessions, SessionId};

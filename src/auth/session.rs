@@ -1,0 +1,212 @@
+//! Session ids and the live sessions. The request path reads only the
+//! in-memory map; every change is written through to the durable store
+//! first, so a session the browser holds a cookie for is always on disk
+//! (after the next flush) and a store failure never hands out a cookie.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use dashmap::DashMap;
+use sha2::{Digest, Sha256};
+
+use crate::store::{SessionKey, SessionRecord, SessionStore, StoreError};
+
+/// How stale `last_seen` may get before it is written again: the idle
+/// timer is refreshed at most about once a minute, never on every request.
+pub const TOUCH_INTERVAL_SECS: u64 = 60;
+
+/// The value a browser holds: 256 bits from the OS RNG, base64url.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId(String);
+
+impl SessionId {
+    pub fn generate() -> Result<Self, StoreError> {
+        let mut bytes = [0u8; 32];
+        getrandom::getrandom(&mut bytes).map_err(|e| StoreError::Write(e.to_string()))?;
+        Ok(SessionId(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// Accepts only the shape `generate` makes, so junk never reaches a hash.
+    pub fn parse(value: &str) -> Option<Self> {
+        let ok = value.len() == 43
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| SessionId(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The store key: SHA-256 of the id.
+    pub fn key(&self) -> SessionKey {
+        SessionKey(Sha256::digest(self.0.as_bytes()).into())
+    }
+}
+
+impl std::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionId(..)")
+    }
+}
+
+pub struct LiveSessions {
+    live: DashMap<SessionKey, Arc<SessionRecord>>,
+    store: Arc<dyn SessionStore>,
+    healthy: AtomicBool,
+}
+
+impl LiveSessions {
+    /// Loads every stored session into memory.
+    pub fn load(store: Arc<dyn SessionStore>) -> Result<Self, StoreError> {
+        let live = DashMap::new();
+        for (key, record) in store.load_all()? {
+            live.insert(key, Arc::new(record));
+        }
+        Ok(LiveSessions {
+            live,
+            store,
+            healthy: AtomicBool::new(true),
+        })
+    }
+
+    pub fn get(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
+        self.live.get(key).map(|entry| entry.value().clone())
+    }
+
+    pub fn insert(&self, key: SessionKey, record: SessionRecord) -> Result<(), StoreError> {
+        self.track(self.store.put(&key, &record))?;
+        self.live.insert(key, Arc::new(record));
+        Ok(())
+    }
+
+    /// Removes from memory first: even if the disk write fails, the
+    /// session stops working now.
+    pub fn remove(&self, key: &SessionKey) -> Result<(), StoreError> {
+        self.live.remove(key);
+        self.track(self.store.delete(key))
+    }
+
+    /// Refreshes the idle timer when it is older than a minute.
+    pub fn touch(&self, key: &SessionKey, now: u64) {
+        let Some(mut entry) = self.live.get_mut(key) else {
+            return;
+        };
+        if now.saturating_sub(entry.last_seen) < TOUCH_INTERVAL_SECS {
+            return;
+        }
+        let mut record = SessionRecord::clone(&entry);
+        record.last_seen = now;
+        // A failed refresh only shortens the session; the health flag tells.
+        let _ = self.track(self.store.put(key, &record));
+        *entry = Arc::new(record);
+    }
+
+    /// Drops every session for which `keep` is false; returns how many.
+    pub fn sweep(&self, keep: impl Fn(&SessionRecord) -> bool) -> usize {
+        let dead: Vec<SessionKey> = self
+            .live
+            .iter()
+            .filter(|entry| !keep(entry.value()))
+            .map(|entry| *entry.key())
+            .collect();
+        for key in &dead {
+            let _ = self.remove(key);
+        }
+        dead.len()
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.track(self.store.flush())
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// False after the last write or flush failed, until one succeeds.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn track<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AuthLevel, MemoryStore};
+
+    fn record(last_seen: u64) -> SessionRecord {
+        SessionRecord {
+            user: "a@example.com".into(),
+            level: AuthLevel::OneFactor,
+            auth_time: 100,
+            second_factor_time: None,
+            created_at: 100,
+            last_seen,
+        }
+    }
+
+    #[test]
+    fn ids_are_unique_well_formed_and_hashed_for_the_store() {
+        let a = SessionId::generate().unwrap();
+        let b = SessionId::generate().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(SessionId::parse(a.as_str()), Some(a.clone()));
+        assert_ne!(a.key().0.as_slice(), a.as_str().as_bytes());
+        assert_eq!(a.key(), SessionId::parse(a.as_str()).unwrap().key());
+        assert!(SessionId::parse("short").is_none());
+        assert!(SessionId::parse(&"=".repeat(43)).is_none());
+    }
+
+    #[test]
+    fn writes_go_through_to_the_store_and_reload() {
+        let store = Arc::new(MemoryStore::default());
+        let sessions = LiveSessions::load(store.clone()).unwrap();
+        let key = SessionId::generate().unwrap().key();
+        sessions.insert(key, record(100)).unwrap();
+        let reloaded = LiveSessions::load(store.clone()).unwrap();
+        assert_eq!(reloaded.get(&key).as_deref(), Some(&record(100)));
+        sessions.remove(&key).unwrap();
+        assert!(sessions.get(&key).is_none());
+        assert!(store.load_all().unwrap().is_empty());
+    }
+
+    #[test]
+    fn touch_writes_at_most_once_a_minute() {
+        let store = Arc::new(MemoryStore::default());
+        let sessions = LiveSessions::load(store.clone()).unwrap();
+        let key = SessionId::generate().unwrap().key();
+        sessions.insert(key, record(100)).unwrap();
+        sessions.touch(&key, 130);
+        assert_eq!(sessions.get(&key).unwrap().last_seen, 100);
+        assert_eq!(store.load_all().unwrap()[0].1.last_seen, 100);
+        sessions.touch(&key, 161);
+        assert_eq!(sessions.get(&key).unwrap().last_seen, 161);
+        assert_eq!(store.load_all().unwrap()[0].1.last_seen, 161);
+    }
+
+    #[test]
+    fn sweep_removes_what_keep_rejects_from_memory_and_store() {
+        let store = Arc::new(MemoryStore::default());
+        let sessions = LiveSessions::load(store.clone()).unwrap();
+        let old = SessionId::generate().unwrap().key();
+        let new = SessionId::generate().unwrap().key();
+        sessions.insert(old, record(10)).unwrap();
+        sessions.insert(new, record(500)).unwrap();
+        assert_eq!(sessions.sweep(|r| r.last_seen > 100), 1);
+        assert!(sessions.get(&old).is_none());
+        assert_eq!(store.load_all().unwrap().len(), 1);
+    }
+}

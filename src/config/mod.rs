@@ -1,0 +1,144 @@
+//! Configuration: figment layers (defaults < TOML file < `AUTHGATE_` env)
+//! into a raw serde mirror (`raw.rs`), then a fallible conversion into the
+//! typed [`Config`] below (`validate.rs`). Every error names the key.
+
+mod error;
+mod load;
+mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+pub use error::ConfigError;
+pub use load::{ConfigSource, effective_config_masked, load, users_file_path};
+
+/// The validated, typed configuration the rest of the program uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: Option<UpstreamConfig>,
+    pub session: SessionConfig,
+    pub store: StoreConfig,
+    pub users: UsersConfig,
+    pub auth: AuthConfig,
+    pub regulation: RegulationConfig,
+    pub access_control: AccessControlConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Where the portal is reached; decides the cookies' `Secure` flag.
+    pub public_url: url::Url,
+    /// Prefix of the gateway's own paths, `/_authgate` by default, no trailing slash.
+    pub path_prefix: String,
+    pub trusted_proxies: Vec<IpNet>,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_form_bytes: usize,
+    pub max_connections: usize,
+    pub keepalive_timeout: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// http(s) URL; only scheme and authority are used.
+    pub url: http::Uri,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub cookie_name: String,
+    pub cookie_domain: Option<String>,
+    /// At least 32 bytes; keys the cookie signature and the CSRF tokens.
+    pub secret: Secret,
+    pub idle_timeout: Duration,
+    pub lifetime: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub flush_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UsersConfig {
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactorMode {
+    /// `two_factor` resources need a confirmed second factor.
+    Required,
+    /// Development only: `two_factor` resources need the password alone.
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub second_factor: SecondFactorMode,
+    pub challenge_timeout: Duration,
+    pub max_concurrent_hashes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RegulationConfig {
+    pub max_failures: u32,
+    pub max_failures_per_address: u32,
+    pub window: Duration,
+    pub ban: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    Bypass,
+    OneFactor,
+    TwoFactor,
+    Deny,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessControlConfig {
+    pub default_policy: Policy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// A secret string that never shows up in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(********)")
+    }
+}

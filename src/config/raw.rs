@@ -1,0 +1,245 @@
+//! The serde mirror of the TOML file: plain strings and numbers, DESIGN.md's
+//! defaults, nothing checked yet. `deny_unknown_fields` everywhere so that a
+//! key this build does not implement (an access rule, a provider) is an
+//! error instead of being silently ignored.
+
+use serde::{Deserialize, Deserializer, Serialize, de};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub upstream: RawUpstream,
+    pub session: RawSession,
+    pub store: RawStore,
+    pub users: RawUsers,
+    pub auth: RawAuth,
+    pub regulation: RawRegulation,
+    pub access_control: RawAccessControl,
+    pub log: RawLog,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: String,
+    pub public_url: String,
+    pub path_prefix: String,
+    pub trusted_proxies: Vec<String>,
+    pub header_read_timeout: String,
+    pub max_header_bytes: usize,
+    pub max_form_bytes: usize,
+    pub max_connections: usize,
+    pub keepalive_timeout: String,
+    pub shutdown_timeout: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            path_prefix: "/_authgate".into(),
+            trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],
+            header_read_timeout: "10s".into(),
+            max_header_bytes: 16384,
+            max_form_bytes: 16384,
+            max_connections: 4096,
+            keepalive_timeout: "60s".into(),
+            shutdown_timeout: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    /// Absent: forward-auth only.
+    pub url: Option<String>,
+    pub connect_timeout: String,
+    pub response_timeout: String,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        RawUpstream {
+            url: None,
+            connect_timeout: "5s".into(),
+            response_timeout: "60s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSession {
+    pub cookie_name: String,
+    pub cookie_domain: Option<String>,
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
+    pub idle_timeout: String,
+    pub lifetime: String,
+}
+
+impl Default for RawSession {
+    fn default() -> Self {
+        RawSession {
+            cookie_name: "authgate_session".into(),
+            cookie_domain: None,
+            secret: None,
+            secret_file: None,
+            idle_timeout: "30m".into(),
+            lifetime: "12h".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    pub path: String,
+    pub flush_interval: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            path: "data".into(),
+            flush_interval: "1s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUsers {
+    pub file: String,
+}
+
+impl Default for RawUsers {
+    fn default() -> Self {
+        RawUsers {
+            file: "users.toml".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuth {
+    pub second_factor: String,
+    pub challenge_timeout: String,
+    /// Absent: available cores - 1, at least 1 (decided in validation, so
+    /// the default follows the machine the config runs on).
+    #[serde(deserialize_with = "optional_count")]
+    pub max_concurrent_hashes: Option<usize>,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth {
+            second_factor: "required".into(),
+            challenge_timeout: "5m".into(),
+            max_concurrent_hashes: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRegulation {
+    pub max_failures: u32,
+    pub max_failures_per_address: u32,
+    pub window: String,
+    pub ban: String,
+}
+
+impl Default for RawRegulation {
+    fn default() -> Self {
+        RawRegulation {
+            max_failures: 5,
+            max_failures_per_address: 50,
+            window: "10m".into(),
+            ban: "15m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAccessControl {
+    pub default_policy: String,
+}
+
+impl Default for RawAccessControl {
+    fn default() -> Self {
+        RawAccessControl {
+            default_policy: "two_factor".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            format: "text".into(),
+        }
+    }
+}
+
+/// An optional count that also accepts a decimal string: the env layer
+/// hands optional keys over as raw strings (it cannot know their type), and
+/// an empty string means "not set".
+fn optional_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<usize>, D::Error> {
+    deserializer.deserialize_any(OptionalCount)
+}
+
+struct OptionalCount;
+
+impl<'de> de::Visitor<'de> for OptionalCount {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a non-negative integer")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        usize::try_from(v)
+            .map(Some)
+            .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        usize::try_from(v)
+            .map(Some)
+            .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        let v = v.trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        v.parse()
+            .map(Some)
+            .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+    }
+}

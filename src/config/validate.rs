@@ -1,0 +1,751 @@
+//! Raw strings and numbers into the typed [`Config`]. Each check names its
+//! key and shows the bad value, so an operator can fix the config from the
+//! error message alone.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::raw::{
+    RawAccessControl, RawAuth, RawConfig, RawLog, RawRegulation, RawServer, RawSession, RawStore,
+    RawUpstream, RawUsers,
+};
+use super::{
+    AccessControlConfig, AuthConfig, Config, ConfigError, LogConfig, LogFormat, Policy,
+    RegulationConfig, SecondFactorMode, Secret, ServerConfig, SessionConfig, StoreConfig,
+    UpstreamConfig, UsersConfig,
+};
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+const MIN_SECRET_BYTES: usize = 32;
+const MAX_CHALLENGE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The pre-session cookie the login page sets; the session cookie must not
+/// take its name.
+const CSRF_COOKIE: &str = "authgate_csrf";
+
+pub(super) fn validate(raw: &RawConfig) -> Result<Config> {
+    let server = server(&raw.server)?;
+    Ok(Config {
+        upstream: upstream(&raw.upstream)?,
+        session: session(&raw.session)?,
+        store: store(&raw.store)?,
+        users: users(&raw.users)?,
+        auth: auth(&raw.auth, server.listen)?,
+        regulation: regulation(&raw.regulation)?,
+        access_control: access_control(&raw.access_control)?,
+        log: log(&raw.log)?,
+        server,
+    })
+}
+
+fn server(raw: &RawServer) -> Result<ServerConfig> {
+    Ok(ServerConfig {
+        listen: listen(&raw.listen)?,
+        public_url: public_url(&raw.public_url)?,
+        path_prefix: path_prefix(&raw.path_prefix)?,
+        trusted_proxies: trusted_proxies(&raw.trusted_proxies)?,
+        header_read_timeout: duration("server.header_read_timeout", &raw.header_read_timeout)?,
+        max_header_bytes: at_least_one("server.max_header_bytes", raw.max_header_bytes)?,
+        max_form_bytes: at_least_one("server.max_form_bytes", raw.max_form_bytes)?,
+        max_connections: at_least_one("server.max_connections", raw.max_connections)?,
+        keepalive_timeout: duration("server.keepalive_timeout", &raw.keepalive_timeout)?,
+        shutdown_timeout: duration("server.shutdown_timeout", &raw.shutdown_timeout)?,
+    })
+}
+
+fn listen(value: &str) -> Result<SocketAddr> {
+    value.trim().parse().map_err(|_| {
+        ConfigError::at(
+            "server.listen",
+            format!("invalid address {value:?}; expected IP:PORT such as \"127.0.0.1:8080\" or \"[::]:8080\""),
+        )
+    })
+}
+
+fn public_url(value: &str) -> Result<url::Url> {
+    let key = "server.public_url";
+    let url = http_url(key, value)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::at(
+            key,
+            format!("{value:?} must not have a query or fragment"),
+        ));
+    }
+    Ok(url)
+}
+
+/// An absolute http(s) URL with a host and no credentials in it.
+fn http_url(key: &str, value: &str) -> Result<url::Url> {
+    let bad = || {
+        ConfigError::at(
+            key,
+            format!("{value:?} is not an absolute http:// or https:// URL with a host"),
+        )
+    };
+    let url = url::Url::parse(value.trim()).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(bad());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::at(
+            key,
+            format!("{value:?} must not contain a user name or password"),
+        ));
+    }
+    Ok(url)
+}
+
+fn path_prefix(value: &str) -> Result<String> {
+    let key = "server.path_prefix";
+    if !value.starts_with('/') {
+        return Err(ConfigError::at(
+            key,
+            format!("{value:?} must start with \"/\", e.g. \"/_authgate\""),
+        ));
+    }
+    let prefix = value.strip_suffix('/').unwrap_or(value);
+    if prefix.is_empty() {
+        return Err(ConfigError::at(
+            key,
+            "must not be \"/\" alone: the gateway's own paths would shadow the upstream's",
+        ));
+    }
+    let bad_char = |c: char| !c.is_ascii_graphic() || matches!(c, '?' | '#' | '%' | '\\');
+    let bad_segment = |s: &str| s.is_empty() || s == "." || s == "..";
+    if prefix.contains(bad_char) || prefix[1..].split('/').any(bad_segment) {
+        return Err(ConfigError::at(
+            key,
+            format!(
+                "{value:?} must be a plain path: printable ASCII without '?', '#', '%' or '\\', \
+                 and no empty, \".\" or \"..\" segments"
+            ),
+        ));
+    }
+    Ok(prefix.to_owned())
+}
+
+fn trusted_proxies(entries: &[String]) -> Result<Vec<IpNet>> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            network(entry).ok_or_else(|| {
+                ConfigError::at(
+                    format!("server.trusted_proxies[{i}]"),
+                    format!("invalid network {entry:?}; expected CIDR such as \"10.0.0.0/8\" or an IP address"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// A bare address means just that host (/32 or /128).
+fn network(entry: &str) -> Option<IpNet> {
+    let entry = entry.trim();
+    let net = entry
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| entry.parse::<IpAddr>().ok().map(IpNet::from))?;
+    Some(net.trunc())
+}
+
+fn upstream(raw: &RawUpstream) -> Result<Option<UpstreamConfig>> {
+    let connect_timeout = duration("upstream.connect_timeout", &raw.connect_timeout)?;
+    let response_timeout = duration("upstream.response_timeout", &raw.response_timeout)?;
+    let Some(url) = &raw.url else {
+        return Ok(None);
+    };
+    Ok(Some(UpstreamConfig {
+        url: upstream_url(url)?,
+        connect_timeout,
+        response_timeout,
+    }))
+}
+
+fn upstream_url(value: &str) -> Result<http::Uri> {
+    let key = "upstream.url";
+    let url = http_url(key, value)?;
+    // Only scheme and authority are used; a path would be silently dropped,
+    // which an operator who wrote one would not expect.
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::at(
+            key,
+            format!(
+                "{value:?} must not have a path, query or fragment: requests keep their own path"
+            ),
+        ));
+    }
+    url.as_str()
+        .parse()
+        .map_err(|err| ConfigError::at(key, format!("{value:?} is not a valid URI: {err}")))
+}
+
+fn session(raw: &RawSession) -> Result<SessionConfig> {
+    Ok(SessionConfig {
+        cookie_name: cookie_name(&raw.cookie_name)?,
+        cookie_domain: raw
+            .cookie_domain
+            .as_deref()
+            .map(cookie_domain)
+            .transpose()?,
+        secret: secret(raw)?,
+        idle_timeout: duration("session.idle_timeout", &raw.idle_timeout)?,
+        lifetime: duration("session.lifetime", &raw.lifetime)?,
+    })
+}
+
+fn cookie_name(value: &str) -> Result<String> {
+    let key = "session.cookie_name";
+    // RFC 6265 cookie-name is an RFC 2616 token.
+    let separator = |c: char| "()<>@,;:\\\"/[]?={} \t".contains(c);
+    if value.is_empty() || value.chars().any(|c| !c.is_ascii_graphic() || separator(c)) {
+        return Err(ConfigError::at(
+            key,
+            format!("{value:?} is not a valid cookie name (letters, digits and -_.!#$%&'*+^`|~)"),
+        ));
+    }
+    if value.eq_ignore_ascii_case(CSRF_COOKIE) {
+        return Err(ConfigError::at(
+            key,
+            format!("{value:?} is the name of the gateway's CSRF cookie"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// A leading dot is old-RFC spelling that browsers ignore; drop it so that
+/// the `rd` check compares plain host names.
+fn cookie_domain(value: &str) -> Result<String> {
+    let domain = value.trim().trim_start_matches('.').to_ascii_lowercase();
+    let label_ok =
+        |l: &str| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !domain.split('.').all(label_ok) {
+        return Err(ConfigError::at(
+            "session.cookie_domain",
+            format!("{value:?} is not a domain name such as \"example.com\""),
+        ));
+    }
+    Ok(domain)
+}
+
+fn secret(raw: &RawSession) -> Result<Secret> {
+    let (key, value) = match (&raw.secret, &raw.secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::at(
+                "session.secret_file",
+                "set together with session.secret; set only one of them",
+            ));
+        }
+        (None, Some(path)) => ("session.secret_file", secret_from_file(path)?),
+        (Some(value), None) => ("session.secret", value.clone()),
+        (None, None) => {
+            return Err(ConfigError::at(
+                "session.secret",
+                format!(
+                    "missing; set it in the config file or AUTHGATE_SESSION__SECRET \
+                     (at least {MIN_SECRET_BYTES} bytes)"
+                ),
+            ));
+        }
+    };
+    if value.len() < MIN_SECRET_BYTES {
+        return Err(ConfigError::at(
+            key,
+            format!(
+                "too short: {} bytes, at least {MIN_SECRET_BYTES} are needed \
+                 (e.g. `openssl rand -base64 48`)",
+                value.len()
+            ),
+        ));
+    }
+    Ok(Secret::new(value))
+}
+
+/// Docker and Kubernetes secrets usually end with a newline that is not
+/// part of the secret.
+fn secret_from_file(path: &str) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        ConfigError::at(
+            "session.secret_file",
+            format!("cannot read {path:?}: {err}"),
+        )
+    })?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn store(raw: &RawStore) -> Result<StoreConfig> {
+    if raw.path.trim().is_empty() {
+        return Err(ConfigError::at("store.path", "must not be empty"));
+    }
+    Ok(StoreConfig {
+        path: PathBuf::from(&raw.path),
+        flush_interval: duration("store.flush_interval", &raw.flush_interval)?,
+    })
+}
+
+/// Only that the file can be read; its contents are the users module's.
+fn users(raw: &RawUsers) -> Result<UsersConfig> {
+    let path = Path::new(&raw.file);
+    let problem = match std::fs::File::open(path).and_then(|f| f.metadata()) {
+        Ok(meta) if meta.is_file() => {
+            return Ok(UsersConfig {
+                file: path.to_owned(),
+            });
+        }
+        Ok(_) => "is not a regular file".to_owned(),
+        Err(err) => format!("cannot be read: {err}"),
+    };
+    Err(ConfigError::at(
+        "users.file",
+        format!(
+            "{:?} {problem} (create it with `authgate user add`)",
+            raw.file
+        ),
+    ))
+}
+
+fn auth(raw: &RawAuth, listen: SocketAddr) -> Result<AuthConfig> {
+    let challenge_timeout = duration("auth.challenge_timeout", &raw.challenge_timeout)?;
+    if challenge_timeout > MAX_CHALLENGE_TIMEOUT {
+        return Err(ConfigError::at(
+            "auth.challenge_timeout",
+            format!(
+                "{:?} is longer than the maximum of 10m",
+                raw.challenge_timeout
+            ),
+        ));
+    }
+    Ok(AuthConfig {
+        second_factor: second_factor(&raw.second_factor, listen)?,
+        challenge_timeout,
+        max_concurrent_hashes: max_concurrent_hashes(raw.max_concurrent_hashes)?,
+    })
+}
+
+fn second_factor(value: &str, listen: SocketAddr) -> Result<SecondFactorMode> {
+    let key = "auth.second_factor";
+    match value {
+        // Refused until a provider exists: accepting it would either lock
+        // every two_factor resource or, worse, be mistaken for protection.
+        "required" => Err(ConfigError::at(
+            key,
+            "no second-factor provider is available in this build yet; \
+             set auth.second_factor = \"off\" for development on a loopback listener",
+        )),
+        "off" if listen.ip().to_canonical().is_loopback() => Ok(SecondFactorMode::Off),
+        "off" => Err(ConfigError::at(
+            key,
+            format!(
+                "\"off\" is a development setting, allowed only when server.listen is a \
+                 loopback address (it is {listen})"
+            ),
+        )),
+        other => Err(ConfigError::at(
+            key,
+            format!("{other:?} is not \"required\" or \"off\""),
+        )),
+    }
+}
+
+/// Argon2 hashing is CPU-bound; one core is left for serving requests.
+fn max_concurrent_hashes(value: Option<usize>) -> Result<usize> {
+    let default = || {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .saturating_sub(1)
+            .max(1)
+    };
+    at_least_one("auth.max_concurrent_hashes", value.unwrap_or_else(default))
+}
+
+fn regulation(raw: &RawRegulation) -> Result<RegulationConfig> {
+    Ok(RegulationConfig {
+        max_failures: at_least_one("regulation.max_failures", raw.max_failures)?,
+        max_failures_per_address: at_least_one(
+            "regulation.max_failures_per_address",
+            raw.max_failures_per_address,
+        )?,
+        window: duration("regulation.window", &raw.window)?,
+        ban: duration("regulation.ban", &raw.ban)?,
+    })
+}
+
+fn access_control(raw: &RawAccessControl) -> Result<AccessControlConfig> {
+    let default_policy = match raw.default_policy.as_str() {
+        "bypass" => Policy::Bypass,
+        "one_factor" => Policy::OneFactor,
+        "two_factor" => Policy::TwoFactor,
+        "deny" => Policy::Deny,
+        other => {
+            return Err(ConfigError::at(
+                "access_control.default_policy",
+                format!("{other:?} is not one of bypass, one_factor, two_factor, deny"),
+            ));
+        }
+    };
+    Ok(AccessControlConfig { default_policy })
+}
+
+fn log(raw: &RawLog) -> Result<LogConfig> {
+    let format = match raw.format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(ConfigError::at(
+                "log.format",
+                format!("{other:?} is not \"text\" or \"json\""),
+            ));
+        }
+    };
+    Ok(LogConfig { format })
+}
+
+/// humantime durations ("30s", "10m", "12h"); zero is refused because no
+/// timeout, interval or ban here means anything at zero.
+fn duration(key: &str, value: &str) -> Result<Duration> {
+    let parsed = humantime::parse_duration(value.trim()).map_err(|err| {
+        ConfigError::at(
+            key,
+            format!("invalid duration {value:?} ({err}); write e.g. \"30s\", \"10m\", \"12h\""),
+        )
+    })?;
+    if parsed.is_zero() {
+        return Err(ConfigError::at(
+            key,
+            format!("{value:?} must be longer than zero"),
+        ));
+    }
+    Ok(parsed)
+}
+
+fn at_least_one<N: PartialOrd + From<u8> + Copy>(key: &str, value: N) -> Result<N> {
+    if value < N::from(1) {
+        return Err(ConfigError::at(key, "must be at least 1, got 0"));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    /// A raw config that validates; each test breaks one thing.
+    fn valid(users: &tempfile::NamedTempFile) -> RawConfig {
+        let mut raw = RawConfig::default();
+        raw.session.secret = Some(SECRET.into());
+        raw.users.file = users.path().to_string_lossy().into_owned();
+        raw.auth.second_factor = "off".into();
+        raw
+    }
+
+    fn users_file() -> tempfile::NamedTempFile {
+        tempfile::NamedTempFile::new().expect("temp users file")
+    }
+
+    /// Breaks the config with `edit` and checks the error names `key` and
+    /// contains `text`.
+    fn refused(edit: impl FnOnce(&mut RawConfig), key: &str, text: &str) {
+        let users = users_file();
+        let mut raw = valid(&users);
+        edit(&mut raw);
+        let err = validate(&raw).expect_err("should be refused");
+        assert_eq!(err.key(), Some(key), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("config error: {key}: ")),
+            "{message}"
+        );
+        assert!(message.contains(text), "{message:?} lacks {text:?}");
+    }
+
+    #[test]
+    fn the_baseline_is_valid() {
+        let users = users_file();
+        let config = validate(&valid(&users)).expect("valid");
+        assert_eq!(config.auth.second_factor, SecondFactorMode::Off);
+        assert_eq!(config.session.secret.expose(), SECRET);
+    }
+
+    #[test]
+    fn secret_is_required_and_long_enough() {
+        refused(|r| r.session.secret = None, "session.secret", "missing");
+        refused(
+            |r| r.session.secret = Some("short".into()),
+            "session.secret",
+            "5 bytes",
+        );
+    }
+
+    #[test]
+    fn secret_file_content_is_length_checked() {
+        let file = users_file();
+        std::fs::write(file.path(), "short\n").unwrap();
+        let path = file.path().to_string_lossy().into_owned();
+        refused(
+            |r| {
+                r.session.secret = None;
+                r.session.secret_file = Some(path);
+            },
+            "session.secret_file",
+            "too short",
+        );
+    }
+
+    #[test]
+    fn durations_are_parsed() {
+        refused(
+            |r| r.session.idle_timeout = "30 minutes please".into(),
+            "session.idle_timeout",
+            "30 minutes please",
+        );
+        refused(
+            |r| r.server.header_read_timeout = "10".into(),
+            "server.header_read_timeout",
+            "\"10\"",
+        );
+        refused(
+            |r| r.store.flush_interval = "0s".into(),
+            "store.flush_interval",
+            "longer than zero",
+        );
+        refused(
+            |r| r.regulation.ban = "soon".into(),
+            "regulation.ban",
+            "soon",
+        );
+        refused(
+            |r| r.upstream.connect_timeout = "x".into(),
+            "upstream.connect_timeout",
+            "\"x\"",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        raw.session.lifetime = "1m".into();
+        let config = validate(&raw).expect("lifetime below idle_timeout is allowed");
+        assert_eq!(config.session.lifetime, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn listen_must_be_a_socket_address() {
+        refused(
+            |r| r.server.listen = "localhost:8080".into(),
+            "server.listen",
+            "localhost:8080",
+        );
+        refused(
+            |r| r.server.listen = "8080".into(),
+            "server.listen",
+            "IP:PORT",
+        );
+    }
+
+    #[test]
+    fn public_url_must_be_absolute_http() {
+        refused(
+            |r| r.server.public_url = "auth.example.com".into(),
+            "server.public_url",
+            "auth.example.com",
+        );
+        refused(
+            |r| r.server.public_url = "ftp://example.com".into(),
+            "server.public_url",
+            "http",
+        );
+        refused(
+            |r| r.server.public_url = "https://example.com/?a=b".into(),
+            "server.public_url",
+            "query",
+        );
+    }
+
+    #[test]
+    fn path_prefix_is_a_plain_path() {
+        refused(
+            |r| r.server.path_prefix = "_authgate".into(),
+            "server.path_prefix",
+            "start with",
+        );
+        refused(
+            |r| r.server.path_prefix = "/".into(),
+            "server.path_prefix",
+            "alone",
+        );
+        refused(
+            |r| r.server.path_prefix = "/a//b".into(),
+            "server.path_prefix",
+            "segments",
+        );
+        refused(
+            |r| r.server.path_prefix = "/a/../b".into(),
+            "server.path_prefix",
+            "segments",
+        );
+        refused(
+            |r| r.server.path_prefix = "/a?b".into(),
+            "server.path_prefix",
+            "'?'",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        raw.server.path_prefix = "/sso/auth/".into();
+        assert_eq!(validate(&raw).unwrap().server.path_prefix, "/sso/auth");
+    }
+
+    #[test]
+    fn upstream_url_must_be_http_with_a_host() {
+        for bad in [
+            "ftp://x",
+            "localhost:3000",
+            "http://",
+            "http://u:p@host",
+            "http://h/app",
+        ] {
+            refused(|r| r.upstream.url = Some(bad.into()), "upstream.url", bad);
+        }
+        let users = users_file();
+        let mut raw = valid(&users);
+        raw.upstream.url = Some("https://[::1]:8443".into());
+        let upstream = validate(&raw).unwrap().upstream.unwrap();
+        assert_eq!(upstream.url.scheme_str(), Some("https"));
+        assert_eq!(upstream.url.authority().unwrap().as_str(), "[::1]:8443");
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_or_addresses() {
+        refused(
+            |r| r.server.trusted_proxies = vec!["10.0.0.0/8".into(), "10.0.0.0/33".into()],
+            "server.trusted_proxies[1]",
+            "10.0.0.0/33",
+        );
+        refused(
+            |r| r.server.trusted_proxies = vec!["proxy".into()],
+            "server.trusted_proxies[0]",
+            "CIDR",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        raw.server.trusted_proxies = vec!["::1".into(), "192.168.1.7/24".into()];
+        let nets = validate(&raw).unwrap().server.trusted_proxies;
+        let nets: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["::1/128", "192.168.1.0/24"]);
+    }
+
+    #[test]
+    fn users_file_must_be_readable() {
+        refused(
+            |r| r.users.file = "/nonexistent/users.toml".into(),
+            "users.file",
+            "/nonexistent/users.toml",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path().to_string_lossy().into_owned();
+        refused(|r| r.users.file = dir, "users.file", "not a regular file");
+    }
+
+    #[test]
+    fn second_factor_rules() {
+        refused(
+            |r| r.auth.second_factor = "sometimes".into(),
+            "auth.second_factor",
+            "sometimes",
+        );
+        refused(
+            |r| r.auth.second_factor = "required".into(),
+            "auth.second_factor",
+            "no second-factor provider is available in this build yet; \
+             set auth.second_factor = \"off\" for development on a loopback listener",
+        );
+        refused(
+            |r| r.server.listen = "0.0.0.0:8080".into(),
+            "auth.second_factor",
+            "loopback",
+        );
+        refused(
+            |r| r.server.listen = "192.168.1.2:8080".into(),
+            "auth.second_factor",
+            "loopback",
+        );
+        let users = users_file();
+        for listen in ["[::1]:8080", "127.0.0.9:80", "[::ffff:127.0.0.1]:80"] {
+            let mut raw = valid(&users);
+            raw.server.listen = listen.into();
+            assert!(validate(&raw).is_ok(), "{listen} is loopback");
+        }
+    }
+
+    #[test]
+    fn auth_limits() {
+        refused(
+            |r| r.auth.challenge_timeout = "11m".into(),
+            "auth.challenge_timeout",
+            "10m",
+        );
+        refused(
+            |r| r.auth.max_concurrent_hashes = Some(0),
+            "auth.max_concurrent_hashes",
+            "at least 1",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        raw.auth.challenge_timeout = "10m".into();
+        assert!(validate(&raw).is_ok());
+    }
+
+    #[test]
+    fn counts_and_enums() {
+        refused(
+            |r| r.regulation.max_failures = 0,
+            "regulation.max_failures",
+            "at least 1",
+        );
+        refused(
+            |r| r.server.max_connections = 0,
+            "server.max_connections",
+            "at least 1",
+        );
+        refused(|r| r.log.format = "xml".into(), "log.format", "xml");
+        refused(
+            |r| r.access_control.default_policy = "allow".into(),
+            "access_control.default_policy",
+            "allow",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        raw.access_control.default_policy = "one_factor".into();
+        assert_eq!(
+            validate(&raw).unwrap().access_control.default_policy,
+            Policy::OneFactor
+        );
+    }
+
+    #[test]
+    fn cookie_settings() {
+        refused(
+            |r| r.session.cookie_name = "my session".into(),
+            "session.cookie_name",
+            "my session",
+        );
+        refused(
+            |r| r.session.cookie_name = "authgate_csrf".into(),
+            "session.cookie_name",
+            "CSRF",
+        );
+        refused(
+            |r| r.session.cookie_domain = Some("exa mple.com".into()),
+            "session.cookie_domain",
+            "exa mple.com",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        raw.session.cookie_domain = Some(".Example.COM".into());
+        assert_eq!(
+            validate(&raw).unwrap().session.cookie_domain.as_deref(),
+            Some("example.com")
+        );
+    }
+}

@@ -1,0 +1,240 @@
+//! The gateway's two cookies. The session cookie holds the session id,
+//! signed with a key derived from `session.secret`. The CSRF cookie
+//! (`authgate_csrf`) holds a random value; the token in forms is an HMAC of
+//! it, so a token is good only with the browser's own cookie.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cookie::{Cookie, CookieJar, Key, SameSite};
+use hmac::{Hmac, Mac};
+use http::HeaderMap;
+use http::header::COOKIE;
+use sha2::Sha256;
+
+use crate::auth::SessionId;
+use crate::config::SessionConfig;
+
+pub const CSRF_COOKIE: &str = "authgate_csrf";
+
+pub struct Cookies {
+    session_name: String,
+    domain: Option<String>,
+    secure: bool,
+    signing: Key,
+    csrf_key: Vec<u8>,
+}
+
+impl Cookies {
+    /// `secure`: the scheme of `server.public_url` is https. The secret is
+    /// at least 32 bytes (checked by config validation).
+    pub fn new(config: &SessionConfig, secure: bool) -> Self {
+        let master = Key::derive_from(config.secret.expose().as_bytes());
+        // Separate keys per purpose, so a CSRF token can never pass as a
+        // cookie signature or the other way round.
+        let csrf_key = hmac_bytes(master.signing(), b"authgate csrf v1").to_vec();
+        Cookies {
+            session_name: config.cookie_name.clone(),
+            domain: config.cookie_domain.clone(),
+            secure,
+            signing: master,
+            csrf_key,
+        }
+    }
+
+    /// Names of the gateway's cookies: never sent upstream, never accepted
+    /// from the upstream.
+    pub fn own_names(&self) -> [&str; 2] {
+        [&self.session_name, CSRF_COOKIE]
+    }
+
+    /// The verified session id from the `Cookie` header, if any.
+    pub fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
+        let raw = find_cookie(headers, &self.session_name)?;
+        let jar = CookieJar::new();
+        let verified = jar
+            .signed(&self.signing)
+            .verify(Cookie::new(self.session_name.clone(), raw))?;
+        SessionId::parse(verified.value())
+    }
+
+    pub fn set_session(&self, id: &SessionId) -> String {
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&self.signing)
+            .add(self.base(self.session_name.clone(), id.as_str().to_owned()));
+        jar.delta()
+            .next()
+            .map(|c| c.to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn clear_session(&self) -> String {
+        let mut cookie = self.base(self.session_name.clone(), String::new());
+        cookie.make_removal();
+        cookie.to_string()
+    }
+
+    /// The CSRF cookie value the browser holds, if it looks like ours.
+    pub fn csrf_cookie(&self, headers: &HeaderMap) -> Option<String> {
+        find_cookie(headers, CSRF_COOKIE).filter(|v| SessionId::parse(v).is_some())
+    }
+
+    /// A fresh CSRF cookie value and its `Set-Cookie` line.
+    pub fn new_csrf_cookie(&self) -> Option<(String, String)> {
+        let value = SessionId::generate().ok()?.as_str().to_owned();
+        let mut cookie = self.base(CSRF_COOKIE.to_owned(), value.clone());
+        cookie.set_same_site(SameSite::Strict);
+        Some((value, cookie.to_string()))
+    }
+
+    pub fn csrf_token(&self, cookie_value: &str) -> String {
+        URL_SAFE_NO_PAD.encode(hmac_bytes(&self.csrf_key, cookie_value.as_bytes()))
+    }
+
+    /// Constant-time check of a submitted token against the cookie.
+    pub fn csrf_valid(&self, cookie_value: &str, token: &str) -> bool {
+        let Ok(submitted) = URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.csrf_key) else {
+            return false;
+        };
+        mac.update(cookie_value.as_bytes());
+        mac.verify_slice(&submitted).is_ok()
+    }
+
+    fn base(&self, name: String, value: String) -> Cookie<'static> {
+        let mut cookie = Cookie::build((name, value))
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .path("/")
+            .secure(self.secure)
+            .build();
+        if let Some(domain) = &self.domain {
+            cookie.set_domain(domain.clone());
+        }
+        cookie
+    }
+}
+
+fn hmac_bytes(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// The first cookie named `name` across every `Cookie` header (HTTP/2
+/// sends one header per cookie).
+fn find_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use http::HeaderValue;
+    use std::time::Duration;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn config(secret: &str, domain: Option<&str>) -> SessionConfig {
+        SessionConfig {
+            cookie_name: "authgate_session".into(),
+            cookie_domain: domain.map(str::to_owned),
+            secret: Secret::new(secret.into()),
+            idle_timeout: Duration::from_secs(1800),
+            lifetime: Duration::from_secs(43200),
+        }
+    }
+
+    fn cookies(secure: bool, domain: Option<&str>) -> Cookies {
+        Cookies::new(&config(SECRET, domain), secure)
+    }
+
+    fn header_from_set_cookie(set_cookie: &str) -> HeaderMap {
+        let pair = set_cookie.split(';').next().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("other=1; {pair}")).unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn session_cookie_round_trips_and_has_every_attribute() {
+        let c = cookies(false, None);
+        let id = SessionId::generate().unwrap();
+        let set = c.set_session(&id);
+        assert!(set.contains("HttpOnly"), "{set}");
+        assert!(set.contains("SameSite=Lax"), "{set}");
+        assert!(set.contains("Path=/"), "{set}");
+        assert!(!set.contains("Secure"), "{set}");
+        assert!(!set.contains("Domain"), "{set}");
+        assert_eq!(c.session_id(&header_from_set_cookie(&set)), Some(id));
+    }
+
+    #[test]
+    fn secure_and_domain_follow_the_config() {
+        let set = cookies(true, Some("example.com")).set_session(&SessionId::generate().unwrap());
+        assert!(set.contains("Secure"), "{set}");
+        assert!(set.contains("Domain=example.com"), "{set}");
+    }
+
+    #[test]
+    fn tampered_or_unsigned_session_cookies_are_ignored() {
+        let c = cookies(false, None);
+        let id = SessionId::generate().unwrap();
+        let mut headers = HeaderMap::new();
+        let raw = format!("authgate_session={}", id.as_str());
+        headers.insert(COOKIE, HeaderValue::from_str(&raw).unwrap());
+        assert_eq!(c.session_id(&headers), None, "unsigned id");
+        let forged = Cookies::new(
+            &config("another secret of at least 32 bytes!!", None),
+            false,
+        )
+        .set_session(&id);
+        assert_eq!(c.session_id(&header_from_set_cookie(&forged)), None);
+        assert!(
+            c.session_id(&header_from_set_cookie(&c.set_session(&id)))
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn csrf_token_binds_to_its_cookie() {
+        let c = cookies(false, None);
+        let (value, set) = c.new_csrf_cookie().unwrap();
+        assert!(
+            set.contains("SameSite=Strict") && set.contains("HttpOnly"),
+            "{set}"
+        );
+        assert_eq!(
+            c.csrf_cookie(&header_from_set_cookie(&set)),
+            Some(value.clone())
+        );
+        let token = c.csrf_token(&value);
+        assert!(c.csrf_valid(&value, &token));
+        let (other, _) = c.new_csrf_cookie().unwrap();
+        assert!(!c.csrf_valid(&other, &token));
+        assert!(!c.csrf_valid(&value, ""));
+        assert!(!c.csrf_valid(&value, "%%%"));
+    }
+
+    #[test]
+    fn clearing_repeats_path_and_expires() {
+        let clear = cookies(false, Some("example.com")).clear_session();
+        assert!(
+            clear.contains("Path=/") && clear.contains("Domain=example.com"),
+            "{clear}"
+        );
+        assert!(clear.contains("Max-Age=0"), "{clear}");
+    }
+}

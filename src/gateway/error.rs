@@ -1,0 +1,144 @@
+//! The one place where a failure becomes a status code, an error code and a
+//! short message. Details stay in the log; the client gets fixed text.
+
+use http::StatusCode;
+
+use crate::auth::AuthError;
+use crate::proxy::ProxyError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("missing or invalid CSRF token")]
+    Csrf,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("rate limited for {retry_after}s")]
+    RateLimited { retry_after: u64 },
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("login required")]
+    LoginRequired,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("upstream unavailable: {0}")]
+    UpstreamUnavailable(String),
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(String),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::Csrf | GatewayError::Forbidden => StatusCode::FORBIDDEN,
+            GatewayError::InvalidCredentials | GatewayError::LoginRequired => {
+                StatusCode::UNAUTHORIZED
+            }
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The stable `error` code of the JSON shape.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::Csrf => "csrf",
+            GatewayError::InvalidCredentials => "invalid_credentials",
+            GatewayError::RateLimited { .. } => "rate_limited",
+            GatewayError::PayloadTooLarge => "payload_too_large",
+            GatewayError::NotFound => "not_found",
+            GatewayError::MethodNotAllowed => "method_not_allowed",
+            GatewayError::LoginRequired => "login_required",
+            GatewayError::Forbidden => "forbidden",
+            GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
+            GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::StoreUnavailable(_) => "store_unavailable",
+        }
+    }
+
+    /// Short text for people; never carries internal detail.
+    pub fn message(&self) -> &'static str {
+        match self {
+            GatewayError::BadRequest(what) => what,
+            GatewayError::Csrf => {
+                "The form expired or did not come from this site. Please try again."
+            }
+            GatewayError::InvalidCredentials => "Invalid email or password.",
+            GatewayError::RateLimited { .. } => {
+                "Too many failed attempts. Please wait and try again later."
+            }
+            GatewayError::PayloadTooLarge => "The request is too large.",
+            GatewayError::NotFound => "Not found.",
+            GatewayError::MethodNotAllowed => "Method not allowed.",
+            GatewayError::LoginRequired => "Please log in.",
+            GatewayError::Forbidden => "You are not allowed to see this page.",
+            GatewayError::UpstreamUnavailable(_) => {
+                "The application behind this gateway is not reachable."
+            }
+            GatewayError::UpstreamTimeout => {
+                "The application behind this gateway did not answer in time."
+            }
+            GatewayError::StoreUnavailable(_) => {
+                "The gateway cannot store sessions right now. Please try again later."
+            }
+        }
+    }
+}
+
+impl From<AuthError> for GatewayError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::InvalidCredentials => GatewayError::InvalidCredentials,
+            AuthError::RateLimited { retry_after } => GatewayError::RateLimited { retry_after },
+            AuthError::PasswordTooLong => GatewayError::BadRequest("The password is too long."),
+            AuthError::Store(e) => GatewayError::StoreUnavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<ProxyError> for GatewayError {
+    fn from(err: ProxyError) -> Self {
+        match err {
+            ProxyError::Timeout => GatewayError::UpstreamTimeout,
+            other => GatewayError::UpstreamUnavailable(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_public_surface() {
+        assert_eq!(GatewayError::Csrf.status(), 403);
+        assert_eq!(GatewayError::InvalidCredentials.status(), 401);
+        assert_eq!(GatewayError::RateLimited { retry_after: 1 }.status(), 429);
+        assert_eq!(GatewayError::PayloadTooLarge.status(), 413);
+        assert_eq!(GatewayError::from(ProxyError::Timeout).status(), 504);
+        assert_eq!(
+            GatewayError::from(ProxyError::Connect("refused".into())).status(),
+            502
+        );
+    }
+
+    #[test]
+    fn messages_never_carry_internal_detail() {
+        let err = GatewayError::UpstreamUnavailable("10.1.2.3:80 refused".into());
+        assert!(!err.message().contains("10.1.2.3"));
+    }
+}

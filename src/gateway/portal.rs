@@ -1,0 +1,266 @@
+//! The portal's handlers: thin glue between HTTP and the auth flow.
+
+use std::collections::HashMap;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::Gateway;
+use super::error::GatewayError;
+use super::request::{self, ConnInfo};
+use super::response::{self, Body, Format};
+use crate::pages::LoginView;
+
+const CSRF_HEADER: &str = "x-csrf-token";
+
+/// A CSRF token for a page, with the `Set-Cookie` when the browser had no
+/// CSRF cookie yet.
+struct CsrfGrant {
+    token: String,
+    set_cookie: Option<String>,
+}
+
+impl Gateway {
+    pub(super) fn login_page(&self, req: &Request<Incoming>, format: Format) -> Response<Body> {
+        let rd = query_param(req, "rd").unwrap_or_default();
+        self.login_form(req, format, StatusCode::OK, &rd, "", None)
+    }
+
+    pub(super) async fn login_submit(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        format: Format,
+    ) -> Response<Body> {
+        let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
+        let (parts, body) = req.into_parts();
+        let req_head = Request::from_parts(parts, ());
+        let form = match request::read_form(req_head.headers(), body, self.max_form_bytes).await {
+            Ok(form) => form,
+            Err(err) => return self.login_failed(&req_head, format, &err, &HashMap::new()),
+        };
+        if let Err(err) = self.check_csrf(&req_head, &form) {
+            return self.login_failed(&req_head, format, &err, &form);
+        }
+        let email = field(&form, "email");
+        let previous = self.cookies.session_id(req_head.headers());
+        let login = self
+            .auth
+            .login(email, field(&form, "password"), client, previous.as_ref())
+            .await;
+        match login {
+            Ok(ok) => {
+                tracing::info!(user = %ok.user.email, client = %client, "login succeeded");
+                let next = self.after_login(ok.level, field(&form, "rd"));
+                let state = level_name(ok.level);
+                let cookie = self.cookies.set_session(&ok.session_id);
+                let response = match format {
+                    Format::Json => {
+                        response::json(StatusCode::OK, &json!({"state": state, "next": next}))
+                    }
+                    Format::Html => response::redirect(StatusCode::SEE_OTHER, &next),
+                };
+                response::with_cookies(response, &[cookie])
+            }
+            Err(err) => {
+                tracing::warn!(user = %email, client = %client, reason = %err, "login failed");
+                self.login_failed(&req_head, format, &err.into(), &form)
+            }
+        }
+    }
+
+    /// Where a fresh login goes: `rd` when the session already reaches it,
+    /// else the second-factor step.
+    fn after_login(&self, level: crate::store::AuthLevel, rd: &str) -> String {
+        let target = self.redirects.safe_target(rd);
+        if self.auth.level_satisfies(level, self.default_policy) {
+            target
+        } else {
+            self.redirects.portal_url("verify", &target)
+        }
+    }
+
+    /// The login form again, with the error's status and message (HTML), or
+    /// the JSON error.
+    fn login_failed<B>(
+        &self,
+        req: &Request<B>,
+        format: Format,
+        err: &GatewayError,
+        form: &HashMap<String, String>,
+    ) -> Response<Body> {
+        if format == Format::Json {
+            return response::error(err, format, &self.pages);
+        }
+        let mut page = self.login_form(
+            req,
+            format,
+            err.status(),
+            field(form, "rd"),
+            field(form, "email"),
+            Some(err.message()),
+        );
+        if let GatewayError::RateLimited { retry_after } = err {
+            page.headers_mut()
+                .insert(http::header::RETRY_AFTER, (*retry_after).into());
+        }
+        page
+    }
+
+    fn login_form<B>(
+        &self,
+        req: &Request<B>,
+        format: Format,
+        status: StatusCode,
+        rd: &str,
+        email: &str,
+        message: Option<&str>,
+    ) -> Response<Body> {
+        let Some(csrf) = self.csrf_grant(req) else {
+            let err = GatewayError::StoreUnavailable("no randomness for a CSRF cookie".into());
+            return response::error(&err, format, &self.pages);
+        };
+        let response = match format {
+            Format::Json => response::json(status, &json!({"csrf": csrf.token})),
+            Format::Html => {
+                let action = format!("{}/login", self.prefix);
+                let view = LoginView {
+                    action: &action,
+                    csrf: &csrf.token,
+                    rd,
+                    email,
+                    message,
+                };
+                response::html(status, self.pages.login(&view))
+            }
+        };
+        response::with_cookies(response, csrf.set_cookie.as_slice())
+    }
+
+    pub(super) fn logout_page(&self, req: &Request<Incoming>, format: Format) -> Response<Body> {
+        let Some(csrf) = self.csrf_grant(req) else {
+            let err = GatewayError::StoreUnavailable("no randomness for a CSRF cookie".into());
+            return response::error(&err, format, &self.pages);
+        };
+        let user = self.current_user(req);
+        let response = match format {
+            Format::Json => {
+                response::json(StatusCode::OK, &json!({"csrf": csrf.token, "user": user}))
+            }
+            Format::Html => {
+                let action = format!("{}/logout", self.prefix);
+                response::html(
+                    StatusCode::OK,
+                    self.pages.logout(&action, &csrf.token, user.as_deref()),
+                )
+            }
+        };
+        response::with_cookies(response, csrf.set_cookie.as_slice())
+    }
+
+    pub(super) async fn logout_submit(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        format: Format,
+    ) -> Result<Response<Body>, GatewayError> {
+        let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
+        let (parts, body) = req.into_parts();
+        let req_head = Request::from_parts(parts, ());
+        let form = request::read_form(req_head.headers(), body, self.max_form_bytes).await?;
+        self.check_csrf(&req_head, &form)?;
+        let id = self.cookies.session_id(req_head.headers());
+        if let Some(user) = id.map(|id| self.auth.logout(&id)).transpose()?.flatten() {
+            tracing::info!(user = %user, client = %client, "logout");
+        }
+        let login = self
+            .redirects
+            .portal_url("login", &self.redirects.safe_target("/"));
+        let response = match format {
+            Format::Json => response::json(
+                StatusCode::OK,
+                &json!({"state": "anonymous", "next": login}),
+            ),
+            Format::Html => response::redirect(StatusCode::SEE_OTHER, &login),
+        };
+        Ok(response::with_cookies(
+            response,
+            &[self.cookies.clear_session()],
+        ))
+    }
+
+    pub(super) fn healthz(&self) -> Response<Body> {
+        if self.sessions.is_healthy() {
+            response::json(StatusCode::OK, &json!({"status": "ok"}))
+        } else {
+            response::json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "store_unavailable"}),
+            )
+        }
+    }
+
+    fn current_user<B>(&self, req: &Request<B>) -> Option<String> {
+        let id = self.cookies.session_id(req.headers())?;
+        match self.auth.check(Some(&id), crate::config::Policy::OneFactor) {
+            crate::auth::Access::Granted(user) => user.map(|u| u.email.clone()),
+            _ => None,
+        }
+    }
+
+    fn csrf_grant<B>(&self, req: &Request<B>) -> Option<CsrfGrant> {
+        if let Some(value) = self.cookies.csrf_cookie(req.headers()) {
+            return Some(CsrfGrant {
+                token: self.cookies.csrf_token(&value),
+                set_cookie: None,
+            });
+        }
+        let (value, set_cookie) = self.cookies.new_csrf_cookie()?;
+        Some(CsrfGrant {
+            token: self.cookies.csrf_token(&value),
+            set_cookie: Some(set_cookie),
+        })
+    }
+
+    /// Every state-changing post carries a token bound to the CSRF cookie,
+    /// in the `csrf` field or (JSON clients) the `X-CSRF-Token` header.
+    fn check_csrf<B>(
+        &self,
+        req: &Request<B>,
+        form: &HashMap<String, String>,
+    ) -> Result<(), GatewayError> {
+        let cookie = self
+            .cookies
+            .csrf_cookie(req.headers())
+            .ok_or(GatewayError::Csrf)?;
+        let token = form
+            .get("csrf")
+            .map(String::as_str)
+            .or_else(|| req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()))
+            .ok_or(GatewayError::Csrf)?;
+        if self.cookies.csrf_valid(&cookie, token) {
+            Ok(())
+        } else {
+            Err(GatewayError::Csrf)
+        }
+    }
+}
+
+fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
+    form.get(name).map_or("", String::as_str)
+}
+
+fn query_param<B>(req: &Request<B>, name: &str) -> Option<String> {
+    let query = req.uri().query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn level_name(level: crate::store::AuthLevel) -> &'static str {
+    match level {
+        crate::store::AuthLevel::OneFactor => "one_factor",
+        crate::store::AuthLevel::TwoFactor => "two_factor",
+    }
+}

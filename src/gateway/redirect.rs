@@ -1,0 +1,121 @@
+//! The `rd` return URL: followed only back to the gateway's own origin,
+//! re-serialized from the parsed URL, never echoed raw.
+
+use url::Url;
+
+pub struct Redirects {
+    /// `server.public_url`, the only origin `rd` may point to.
+    public_url: Url,
+    prefix: String,
+}
+
+impl Redirects {
+    pub fn new(public_url: Url, path_prefix: &str) -> Self {
+        Redirects {
+            public_url,
+            prefix: path_prefix.to_owned(),
+        }
+    }
+
+    /// Where to send the browser after the login: `rd` when it is safe,
+    /// else the root of the public URL.
+    pub fn safe_target(&self, rd: &str) -> String {
+        self.parse_allowed(rd)
+            .unwrap_or_else(|| self.root())
+            .to_string()
+    }
+
+    /// The absolute URL of a path on the public origin, used as `rd` when
+    /// a request through the proxy needs a login.
+    pub fn public(&self, path_and_query: &str) -> String {
+        self.public_url
+            .join(path_and_query)
+            .unwrap_or_else(|_| self.root())
+            .to_string()
+    }
+
+    /// A portal page (`login`, `verify`) with `rd` attached.
+    pub fn portal_url(&self, page: &str, rd: &str) -> String {
+        let mut url = self.root();
+        url.set_path(&format!("{}/{page}", self.prefix));
+        url.query_pairs_mut().append_pair("rd", rd);
+        url.to_string()
+    }
+
+    fn root(&self) -> Url {
+        let mut root = self.public_url.clone();
+        root.set_path("/");
+        root.set_query(None);
+        root.set_fragment(None);
+        root
+    }
+
+    fn parse_allowed(&self, rd: &str) -> Option<Url> {
+        if rd.is_empty() || rd.contains('\\') || rd.chars().any(char::is_control) {
+            return None;
+        }
+        let url = if rd.starts_with('/') && !rd.starts_with("//") {
+            self.public_url.join(rd).ok()?
+        } else {
+            Url::parse(rd).ok()?
+        };
+        let same_origin = matches!(url.scheme(), "http" | "https")
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url.origin() == self.public_url.origin();
+        same_origin.then_some(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redirects() -> Redirects {
+        Redirects::new(
+            Url::parse("https://app.example.com/").unwrap(),
+            "/_authgate",
+        )
+    }
+
+    #[test]
+    fn own_origin_is_followed_and_reserialized() {
+        let r = redirects();
+        assert_eq!(
+            r.safe_target("https://app.example.com/a b?x=1"),
+            "https://app.example.com/a%20b?x=1"
+        );
+        assert_eq!(
+            r.safe_target("/reports?q=1"),
+            "https://app.example.com/reports?q=1"
+        );
+    }
+
+    #[test]
+    fn everything_else_falls_back_to_the_root() {
+        let r = redirects();
+        for rd in [
+            "https://evil.example.net/",
+            "https://app.example.com.evil.net/",
+            "//evil.example.net/",
+            "/\\evil.example.net/",
+            "https://user:pw@app.example.com/",
+            "http://app.example.com/",
+            "https://app.example.com:8443/",
+            "javascript:alert(1)",
+            "https://app.example.com/\nSet-Cookie:x",
+            "",
+        ] {
+            assert_eq!(r.safe_target(rd), "https://app.example.com/", "{rd:?}");
+        }
+    }
+
+    #[test]
+    fn login_url_carries_rd_encoded() {
+        let r = redirects();
+        assert_eq!(
+            r.portal_url("login", "https://app.example.com/a?b=c&d=e"),
+            "https://app.example.com/_authgate/login?rd=https%3A%2F%2Fapp.example.com%2Fa%3Fb%3Dc%26d%3De"
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! authgate: a two-factor authentication gateway. The modules follow the
+//! layers of DESIGN.md, top to bottom: `server` (transport) → `gateway`
+//! (routing) → `auth` (the login state machine) → `store`; `proxy` forwards
+//! confirmed requests, `pages` renders HTML, `config` and `users` load what
+//! the operator wrote.
+
+pub mod auth;
+pub mod config;
+pub mod gateway;
+pub mod logging;
+pub mod pages;
+pub mod proxy;
+pub mod server;
+pub mod store;
+pub mod users;

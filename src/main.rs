@@ -1,0 +1,192 @@
+//! Command line: parses arguments, runs a subcommand, maps errors to exit
+//! codes. Everything below this file returns typed errors; `anyhow` lives
+//! only here.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+use authgate::config::{self, ConfigSource};
+use authgate::users::{User, UsersFile};
+
+#[derive(Parser)]
+#[command(
+    name = "authgate",
+    version,
+    about = "Two-factor authentication gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+#[derive(Args, Clone)]
+struct ConfigArg {
+    /// Config file (TOML). Default: authgate.toml, optional when absent.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn source(&self) -> ConfigSource {
+        match &self.config {
+            Some(path) => ConfigSource::Explicit(path.clone()),
+            None => ConfigSource::Default,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default command).
+    Serve,
+    /// Validate the config and print it with secrets masked.
+    CheckConfig,
+    /// Read a password (stdin or prompt) and print its argon2id hash.
+    HashPassword,
+    /// Edit the users file named by `users.file`.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Ask the running gateway's healthz endpoint; exit 0 when healthy.
+    Healthcheck,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from stdin or prompted for.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long, default_value = "")]
+        country_code: String,
+        #[arg(long, default_value = "")]
+        phone: String,
+        /// Comma-separated group names.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// authy | totp | verify
+        #[arg(long)]
+        second_factor: Option<String>,
+    },
+    /// List users (never their hashes).
+    List,
+    /// Remove a user; their sessions end at their next request.
+    Remove { email: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("authgate: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let source = cli.config.source();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&source),
+        Command::CheckConfig => {
+            let text = config::effective_config_masked(&source)?;
+            print!("{text}");
+            Ok(())
+        }
+        Command::HashPassword => {
+            let password = read_password("Password: ")?;
+            println!("{}", authgate::auth::password::hash_password(&password)?);
+            Ok(())
+        }
+        Command::User(cmd) => user_command(&source, cmd),
+        Command::Healthcheck => healthcheck(&source),
+    }
+}
+
+fn serve(source: &ConfigSource) -> anyhow::Result<()> {
+    let config = config::load(source)?;
+    authgate::logging::init(config.log.format);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(authgate::server::run(config))?;
+    Ok(())
+}
+
+fn user_command(source: &ConfigSource, cmd: UserCommand) -> anyhow::Result<()> {
+    let users_path = config::users_file_path(source)?;
+    let mut file = UsersFile::open_or_empty(&users_path)?;
+    match cmd {
+        UserCommand::Add {
+            email,
+            name,
+            country_code,
+            phone,
+            groups,
+            second_factor,
+        } => {
+            let password = read_password("Password for the new user: ")?;
+            let password = authgate::auth::password::hash_password(&password)?;
+            file.add(User {
+                email,
+                name,
+                country_code,
+                phone,
+                password,
+                groups,
+                second_factor,
+            })?;
+            file.save()?;
+        }
+        UserCommand::List => {
+            for user in file.users() {
+                println!("{}\t{}\t{}", user.email, user.name, user.groups.join(","));
+            }
+        }
+        UserCommand::Remove { email } => {
+            file.remove(&email)?;
+            file.save()?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a password from stdin when it is not a terminal (scripts, tests),
+/// else prompts without echo.
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(prompt).context("reading the password")?
+    } else {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("reading the password from stdin")?;
+        input.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    if password.chars().count() > authgate::auth::password::MAX_PASSWORD_CHARS {
+        bail!(
+            "the password is longer than {} characters",
+            authgate::auth::password::MAX_PASSWORD_CHARS
+        );
+    }
+    Ok(password)
+}
+
+fn healthcheck(source: &ConfigSource) -> anyhow::Result<()> {
+    let config = config::load(source)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let healthy = runtime.block_on(authgate::server::probe_health(&config))?;
+    if !healthy {
+        bail!("the gateway at {} is not healthy", config.server.listen);
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! Periodic work beside the request path: flushing the store (a `kill -9`
+//! loses at most `store.flush_interval`), sweeping expired sessions and
+//! counters, and reloading the users file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::auth::{Authenticator, LiveSessions};
+use crate::config::Config;
+use crate::users::{LiveUsers, watch_users_file};
+
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+const USERS_POLL_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    pub fn stop(self) {
+        for task in self.0 {
+            task.abort();
+        }
+    }
+}
+
+pub fn start(
+    config: &Config,
+    sessions: Arc<LiveSessions>,
+    auth: Arc<Authenticator>,
+    users: Arc<LiveUsers>,
+) -> Tasks {
+    Tasks(vec![
+        tokio::spawn(flush_loop(sessions, config.store.flush_interval)),
+        tokio::spawn(sweep_loop(auth)),
+        watch_users_file(config.users.file.clone(), users, USERS_POLL_EVERY),
+    ])
+}
+
+async fn flush_loop(sessions: Arc<LiveSessions>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let store = sessions.clone();
+        let result = tokio::task::spawn_blocking(move || store.flush()).await;
+        match result {
+            Ok(Ok(())) if failing => {
+                tracing::info!("session store flush works again");
+                failing = false;
+            }
+            Ok(Err(e)) if !failing => {
+                tracing::error!(error = %e, "session store flush failed");
+                failing = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn sweep_loop(auth: Arc<Authenticator>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        let swept = auth.sweep();
+        if swept > 0 {
+            tracing::info!(sessions = swept, "expired sessions removed");
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The users file: parsing and editing it (`file.rs`), and the live
+//! directory the server reads, swapped atomically when the file changes
+//! (`watch.rs`).
+
+mod file;
+mod watch;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+pub use file::{UsersFile, UsersFileError};
+pub use watch::watch_users_file;
+
+/// One `[[user]]` entry of the users file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub email: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub country_code: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub phone: String,
+    /// argon2id PHC string.
+    pub password: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_factor: Option<String>,
+}
+
+/// Looks users up by email; the auth flow depends on this, not on the file.
+pub trait UserDirectory: Send + Sync {
+    /// Case-insensitive lookup by email.
+    fn find(&self, email: &str) -> Option<Arc<User>>;
+}
+
+/// The users currently loaded, replaced as a whole on reload so that a
+/// request never sees half a file.
+#[derive(Default)]
+pub struct LiveUsers {
+    by_email: ArcSwap<HashMap<String, Arc<User>>>,
+}
+
+impl LiveUsers {
+    pub fn new(users: Vec<User>) -> Self {
+        let live = LiveUsers::default();
+        live.replace(users);
+        live
+    }
+
+    pub fn replace(&self, users: Vec<User>) {
+        let map = users
+            .into_iter()
+            .map(|u| (u.email.to_lowercase(), Arc::new(u)))
+            .collect();
+        self.by_email.store(Arc::new(map));
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_email.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl UserDirectory for LiveUsers {
+    fn find(&self, email: &str) -> Option<Arc<User>> {
+        let map = self.by_email.load();
+        match map.get(email) {
+            Some(user) => Some(user.clone()),
+            None => map.get(&email.to_lowercase()).cloned(),
+        }
+    }
+}
