@@ -6,6 +6,8 @@
 
 pub mod auth;
 pub mod config;
+pub mod demo;
+pub mod factor;
 pub mod gateway;
 pub mod logging;
 pub mod pages;

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
+use std::net::SocketAddr;
+
 use authgate::config::{self, ConfigSource};
+use authgate::factor::authy::sandbox::{self, SandboxConfig};
+use authgate::server::shutdown_signal;
 use authgate::users::{User, UsersFile};
 
 #[derive(Parser)]
@@ -54,6 +58,26 @@ enum Command {
     User(UserCommand),
     /// Ask the running gateway's healthz endpoint; exit 0 when healthy.
     Healthcheck,
+    /// Everything on one machine: gateway, Authy sandbox, demo upstream.
+    Demo {
+        /// Where the gateway listens (loopback).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// The Authy sandbox alone (loopback only).
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: SocketAddr,
+        /// The API key clients must send; it also signs callbacks.
+        #[arg(long, default_value = "sandbox-api-key")]
+        api_key: String,
+        /// Where OneTouch callbacks are sent; none: poll only.
+        #[arg(long)]
+        callback_url: Option<String>,
+        /// POST (JSON) or GET (query).
+        #[arg(long, default_value = "POST")]
+        callback_method: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -108,7 +132,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(cmd) => user_command(&source, cmd),
         Command::Healthcheck => healthcheck(&source),
+        Command::Demo { listen } => in_runtime(authgate::demo::run(listen)),
+        Command::Sandbox {
+            listen,
+            api_key,
+            callback_url,
+            callback_method,
+        } => {
+            let mut config = SandboxConfig::new(api_key);
+            config.callback_url = callback_url;
+            config.callback_method = callback_method.parse()?;
+            in_runtime(sandbox::run_until(listen, config, shutdown_signal()))
+        }
     }
+}
+
+/// Runs a long-lived async command with text logs.
+fn in_runtime<E>(work: impl Future<Output = Result<(), E>>) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    authgate::logging::init(authgate::config::LogFormat::Text);
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(work)?;
+    Ok(())
 }
 
 fn serve(source: &ConfigSource) -> anyhow::Result<()> {

@@ -8,8 +8,11 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use dashmap::DashMap;
+
 use crate::config::{Policy, SecondFactorMode};
-use crate::store::{AuthLevel, SessionRecord, StoreError};
+use crate::factor::{PushStatus, SecondFactor};
+use crate::store::{AuthLevel, SessionKey, SessionRecord, StoreError};
 use crate::users::{User, UserDirectory};
 
 use super::clock::Clock;
@@ -28,6 +31,23 @@ pub enum AuthError {
     PasswordTooLong,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("no live session")]
+    LoginRequired,
+    #[error("the session has its second factor already")]
+    AlreadyConfirmed,
+    #[error("the second-factor challenge expired")]
+    ChallengeExpired,
+    #[error("wrong code; {left} tries left")]
+    InvalidCode { left: u32 },
+    #[error("too many wrong codes; the session was ended")]
+    TooManyWrongCodes,
+    #[error("the second-factor provider cannot be reached")]
+    ProviderUnavailable,
+    #[error("the second-factor provider refused: {0}")]
+    ProviderRejected(String),
+    /// A sign-up form the gateway will not take; the text is for the user.
+    #[error("sign-up refused: {0}")]
+    Signup(&'static str),
 }
 
 impl From<Banned> for AuthError {
@@ -38,11 +58,15 @@ impl From<Banned> for AuthError {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AuthSettings {
     pub idle_timeout: u64,
     pub lifetime: u64,
     pub second_factor: SecondFactorMode,
+    /// Seconds a challenge (and its push) lives.
+    pub challenge_timeout: u64,
+    /// The push's message; `{host}` is the host of the page asked for.
+    pub onetouch_message: String,
 }
 
 /// What the per-request check decided.
@@ -50,6 +74,9 @@ pub struct AuthSettings {
 pub enum Access {
     /// Let it through; `Some` carries the identity for the headers.
     Granted(Option<Arc<User>>),
+    /// A push was approved since the last request: the session is now
+    /// `two_factor` under a new id, which the response must set.
+    SteppedUp(Arc<User>, SessionId),
     NeedsLogin,
     NeedsSecondFactor,
     Denied,
@@ -62,32 +89,44 @@ pub struct LoginSuccess {
     pub user: Arc<User>,
 }
 
+/// What the flow runs on: swapped for in-memory stand-ins in tests.
+pub struct AuthDeps {
+    pub sessions: Arc<LiveSessions>,
+    pub users: Arc<dyn UserDirectory>,
+    pub passwords: PasswordChecker,
+    pub regulation: Regulation,
+    pub clock: Arc<dyn Clock>,
+    /// `None`: no provider configured (`auth.second_factor = "off"`).
+    pub provider: Option<Arc<dyn SecondFactor>>,
+}
+
 pub struct Authenticator {
-    sessions: Arc<LiveSessions>,
-    users: Arc<dyn UserDirectory>,
-    passwords: PasswordChecker,
+    pub(super) sessions: Arc<LiveSessions>,
+    pub(super) users: Arc<dyn UserDirectory>,
+    pub(super) passwords: PasswordChecker,
     regulation: Regulation,
-    clock: Arc<dyn Clock>,
-    settings: AuthSettings,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) settings: AuthSettings,
+    pub(super) provider: Option<Arc<dyn SecondFactor>>,
+    /// Push id → the session that asked for it: a push answer finds its
+    /// one session here.
+    pub(super) pending_pushes: DashMap<String, SessionKey>,
 }
 
 impl Authenticator {
-    pub fn new(
-        sessions: Arc<LiveSessions>,
-        users: Arc<dyn UserDirectory>,
-        passwords: PasswordChecker,
-        regulation: Regulation,
-        clock: Arc<dyn Clock>,
-        settings: AuthSettings,
-    ) -> Self {
-        Authenticator {
-            sessions,
-            users,
-            passwords,
-            regulation,
-            clock,
+    pub fn new(deps: AuthDeps, settings: AuthSettings) -> Self {
+        let auth = Authenticator {
+            sessions: deps.sessions,
+            users: deps.users,
+            passwords: deps.passwords,
+            regulation: deps.regulation,
+            clock: deps.clock,
+            provider: deps.provider,
             settings,
-        }
+            pending_pushes: DashMap::new(),
+        };
+        auth.index_pending_pushes();
+        auth
     }
 
     /// anonymous --password ok--> one_factor, under a new session id. The
@@ -138,10 +177,25 @@ impl Authenticator {
         };
         if self.level_satisfies(session.level, policy) {
             self.sessions.touch(&id.key(), self.clock.now());
-            Access::Granted(Some(user))
-        } else {
-            Access::NeedsSecondFactor
+            return Access::Granted(Some(user));
         }
+        let approved = session
+            .challenge
+            .as_ref()
+            .and_then(|c| c.push.as_ref())
+            .is_some_and(|p| p.status == PushStatus::Approved);
+        if approved
+            && let Ok(super::challenge::StatusOutcome::Confirmed(new_id)) = self.push_outcome(&id)
+        {
+            return Access::SteppedUp(user, new_id);
+        }
+        Access::NeedsSecondFactor
+    }
+
+    /// The flow's clock, for the edges that need the time (the webhook's
+    /// replay window).
+    pub fn now(&self) -> u64 {
+        self.clock.now()
     }
 
     /// Whether a session at `level` may reach a resource under `policy`.
@@ -168,7 +222,10 @@ impl Authenticator {
 
     /// The live session behind `id` with its user, or None (and the session
     /// ended) when it timed out or its user left the users file.
-    fn live_session(&self, id: &SessionId) -> Option<(SessionId, Arc<SessionRecord>, Arc<User>)> {
+    pub(super) fn live_session(
+        &self,
+        id: &SessionId,
+    ) -> Option<(SessionId, Arc<SessionRecord>, Arc<User>)> {
         let key = id.key();
         let session = self.sessions.get(&key)?;
         let user = self.users.find(&session.user);
@@ -200,6 +257,7 @@ fn one_factor_session(user: &User, now: u64) -> SessionRecord {
         second_factor_time: None,
         created_at: now,
         last_seen: now,
+        challenge: None,
     }
 }
 
@@ -256,15 +314,18 @@ mod tests {
             idle_timeout: 1800,
             lifetime: 43200,
             second_factor: mode,
+            challenge_timeout: 300,
+            onetouch_message: "Log in to {host}".into(),
         };
-        let auth = Authenticator::new(
+        let deps = AuthDeps {
             sessions,
-            users.clone(),
-            PasswordChecker::new(1).unwrap(),
+            users: users.clone(),
+            passwords: PasswordChecker::new(1).unwrap(),
             regulation,
-            clock.clone(),
-            settings,
-        );
+            clock: clock.clone(),
+            provider: None,
+        };
+        let auth = Authenticator::new(deps, settings);
         Fixture {
             auth,
             clock,

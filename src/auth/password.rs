@@ -75,6 +75,21 @@ impl PasswordChecker {
     }
 }
 
+impl PasswordChecker {
+    /// Hashes a new password (sign-up) under the same bound as `verify`.
+    pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| PasswordError::Hash(e.to_string()))?;
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| PasswordError::Hash(e.to_string()))?
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -90,6 +90,45 @@ impl LiveSessions {
         self.track(self.store.delete(key))
     }
 
+    /// Applies `change` to a copy of the session under the map's entry lock
+    /// and stores it when `change` returns true: a compare-and-swap, so the
+    /// webhook and the poller cannot both confirm one push.
+    pub fn update(
+        &self,
+        key: &SessionKey,
+        change: impl FnOnce(&mut SessionRecord) -> bool,
+    ) -> Result<bool, StoreError> {
+        let Some(mut entry) = self.live.get_mut(key) else {
+            return Ok(false);
+        };
+        let mut record = SessionRecord::clone(&entry);
+        if !change(&mut record) {
+            return Ok(false);
+        }
+        self.track(self.store.put(key, &record))?;
+        *entry = Arc::new(record);
+        Ok(true)
+    }
+
+    /// Removes the session and says whether it was there: of two racing
+    /// callers exactly one gets true.
+    pub fn take(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let was_there = self.live.remove(key).is_some();
+        self.track(self.store.delete(key))?;
+        Ok(was_there)
+    }
+
+    pub fn for_each(&self, mut visit: impl FnMut(&SessionKey, &SessionRecord)) {
+        for entry in self.live.iter() {
+            visit(entry.key(), entry.value());
+        }
+    }
+
+    /// The durable store, for data beside the sessions (provider ids).
+    pub fn store(&self) -> &dyn SessionStore {
+        self.store.as_ref()
+    }
+
     /// Refreshes the idle timer when it is older than a minute.
     pub fn touch(&self, key: &SessionKey, now: u64) {
         let Some(mut entry) = self.live.get_mut(key) else {
@@ -155,6 +194,7 @@ mod tests {
             second_factor_time: None,
             created_at: 100,
             last_seen,
+            challenge: None,
         }
     }
 

@@ -82,6 +82,9 @@ fn render_masked(mut raw: RawConfig) -> String {
     if raw.session.secret.is_some() {
         raw.session.secret = Some(MASK.to_owned());
     }
+    if raw.authy.api_key.is_some() {
+        raw.authy.api_key = Some(MASK.to_owned());
+    }
     toml::to_string(&raw).expect("the raw config is plain tables, strings and numbers")
 }
 
@@ -307,16 +310,15 @@ mod tests {
     }
 
     #[test]
-    fn required_second_factor_is_refused_in_this_build() {
+    fn required_second_factor_needs_a_provider() {
         Jail::expect_with(|jail| {
             minimal(jail)?;
             jail.set_env("AUTHGATE_AUTH__SECOND_FACTOR", "required");
             let err = expect_err(&ConfigSource::Default);
-            assert_key(
-                &err,
-                "auth.second_factor",
-                "no second-factor provider is available",
-            );
+            assert_key(&err, "auth.second_factor", "needs a second-factor provider");
+            jail.set_env("AUTHGATE_AUTHY__API_KEY", "0123456789");
+            let config = load(&ConfigSource::Default).expect("authy makes it valid");
+            assert_eq!(config.authy.expect("authy").api_key.expose(), "0123456789");
             Ok(())
         });
     }
@@ -416,7 +418,7 @@ mod tests {
     #[test]
     fn unknown_toml_keys_are_named() {
         let cases = [
-            ("[authy]\napi_key = \"k\"\n", "authy"),
+            ("[totp]\nissuer = \"k\"\n", "totp"),
             (
                 "[[access_control.rules]]\npolicy = \"bypass\"\n",
                 "access_control.rules",
@@ -459,12 +461,12 @@ mod tests {
         Jail::expect_with(|jail| {
             minimal(jail)?;
             jail.set_env("AUTHGATE_SESION__SECRET", "typo");
-            jail.set_env("AUTHGATE_AUTHY__API_KEY", "123");
+            jail.set_env("AUTHGATE_AUTHY__APIKEY", "123");
             jail.set_env("AUTHGATE_SERVER_LISTEN", "0.0.0.0:1");
             let (_, unknown) = KnownEnv::new().read();
             for name in [
                 "AUTHGATE_SESION__SECRET",
-                "AUTHGATE_AUTHY__API_KEY",
+                "AUTHGATE_AUTHY__APIKEY",
                 "AUTHGATE_SERVER_LISTEN",
             ] {
                 assert!(
@@ -647,6 +649,9 @@ mod tests {
         full.session.secret = Some("s".into());
         full.session.secret_file = Some("f".into());
         full.auth.max_concurrent_hashes = Some(1);
+        full.authy.api_key = Some("k".into());
+        full.authy.api_key_file = Some("f".into());
+        full.authy.callback_url = Some("http://x/cb".into());
         let table = toml::Table::try_from(&full).expect("serializes");
         let mut expected = BTreeSet::new();
         for (section, value) in &table {

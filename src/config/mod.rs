@@ -28,6 +28,33 @@ pub struct Config {
     pub regulation: RegulationConfig,
     pub access_control: AccessControlConfig,
     pub log: LogConfig,
+    /// `[authy]`, on when `authy.api_key` is set.
+    pub authy: Option<AuthyConfig>,
+    pub signup: SignupConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct SignupConfig {
+    pub enabled: bool,
+    /// Lower-case; empty means any domain.
+    pub allowed_email_domains: Vec<String>,
+    /// Given to every sign-up account, so rules and upstreams can tell
+    /// these unverified identities apart.
+    pub groups: Vec<String>,
+    pub min_password_length: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthyConfig {
+    pub api_key: Secret,
+    pub api_url: url::Url,
+    /// The exact URL Authy calls; part of the signed string.
+    pub callback_url: String,
+    /// `{host}` is replaced by the host of the page asked for.
+    pub onetouch_message: String,
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+    pub send_install_link: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -17,6 +17,8 @@ pub struct RawConfig {
     pub regulation: RawRegulation,
     pub access_control: RawAccessControl,
     pub log: RawLog,
+    pub authy: RawAuthy,
+    pub signup: RawSignup,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +143,55 @@ impl Default for RawAuth {
             second_factor: "required".into(),
             challenge_timeout: "5m".into(),
             max_concurrent_hashes: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuthy {
+    pub api_key: Option<String>,
+    pub api_key_file: Option<String>,
+    pub api_url: String,
+    /// Absent: public_url + path_prefix + "/authy/callback".
+    pub callback_url: Option<String>,
+    pub onetouch_message: String,
+    pub poll_interval: String,
+    pub timeout: String,
+    pub send_install_link: bool,
+}
+
+impl Default for RawAuthy {
+    fn default() -> Self {
+        RawAuthy {
+            api_key: None,
+            api_key_file: None,
+            api_url: "https://api.authy.com".into(),
+            callback_url: None,
+            onetouch_message: "Log in to {host}".into(),
+            poll_interval: "2s".into(),
+            timeout: "5s".into(),
+            send_install_link: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSignup {
+    pub enabled: bool,
+    pub allowed_email_domains: Vec<String>,
+    pub groups: Vec<String>,
+    pub min_password_length: usize,
+}
+
+impl Default for RawSignup {
+    fn default() -> Self {
+        RawSignup {
+            enabled: false,
+            allowed_email_domains: Vec::new(),
+            groups: vec!["signup".into()],
+            min_password_length: 10,
         }
     }
 }

@@ -9,13 +9,13 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::raw::{
-    RawAccessControl, RawAuth, RawConfig, RawLog, RawRegulation, RawServer, RawSession, RawStore,
-    RawUpstream, RawUsers,
+    RawAccessControl, RawAuth, RawAuthy, RawConfig, RawLog, RawRegulation, RawServer, RawSession,
+    RawSignup, RawStore, RawUpstream, RawUsers,
 };
 use super::{
-    AccessControlConfig, AuthConfig, Config, ConfigError, LogConfig, LogFormat, Policy,
-    RegulationConfig, SecondFactorMode, Secret, ServerConfig, SessionConfig, StoreConfig,
-    UpstreamConfig, UsersConfig,
+    AccessControlConfig, AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat,
+    Policy, RegulationConfig, SecondFactorMode, Secret, ServerConfig, SessionConfig, SignupConfig,
+    StoreConfig, UpstreamConfig, UsersConfig,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -28,12 +28,15 @@ const CSRF_COOKIE: &str = "authgate_csrf";
 
 pub(super) fn validate(raw: &RawConfig) -> Result<Config> {
     let server = server(&raw.server)?;
+    let authy = authy(&raw.authy, &server)?;
     Ok(Config {
         upstream: upstream(&raw.upstream)?,
         session: session(&raw.session)?,
         store: store(&raw.store)?,
         users: users(&raw.users)?,
-        auth: auth(&raw.auth, server.listen)?,
+        auth: auth(&raw.auth, server.listen, authy.is_some())?,
+        signup: signup(&raw.signup, authy.is_some())?,
+        authy,
         regulation: regulation(&raw.regulation)?,
         access_control: access_control(&raw.access_control)?,
         log: log(&raw.log)?,
@@ -276,6 +279,93 @@ fn secret_from_file(path: &str) -> Result<String> {
     Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// `[authy]` is on when an API key is set.
+fn authy(raw: &RawAuthy, server: &ServerConfig) -> Result<Option<AuthyConfig>> {
+    let Some(api_key) = secret_value(
+        ("authy.api_key", raw.api_key.as_deref()),
+        ("authy.api_key_file", raw.api_key_file.as_deref()),
+    )?
+    else {
+        return Ok(None);
+    };
+    let api_url = http_url("authy.api_url", &raw.api_url)?;
+    let loopback = api_url.host().is_some_and(|h| match h {
+        url::Host::Domain(d) => d == "localhost",
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    });
+    if api_url.scheme() != "https" && !loopback {
+        return Err(ConfigError::at(
+            "authy.api_url",
+            format!(
+                "{:?} must be https unless its host is a loopback address",
+                raw.api_url
+            ),
+        ));
+    }
+    let callback_url = match &raw.callback_url {
+        Some(url) => http_url("authy.callback_url", url)?.to_string(),
+        None => format!(
+            "{}{}/authy/callback",
+            server.public_url.as_str().trim_end_matches('/'),
+            server.path_prefix
+        ),
+    };
+    Ok(Some(AuthyConfig {
+        api_key: Secret::new(api_key),
+        api_url,
+        callback_url,
+        onetouch_message: raw.onetouch_message.clone(),
+        poll_interval: duration("authy.poll_interval", &raw.poll_interval)?,
+        timeout: duration("authy.timeout", &raw.timeout)?,
+        send_install_link: raw.send_install_link,
+    }))
+}
+
+fn signup(raw: &RawSignup, has_authy: bool) -> Result<SignupConfig> {
+    if raw.enabled && !has_authy {
+        return Err(ConfigError::at(
+            "signup.enabled",
+            "sign-up registers users with Authy: set authy.api_key too",
+        ));
+    }
+    if raw.min_password_length < 8 || raw.min_password_length > 128 {
+        return Err(ConfigError::at(
+            "signup.min_password_length",
+            format!("{} is not between 8 and 128", raw.min_password_length),
+        ));
+    }
+    let domains = raw.allowed_email_domains.iter();
+    Ok(SignupConfig {
+        enabled: raw.enabled,
+        allowed_email_domains: domains
+            .map(|d| d.trim().trim_start_matches('@').to_lowercase())
+            .collect(),
+        groups: raw.groups.clone(),
+        min_password_length: raw.min_password_length,
+    })
+}
+
+/// A secret given directly or as `X_file`; never both.
+fn secret_value(
+    (key, value): (&str, Option<&str>),
+    (file_key, file): (&str, Option<&str>),
+) -> Result<Option<String>> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(ConfigError::at(
+            file_key,
+            format!("set together with {key}; set only one of them"),
+        )),
+        (Some(value), None) if !value.is_empty() => Ok(Some(value.to_owned())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|err| ConfigError::at(file_key, format!("cannot read {path:?}: {err}")))?;
+            Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
+        }
+        _ => Ok(None),
+    }
+}
+
 fn store(raw: &RawStore) -> Result<StoreConfig> {
     if raw.path.trim().is_empty() {
         return Err(ConfigError::at("store.path", "must not be empty"));
@@ -307,7 +397,7 @@ fn users(raw: &RawUsers) -> Result<UsersConfig> {
     ))
 }
 
-fn auth(raw: &RawAuth, listen: SocketAddr) -> Result<AuthConfig> {
+fn auth(raw: &RawAuth, listen: SocketAddr, has_provider: bool) -> Result<AuthConfig> {
     let challenge_timeout = duration("auth.challenge_timeout", &raw.challenge_timeout)?;
     if challenge_timeout > MAX_CHALLENGE_TIMEOUT {
         return Err(ConfigError::at(
@@ -319,21 +409,22 @@ fn auth(raw: &RawAuth, listen: SocketAddr) -> Result<AuthConfig> {
         ));
     }
     Ok(AuthConfig {
-        second_factor: second_factor(&raw.second_factor, listen)?,
+        second_factor: second_factor(&raw.second_factor, listen, has_provider)?,
         challenge_timeout,
         max_concurrent_hashes: max_concurrent_hashes(raw.max_concurrent_hashes)?,
     })
 }
 
-fn second_factor(value: &str, listen: SocketAddr) -> Result<SecondFactorMode> {
+fn second_factor(value: &str, listen: SocketAddr, has_provider: bool) -> Result<SecondFactorMode> {
     let key = "auth.second_factor";
     match value {
-        // Refused until a provider exists: accepting it would either lock
-        // every two_factor resource or, worse, be mistaken for protection.
+        "required" if has_provider => Ok(SecondFactorMode::Required),
+        // Without a provider every two_factor resource would be locked.
         "required" => Err(ConfigError::at(
             key,
-            "no second-factor provider is available in this build yet; \
-             set auth.second_factor = \"off\" for development on a loopback listener",
+            "\"required\" needs a second-factor provider: set authy.api_key (or \
+             authy.api_key_file); or set auth.second_factor = \"off\" for development \
+             on a loopback listener",
         )),
         "off" if listen.ip().to_canonical().is_loopback() => Ok(SecondFactorMode::Off),
         "off" => Err(ConfigError::at(
@@ -657,8 +748,7 @@ mod tests {
         refused(
             |r| r.auth.second_factor = "required".into(),
             "auth.second_factor",
-            "no second-factor provider is available in this build yet; \
-             set auth.second_factor = \"off\" for development on a loopback listener",
+            "needs a second-factor provider: set authy.api_key",
         );
         refused(
             |r| r.server.listen = "0.0.0.0:8080".into(),
@@ -671,6 +761,14 @@ mod tests {
             "loopback",
         );
         let users = users_file();
+        let mut raw = valid(&users);
+        raw.auth.second_factor = "required".into();
+        raw.server.listen = "0.0.0.0:8080".into();
+        raw.authy.api_key = Some("k".into());
+        assert_eq!(
+            validate(&raw).unwrap().auth.second_factor,
+            SecondFactorMode::Required
+        );
         for listen in ["[::1]:8080", "127.0.0.9:80", "[::ffff:127.0.0.1]:80"] {
             let mut raw = valid(&users);
             raw.server.listen = listen.into();
@@ -721,6 +819,65 @@ mod tests {
             validate(&raw).unwrap().access_control.default_policy,
             Policy::OneFactor
         );
+    }
+
+    #[test]
+    fn authy_settings() {
+        let users = users_file();
+        let mut raw = valid(&users);
+        assert!(validate(&raw).unwrap().authy.is_none(), "off without a key");
+        raw.authy.api_key = Some("key".into());
+        let authy = validate(&raw).unwrap().authy.unwrap();
+        assert_eq!(
+            authy.callback_url,
+            "http://127.0.0.1:8080/_authgate/authy/callback"
+        );
+        assert_eq!(authy.poll_interval, Duration::from_secs(2));
+        refused(
+            |r| {
+                r.authy.api_key = Some("key".into());
+                r.authy.api_url = "http://authy.example.com".into();
+            },
+            "authy.api_url",
+            "must be https",
+        );
+        refused(
+            |r| {
+                r.authy.api_key = Some("key".into());
+                r.authy.api_key_file = Some("/nonexistent".into());
+            },
+            "authy.api_key_file",
+            "only one",
+        );
+        refused(
+            |r| r.authy.api_key_file = Some("/nonexistent/key".into()),
+            "authy.api_key_file",
+            "cannot read",
+        );
+        raw.authy.api_url = "http://127.0.0.1:9000".into();
+        raw.authy.callback_url = Some("https://auth.example.com/cb".into());
+        let authy = validate(&raw).unwrap().authy.unwrap();
+        assert_eq!(authy.callback_url, "https://auth.example.com/cb");
+    }
+
+    #[test]
+    fn signup_needs_authy_and_a_sane_minimum() {
+        refused(
+            |r| r.signup.enabled = true,
+            "signup.enabled",
+            "authy.api_key",
+        );
+        refused(
+            |r| r.signup.min_password_length = 4,
+            "signup.min_password_length",
+            "between 8 and 128",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        raw.signup.allowed_email_domains = vec!["@Example.COM".into()];
+        let signup = validate(&raw).unwrap().signup;
+        assert_eq!(signup.allowed_email_domains, vec!["example.com".to_owned()]);
+        assert_eq!(signup.groups, vec!["signup".to_owned()]);
     }
 
     #[test]

@@ -32,6 +32,18 @@ pub enum GatewayError {
     UpstreamTimeout,
     #[error("store unavailable: {0}")]
     StoreUnavailable(String),
+    #[error("wrong code, {left} tries left")]
+    InvalidCode { left: u32 },
+    #[error("too many wrong codes")]
+    TooManyWrongCodes,
+    #[error("challenge expired")]
+    ChallengeExpired,
+    #[error("second-factor provider unavailable")]
+    ProviderUnavailable,
+    #[error("second-factor provider refused: {0}")]
+    ProviderRejected(String),
+    #[error("invalid webhook signature")]
+    BadSignature,
 }
 
 impl GatewayError {
@@ -48,7 +60,14 @@ impl GatewayError {
             GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::StoreUnavailable(_) | GatewayError::ProviderUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatewayError::InvalidCode { .. }
+            | GatewayError::TooManyWrongCodes
+            | GatewayError::ChallengeExpired
+            | GatewayError::BadSignature => StatusCode::UNAUTHORIZED,
+            GatewayError::ProviderRejected(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -67,6 +86,13 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::StoreUnavailable(_) => "store_unavailable",
+            GatewayError::InvalidCode { .. } => "invalid_code",
+            GatewayError::TooManyWrongCodes => "too_many_attempts",
+            GatewayError::ChallengeExpired => "challenge_expired",
+            GatewayError::ProviderUnavailable | GatewayError::ProviderRejected(_) => {
+                "provider_unavailable"
+            }
+            GatewayError::BadSignature => "invalid_signature",
         }
     }
 
@@ -95,6 +121,14 @@ impl GatewayError {
             GatewayError::StoreUnavailable(_) => {
                 "The gateway cannot store sessions right now. Please try again later."
             }
+            GatewayError::InvalidCode { .. } => "Wrong code. Please try again.",
+            GatewayError::TooManyWrongCodes => "Too many wrong codes. Please log in again.",
+            GatewayError::ChallengeExpired => "The verification expired. Please start again.",
+            GatewayError::ProviderUnavailable => {
+                "The second-factor service cannot be reached right now. Please try again, or use a code."
+            }
+            GatewayError::ProviderRejected(_) => "The second-factor service refused the request.",
+            GatewayError::BadSignature => "Invalid signature.",
         }
     }
 }
@@ -106,6 +140,14 @@ impl From<AuthError> for GatewayError {
             AuthError::RateLimited { retry_after } => GatewayError::RateLimited { retry_after },
             AuthError::PasswordTooLong => GatewayError::BadRequest("The password is too long."),
             AuthError::Store(e) => GatewayError::StoreUnavailable(e.to_string()),
+            AuthError::LoginRequired => GatewayError::LoginRequired,
+            AuthError::AlreadyConfirmed => GatewayError::BadRequest("Already confirmed."),
+            AuthError::ChallengeExpired => GatewayError::ChallengeExpired,
+            AuthError::InvalidCode { left } => GatewayError::InvalidCode { left },
+            AuthError::TooManyWrongCodes => GatewayError::TooManyWrongCodes,
+            AuthError::ProviderUnavailable => GatewayError::ProviderUnavailable,
+            AuthError::ProviderRejected(e) => GatewayError::ProviderRejected(e),
+            AuthError::Signup(why) => GatewayError::BadRequest(why),
         }
     }
 }

@@ -9,6 +9,8 @@ pub mod redirect;
 pub mod request;
 pub mod response;
 mod route;
+mod second_factor;
+mod signup;
 
 use std::sync::Arc;
 
@@ -17,7 +19,8 @@ use hyper::body::Incoming;
 use ipnet::IpNet;
 
 use crate::auth::{Access, Authenticator, LiveSessions};
-use crate::config::{Config, Policy};
+use crate::config::{Config, Policy, SignupConfig};
+use crate::factor::authy::webhook::WebhookVerifier;
 use crate::pages::Pages;
 use crate::proxy::{ForwardContext, Upstream};
 
@@ -35,6 +38,8 @@ pub struct Gateway {
     redirects: Redirects,
     pages: Pages,
     upstream: Option<Upstream>,
+    webhook: Option<WebhookVerifier>,
+    signup: SignupConfig,
     prefix: String,
     trusted_proxies: Vec<IpNet>,
     max_form_bytes: usize,
@@ -57,6 +62,11 @@ impl Gateway {
             redirects: Redirects::new(public_url, &config.server.path_prefix),
             pages: Pages::new(),
             upstream,
+            webhook: config
+                .authy
+                .as_ref()
+                .map(|a| WebhookVerifier::new(a.api_key.clone(), &a.callback_url)),
+            signup: config.signup.clone(),
             prefix: config.server.path_prefix.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             max_form_bytes: config.server.max_form_bytes,
@@ -74,6 +84,14 @@ impl Gateway {
             (Route::Login, Method::POST) => Ok(self.login_submit(req, conn, format).await),
             (Route::Logout, Method::GET) => Ok(self.logout_page(&req, format)),
             (Route::Logout, Method::POST) => self.logout_submit(req, conn, format).await,
+            (Route::Verify, Method::GET) => self.verify_page(&req, conn, format).await,
+            (Route::Verify, Method::POST) => self.verify_submit(req, conn, format).await,
+            (Route::Resend, Method::POST) => self.resend_submit(req, format).await,
+            (Route::Status, Method::GET) => Ok(self.status(&req)),
+            (Route::AuthyCallback, Method::GET | Method::POST) => self.authy_callback(req).await,
+            (Route::Signup, _) if !self.signup.enabled => Err(GatewayError::NotFound),
+            (Route::Signup, Method::GET) => Ok(self.signup_page(&req, format)),
+            (Route::Signup, Method::POST) => Ok(self.signup_submit(req, conn, format).await),
             (Route::Healthz, Method::GET | Method::HEAD) => Ok(self.healthz()),
             (Route::Proxy, _) => self.proxy(req, conn).await,
             (Route::NotFound, _) => Err(GatewayError::NotFound),
@@ -95,8 +113,13 @@ impl Gateway {
         conn: ConnInfo,
     ) -> Result<Response<Body>, GatewayError> {
         let session = self.cookies.session_id(req.headers());
+        let mut new_cookie = None;
         let identity = match self.auth.check(session.as_ref(), self.default_policy) {
             Access::Granted(identity) => identity,
+            Access::SteppedUp(user, new_id) => {
+                new_cookie = Some(self.cookies.set_session(&new_id));
+                Some(user)
+            }
             Access::Denied => return Err(GatewayError::Forbidden),
             Access::NeedsLogin => return Ok(self.needs_login(&req, "login")),
             Access::NeedsSecondFactor => return Ok(self.needs_login(&req, "verify")),
@@ -110,7 +133,8 @@ impl Gateway {
             identity: identity.as_deref(),
             own_cookies: self.cookies.own_names(),
         };
-        Ok(upstream.forward(req, &ctx).await?)
+        let response = upstream.forward(req, &ctx).await?;
+        Ok(response::with_cookies(response, new_cookie.as_slice()))
     }
 
     /// DESIGN.md's "needs login" answer: a redirect to the portal page

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::Gateway;
 use super::error::GatewayError;
-use super::request::{self, ConnInfo};
+use super::request::{self, ConnInfo, field, query_param};
 use super::response::{self, Body, Format};
 use crate::pages::LoginView;
 
@@ -16,9 +16,9 @@ const CSRF_HEADER: &str = "x-csrf-token";
 
 /// A CSRF token for a page, with the `Set-Cookie` when the browser had no
 /// CSRF cookie yet.
-struct CsrfGrant {
-    token: String,
-    set_cookie: Option<String>,
+pub(super) struct CsrfGrant {
+    pub(super) token: String,
+    pub(super) set_cookie: Option<String>,
 }
 
 impl Gateway {
@@ -209,7 +209,7 @@ impl Gateway {
         }
     }
 
-    fn csrf_grant<B>(&self, req: &Request<B>) -> Option<CsrfGrant> {
+    pub(super) fn csrf_grant<B>(&self, req: &Request<B>) -> Option<CsrfGrant> {
         if let Some(value) = self.cookies.csrf_cookie(req.headers()) {
             return Some(CsrfGrant {
                 token: self.cookies.csrf_token(&value),
@@ -225,7 +225,7 @@ impl Gateway {
 
     /// Every state-changing post carries a token bound to the CSRF cookie,
     /// in the `csrf` field or (JSON clients) the `X-CSRF-Token` header.
-    fn check_csrf<B>(
+    pub(super) fn check_csrf<B>(
         &self,
         req: &Request<B>,
         form: &HashMap<String, String>,
@@ -245,17 +245,6 @@ impl Gateway {
             Err(GatewayError::Csrf)
         }
     }
-}
-
-fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
-    form.get(name).map_or("", String::as_str)
-}
-
-fn query_param<B>(req: &Request<B>, name: &str) -> Option<String> {
-    let query = req.uri().query()?;
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 fn level_name(level: crate::store::AuthLevel) -> &'static str {

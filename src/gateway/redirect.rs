@@ -42,6 +42,18 @@ impl Redirects {
         url.to_string()
     }
 
+    /// The host (with a non-default port) of a URL, for the push message;
+    /// the public host when `url` has none.
+    pub fn host_of(&self, url: &str) -> String {
+        let parsed = Url::parse(url).ok();
+        let url = parsed.as_ref().unwrap_or(&self.public_url);
+        match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => String::new(),
+        }
+    }
+
     fn root(&self) -> Url {
         let mut root = self.public_url.clone();
         root.set_path("/");

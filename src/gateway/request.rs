@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http_body_util::{BodyExt, Limited};
@@ -74,13 +75,12 @@ pub fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> 
         .unwrap_or(peer_ip)
 }
 
-/// The posted fields, from a urlencoded or a JSON body of at most `limit`
-/// bytes (413 beyond).
-pub async fn read_form(
+/// A whole body of at most `limit` bytes (413 beyond).
+pub async fn read_bytes(
     headers: &HeaderMap,
     body: Incoming,
     limit: usize,
-) -> Result<HashMap<String, String>, GatewayError> {
+) -> Result<Bytes, GatewayError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -88,11 +88,21 @@ pub async fn read_form(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(GatewayError::PayloadTooLarge);
     }
-    let bytes = Limited::new(body, limit)
+    Ok(Limited::new(body, limit)
         .collect()
         .await
         .map_err(|_| GatewayError::PayloadTooLarge)?
-        .to_bytes();
+        .to_bytes())
+}
+
+/// The posted fields, from a urlencoded or a JSON body of at most `limit`
+/// bytes (413 beyond).
+pub async fn read_form(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+) -> Result<HashMap<String, String>, GatewayError> {
+    let bytes = read_bytes(headers, body, limit).await?;
     let is_json = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -103,6 +113,18 @@ pub async fn read_form(
         serde_urlencoded::from_bytes(&bytes).ok()
     };
     fields.ok_or(GatewayError::BadRequest("The form could not be read."))
+}
+
+/// A posted field, empty when absent.
+pub fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> &'a str {
+    form.get(name).map_or("", String::as_str)
+}
+
+pub fn query_param<B>(req: &http::Request<B>, name: &str) -> Option<String> {
+    let query = req.uri().query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 #[cfg(test)]

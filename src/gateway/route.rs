@@ -4,6 +4,11 @@
 pub enum Route {
     Login,
     Logout,
+    Verify,
+    Resend,
+    Status,
+    AuthyCallback,
+    Signup,
     Healthz,
     /// Under the prefix but not a page of ours: never forwarded upstream.
     NotFound,
@@ -17,6 +22,11 @@ pub fn route(path: &str, prefix: &str, has_upstream: bool) -> Route {
     match rest {
         "/login" => Route::Login,
         "/logout" => Route::Logout,
+        "/verify" => Route::Verify,
+        "/resend" => Route::Resend,
+        "/status" => Route::Status,
+        "/authy/callback" => Route::AuthyCallback,
+        "/signup" => Route::Signup,
         "/healthz" => Route::Healthz,
         "" => Route::NotFound,
         _ if rest.starts_with('/') => Route::NotFound,

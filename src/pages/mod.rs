@@ -7,6 +7,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("logout.html", include_str!("templates/logout.html")),
+    ("verify.html", include_str!("templates/verify.html")),
+    ("signup.html", include_str!("templates/signup.html")),
     ("error.html", include_str!("templates/error.html")),
 ];
 
@@ -16,6 +18,26 @@ pub struct LoginView<'a> {
     pub csrf: &'a str,
     pub rd: &'a str,
     pub email: &'a str,
+    pub message: Option<&'a str>,
+}
+
+/// What the second-factor page shows.
+pub struct VerifyView<'a> {
+    pub prefix: &'a str,
+    pub csrf: &'a str,
+    pub rd: &'a str,
+    /// `pending`, `approved`, `denied`, `expired`, or None without a push.
+    pub push: Option<&'a str>,
+    pub push_failed: bool,
+    pub message: Option<&'a str>,
+}
+
+/// What the sign-up form shows again after an error (never the password).
+pub struct SignupView<'a> {
+    pub prefix: &'a str,
+    pub csrf: &'a str,
+    pub fields: &'a std::collections::HashMap<String, String>,
+    pub min_password: usize,
     pub message: Option<&'a str>,
 }
 
@@ -42,6 +64,45 @@ impl Pages {
                 csrf => view.csrf,
                 rd => view.rd,
                 email => view.email,
+                message => view.message,
+            },
+        )
+    }
+
+    pub fn verify(&self, view: &VerifyView<'_>) -> String {
+        let action = format!("{}/verify", view.prefix);
+        let rd_query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("rd", view.rd)
+            .finish();
+        self.render(
+            "verify.html",
+            context! {
+                continue_url => format!("{action}?{rd_query}"),
+                action,
+                resend_action => format!("{}/resend", view.prefix),
+                status_url => format!("{}/status", view.prefix),
+                csrf => view.csrf,
+                rd => view.rd,
+                push => view.push,
+                push_failed => view.push_failed,
+                message => view.message,
+            },
+        )
+    }
+
+    pub fn signup(&self, view: &SignupView<'_>) -> String {
+        let field = |name: &str| view.fields.get(name).map_or("", String::as_str);
+        self.render(
+            "signup.html",
+            context! {
+                action => format!("{}/signup", view.prefix),
+                login_url => format!("{}/login", view.prefix),
+                csrf => view.csrf,
+                name => field("name"),
+                email => field("email"),
+                country_code => field("country_code"),
+                phone => field("phone"),
+                min_password => view.min_password,
                 message => view.message,
             },
         )
@@ -102,5 +163,19 @@ mod tests {
                 .contains("a@x")
         );
         assert!(pages.error(502, "Upstream down").contains("502"));
+        let verify = pages.verify(&VerifyView {
+            prefix: "/_authgate",
+            csrf: "t",
+            rd: "http://x/a?b=1&c=<2>",
+            push: Some("pending"),
+            push_failed: false,
+            message: None,
+        });
+        assert!(verify.contains("I approved it, continue"), "{verify}");
+        assert!(
+            verify.contains("verify?rd=http%3A%2F%2Fx%2Fa%3Fb%3D1%26c%3D%3C2%3E"),
+            "{verify}"
+        );
+        assert!(!verify.contains("<2>"), "{verify}");
     }
 }

@@ -30,11 +30,29 @@ pub fn start(
     auth: Arc<Authenticator>,
     users: Arc<LiveUsers>,
 ) -> Tasks {
-    Tasks(vec![
+    let mut tasks = vec![
         tokio::spawn(flush_loop(sessions, config.store.flush_interval)),
-        tokio::spawn(sweep_loop(auth)),
+        tokio::spawn(sweep_loop(auth.clone())),
         watch_users_file(config.users.file.clone(), users, USERS_POLL_EVERY),
-    ])
+    ];
+    if let Some(authy) = &config.authy {
+        tasks.push(tokio::spawn(push_poll_loop(auth, authy.poll_interval)));
+    }
+    Tasks(tasks)
+}
+
+/// Server-side polling of pending pushes (`authy.poll_interval`): the push
+/// works without any callback reaching the gateway.
+async fn push_poll_loop(auth: Arc<Authenticator>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let moved = auth.poll_pushes().await;
+        if moved > 0 {
+            tracing::info!(pushes = moved, "push answers found by polling");
+        }
+    }
 }
 
 async fn flush_loop(sessions: Arc<LiveSessions>, every: Duration) {

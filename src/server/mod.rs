@@ -9,14 +9,18 @@ use std::sync::Arc;
 
 use crate::auth::password::{PasswordChecker, PasswordError};
 use crate::auth::regulation::Regulation;
-use crate::auth::{AuthSettings, Authenticator, LiveSessions, SystemClock};
+use crate::auth::{AuthDeps, AuthSettings, Authenticator, LiveSessions, SystemClock};
 use crate::config::Config;
+use crate::factor::SecondFactor;
+use crate::factor::authy::client::AuthyClient;
+use crate::factor::authy::provider::AuthyFactor;
 use crate::gateway::Gateway;
 use crate::proxy::{ProxyError, Upstream};
+use crate::store::SessionStore;
 use crate::store::{SledStore, StoreError};
-use crate::users::{LiveUsers, UsersFile, UsersFileError};
+use crate::users::{Directory, LiveUsers, UsersFile, UsersFileError};
 
-pub use listener::serve;
+pub use listener::{serve, shutdown_signal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -30,6 +34,8 @@ pub enum ServerError {
     Password(#[from] PasswordError),
     #[error("server.listen {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
+    #[error("authy: {0}")]
+    Provider(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -72,10 +78,12 @@ type Parts = (
 
 async fn build(config: &Config) -> Result<Parts, ServerError> {
     let store = Arc::new(SledStore::open(&config.store.path)?);
+    let signed_up = store.signup_users()?;
     let sessions = Arc::new(LiveSessions::load(store)?);
     let users = Arc::new(LiveUsers::new(
         UsersFile::load(&config.users.file)?.into_users(),
     ));
+    let directory = Arc::new(Directory::new(users.clone(), signed_up));
     let upstream = config.upstream.as_ref().map(Upstream::new).transpose()?;
     let hashes = config.auth.max_concurrent_hashes;
     let passwords = tokio::task::spawn_blocking(move || PasswordChecker::new(hashes))
@@ -85,17 +93,36 @@ async fn build(config: &Config) -> Result<Parts, ServerError> {
         idle_timeout: config.session.idle_timeout.as_secs(),
         lifetime: config.session.lifetime.as_secs(),
         second_factor: config.auth.second_factor,
+        challenge_timeout: config.auth.challenge_timeout.as_secs(),
+        onetouch_message: config
+            .authy
+            .as_ref()
+            .map_or_else(String::new, |a| a.onetouch_message.clone()),
     };
-    let auth = Arc::new(Authenticator::new(
-        sessions.clone(),
-        users.clone(),
+    let deps = AuthDeps {
+        sessions: sessions.clone(),
+        users: directory,
         passwords,
-        Regulation::new(&config.regulation),
-        Arc::new(SystemClock),
-        settings,
-    ));
+        regulation: Regulation::new(&config.regulation),
+        clock: Arc::new(SystemClock),
+        provider: second_factor(config)?,
+    };
+    let auth = Arc::new(Authenticator::new(deps, settings));
     let gateway = Gateway::new(config, auth.clone(), sessions.clone(), upstream);
     Ok((gateway, sessions, auth, users))
+}
+
+fn second_factor(config: &Config) -> Result<Option<Arc<dyn SecondFactor>>, ServerError> {
+    let Some(authy) = &config.authy else {
+        return Ok(None);
+    };
+    let key = authy.api_key.expose().to_owned();
+    let client = AuthyClient::new(authy.api_url.as_str(), key, authy.timeout)
+        .map_err(|e| ServerError::Provider(e.to_string()))?;
+    Ok(Some(Arc::new(AuthyFactor::new(
+        client,
+        authy.send_install_link,
+    ))))
 }
 
 /// `authgate healthcheck`: GET healthz on the configured listener.

@@ -8,8 +8,10 @@ mod record;
 mod sled;
 
 pub use memory::MemoryStore;
-pub use record::{AuthLevel, SessionKey, SessionRecord};
+pub use record::{AuthLevel, Challenge, Push, SessionKey, SessionRecord};
 pub use sled::SledStore;
+
+use crate::users::User;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,4 +31,21 @@ pub trait SessionStore: Send + Sync {
     fn load_all(&self) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError>;
     /// Makes every write so far survive a crash.
     fn flush(&self) -> Result<(), StoreError>;
+    /// The cached provider id of a user (`method` `authy`: the Authy id).
+    fn factor_subject(&self, method: &str, email: &str) -> Result<Option<String>, StoreError>;
+    fn set_factor_subject(
+        &self,
+        method: &str,
+        email: &str,
+        subject: &str,
+    ) -> Result<(), StoreError>;
+    /// Users who signed up themselves (they live beside the users file).
+    fn signup_users(&self) -> Result<Vec<User>, StoreError>;
+    /// Stores a sign-up user unless the email is taken; true when stored.
+    fn insert_signup_user(&self, user: &User) -> Result<bool, StoreError>;
+}
+
+/// The key of a cached provider id: method and lower-cased email.
+fn subject_key(method: &str, email: &str) -> String {
+    format!("{method}\0{}", email.to_lowercase())
 }

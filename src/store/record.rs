@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::factor::PushStatus;
+
 /// How far a session has come in the login flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,4 +27,28 @@ pub struct SessionRecord {
     pub created_at: u64,
     /// Refreshed at most about once a minute, see `LiveSessions::touch`.
     pub last_seen: u64,
+    /// The pending second factor of a `one_factor` session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<Challenge>,
+}
+
+/// A second-factor challenge; it belongs to exactly one session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    /// The provider's method name (`authy`).
+    pub method: String,
+    /// The provider's id for the user (the Authy id).
+    pub subject: String,
+    pub push: Option<Push>,
+    /// True when the push could not be sent (provider down).
+    pub push_failed: bool,
+    pub wrong_codes: u32,
+    pub expires_at: u64,
+    pub last_code_sent: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Push {
+    pub id: String,
+    pub status: PushStatus,
 }

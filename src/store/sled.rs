@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use super::{SessionKey, SessionRecord, SessionStore, StoreError};
+use super::{SessionKey, SessionRecord, SessionStore, StoreError, subject_key};
+use crate::users::User;
 
 /// sled's page cache; the request path reads memory, not sled, so a small
 /// cache is enough (DESIGN.md "Measured").
@@ -13,6 +14,8 @@ const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct SledStore {
     db: sled::Db,
     sessions: sled::Tree,
+    subjects: sled::Tree,
+    signups: sled::Tree,
 }
 
 impl SledStore {
@@ -26,10 +29,20 @@ impl SledStore {
             .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|e| open_error(e.to_string()))?;
-        let sessions = db
-            .open_tree("sessions")
-            .map_err(|e| open_error(e.to_string()))?;
-        Ok(SledStore { db, sessions })
+        Self::with_trees(db).map_err(|e| open_error(e.to_string()))
+    }
+
+    fn with_trees(db: sled::Db) -> Result<Self, StoreError> {
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| StoreError::Read(e.to_string()))
+        };
+        Ok(SledStore {
+            sessions: tree("sessions")?,
+            subjects: tree("factor_subjects")?,
+            signups: tree("signup_users")?,
+            db,
+        })
     }
 
     /// A throw-away database for tests.
@@ -38,10 +51,7 @@ impl SledStore {
             .temporary(true)
             .open()
             .map_err(|e| StoreError::Write(e.to_string()))?;
-        let sessions = db
-            .open_tree("sessions")
-            .map_err(|e| StoreError::Write(e.to_string()))?;
-        Ok(SledStore { db, sessions })
+        Self::with_trees(db)
     }
 }
 
@@ -83,6 +93,48 @@ impl SessionStore for SledStore {
             .map(|_| ())
             .map_err(|e| StoreError::Write(e.to_string()))
     }
+
+    fn factor_subject(&self, method: &str, email: &str) -> Result<Option<String>, StoreError> {
+        let value = self
+            .subjects
+            .get(subject_key(method, email))
+            .map_err(|e| StoreError::Read(e.to_string()))?;
+        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn set_factor_subject(
+        &self,
+        method: &str,
+        email: &str,
+        subject: &str,
+    ) -> Result<(), StoreError> {
+        self.subjects
+            .insert(subject_key(method, email), subject.as_bytes())
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+        Ok(())
+    }
+
+    fn signup_users(&self) -> Result<Vec<User>, StoreError> {
+        let mut users = Vec::new();
+        for entry in self.signups.iter() {
+            let (_, value) = entry.map_err(|e| StoreError::Read(e.to_string()))?;
+            let user =
+                serde_json::from_slice(&value).map_err(|e| StoreError::Read(e.to_string()))?;
+            users.push(user);
+        }
+        Ok(users)
+    }
+
+    /// Compare-and-swap from "absent": two sign-ups of one email race safely.
+    fn insert_signup_user(&self, user: &User) -> Result<bool, StoreError> {
+        let value = serde_json::to_vec(user).map_err(|e| StoreError::Write(e.to_string()))?;
+        let key = user.email.to_lowercase();
+        let swapped = self
+            .signups
+            .compare_and_swap(key, None as Option<&[u8]>, Some(value))
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+        Ok(swapped.is_ok())
+    }
 }
 
 #[cfg(test)]
@@ -98,7 +150,20 @@ mod tests {
             second_factor_time: None,
             created_at: 10,
             last_seen: 10,
+            challenge: None,
         }
+    }
+
+    /// sled's flusher thread lets go of the file lock shortly after the
+    /// last handle is dropped.
+    fn reopen(path: &Path) -> SledStore {
+        for _ in 0..100 {
+            if let Ok(store) = SledStore::open(path) {
+                return store;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("the database stayed locked");
     }
 
     #[test]
@@ -114,11 +179,32 @@ mod tests {
             store.delete(&SessionKey([8; 32])).unwrap();
             store.flush().unwrap();
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = reopen(dir.path());
         assert_eq!(
             store.load_all().unwrap(),
             vec![(key, record("a@example.com"))]
         );
+    }
+
+    #[test]
+    fn factor_subjects_are_cached_per_method_and_email() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store
+                .set_factor_subject("authy", "A@example.com", "1001")
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let store = reopen(dir.path());
+        assert_eq!(
+            store
+                .factor_subject("authy", "a@example.com")
+                .unwrap()
+                .as_deref(),
+            Some("1001")
+        );
+        assert_eq!(store.factor_subject("totp", "a@example.com").unwrap(), None);
     }
 
     #[test]

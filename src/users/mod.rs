@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 pub use file::{UsersFile, UsersFileError};
@@ -37,6 +38,47 @@ pub struct User {
 pub trait UserDirectory: Send + Sync {
     /// Case-insensitive lookup by email.
     fn find(&self, email: &str) -> Option<Arc<User>>;
+    /// Adds a sign-up user (kept beside the users file); false when the
+    /// directory takes none.
+    fn add_signed_up(&self, _user: User) -> bool {
+        false
+    }
+}
+
+/// The users file plus the sign-up users from the store. The users file
+/// wins when both have an email.
+pub struct Directory {
+    file: Arc<LiveUsers>,
+    signed_up: DashMap<String, Arc<User>>,
+}
+
+impl Directory {
+    pub fn new(file: Arc<LiveUsers>, signed_up: Vec<User>) -> Self {
+        let directory = Directory {
+            file,
+            signed_up: DashMap::new(),
+        };
+        for user in signed_up {
+            directory.add_signed_up(user);
+        }
+        directory
+    }
+}
+
+impl UserDirectory for Directory {
+    fn find(&self, email: &str) -> Option<Arc<User>> {
+        self.file.find(email).or_else(|| {
+            self.signed_up
+                .get(&email.to_lowercase())
+                .map(|u| u.value().clone())
+        })
+    }
+
+    fn add_signed_up(&self, user: User) -> bool {
+        self.signed_up
+            .insert(user.email.to_lowercase(), Arc::new(user));
+        true
+    }
 }
 
 /// The users currently loaded, replaced as a whole on reload so that a

@@ -1,0 +1,746 @@
+//! The second step of the state machine:
+//!
+//! ```text
+//! one_factor --two_factor resource asked--> one_factor + challenge
+//! challenge  --push approved (webhook or poll)--> two_factor (new id on the next request)
+//! challenge  --valid code--> two_factor (new id)
+//! challenge  --push denied / expired--> code form offered
+//! challenge  --5 wrong codes--> anonymous (session deleted)
+//! ```
+//!
+//! A challenge lives inside exactly one session; a push answer confirms
+//! that session only, and the move to `two_factor` happens once.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::factor::{CodeCheck, FactorError, FactorUser, PushRequest, PushStatus, SecondFactor};
+use crate::store::{AuthLevel, Challenge, Push, SessionKey, SessionRecord};
+use crate::users::User;
+
+use super::flow::{AuthError, Authenticator};
+use super::session::SessionId;
+
+/// Wrong codes that end the pending session.
+pub const MAX_WRONG_CODES: u32 = 5;
+/// The shortest gap between two "resend code" requests of one session.
+pub const RESEND_EVERY_SECS: u64 = 30;
+
+/// What the page needs to show about the challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeView {
+    pub method: String,
+    pub push: Option<PushStatus>,
+    pub push_failed: bool,
+    pub wrong_codes_left: u32,
+}
+
+/// Where the browser asked from, for the push's message and details.
+pub struct Requester<'a> {
+    pub host: &'a str,
+    pub client: IpAddr,
+}
+
+/// The answer to the browser's `status` poll.
+#[derive(Debug)]
+pub enum StatusOutcome {
+    /// `none`, `pending`, `denied` or `expired`.
+    Waiting(Option<PushStatus>),
+    /// The push was approved: the session is now `two_factor` under this id.
+    Confirmed(SessionId),
+}
+
+impl Authenticator {
+    /// one_factor --a two_factor resource is asked for--> challenge. Keeps a
+    /// live challenge; a push that cannot be sent still leaves the code path.
+    pub async fn begin_challenge(
+        &self,
+        id: &SessionId,
+        requester: &Requester<'_>,
+    ) -> Result<ChallengeView, AuthError> {
+        let (session, user) = self.pending_session(id)?;
+        let now = self.clock.now();
+        if let Some(challenge) = session.challenge.as_ref().filter(|c| c.expires_at > now) {
+            return Ok(view(challenge, now));
+        }
+        let provider = self.provider()?;
+        let subject = self.subject(provider, &user).await?;
+        let seconds = self.settings.challenge_timeout;
+        let push = provider
+            .start_push(&subject, &self.push_request(&user, requester, now))
+            .await;
+        let challenge = Challenge {
+            method: provider.method().to_owned(),
+            subject,
+            push_failed: push.is_err(),
+            push: push.ok().flatten().map(|id| Push {
+                id,
+                status: PushStatus::Pending,
+            }),
+            wrong_codes: 0,
+            expires_at: now + seconds,
+            last_code_sent: None,
+        };
+        let shown = view(&challenge, now);
+        let pushed = challenge.push.as_ref().map(|p| p.id.clone());
+        self.sessions.update(&id.key(), |s| {
+            s.challenge = Some(challenge);
+            true
+        })?;
+        if let Some(push_id) = pushed {
+            self.pending_pushes.insert(push_id, id.key());
+        }
+        Ok(shown)
+    }
+
+    /// A push's answer from the webhook or the poller. Applies only to a
+    /// pending push this gateway created for that subject, once.
+    pub fn record_push_answer(
+        &self,
+        push_id: &str,
+        subject: Option<&str>,
+        status: PushStatus,
+    ) -> bool {
+        if status == PushStatus::Pending {
+            return false;
+        }
+        let Some(key) = self.pending_pushes.get(push_id).map(|k| *k) else {
+            return false;
+        };
+        let applied = self.sessions.update(&key, |s| {
+            let Some(challenge) = s.challenge.as_mut() else {
+                return false;
+            };
+            let matches = subject.is_none_or(|sub| sub == challenge.subject);
+            match challenge.push.as_mut() {
+                Some(push)
+                    if matches && push.id == push_id && push.status == PushStatus::Pending =>
+                {
+                    push.status = status;
+                    true
+                }
+                _ => false,
+            }
+        });
+        self.pending_pushes.remove(push_id);
+        matches!(applied, Ok(true))
+    }
+
+    /// Asks the provider about every push still waiting, so a push works
+    /// when the provider cannot reach our webhook. Returns how many moved.
+    pub async fn poll_pushes(&self) -> usize {
+        let Some(provider) = self.provider.as_deref() else {
+            return 0;
+        };
+        let waiting: Vec<String> = self
+            .pending_pushes
+            .iter()
+            .map(|e| e.key().clone())
+            .collect();
+        let mut moved = 0;
+        for push_id in waiting {
+            match provider.push_status(&push_id).await {
+                Ok(status) => moved += usize::from(self.record_push_answer(&push_id, None, status)),
+                Err(err) => tracing::debug!(error = %err, "push status poll failed"),
+            }
+        }
+        moved
+    }
+
+    /// The browser's poll: the push's state, and the step up to
+    /// `two_factor` (new id) once it is approved.
+    pub fn push_outcome(&self, id: &SessionId) -> Result<StatusOutcome, AuthError> {
+        let (session, _) = self.pending_session(id)?;
+        let now = self.clock.now();
+        let Some(challenge) = session.challenge.as_ref() else {
+            return Ok(StatusOutcome::Waiting(None));
+        };
+        match challenge.push.as_ref().map(|p| p.status) {
+            Some(PushStatus::Approved) => Ok(StatusOutcome::Confirmed(self.step_up(id, &session)?)),
+            Some(PushStatus::Pending) if challenge.expires_at <= now => {
+                Ok(StatusOutcome::Waiting(Some(PushStatus::Expired)))
+            }
+            status => Ok(StatusOutcome::Waiting(status)),
+        }
+    }
+
+    /// challenge --valid code--> two_factor under a new id; a wrong code is
+    /// counted, and the fifth ends the session.
+    pub async fn verify_code(&self, id: &SessionId, code: &str) -> Result<SessionId, AuthError> {
+        let (session, _) = self.pending_session(id)?;
+        let challenge = self.live_challenge(&session)?;
+        let check = self
+            .provider()?
+            .check_code(&challenge.subject, code.trim())
+            .await;
+        match check.map_err(provider_error)? {
+            CodeCheck::Valid => self.step_up(id, &session),
+            CodeCheck::Invalid => Err(self.count_wrong_code(id)?),
+        }
+    }
+
+    /// Sends a new code, at most once per 30 s per session.
+    pub async fn resend_code(&self, id: &SessionId) -> Result<(), AuthError> {
+        let (session, _) = self.pending_session(id)?;
+        let challenge = self.live_challenge(&session)?;
+        let now = self.clock.now();
+        if let Some(last) = challenge.last_code_sent {
+            let next = last + RESEND_EVERY_SECS;
+            if next > now {
+                return Err(AuthError::RateLimited {
+                    retry_after: next - now,
+                });
+            }
+        }
+        self.provider()?
+            .send_code(&challenge.subject)
+            .await
+            .map_err(provider_error)?;
+        self.sessions
+            .update(&id.key(), |s| match s.challenge.as_mut() {
+                Some(c) => {
+                    c.last_code_sent = Some(now);
+                    true
+                }
+                None => false,
+            })?;
+        Ok(())
+    }
+
+    /// The session behind `id` while it still needs its second factor.
+    fn pending_session(
+        &self,
+        id: &SessionId,
+    ) -> Result<(Arc<SessionRecord>, Arc<User>), AuthError> {
+        let (_, session, user) = self.live_session(id).ok_or(AuthError::LoginRequired)?;
+        if session.level >= AuthLevel::TwoFactor {
+            return Err(AuthError::AlreadyConfirmed);
+        }
+        Ok((session, user))
+    }
+
+    fn live_challenge<'a>(&self, session: &'a SessionRecord) -> Result<&'a Challenge, AuthError> {
+        session
+            .challenge
+            .as_ref()
+            .filter(|c| c.expires_at > self.clock.now())
+            .ok_or(AuthError::ChallengeExpired)
+    }
+
+    fn count_wrong_code(&self, id: &SessionId) -> Result<AuthError, AuthError> {
+        let mut left = 0;
+        self.sessions
+            .update(&id.key(), |s| match s.challenge.as_mut() {
+                Some(c) => {
+                    c.wrong_codes += 1;
+                    left = MAX_WRONG_CODES.saturating_sub(c.wrong_codes);
+                    true
+                }
+                None => false,
+            })?;
+        if left == 0 {
+            self.sessions.remove(&id.key())?;
+            return Ok(AuthError::TooManyWrongCodes);
+        }
+        Ok(AuthError::InvalidCode { left })
+    }
+
+    /// challenge --> two_factor: a new id, the old one ends now. Removing
+    /// the old session first makes the step happen once even when two
+    /// requests race.
+    fn step_up(&self, id: &SessionId, session: &SessionRecord) -> Result<SessionId, AuthError> {
+        if !self.sessions.take(&id.key())? {
+            return Err(AuthError::LoginRequired);
+        }
+        let now = self.clock.now();
+        let new_id = SessionId::generate()?;
+        let record = SessionRecord {
+            level: AuthLevel::TwoFactor,
+            second_factor_time: Some(now),
+            last_seen: now,
+            challenge: None,
+            ..session.clone()
+        };
+        self.sessions.insert(new_id.key(), record)?;
+        Ok(new_id)
+    }
+
+    async fn subject(&self, provider: &dyn SecondFactor, user: &User) -> Result<String, AuthError> {
+        let method = provider.method();
+        if let Some(subject) = self.sessions.store().factor_subject(method, &user.email)? {
+            return Ok(subject);
+        }
+        let factor_user = FactorUser {
+            email: &user.email,
+            country_code: &user.country_code,
+            phone: &user.phone,
+        };
+        let subject = provider
+            .enroll(&factor_user)
+            .await
+            .map_err(provider_error)?;
+        self.sessions
+            .store()
+            .set_factor_subject(method, &user.email, &subject)?;
+        Ok(subject)
+    }
+
+    fn push_request(&self, user: &User, requester: &Requester<'_>, now: u64) -> PushRequest {
+        let host = requester.host;
+        let details = BTreeMap::from([
+            ("User".to_owned(), user.email.clone()),
+            ("Site".to_owned(), host.to_owned()),
+            ("From".to_owned(), requester.client.to_string()),
+            ("Time".to_owned(), format_utc(now)),
+        ]);
+        PushRequest {
+            message: self.settings.onetouch_message.replace("{host}", host),
+            details,
+            hidden_details: BTreeMap::from([("ip".to_owned(), requester.client.to_string())]),
+            seconds_to_expire: self.settings.challenge_timeout,
+        }
+    }
+
+    fn provider(&self) -> Result<&dyn SecondFactor, AuthError> {
+        self.provider
+            .as_deref()
+            .ok_or(AuthError::ProviderUnavailable)
+    }
+
+    /// Rebuilds the index of pending pushes after a restart.
+    pub(super) fn index_pending_pushes(&self) {
+        self.sessions
+            .for_each(|key: &SessionKey, s: &SessionRecord| {
+                let pending = s.challenge.as_ref().and_then(|c| c.push.as_ref());
+                if let Some(push) = pending.filter(|p| p.status == PushStatus::Pending) {
+                    self.pending_pushes.insert(push.id.clone(), *key);
+                }
+            });
+    }
+}
+
+fn view(challenge: &Challenge, now: u64) -> ChallengeView {
+    let expired = challenge.expires_at <= now;
+    let push = challenge.push.as_ref().map(|p| match p.status {
+        PushStatus::Pending if expired => PushStatus::Expired,
+        status => status,
+    });
+    ChallengeView {
+        method: challenge.method.clone(),
+        push,
+        push_failed: challenge.push_failed,
+        wrong_codes_left: MAX_WRONG_CODES.saturating_sub(challenge.wrong_codes),
+    }
+}
+
+impl Authenticator {
+    /// The challenge of a session for the verify page, if it has one.
+    pub fn challenge_view(&self, id: &SessionId) -> Option<ChallengeView> {
+        let (session, _) = self.pending_session(id).ok()?;
+        session
+            .challenge
+            .as_ref()
+            .map(|c| view(c, self.clock.now()))
+    }
+}
+
+pub(super) fn provider_error(err: FactorError) -> AuthError {
+    match err {
+        FactorError::Unavailable(detail) => {
+            tracing::warn!(error = %detail, "second-factor provider unavailable");
+            AuthError::ProviderUnavailable
+        }
+        FactorError::Rejected(detail) => AuthError::ProviderRejected(detail),
+    }
+}
+
+/// `2026-11-25 21:50 UTC`, for the push's details.
+fn format_utc(unix: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    let text = humantime::format_rfc3339_seconds(time).to_string();
+    text.replace('T', " ").trim_end_matches('Z').to_owned() + " UTC"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Access;
+    use crate::auth::clock::testing::ManualClock;
+    use crate::auth::flow::{AuthDeps, AuthSettings};
+    use crate::auth::password::{PasswordChecker, hash_password};
+    use crate::auth::regulation::Regulation;
+    use crate::auth::session::LiveSessions;
+    use crate::config::{Policy, RegulationConfig, SecondFactorMode};
+    use crate::factor::{FactorError, FactorUser};
+    use crate::store::{MemoryStore, SessionStore};
+    use crate::users::LiveUsers;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::time::Duration;
+
+    /// A provider that records what it was asked and answers as told.
+    #[derive(Default)]
+    struct FakeFactor {
+        enrolled: AtomicU32,
+        pushes: AtomicU32,
+        codes_sent: AtomicU32,
+        down: AtomicBool,
+        push_answer: Mutex<Option<PushStatus>>,
+        last_push: Mutex<Option<(String, PushRequest)>>,
+    }
+
+    impl FakeFactor {
+        fn fail_if_down(&self) -> Result<(), FactorError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(FactorError::Unavailable("down".into()));
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl SecondFactor for FakeFactor {
+        fn method(&self) -> &'static str {
+            "authy"
+        }
+        async fn enroll(&self, _user: &FactorUser<'_>) -> Result<String, FactorError> {
+            self.fail_if_down()?;
+            self.enrolled.fetch_add(1, Ordering::SeqCst);
+            Ok("1001".into())
+        }
+        async fn start_push(
+            &self,
+            subject: &str,
+            request: &PushRequest,
+        ) -> Result<Option<String>, FactorError> {
+            self.fail_if_down()?;
+            let n = self.pushes.fetch_add(1, Ordering::SeqCst);
+            let copy = PushRequest {
+                message: request.message.clone(),
+                details: request.details.clone(),
+                hidden_details: request.hidden_details.clone(),
+                seconds_to_expire: request.seconds_to_expire,
+            };
+            *self.last_push.lock().unwrap() = Some((subject.to_owned(), copy));
+            Ok(Some(format!("push-{n}")))
+        }
+        async fn push_status(&self, _push_id: &str) -> Result<PushStatus, FactorError> {
+            self.fail_if_down()?;
+            Ok(self
+                .push_answer
+                .lock()
+                .unwrap()
+                .unwrap_or(PushStatus::Pending))
+        }
+        async fn send_code(&self, _subject: &str) -> Result<(), FactorError> {
+            self.fail_if_down()?;
+            self.codes_sent.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn check_code(&self, _subject: &str, code: &str) -> Result<CodeCheck, FactorError> {
+            self.fail_if_down()?;
+            Ok(if code == "1234567" {
+                CodeCheck::Valid
+            } else {
+                CodeCheck::Invalid
+            })
+        }
+    }
+
+    struct Fixture {
+        auth: Authenticator,
+        factor: Arc<FakeFactor>,
+        clock: Arc<ManualClock>,
+        store: Arc<MemoryStore>,
+    }
+
+    fn fixture() -> Fixture {
+        let clock = Arc::new(ManualClock::at(1_000_000));
+        let user = User {
+            email: "alice@example.com".into(),
+            name: "Alice".into(),
+            country_code: "1".into(),
+            phone: "5551234567".into(),
+            password: hash_password("pw").unwrap(),
+            groups: vec![],
+            second_factor: None,
+        };
+        let store = Arc::new(MemoryStore::default());
+        let factor = Arc::new(FakeFactor::default());
+        let deps = AuthDeps {
+            sessions: Arc::new(LiveSessions::load(store.clone()).unwrap()),
+            users: Arc::new(LiveUsers::new(vec![user])),
+            passwords: PasswordChecker::new(1).unwrap(),
+            regulation: Regulation::new(&RegulationConfig {
+                max_failures: 5,
+                max_failures_per_address: 50,
+                window: Duration::from_secs(600),
+                ban: Duration::from_secs(900),
+            }),
+            clock: clock.clone(),
+            provider: Some(factor.clone()),
+        };
+        let settings = AuthSettings {
+            idle_timeout: 1800,
+            lifetime: 43200,
+            second_factor: SecondFactorMode::Required,
+            challenge_timeout: 300,
+            onetouch_message: "Log in to {host}".into(),
+        };
+        Fixture {
+            auth: Authenticator::new(deps, settings),
+            factor,
+            clock,
+            store,
+        }
+    }
+
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 5));
+
+    fn requester() -> Requester<'static> {
+        Requester {
+            host: "app.example.com",
+            client: CLIENT,
+        }
+    }
+
+    async fn login(f: &Fixture) -> SessionId {
+        f.auth
+            .login("alice@example.com", "pw", CLIENT, None)
+            .await
+            .unwrap()
+            .session_id
+    }
+
+    async fn challenged(f: &Fixture) -> SessionId {
+        let id = login(f).await;
+        f.auth.begin_challenge(&id, &requester()).await.unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn a_challenge_sends_one_push_with_host_details_and_timeout() {
+        let f = fixture();
+        let id = login(&f).await;
+        let view = f.auth.begin_challenge(&id, &requester()).await.unwrap();
+        assert_eq!(view.push, Some(PushStatus::Pending));
+        f.auth.begin_challenge(&id, &requester()).await.unwrap();
+        assert_eq!(
+            f.factor.pushes.load(Ordering::SeqCst),
+            1,
+            "a live challenge is kept"
+        );
+        let (subject, push) = f.factor.last_push.lock().unwrap().take().unwrap();
+        assert_eq!(subject, "1001");
+        assert_eq!(push.message, "Log in to app.example.com");
+        assert_eq!(push.seconds_to_expire, 300);
+        assert_eq!(push.details["User"], "alice@example.com");
+        assert_eq!(push.details["From"], "192.0.2.5");
+        assert_eq!(
+            f.store
+                .factor_subject("authy", "alice@example.com")
+                .unwrap()
+                .as_deref(),
+            Some("1001")
+        );
+        let second = login(&f).await;
+        f.auth.begin_challenge(&second, &requester()).await.unwrap();
+        assert_eq!(
+            f.factor.enrolled.load(Ordering::SeqCst),
+            1,
+            "the Authy id is cached"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_approved_push_steps_up_once_under_a_new_id() {
+        let f = fixture();
+        let id = challenged(&f).await;
+        assert!(matches!(
+            f.auth.push_outcome(&id).unwrap(),
+            StatusOutcome::Waiting(Some(PushStatus::Pending))
+        ));
+        assert!(
+            f.auth
+                .record_push_answer("push-0", Some("1001"), PushStatus::Approved)
+        );
+        assert!(
+            !f.auth
+                .record_push_answer("push-0", Some("1001"), PushStatus::Denied),
+            "once"
+        );
+        let StatusOutcome::Confirmed(new_id) = f.auth.push_outcome(&id).unwrap() else {
+            panic!("approved push must confirm");
+        };
+        assert_ne!(new_id, id);
+        assert!(matches!(
+            f.auth.check(Some(&new_id), Policy::TwoFactor),
+            Access::Granted(Some(_))
+        ));
+        assert!(
+            matches!(
+                f.auth.check(Some(&id), Policy::OneFactor),
+                Access::NeedsLogin
+            ),
+            "old id ends"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_push_answer_confirms_only_its_own_session() {
+        let f = fixture();
+        let first = challenged(&f).await;
+        let second = challenged(&f).await;
+        assert!(
+            !f.auth
+                .record_push_answer("push-0", Some("9999"), PushStatus::Approved),
+            "wrong authy id"
+        );
+        assert!(
+            !f.auth
+                .record_push_answer("unknown", Some("1001"), PushStatus::Approved)
+        );
+        assert!(
+            f.auth
+                .record_push_answer("push-1", Some("1001"), PushStatus::Approved)
+        );
+        assert!(matches!(
+            f.auth.check(Some(&first), Policy::TwoFactor),
+            Access::NeedsSecondFactor
+        ));
+        assert!(matches!(
+            f.auth.check(Some(&second), Policy::TwoFactor),
+            Access::SteppedUp(..)
+        ));
+    }
+
+    #[tokio::test]
+    async fn polling_finds_answers_without_a_callback() {
+        let f = fixture();
+        let id = challenged(&f).await;
+        assert_eq!(f.auth.poll_pushes().await, 0);
+        *f.factor.push_answer.lock().unwrap() = Some(PushStatus::Denied);
+        assert_eq!(f.auth.poll_pushes().await, 1);
+        assert!(matches!(
+            f.auth.push_outcome(&id).unwrap(),
+            StatusOutcome::Waiting(Some(PushStatus::Denied))
+        ));
+        assert_eq!(f.auth.poll_pushes().await, 0, "nothing left to poll");
+    }
+
+    #[tokio::test]
+    async fn a_valid_code_steps_up_and_wrong_codes_end_the_session() {
+        let f = fixture();
+        let id = challenged(&f).await;
+        let new_id = f.auth.verify_code(&id, " 1234567 ").await.unwrap();
+        assert!(matches!(
+            f.auth.check(Some(&new_id), Policy::TwoFactor),
+            Access::Granted(_)
+        ));
+
+        let id = challenged(&f).await;
+        for left in (1..MAX_WRONG_CODES).rev() {
+            let err = f.auth.verify_code(&id, "0000000").await.unwrap_err();
+            assert!(
+                matches!(err, AuthError::InvalidCode { left: l } if l == left),
+                "{err}"
+            );
+        }
+        let err = f.auth.verify_code(&id, "0000000").await.unwrap_err();
+        assert!(matches!(err, AuthError::TooManyWrongCodes), "{err}");
+        assert!(matches!(
+            f.auth.check(Some(&id), Policy::OneFactor),
+            Access::NeedsLogin
+        ));
+    }
+
+    #[tokio::test]
+    async fn provider_down_is_not_a_wrong_code_and_leaves_the_code_path() {
+        let f = fixture();
+        let id = login(&f).await;
+        f.factor.down.store(true, Ordering::SeqCst);
+        let err = f.auth.begin_challenge(&id, &requester()).await.unwrap_err();
+        assert!(matches!(err, AuthError::ProviderUnavailable), "{err}");
+        f.factor.down.store(false, Ordering::SeqCst);
+        f.auth.begin_challenge(&id, &requester()).await.unwrap();
+        f.factor.down.store(true, Ordering::SeqCst);
+        for _ in 0..MAX_WRONG_CODES + 1 {
+            let err = f.auth.verify_code(&id, "1234567").await.unwrap_err();
+            assert!(matches!(err, AuthError::ProviderUnavailable), "{err}");
+        }
+        f.factor.down.store(false, Ordering::SeqCst);
+        assert!(
+            f.auth.verify_code(&id, "1234567").await.is_ok(),
+            "no attempt was counted"
+        );
+    }
+
+    #[tokio::test]
+    async fn resend_is_limited_to_once_per_30_seconds() {
+        let f = fixture();
+        let id = challenged(&f).await;
+        f.auth.resend_code(&id).await.unwrap();
+        let err = f.auth.resend_code(&id).await.unwrap_err();
+        assert!(
+            matches!(err, AuthError::RateLimited { retry_after: 30 }),
+            "{err}"
+        );
+        f.clock.advance(30);
+        f.auth.resend_code(&id).await.unwrap();
+        assert_eq!(f.factor.codes_sent.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_expired_challenge_takes_no_codes_and_is_replaced() {
+        let f = fixture();
+        let id = challenged(&f).await;
+        f.clock.advance(301);
+        assert!(matches!(
+            f.auth.push_outcome(&id).unwrap(),
+            StatusOutcome::Waiting(Some(PushStatus::Expired))
+        ));
+        let err = f.auth.verify_code(&id, "1234567").await.unwrap_err();
+        assert!(matches!(err, AuthError::ChallengeExpired), "{err}");
+        f.auth.begin_challenge(&id, &requester()).await.unwrap();
+        assert_eq!(f.factor.pushes.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn pending_pushes_are_found_again_after_a_restart() {
+        let f = fixture();
+        let id = challenged(&f).await;
+        let restarted = rebuild(&f);
+        assert!(restarted.record_push_answer("push-0", Some("1001"), PushStatus::Approved));
+        assert!(matches!(
+            restarted.push_outcome(&id).unwrap(),
+            StatusOutcome::Confirmed(_)
+        ));
+    }
+
+    fn rebuild(f: &Fixture) -> Authenticator {
+        let fresh = fixture();
+        let deps = AuthDeps {
+            sessions: Arc::new(LiveSessions::load(f.store.clone()).unwrap()),
+            users: Arc::new(LiveUsers::new(vec![User {
+                email: "alice@example.com".into(),
+                name: String::new(),
+                country_code: String::new(),
+                phone: String::new(),
+                password: String::new(),
+                groups: vec![],
+                second_factor: None,
+            }])),
+            passwords: PasswordChecker::new(1).unwrap(),
+            regulation: Regulation::new(&RegulationConfig {
+                max_failures: 5,
+                max_failures_per_address: 50,
+                window: Duration::from_secs(600),
+                ban: Duration::from_secs(900),
+            }),
+            clock: f.clock.clone(),
+            provider: Some(fresh.factor.clone()),
+        };
+        Authenticator::new(deps, fresh.auth.settings.clone())
+    }
+}

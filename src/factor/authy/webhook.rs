@@ -1,0 +1,219 @@
+//! The OneTouch callback: signature check against the configured
+//! `authy.callback_url` (never rebuilt from request headers), replay guard,
+//! and the approval answer it carries.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use super::{params, signature};
+use crate::config::Secret;
+use crate::factor::PushStatus;
+
+/// How long a (nonce, signature) pair is remembered against replays.
+const REPLAY_WINDOW_SECS: u64 = 3600;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WebhookError {
+    #[error("missing or invalid X-Authy-Signature")]
+    BadSignature,
+    #[error("callback seen before (same nonce and signature)")]
+    Replayed,
+    #[error("signed callback without a usable uuid, authy_id or status")]
+    Malformed,
+}
+
+/// What a verified callback says about one approval request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushAnswer {
+    pub uuid: String,
+    pub authy_id: String,
+    pub status: PushStatus,
+}
+
+/// The parts of the HTTP request the check needs.
+pub struct CallbackRequest<'a> {
+    pub method: &'a str,
+    pub nonce: Option<&'a str>,
+    pub signature: Option<&'a str>,
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+pub struct WebhookVerifier {
+    api_key: Secret,
+    signed_url: String,
+    seen: Mutex<HashMap<(String, String), u64>>,
+}
+
+impl WebhookVerifier {
+    pub fn new(api_key: Secret, callback_url: &str) -> Self {
+        WebhookVerifier {
+            api_key,
+            signed_url: signature::callback_url_for_signing(callback_url),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Verifies the signature, then refuses replays, then reads the answer.
+    pub fn check(&self, req: &CallbackRequest<'_>, now: u64) -> Result<PushAnswer, WebhookError> {
+        let (Some(nonce), Some(sig)) = (req.nonce, req.signature) else {
+            return Err(WebhookError::BadSignature);
+        };
+        let method = req.method.to_ascii_uppercase();
+        let (canonical, fields) = if method == "GET" {
+            let query = req.query.unwrap_or("");
+            (
+                signature::canonical_query(query),
+                params::nest(query_pairs(query)),
+            )
+        } else {
+            let body: Value =
+                serde_json::from_slice(req.body).map_err(|_| WebhookError::BadSignature)?;
+            (signature::canonical_params(&body), body)
+        };
+        let key = self.api_key.expose();
+        if !signature::verify(key, nonce, &method, &self.signed_url, &canonical, sig) {
+            return Err(WebhookError::BadSignature);
+        }
+        self.remember(nonce, sig, now)?;
+        answer(&fields).ok_or(WebhookError::Malformed)
+    }
+
+    fn remember(&self, nonce: &str, sig: &str, now: u64) -> Result<(), WebhookError> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|_, at| now.saturating_sub(*at) < REPLAY_WINDOW_SECS);
+        match seen.insert((nonce.to_owned(), sig.to_owned()), now) {
+            Some(_) => Err(WebhookError::Replayed),
+            None => Ok(()),
+        }
+    }
+}
+
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn answer(fields: &Value) -> Option<PushAnswer> {
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let status = match fields.get("status")?.as_str()? {
+        "approved" => PushStatus::Approved,
+        "denied" => PushStatus::Denied,
+        "expired" => PushStatus::Expired,
+        _ => return None,
+    };
+    Some(PushAnswer {
+        uuid: text(fields.get("uuid")?)?,
+        authy_id: text(fields.get("authy_id")?)?,
+        status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "sandbox-api-key";
+    const URL: &str = "https://auth.example.com/_authgate/authy/callback";
+
+    fn signed_post(body: &str, nonce: &str) -> (String, String) {
+        let params: Value = serde_json::from_str(body).unwrap();
+        let sig = signature::sign(
+            KEY,
+            nonce,
+            "POST",
+            URL,
+            &signature::canonical_params(&params),
+        );
+        (body.to_owned(), sig)
+    }
+
+    fn verifier() -> WebhookVerifier {
+        WebhookVerifier::new(Secret::new(KEY.into()), URL)
+    }
+
+    fn request<'a>(
+        method: &'a str,
+        body: &'a str,
+        nonce: &'a str,
+        sig: &'a str,
+    ) -> CallbackRequest<'a> {
+        CallbackRequest {
+            method,
+            nonce: Some(nonce),
+            signature: Some(sig),
+            query: None,
+            body: body.as_bytes(),
+        }
+    }
+
+    const BODY: &str = r#"{"authy_id":1001,"uuid":"u-1","status":"approved","callback_action":"approval_request_status"}"#;
+
+    #[test]
+    fn a_well_signed_callback_yields_its_answer_once() {
+        let v = verifier();
+        let (body, sig) = signed_post(BODY, "1700000000");
+        let answer = v
+            .check(&request("POST", &body, "1700000000", &sig), 100)
+            .unwrap();
+        assert_eq!(answer.uuid, "u-1");
+        assert_eq!(answer.authy_id, "1001");
+        assert_eq!(answer.status, PushStatus::Approved);
+        assert_eq!(
+            v.check(&request("POST", &body, "1700000000", &sig), 101),
+            Err(WebhookError::Replayed)
+        );
+    }
+
+    #[test]
+    fn forged_or_unsigned_callbacks_are_refused() {
+        let v = verifier();
+        let (body, sig) = signed_post(BODY, "1");
+        let tampered = body.replace("approved", "denied");
+        assert_eq!(
+            v.check(&request("POST", &tampered, "1", &sig), 0),
+            Err(WebhookError::BadSignature)
+        );
+        assert_eq!(
+            v.check(&request("POST", &body, "2", &sig), 0),
+            Err(WebhookError::BadSignature)
+        );
+        assert_eq!(
+            v.check(&request("POST", &body, "1", ""), 0),
+            Err(WebhookError::BadSignature)
+        );
+        let other = WebhookVerifier::new(Secret::new(KEY.into()), "https://other.example.com/cb");
+        assert_eq!(
+            other.check(&request("POST", &body, "1", &sig), 0),
+            Err(WebhookError::BadSignature)
+        );
+        let unsigned = CallbackRequest {
+            signature: None,
+            ..request("POST", &body, "1", &sig)
+        };
+        assert_eq!(v.check(&unsigned, 0), Err(WebhookError::BadSignature));
+    }
+
+    #[test]
+    fn get_callbacks_are_signed_over_the_query() {
+        let v = verifier();
+        let query = "authy_id=1001&status=denied&uuid=u-2";
+        let sig = signature::sign(KEY, "7", "GET", URL, &signature::canonical_query(query));
+        let req = CallbackRequest {
+            query: Some(query),
+            ..request("GET", "", "7", &sig)
+        };
+        let answer = v.check(&req, 0).unwrap();
+        assert_eq!(
+            (answer.uuid.as_str(), answer.status),
+            ("u-2", PushStatus::Denied)
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! The second-factor pages: verify (waiting view and code form), resend,
+//! the status poll, and the Authy webhook. Thin glue over
+//! `auth::challenge`.
+
+use std::collections::HashMap;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::Gateway;
+use super::error::GatewayError;
+use super::request::{self, ConnInfo, field, query_param};
+use super::response::{self, Body, Format};
+use crate::auth::{AuthError, ChallengeView, Requester, SessionId, StatusOutcome};
+use crate::factor::authy::webhook::{CallbackRequest, WebhookError};
+use crate::pages::VerifyView;
+
+/// A webhook body larger than this is not Authy's.
+const MAX_CALLBACK_BYTES: usize = 64 * 1024;
+
+impl Gateway {
+    pub(super) async fn verify_page(
+        &self,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+        format: Format,
+    ) -> Result<Response<Body>, GatewayError> {
+        let rd = self
+            .redirects
+            .safe_target(&query_param(req, "rd").unwrap_or_default());
+        let Some(id) = self.cookies.session_id(req.headers()) else {
+            return Ok(self.to_login(&rd, format));
+        };
+        if let Some(done) = self.confirmed_push(&id, &rd, format)? {
+            return Ok(done);
+        }
+        let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
+        let host = self.redirects.host_of(&rd);
+        let requester = Requester {
+            host: &host,
+            client,
+        };
+        match self.auth.begin_challenge(&id, &requester).await {
+            Ok(view) => Ok(self.verify_form(req, format, StatusCode::OK, &rd, &view, None)),
+            Err(AuthError::AlreadyConfirmed) => Ok(self.to_target(&rd, format, None)),
+            Err(AuthError::LoginRequired) => Ok(self.to_login(&rd, format)),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    pub(super) async fn verify_submit(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        format: Format,
+    ) -> Result<Response<Body>, GatewayError> {
+        let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
+        let (req, form) = self.read_checked_form(req).await?;
+        let rd = self.redirects.safe_target(field(&form, "rd"));
+        let id = self
+            .cookies
+            .session_id(req.headers())
+            .ok_or(GatewayError::LoginRequired)?;
+        match self.auth.verify_code(&id, field(&form, "code")).await {
+            Ok(new_id) => {
+                tracing::info!(client = %client, "second factor confirmed by code");
+                Ok(self.to_target(&rd, format, Some(&new_id)))
+            }
+            Err(AuthError::TooManyWrongCodes) => {
+                tracing::warn!(client = %client, "too many wrong codes; session ended");
+                let err = GatewayError::TooManyWrongCodes;
+                let page = response::error(&err, format, &self.pages);
+                Ok(response::with_cookies(
+                    page,
+                    &[self.cookies.clear_session()],
+                ))
+            }
+            Err(err @ (AuthError::InvalidCode { .. } | AuthError::ProviderUnavailable)) => {
+                tracing::warn!(client = %client, reason = %err, "second factor not confirmed");
+                Ok(self.verify_failed(&req, &id, format, &rd, &err.into()))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    pub(super) async fn resend_submit(
+        &self,
+        req: Request<Incoming>,
+        format: Format,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (req, form) = self.read_checked_form(req).await?;
+        let rd = self.redirects.safe_target(field(&form, "rd"));
+        let id = self
+            .cookies
+            .session_id(req.headers())
+            .ok_or(GatewayError::LoginRequired)?;
+        match self.auth.resend_code(&id).await {
+            Ok(()) => Ok(match format {
+                Format::Json => response::json(StatusCode::OK, &json!({"status": "sent"})),
+                Format::Html => {
+                    let view = self.auth.challenge_view(&id);
+                    let message = Some("We sent you a new code by SMS.");
+                    match view {
+                        Some(view) => {
+                            self.verify_form(&req, format, StatusCode::OK, &rd, &view, message)
+                        }
+                        None => self.to_login(&rd, format),
+                    }
+                }
+            }),
+            Err(err @ (AuthError::RateLimited { .. } | AuthError::ProviderUnavailable)) => {
+                Ok(self.verify_failed(&req, &id, format, &rd, &err.into()))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// `GET status`: the push's state; on approval the new session cookie.
+    pub(super) fn status(&self, req: &Request<Incoming>) -> Response<Body> {
+        let outcome = self
+            .cookies
+            .session_id(req.headers())
+            .ok_or(AuthError::LoginRequired)
+            .and_then(|id| self.auth.push_outcome(&id));
+        match outcome {
+            Ok(StatusOutcome::Confirmed(new_id)) => {
+                let body = response::json(StatusCode::OK, &json!({"status": "approved"}));
+                response::with_cookies(body, &[self.cookies.set_session(&new_id)])
+            }
+            Ok(StatusOutcome::Waiting(push)) => {
+                let status = push.map_or("none", |p| p.as_str());
+                response::json(StatusCode::OK, &json!({"status": status}))
+            }
+            Err(AuthError::AlreadyConfirmed) => {
+                response::json(StatusCode::OK, &json!({"status": "approved"}))
+            }
+            Err(err) => response::error(&err.into(), Format::Json, &self.pages),
+        }
+    }
+
+    /// The OneTouch webhook. Only a bad signature gets an error status:
+    /// Authy turns a callback URL off after three error answers in a row.
+    pub(super) async fn authy_callback(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let verifier = self.webhook.as_ref().ok_or(GatewayError::NotFound)?;
+        let (parts, body) = req.into_parts();
+        let body = request::read_bytes(&parts.headers, body, MAX_CALLBACK_BYTES).await?;
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let callback = CallbackRequest {
+            method: parts.method.as_str(),
+            nonce: header("x-authy-signature-nonce"),
+            signature: header("x-authy-signature"),
+            query: parts.uri.query(),
+            body: &body,
+        };
+        match verifier.check(&callback, self.auth.now()) {
+            Ok(answer) => {
+                let applied = self.auth.record_push_answer(
+                    &answer.uuid,
+                    Some(&answer.authy_id),
+                    answer.status,
+                );
+                tracing::info!(uuid = %answer.uuid, status = answer.status.as_str(), applied, "OneTouch callback");
+            }
+            Err(WebhookError::BadSignature) => {
+                tracing::warn!("OneTouch callback with a bad signature refused");
+                return Err(GatewayError::BadSignature);
+            }
+            Err(err) => tracing::info!(reason = %err, "OneTouch callback ignored"),
+        }
+        Ok(response::json(StatusCode::OK, &json!({"ok": true})))
+    }
+
+    /// A push approved since the last request: the step up happens now.
+    fn confirmed_push(
+        &self,
+        id: &SessionId,
+        rd: &str,
+        format: Format,
+    ) -> Result<Option<Response<Body>>, GatewayError> {
+        match self.auth.push_outcome(id) {
+            Ok(StatusOutcome::Confirmed(new_id)) => {
+                Ok(Some(self.to_target(rd, format, Some(&new_id))))
+            }
+            Ok(StatusOutcome::Waiting(_))
+            | Err(AuthError::AlreadyConfirmed | AuthError::LoginRequired) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn verify_failed(
+        &self,
+        req: &Request<()>,
+        id: &SessionId,
+        format: Format,
+        rd: &str,
+        err: &GatewayError,
+    ) -> Response<Body> {
+        let Some(view) = self
+            .auth
+            .challenge_view(id)
+            .filter(|_| format == Format::Html)
+        else {
+            return response::error(err, format, &self.pages);
+        };
+        let message = match err {
+            GatewayError::InvalidCode { left } => format!("Wrong code. {left} tries left."),
+            GatewayError::RateLimited { retry_after } => {
+                format!("A code was just sent. You can ask for another in {retry_after} s.")
+            }
+            other => other.message().to_owned(),
+        };
+        self.verify_form(req, format, err.status(), rd, &view, Some(&message))
+    }
+
+    fn verify_form<B>(
+        &self,
+        req: &Request<B>,
+        format: Format,
+        status: StatusCode,
+        rd: &str,
+        view: &ChallengeView,
+        message: Option<&str>,
+    ) -> Response<Body> {
+        let Some(csrf) = self.csrf_grant(req) else {
+            let err = GatewayError::StoreUnavailable("no randomness for a CSRF cookie".into());
+            return response::error(&err, format, &self.pages);
+        };
+        let push = view.push.map(|p| p.as_str());
+        let response = match format {
+            Format::Json => response::json(
+                status,
+                &json!({"method": view.method, "push": push, "push_failed": view.push_failed,
+                        "csrf": csrf.token, "message": message}),
+            ),
+            Format::Html => {
+                let page = VerifyView {
+                    prefix: &self.prefix,
+                    csrf: &csrf.token,
+                    rd,
+                    push,
+                    push_failed: view.push_failed,
+                    message,
+                };
+                response::html(status, self.pages.verify(&page))
+            }
+        };
+        response::with_cookies(response, csrf.set_cookie.as_slice())
+    }
+
+    /// Success: 303 to `rd` (JSON: the new state), with the new session id.
+    fn to_target(&self, rd: &str, format: Format, new_id: Option<&SessionId>) -> Response<Body> {
+        let response = match format {
+            Format::Json => {
+                response::json(StatusCode::OK, &json!({"state": "two_factor", "next": rd}))
+            }
+            Format::Html => response::redirect(StatusCode::SEE_OTHER, rd),
+        };
+        let cookies: Vec<String> = new_id
+            .map(|id| self.cookies.set_session(id))
+            .into_iter()
+            .collect();
+        response::with_cookies(response, &cookies)
+    }
+
+    fn to_login(&self, rd: &str, format: Format) -> Response<Body> {
+        match format {
+            Format::Json => response::error(&GatewayError::LoginRequired, format, &self.pages),
+            Format::Html => response::redirect(
+                StatusCode::SEE_OTHER,
+                &self.redirects.portal_url("login", rd),
+            ),
+        }
+    }
+
+    /// A posted form whose CSRF token checked out.
+    async fn read_checked_form(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<(Request<()>, HashMap<String, String>), GatewayError> {
+        let (parts, body) = req.into_parts();
+        let head = Request::from_parts(parts, ());
+        let form = request::read_form(head.headers(), body, self.max_form_bytes).await?;
+        self.check_csrf(&head, &form)?;
+        Ok((head, form))
+    }
+}

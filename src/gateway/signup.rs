@@ -1,0 +1,103 @@
+//! The sign-up page (`signup.enabled`).
+
+use std::collections::HashMap;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::Gateway;
+use super::error::GatewayError;
+use super::request::{self, ConnInfo, field};
+use super::response::{self, Body, Format};
+use crate::auth::SignUpForm;
+use crate::pages::SignupView;
+
+impl Gateway {
+    pub(super) fn signup_page(&self, req: &Request<Incoming>, format: Format) -> Response<Body> {
+        self.signup_form(req, format, StatusCode::OK, &HashMap::new(), None)
+    }
+
+    /// Success and "email exists" answer alike: on to the login page.
+    pub(super) async fn signup_submit(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        format: Format,
+    ) -> Response<Body> {
+        let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
+        let (parts, body) = req.into_parts();
+        let head = Request::from_parts(parts, ());
+        let form = match request::read_form(head.headers(), body, self.max_form_bytes).await {
+            Ok(form) => form,
+            Err(err) => return self.signup_failed(&head, format, &err, &HashMap::new()),
+        };
+        if let Err(err) = self.check_csrf(&head, &form) {
+            return self.signup_failed(&head, format, &err, &form);
+        }
+        let signup = SignUpForm {
+            name: field(&form, "name"),
+            email: field(&form, "email"),
+            country_code: field(&form, "country_code"),
+            phone: field(&form, "phone"),
+            password: field(&form, "password"),
+        };
+        match self.auth.sign_up(&signup, &self.signup).await {
+            Ok(()) => {
+                tracing::info!(user = %signup.email.trim(), client = %client, "sign-up accepted");
+                let login = format!("{}/login", self.prefix);
+                match format {
+                    Format::Json => {
+                        response::json(StatusCode::OK, &json!({"status": "ok", "next": login}))
+                    }
+                    Format::Html => response::redirect(StatusCode::SEE_OTHER, &login),
+                }
+            }
+            Err(err) => {
+                tracing::info!(client = %client, reason = %err, "sign-up refused");
+                self.signup_failed(&head, format, &err.into(), &form)
+            }
+        }
+    }
+
+    fn signup_failed(
+        &self,
+        req: &Request<()>,
+        format: Format,
+        err: &GatewayError,
+        form: &HashMap<String, String>,
+    ) -> Response<Body> {
+        match format {
+            Format::Json => response::error(err, format, &self.pages),
+            Format::Html => self.signup_form(req, format, err.status(), form, Some(err.message())),
+        }
+    }
+
+    fn signup_form<B>(
+        &self,
+        req: &Request<B>,
+        format: Format,
+        status: StatusCode,
+        fields: &HashMap<String, String>,
+        message: Option<&str>,
+    ) -> Response<Body> {
+        let Some(csrf) = self.csrf_grant(req) else {
+            let err = GatewayError::StoreUnavailable("no randomness for a CSRF cookie".into());
+            return response::error(&err, format, &self.pages);
+        };
+        let response = match format {
+            Format::Json => response::json(status, &json!({"csrf": csrf.token})),
+            Format::Html => {
+                let view = SignupView {
+                    prefix: &self.prefix,
+                    csrf: &csrf.token,
+                    fields,
+                    min_password: self.signup.min_password_length,
+                    message,
+                };
+                response::html(status, self.pages.signup(&view))
+            }
+        };
+        response::with_cookies(response, csrf.set_cookie.as_slice())
+    }
+}
