@@ -1,0 +1,444 @@
+//! What each browser test stands on: `authgate demo` (gateway, Authy
+//! sandbox, demo upstream), chromedriver with a headless chromium, and
+//! bounded waits. Everything listens on 127.0.0.1 only.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator, elements::Element};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+
+use crate::process::Proc;
+
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Chromium's first start on a slow 2-core machine.
+const BROWSER_START: Duration = Duration::from_secs(30);
+/// The gateway hashes the demo password with argon2 before it listens.
+const GATEWAY_START: Duration = Duration::from_secs(30);
+/// Any one WebDriver command (a navigation included).
+const COMMAND: Duration = Duration::from_secs(30);
+/// A page the browser is expected to reach.
+pub const PAGE: Duration = Duration::from_secs(15);
+const POLL: Duration = Duration::from_millis(200);
+
+/// Polls `check` until it gives `Ok`, or panics after `timeout` with the
+/// last `Err` (what was seen instead).
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = match tokio::time::timeout(timeout, check()).await {
+            Ok(Ok(done)) => return done,
+            Ok(Err(seen)) => seen,
+            Err(_) => "the check itself did not finish".to_owned(),
+        };
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A WebDriver command (or any future) that must finish within `COMMAND`.
+pub async fn bounded<T, E: std::fmt::Debug>(
+    what: &str,
+    work: impl Future<Output = Result<T, E>>,
+) -> T {
+    match tokio::time::timeout(COMMAND, work).await {
+        Ok(Ok(value)) => value,
+        Ok(Err(err)) => panic!("{what} failed: {err:?}"),
+        Err(_) => panic!("{what} did not finish within {COMMAND:?}"),
+    }
+}
+
+/// A port that was free a moment ago (the caller retries if it is taken).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// An HTTP client for the test's own calls; proxy variables are ignored.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("building the HTTP client")
+}
+
+async fn status_of(http: &reqwest::Client, url: &str) -> Result<reqwest::StatusCode, String> {
+    http.get(url)
+        .send()
+        .await
+        .map(|r| r.status())
+        .map_err(|e| e.to_string())
+}
+
+/// `authgate demo`, with the URL of its Authy sandbox.
+pub struct Gateway {
+    pub base: String,
+    pub sandbox: Sandbox,
+    /// Ended when the gateway is dropped; its output is shown on failure.
+    _process: Proc,
+}
+
+impl Gateway {
+    /// Starts the demo on a free port (a few tries in case another process
+    /// takes the port first) and waits until `healthz` answers 200.
+    pub async fn start() -> Gateway {
+        let mut last_failure = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let mut command = Command::new(env!("CARGO_BIN_EXE_authgate"));
+            command
+                .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+                .env("RUST_LOG", "info");
+            let mut process = Proc::spawn("authgate demo", command).expect("starting authgate");
+            let base = format!("http://127.0.0.1:{port}");
+            match Gateway::ready(&mut process, &base).await {
+                Ok(sandbox) => {
+                    return Gateway {
+                        base,
+                        sandbox,
+                        _process: process,
+                    };
+                }
+                Err(failure) => last_failure = format!("{failure}\n{}", process.output()),
+            }
+        }
+        panic!("authgate demo did not start: {last_failure}");
+    }
+
+    async fn ready(process: &mut Proc, base: &str) -> Result<Sandbox, String> {
+        let http = http();
+        let healthz = format!("{base}/_authgate/healthz");
+        let deadline = Instant::now() + GATEWAY_START;
+        let mut sandbox = None;
+        loop {
+            if let Some(status) = process.exited() {
+                return Err(format!("authgate demo exited early ({status})"));
+            }
+            if sandbox.is_none() {
+                sandbox = sandbox_page(&process.output());
+            }
+            let health = status_of(&http, &healthz).await;
+            if let (Some(page), Ok(reqwest::StatusCode::OK)) = (&sandbox, &health) {
+                return Ok(Sandbox::new(page));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "not ready after {GATEWAY_START:?}: sandbox page {sandbox:?}, healthz {health:?}"
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.base)
+    }
+}
+
+/// The sandbox page URL from the demo's banner line
+/// `approve   the push, or read the SMS and app codes, at http://…/_sandbox/`.
+fn sandbox_page(output: &str) -> Option<String> {
+    output
+        .lines()
+        .filter(|line| line.contains("approve"))
+        .flat_map(str::split_whitespace)
+        .find(|word| word.starts_with("http://") && word.ends_with("/_sandbox/"))
+        .map(str::to_owned)
+}
+
+/// The Authy sandbox's control API (`/_sandbox/api/...`).
+pub struct Sandbox {
+    /// `http://127.0.0.1:PORT`
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Sandbox {
+    fn new(page: &str) -> Sandbox {
+        Sandbox {
+            base: page
+                .trim_end_matches('/')
+                .trim_end_matches("/_sandbox")
+                .to_owned(),
+            http: http(),
+        }
+    }
+
+    pub async fn state(&self) -> Result<Value, String> {
+        let response = self
+            .http
+            .get(format!("{}/_sandbox/api/state", self.base))
+            .send()
+            .await
+            .map_err(|e| format!("sandbox state: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("sandbox state: HTTP {}", response.status()));
+        }
+        response
+            .json::<Value>()
+            .await
+            .map_err(|e| format!("sandbox state: {e}"))
+    }
+
+    /// The uuid of the newest pending OneTouch approval request.
+    pub async fn pending_push(&self) -> String {
+        wait_for("a pending push in the sandbox", PAGE, || async {
+            let state = self.state().await?;
+            list(&state, "approval_requests")
+                .iter()
+                .rev()
+                .find(|a| a["status"] == "pending")
+                .and_then(|a| a["uuid"].as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("approval requests: {}", state["approval_requests"]))
+        })
+        .await
+    }
+
+    /// Approves or denies a push, as the user's phone would.
+    pub async fn decide(&self, uuid: &str, status: &str) -> Value {
+        let url = format!("{}/_sandbox/api/approvals/{uuid}", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .json(&json!({ "status": status }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        let code = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert!(code.is_success(), "POST {url}: HTTP {code}: {body}");
+        serde_json::from_str(&body).unwrap_or(Value::Null)
+    }
+
+    /// How many SMS the sandbox has "sent" so far.
+    pub async fn sms_count(&self) -> usize {
+        let state = self.state().await.expect("sandbox state");
+        list(&state, "sms").len()
+    }
+
+    /// The code of the newest SMS once more than `before` were sent.
+    pub async fn sms_code_after(&self, before: usize) -> String {
+        wait_for("a new SMS in the sandbox", PAGE, || async {
+            let state = self.state().await?;
+            let sms = list(&state, "sms");
+            sms.get(before..)
+                .and_then(<[Value]>::last)
+                .and_then(|s| s["code"].as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("sms: {}", state["sms"]))
+        })
+        .await
+    }
+
+    /// The code the Authy app of the user `email` shows now.
+    pub async fn app_code(&self, email: &str) -> String {
+        let state = self.state().await.expect("sandbox state");
+        list(&state, "users")
+            .iter()
+            .find(|u| u["email"] == email)
+            .and_then(|u| u["app_code"].as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no app code for {email} in {}", state["users"]))
+    }
+}
+
+fn list<'a>(state: &'a Value, key: &str) -> &'a [Value] {
+    state[key].as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// A headless chromium driven through its own chromedriver.
+pub struct Browser {
+    pub client: Client,
+    /// Where a failing wait leaves a screenshot and the page source.
+    name: String,
+    // Dropped after the client: the process group first, then the profile.
+    _driver: Proc,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    pub async fn start(name: &str) -> Browser {
+        for path in [CHROMEDRIVER, CHROMIUM] {
+            assert!(
+                Path::new(path).exists(),
+                "{path} is missing: run scripts/browser-deps (Debian's chromium and chromium-driver)"
+            );
+        }
+        let (driver, url) = start_driver().await;
+        let profile = tempfile::Builder::new()
+            .prefix("authgate-chromium-")
+            .tempdir()
+            .expect("a temporary chromium profile");
+        let capabilities = capabilities(profile.path());
+        let client = bounded(
+            "opening a chromium session",
+            ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities)
+                .connect(&url),
+        )
+        .await;
+        Browser {
+            client,
+            name: name.to_owned(),
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    pub async fn goto(&self, url: &str) {
+        bounded(&format!("opening {url}"), self.client.goto(url)).await;
+    }
+
+    pub async fn find(&self, css: &str) -> Element {
+        bounded(
+            &format!("finding {css:?}"),
+            self.client.find(Locator::Css(css)),
+        )
+        .await
+    }
+
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        bounded(&format!("typing into {css:?}"), field.send_keys(text)).await;
+    }
+
+    pub async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        bounded(&format!("clicking {css:?}"), element.click()).await;
+    }
+
+    /// Waits until the current page passes `check(url, source)`; on timeout
+    /// saves a screenshot and the source, and panics with what was seen.
+    pub async fn wait_page<F>(&self, what: &str, timeout: Duration, check: F) -> (url::Url, String)
+    where
+        F: Fn(&url::Url, &str) -> bool,
+    {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let url = tokio::time::timeout(COMMAND, self.client.current_url()).await;
+            let source = tokio::time::timeout(COMMAND, self.client.source()).await;
+            if let (Ok(Ok(url)), Ok(Ok(source))) = (&url, &source)
+                && check(url, source)
+            {
+                return (url.clone(), source.clone());
+            }
+            if Instant::now() >= deadline {
+                let saved = self.save_evidence(what).await;
+                let source = match source {
+                    Ok(Ok(source)) => source,
+                    other => format!("{other:?}"),
+                };
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; the browser is at {url:?}; \
+                     evidence in {saved:?}; page source:\n{source}"
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn save_evidence(&self, what: &str) -> Option<PathBuf> {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+        std::fs::create_dir_all(&dir).ok()?;
+        let stem: String = format!("{}-{what}", self.name)
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let png = tokio::time::timeout(COMMAND, self.client.screenshot()).await;
+        if let Ok(Ok(png)) = png {
+            std::fs::write(dir.join(format!("{stem}.png")), png).ok()?;
+        }
+        let html = tokio::time::timeout(COMMAND, self.client.source()).await;
+        if let Ok(Ok(html)) = html {
+            std::fs::write(dir.join(format!("{stem}.html")), html).ok()?;
+        }
+        Some(dir)
+    }
+
+    /// Ends the WebDriver session (chromium quits); dropping the browser
+    /// after a failure kills the process group instead.
+    pub async fn quit(self) {
+        let _ = tokio::time::timeout(COMMAND, self.client.clone().close()).await;
+    }
+}
+
+fn capabilities(profile: &Path) -> serde_json::Map<String, Value> {
+    let args = [
+        "--headless=new".to_owned(),
+        "--no-sandbox".to_owned(),
+        "--disable-gpu".to_owned(),
+        "--disable-dev-shm-usage".to_owned(),
+        "--disable-quic".to_owned(),
+        "--no-first-run".to_owned(),
+        "--disable-background-networking".to_owned(),
+        "--disable-component-update".to_owned(),
+        "--disable-sync".to_owned(),
+        "--no-proxy-server".to_owned(),
+        "--window-size=1024,768".to_owned(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    let capabilities = json!({
+        "browserName": "chrome",
+        "pageLoadStrategy": "normal",
+        "timeouts": {"pageLoad": COMMAND.as_millis() as u64, "script": COMMAND.as_millis() as u64, "implicit": 0},
+        "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+    });
+    match capabilities {
+        Value::Object(map) => map,
+        _ => unreachable!("a JSON object literal"),
+    }
+}
+
+/// chromedriver on a free port, once its `/status` says it is ready.
+async fn start_driver() -> (Proc, String) {
+    let http = http();
+    let mut last_failure = String::new();
+    for _ in 0..3 {
+        let port = free_port();
+        let mut command = Command::new(CHROMEDRIVER);
+        // Without --allowed-ips chromedriver listens on loopback only.
+        command.arg(format!("--port={port}"));
+        let mut driver = Proc::spawn("chromedriver", command).expect("starting chromedriver");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + BROWSER_START;
+        loop {
+            if let Some(status) = driver.exited() {
+                last_failure = format!("chromedriver exited ({status}):\n{}", driver.output());
+                break;
+            }
+            let ready = match http.get(format!("{url}/status")).send().await {
+                Ok(response) => response
+                    .json::<Value>()
+                    .await
+                    .is_ok_and(|s| s["value"]["ready"] == true),
+                Err(_) => false,
+            };
+            if ready {
+                return (driver, url);
+            }
+            if Instant::now() >= deadline {
+                last_failure = format!(
+                    "chromedriver not ready after {BROWSER_START:?}:\n{}",
+                    driver.output()
+                );
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    panic!("chromedriver did not start: {last_failure}");
+}
