@@ -267,10 +267,22 @@ impl Authenticator {
     }
 
     async fn subject(&self, provider: &dyn SecondFactor, user: &User) -> Result<String, AuthError> {
-        let method = provider.method();
-        if let Some(subject) = self.sessions.store().factor_subject(method, &user.email)? {
-            return Ok(subject);
+        match self
+            .sessions
+            .store()
+            .factor_subject(provider.method(), &user.email)?
+        {
+            Some(subject) => Ok(subject),
+            None => self.enroll(provider, user).await,
         }
+    }
+
+    /// Registers the user with the provider and caches its id.
+    pub(super) async fn enroll(
+        &self,
+        provider: &dyn SecondFactor,
+        user: &User,
+    ) -> Result<String, AuthError> {
         let factor_user = FactorUser {
             email: &user.email,
             country_code: &user.country_code,
@@ -282,7 +294,7 @@ impl Authenticator {
             .map_err(provider_error)?;
         self.sessions
             .store()
-            .set_factor_subject(method, &user.email, &subject)?;
+            .set_factor_subject(provider.method(), &user.email, &subject)?;
         Ok(subject)
     }
 

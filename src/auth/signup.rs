@@ -4,7 +4,6 @@
 //! so sign-up cannot be used to find out which accounts exist.
 
 use crate::config::SignupConfig;
-use crate::factor::FactorUser;
 use crate::users::User;
 
 use super::flow::{AuthError, Authenticator};
@@ -56,19 +55,7 @@ impl Authenticator {
             .provider
             .as_deref()
             .ok_or(AuthError::ProviderUnavailable)?;
-        let factor_user = FactorUser {
-            email: &user.email,
-            country_code: &user.country_code,
-            phone: &user.phone,
-        };
-        let subject = provider
-            .enroll(&factor_user)
-            .await
-            .map_err(super::challenge::provider_error)?;
-        self.sessions
-            .store()
-            .set_factor_subject(provider.method(), &user.email, &subject)?;
-        Ok(())
+        self.enroll(provider, user).await.map(|_| ())
     }
 }
 

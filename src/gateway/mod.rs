@@ -4,6 +4,7 @@
 
 pub mod cookies;
 pub mod error;
+mod forms;
 mod portal;
 pub mod redirect;
 pub mod request;

@@ -8,18 +8,10 @@ use serde_json::json;
 
 use super::Gateway;
 use super::error::GatewayError;
+use super::forms::Posted;
 use super::request::{self, ConnInfo, field, query_param};
 use super::response::{self, Body, Format};
 use crate::pages::LoginView;
-
-const CSRF_HEADER: &str = "x-csrf-token";
-
-/// A CSRF token for a page, with the `Set-Cookie` when the browser had no
-/// CSRF cookie yet.
-pub(super) struct CsrfGrant {
-    pub(super) token: String,
-    pub(super) set_cookie: Option<String>,
-}
 
 impl Gateway {
     pub(super) fn login_page(&self, req: &Request<Incoming>, format: Format) -> Response<Body> {
@@ -34,13 +26,12 @@ impl Gateway {
         format: Format,
     ) -> Response<Body> {
         let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
-        let (parts, body) = req.into_parts();
-        let req_head = Request::from_parts(parts, ());
-        let form = match request::read_form(req_head.headers(), body, self.max_form_bytes).await {
-            Ok(form) => form,
-            Err(err) => return self.login_failed(&req_head, format, &err, &HashMap::new()),
-        };
-        if let Err(err) = self.check_csrf(&req_head, &form) {
+        let Posted {
+            head: req_head,
+            form,
+            error,
+        } = self.posted(req).await;
+        if let Some(err) = error {
             return self.login_failed(&req_head, format, &err, &form);
         }
         let email = field(&form, "email");
@@ -117,46 +108,32 @@ impl Gateway {
         email: &str,
         message: Option<&str>,
     ) -> Response<Body> {
-        let Some(csrf) = self.csrf_grant(req) else {
-            let err = GatewayError::StoreUnavailable("no randomness for a CSRF cookie".into());
-            return response::error(&err, format, &self.pages);
-        };
-        let response = match format {
-            Format::Json => response::json(status, &json!({"csrf": csrf.token})),
+        self.form_page(req, format, |csrf| match format {
+            Format::Json => response::json(status, &json!({"csrf": csrf})),
             Format::Html => {
                 let action = format!("{}/login", self.prefix);
                 let view = LoginView {
                     action: &action,
-                    csrf: &csrf.token,
+                    csrf,
                     rd,
                     email,
                     message,
                 };
                 response::html(status, self.pages.login(&view))
             }
-        };
-        response::with_cookies(response, csrf.set_cookie.as_slice())
+        })
     }
 
     pub(super) fn logout_page(&self, req: &Request<Incoming>, format: Format) -> Response<Body> {
-        let Some(csrf) = self.csrf_grant(req) else {
-            let err = GatewayError::StoreUnavailable("no randomness for a CSRF cookie".into());
-            return response::error(&err, format, &self.pages);
-        };
         let user = self.current_user(req);
-        let response = match format {
-            Format::Json => {
-                response::json(StatusCode::OK, &json!({"csrf": csrf.token, "user": user}))
-            }
+        self.form_page(req, format, |csrf| match format {
+            Format::Json => response::json(StatusCode::OK, &json!({"csrf": csrf, "user": user})),
             Format::Html => {
                 let action = format!("{}/logout", self.prefix);
-                response::html(
-                    StatusCode::OK,
-                    self.pages.logout(&action, &csrf.token, user.as_deref()),
-                )
+                let page = self.pages.logout(&action, csrf, user.as_deref());
+                response::html(StatusCode::OK, page)
             }
-        };
-        response::with_cookies(response, csrf.set_cookie.as_slice())
+        })
     }
 
     pub(super) async fn logout_submit(
@@ -166,10 +143,7 @@ impl Gateway {
         format: Format,
     ) -> Result<Response<Body>, GatewayError> {
         let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
-        let (parts, body) = req.into_parts();
-        let req_head = Request::from_parts(parts, ());
-        let form = request::read_form(req_head.headers(), body, self.max_form_bytes).await?;
-        self.check_csrf(&req_head, &form)?;
+        let (req_head, _) = self.posted(req).await.checked()?;
         let id = self.cookies.session_id(req_head.headers());
         if let Some(user) = id.map(|id| self.auth.logout(&id)).transpose()?.flatten() {
             tracing::info!(user = %user, client = %client, "logout");
@@ -206,43 +180,6 @@ impl Gateway {
         match self.auth.check(Some(&id), crate::config::Policy::OneFactor) {
             crate::auth::Access::Granted(user) => user.map(|u| u.email.clone()),
             _ => None,
-        }
-    }
-
-    pub(super) fn csrf_grant<B>(&self, req: &Request<B>) -> Option<CsrfGrant> {
-        if let Some(value) = self.cookies.csrf_cookie(req.headers()) {
-            return Some(CsrfGrant {
-                token: self.cookies.csrf_token(&value),
-                set_cookie: None,
-            });
-        }
-        let (value, set_cookie) = self.cookies.new_csrf_cookie()?;
-        Some(CsrfGrant {
-            token: self.cookies.csrf_token(&value),
-            set_cookie: Some(set_cookie),
-        })
-    }
-
-    /// Every state-changing post carries a token bound to the CSRF cookie,
-    /// in the `csrf` field or (JSON clients) the `X-CSRF-Token` header.
-    pub(super) fn check_csrf<B>(
-        &self,
-        req: &Request<B>,
-        form: &HashMap<String, String>,
-    ) -> Result<(), GatewayError> {
-        let cookie = self
-            .cookies
-            .csrf_cookie(req.headers())
-            .ok_or(GatewayError::Csrf)?;
-        let token = form
-            .get("csrf")
-            .map(String::as_str)
-            .or_else(|| req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()))
-            .ok_or(GatewayError::Csrf)?;
-        if self.cookies.csrf_valid(&cookie, token) {
-            Ok(())
-        } else {
-            Err(GatewayError::Csrf)
         }
     }
 }

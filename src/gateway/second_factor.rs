@@ -2,8 +2,6 @@
 //! the status poll, and the Authy webhook. Thin glue over
 //! `auth::challenge`.
 
-use std::collections::HashMap;
-
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
@@ -56,7 +54,7 @@ impl Gateway {
         format: Format,
     ) -> Result<Response<Body>, GatewayError> {
         let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
-        let (req, form) = self.read_checked_form(req).await?;
+        let (req, form) = self.posted(req).await.checked()?;
         let rd = self.redirects.safe_target(field(&form, "rd"));
         let id = self
             .cookies
@@ -89,7 +87,7 @@ impl Gateway {
         req: Request<Incoming>,
         format: Format,
     ) -> Result<Response<Body>, GatewayError> {
-        let (req, form) = self.read_checked_form(req).await?;
+        let (req, form) = self.posted(req).await.checked()?;
         let rd = self.redirects.safe_target(field(&form, "rd"));
         let id = self
             .cookies
@@ -225,21 +223,17 @@ impl Gateway {
         view: &ChallengeView,
         message: Option<&str>,
     ) -> Response<Body> {
-        let Some(csrf) = self.csrf_grant(req) else {
-            let err = GatewayError::StoreUnavailable("no randomness for a CSRF cookie".into());
-            return response::error(&err, format, &self.pages);
-        };
         let push = view.push.map(|p| p.as_str());
-        let response = match format {
+        self.form_page(req, format, |csrf| match format {
             Format::Json => response::json(
                 status,
                 &json!({"method": view.method, "push": push, "push_failed": view.push_failed,
-                        "csrf": csrf.token, "message": message}),
+                        "csrf": csrf, "message": message}),
             ),
             Format::Html => {
                 let page = VerifyView {
                     prefix: &self.prefix,
-                    csrf: &csrf.token,
+                    csrf,
                     rd,
                     push,
                     push_failed: view.push_failed,
@@ -247,8 +241,7 @@ impl Gateway {
                 };
                 response::html(status, self.pages.verify(&page))
             }
-        };
-        response::with_cookies(response, csrf.set_cookie.as_slice())
+        })
     }
 
     /// Success: 303 to `rd` (JSON: the new state), with the new session id.
@@ -274,17 +267,5 @@ impl Gateway {
                 &self.redirects.portal_url("login", rd),
             ),
         }
-    }
-
-    /// A posted form whose CSRF token checked out.
-    async fn read_checked_form(
-        &self,
-        req: Request<Incoming>,
-    ) -> Result<(Request<()>, HashMap<String, String>), GatewayError> {
-        let (parts, body) = req.into_parts();
-        let head = Request::from_parts(parts, ());
-        let form = request::read_form(head.headers(), body, self.max_form_bytes).await?;
-        self.check_csrf(&head, &form)?;
-        Ok((head, form))
     }
 }

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::Gateway;
 use super::error::GatewayError;
+use super::forms::Posted;
 use super::request::{self, ConnInfo, field};
 use super::response::{self, Body, Format};
 use crate::auth::SignUpForm;
@@ -26,13 +27,8 @@ impl Gateway {
         format: Format,
     ) -> Response<Body> {
         let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
-        let (parts, body) = req.into_parts();
-        let head = Request::from_parts(parts, ());
-        let form = match request::read_form(head.headers(), body, self.max_form_bytes).await {
-            Ok(form) => form,
-            Err(err) => return self.signup_failed(&head, format, &err, &HashMap::new()),
-        };
-        if let Err(err) = self.check_csrf(&head, &form) {
+        let Posted { head, form, error } = self.posted(req).await;
+        if let Some(err) = error {
             return self.signup_failed(&head, format, &err, &form);
         }
         let signup = SignUpForm {
@@ -81,23 +77,18 @@ impl Gateway {
         fields: &HashMap<String, String>,
         message: Option<&str>,
     ) -> Response<Body> {
-        let Some(csrf) = self.csrf_grant(req) else {
-            let err = GatewayError::StoreUnavailable("no randomness for a CSRF cookie".into());
-            return response::error(&err, format, &self.pages);
-        };
-        let response = match format {
-            Format::Json => response::json(status, &json!({"csrf": csrf.token})),
+        self.form_page(req, format, |csrf| match format {
+            Format::Json => response::json(status, &json!({"csrf": csrf})),
             Format::Html => {
                 let view = SignupView {
                     prefix: &self.prefix,
-                    csrf: &csrf.token,
+                    csrf,
                     fields,
                     min_password: self.signup.min_password_length,
                     message,
                 };
                 response::html(status, self.pages.signup(&view))
             }
-        };
-        response::with_cookies(response, csrf.set_cookie.as_slice())
+        })
     }
 }
