@@ -82,6 +82,21 @@ pub enum Access {
     Denied,
 }
 
+/// A request's live session and its user.
+pub struct Identified {
+    pub id: SessionId,
+    pub session: Arc<SessionRecord>,
+    pub user: Arc<User>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepUp {
+    /// The response can carry the new session cookie.
+    Allowed,
+    /// It cannot (forward-auth): leave the step for the portal.
+    Deferred,
+}
+
 #[derive(Debug)]
 pub struct LoginSuccess {
     pub session_id: SessionId,
@@ -165,29 +180,47 @@ impl Authenticator {
     }
 
     /// The per-request check: memory only, no disk write except the
-    /// once-a-minute idle refresh.
+    /// once-a-minute idle refresh. Proxy mode: an approved push steps the
+    /// session up here.
     pub fn check(&self, id: Option<&SessionId>, policy: Policy) -> Access {
+        self.authorize(self.identify(id).as_ref(), policy, StepUp::Allowed)
+    }
+
+    /// The live session behind a cookie, with its user.
+    pub fn identify(&self, id: Option<&SessionId>) -> Option<Identified> {
+        let (id, session, user) = self.live_session(id?)?;
+        Some(Identified { id, session, user })
+    }
+
+    /// Whether the identified session (if any) may reach a resource under
+    /// `policy`. `StepUp::Deferred` leaves an approved push for the portal
+    /// to turn into a new cookie (forward-auth cannot set one).
+    pub fn authorize(&self, who: Option<&Identified>, policy: Policy, step_up: StepUp) -> Access {
         match policy {
             Policy::Deny => return Access::Denied,
             Policy::Bypass => return Access::Granted(None),
             Policy::OneFactor | Policy::TwoFactor => {}
         }
-        let Some((id, session, user)) = id.and_then(|id| self.live_session(id)) else {
+        let Some(who) = who else {
             return Access::NeedsLogin;
         };
-        if self.level_satisfies(session.level, policy) {
-            self.sessions.touch(&id.key(), self.clock.now());
-            return Access::Granted(Some(user));
+        if self.level_satisfies(who.session.level, policy) {
+            let every = super::session::touch_interval(self.settings.idle_timeout);
+            self.sessions.touch(&who.id.key(), self.clock.now(), every);
+            return Access::Granted(Some(who.user.clone()));
         }
-        let approved = session
+        let approved = who
+            .session
             .challenge
             .as_ref()
             .and_then(|c| c.push.as_ref())
             .is_some_and(|p| p.status == PushStatus::Approved);
         if approved
-            && let Ok(super::challenge::StatusOutcome::Confirmed(new_id)) = self.push_outcome(&id)
+            && step_up == StepUp::Allowed
+            && let Ok(super::challenge::StatusOutcome::Confirmed(new_id)) =
+                self.push_outcome(&who.id)
         {
-            return Access::SteppedUp(user, new_id);
+            return Access::SteppedUp(who.user.clone(), new_id);
         }
         Access::NeedsSecondFactor
     }

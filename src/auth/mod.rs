@@ -12,6 +12,8 @@ pub mod signup;
 
 pub use challenge::{ChallengeView, Requester, StatusOutcome};
 pub use clock::{Clock, SystemClock};
-pub use flow::{Access, AuthDeps, AuthError, AuthSettings, Authenticator, LoginSuccess};
+pub use flow::{
+    Access, AuthDeps, AuthError, AuthSettings, Authenticator, Identified, LoginSuccess, StepUp,
+};
 pub use session::{LiveSessions, SessionId};
 pub use signup::SignUpForm;

@@ -17,6 +17,12 @@ use crate::store::{SessionKey, SessionRecord, SessionStore, StoreError};
 /// timer is refreshed at most about once a minute, never on every request.
 pub const TOUCH_INTERVAL_SECS: u64 = 60;
 
+/// The refresh interval for an idle timeout: once a minute, but at least
+/// twice per timeout, so steady use keeps even a short-timeout session.
+pub fn touch_interval(idle_timeout: u64) -> u64 {
+    TOUCH_INTERVAL_SECS.min(idle_timeout / 2)
+}
+
 /// The value a browser holds: 256 bits from the OS RNG, base64url.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SessionId(String);
@@ -129,12 +135,12 @@ impl LiveSessions {
         self.store.as_ref()
     }
 
-    /// Refreshes the idle timer when it is older than a minute.
-    pub fn touch(&self, key: &SessionKey, now: u64) {
+    /// Refreshes the idle timer when it is `every` seconds old or older.
+    pub fn touch(&self, key: &SessionKey, now: u64, every: u64) {
         let Some(mut entry) = self.live.get_mut(key) else {
             return;
         };
-        if now.saturating_sub(entry.last_seen) < TOUCH_INTERVAL_SECS {
+        if now.saturating_sub(entry.last_seen) < every {
             return;
         }
         let mut record = SessionRecord::clone(&entry);
@@ -224,15 +230,22 @@ mod tests {
     }
 
     #[test]
+    fn short_idle_timeouts_are_refreshed_twice_per_timeout() {
+        assert_eq!(touch_interval(1800), 60);
+        assert_eq!(touch_interval(30), 15);
+        assert_eq!(touch_interval(1), 0);
+    }
+
+    #[test]
     fn touch_writes_at_most_once_a_minute() {
         let store = Arc::new(MemoryStore::default());
         let sessions = LiveSessions::load(store.clone()).unwrap();
         let key = SessionId::generate().unwrap().key();
         sessions.insert(key, record(100)).unwrap();
-        sessions.touch(&key, 130);
+        sessions.touch(&key, 130, TOUCH_INTERVAL_SECS);
         assert_eq!(sessions.get(&key).unwrap().last_seen, 100);
         assert_eq!(store.load_all().unwrap()[0].1.last_seen, 100);
-        sessions.touch(&key, 161);
+        sessions.touch(&key, 161, TOUCH_INTERVAL_SECS);
         assert_eq!(sessions.get(&key).unwrap().last_seen, 161);
         assert_eq!(store.load_all().unwrap()[0].1.last_seen, 161);
     }

@@ -1,0 +1,664 @@
+//! The one shared normalization of a request target (DESIGN.md, "Public
+//! surface", **Normalization**). Rules are matched against its output and,
+//! in proxy mode, its path is what goes upstream, so the decision and the
+//! upstream always see the same resource. Matching rules against the raw
+//! path is the bypass peers shipped three times; nothing else in the crate
+//! may parse a target for a rule match.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use http::Method;
+use thiserror::Error;
+
+/// The schemes a gateway target can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// A normalized request target: what every rule sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub scheme: Scheme,
+    /// Lower-case, without a trailing dot; IPv6 literals in brackets.
+    pub host: String,
+    /// Only a non-default port; the scheme's own port is `None`.
+    pub port: Option<u16>,
+    /// Canonical path (see [`normalize`]), never with query or fragment.
+    pub path: String,
+    /// The query as sent (without `?`), except that characters a request
+    /// line cannot carry (space, `"`, `<`, `>`, non-ASCII) are
+    /// percent-encoded. `Some("")` for a bare `?`.
+    pub query: Option<String>,
+    /// Upper-case token.
+    pub method: Method,
+    /// IPv4-mapped IPv6 addresses are turned into IPv4, so a rule's
+    /// `10.0.0.0/8` matches a client seen on a dual-stack listener.
+    pub client: IpAddr,
+}
+
+/// Why a target was refused; every variant is a 400. The messages are
+/// fixed: nothing of the attacker's input is echoed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum NormalizeError {
+    #[error("unsupported scheme")]
+    Scheme,
+    #[error("invalid host")]
+    Host,
+    #[error("invalid port")]
+    Port,
+    #[error("request target is not an absolute path")]
+    NotAbsolutePath,
+    #[error("malformed percent-escape")]
+    BadEscape,
+    #[error("encoded slash or backslash in path")]
+    EncodedSeparator,
+    #[error("backslash in path")]
+    Backslash,
+    #[error("control character in request target")]
+    Control,
+    #[error("path is not valid UTF-8")]
+    Utf8,
+    #[error("dot segment with parameters in path")]
+    DotParameters,
+    #[error("invalid method")]
+    Method,
+}
+
+/// Longest method accepted; real ones are far shorter.
+const MAX_METHOD_LEN: usize = 32;
+
+/// Normalizes the original request into the form rules are matched on.
+///
+/// - `scheme`: `http` or `https` (any case).
+/// - `host`: a Host / X-Forwarded-Host value, with an optional port:
+///   lower-cased, trailing dot and default port removed; must be a
+///   hostname (letters, digits, `-`, `_`), an IPv4 address or a bracketed
+///   IPv6 address. A host whose last label looks numeric must be a real
+///   dotted-quad, so `127.1` or `0x7f.1` cannot pose as names.
+/// - `path_and_query`: origin-form (`/…`); the fragment is dropped,
+///   escapes of unreserved characters are decoded, other escapes
+///   upper-cased, characters outside RFC 3986 `pchar` percent-encoded,
+///   repeated slashes merged, `.`/`..` resolved (never above root).
+///   `%2F`, `%5C`, `%00`, control characters, a raw backslash, invalid
+///   UTF-8 once decoded, or a dot segment carrying `;` parameters
+///   (`..;x`) are errors.
+/// - `method`: a token, upper-cased.
+pub fn normalize(
+    scheme: &str,
+    host: &str,
+    path_and_query: &str,
+    method: &str,
+    client: IpAddr,
+) -> Result<Target, NormalizeError> {
+    let scheme = parse_scheme(scheme)?;
+    let (host, port) = parse_authority(host, scheme)?;
+    let (path, query) = parse_path_and_query(path_and_query)?;
+    Ok(Target {
+        scheme,
+        host,
+        port,
+        path,
+        query,
+        method: parse_method(method)?,
+        client: client.to_canonical(),
+    })
+}
+
+impl Target {
+    /// `host[:port]`, the port only when not the scheme's default.
+    pub fn authority(&self) -> String {
+        match self.port {
+            Some(port) => format!("{}:{port}", self.host),
+            None => self.host.clone(),
+        }
+    }
+
+    /// What goes upstream in proxy mode: the normalized path and the query.
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(query) => format!("{}?{query}", self.path),
+            None => self.path.clone(),
+        }
+    }
+
+    /// `scheme://host[:port]path[?query]`, the URL to come back to (`rd`).
+    pub fn url(&self) -> String {
+        format!(
+            "{}://{}{}",
+            self.scheme.as_str(),
+            self.authority(),
+            self.path_and_query()
+        )
+    }
+}
+
+fn parse_scheme(scheme: &str) -> Result<Scheme, NormalizeError> {
+    if scheme.eq_ignore_ascii_case("http") {
+        Ok(Scheme::Http)
+    } else if scheme.eq_ignore_ascii_case("https") {
+        Ok(Scheme::Https)
+    } else {
+        Err(NormalizeError::Scheme)
+    }
+}
+
+fn parse_method(method: &str) -> Result<Method, NormalizeError> {
+    let upper = method.to_ascii_uppercase();
+    if upper.is_empty() || upper.len() > MAX_METHOD_LEN || !upper.bytes().all(is_tchar) {
+        return Err(NormalizeError::Method);
+    }
+    Method::from_bytes(upper.as_bytes()).map_err(|_| NormalizeError::Method)
+}
+
+/// RFC 9110 `tchar`.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+// ---------------------------------------------------------------- host
+
+fn parse_authority(raw: &str, scheme: Scheme) -> Result<(String, Option<u16>), NormalizeError> {
+    let (host, port) = split_port(raw)?;
+    let port = match port {
+        Some(digits) => parse_port(digits)?,
+        None => None,
+    };
+    let port = port.filter(|&p| p != scheme.default_port());
+    Ok((normalize_host(host)?, port))
+}
+
+/// Splits `host[:port]`; a bare IPv6 address (colons without brackets)
+/// cannot be told from a port and is refused.
+fn split_port(raw: &str) -> Result<(&str, Option<&str>), NormalizeError> {
+    if raw.starts_with('[') {
+        let end = raw.find(']').ok_or(NormalizeError::Host)?;
+        let (host, rest) = raw.split_at(end + 1);
+        return match rest.strip_prefix(':') {
+            Some(port) => Ok((host, Some(port))),
+            None if rest.is_empty() => Ok((host, None)),
+            None => Err(NormalizeError::Host),
+        };
+    }
+    match raw.split_once(':') {
+        Some((_, port)) if port.contains(':') => Err(NormalizeError::Host),
+        Some((host, port)) => Ok((host, Some(port))),
+        None => Ok((raw, None)),
+    }
+}
+
+fn parse_port(digits: &str) -> Result<Option<u16>, NormalizeError> {
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(NormalizeError::Port);
+    }
+    match digits.parse::<u16>() {
+        Ok(0) | Err(_) => Err(NormalizeError::Port),
+        Ok(port) => Ok(Some(port)),
+    }
+}
+
+/// Lower-cases a host without port and checks it is a name or an IP
+/// literal. Shared with the rules, so a rule's `domain` is written in the
+/// very form it is compared against.
+pub(crate) fn normalize_host(raw: &str) -> Result<String, NormalizeError> {
+    let lower = raw.to_ascii_lowercase();
+    let host = lower.strip_suffix('.').unwrap_or(&lower);
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        let ip: Ipv6Addr = inner.parse().map_err(|_| NormalizeError::Host)?;
+        return Ok(format!("[{ip}]"));
+    }
+    if looks_numeric(host) {
+        let ip: Ipv4Addr = host.parse().map_err(|_| NormalizeError::Host)?;
+        return Ok(ip.to_string());
+    }
+    check_hostname(host)?;
+    Ok(host.to_owned())
+}
+
+/// A host whose last label is a number is an IPv4 address to browsers
+/// (WHATWG URL), so it must be one we parse the same way.
+fn looks_numeric(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or(host);
+    (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) || last.starts_with("0x")
+}
+
+fn check_hostname(host: &str) -> Result<(), NormalizeError> {
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err(NormalizeError::Host);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- path
+
+fn parse_path_and_query(raw: &str) -> Result<(String, Option<String>), NormalizeError> {
+    let without_fragment = raw.split('#').next().unwrap_or("");
+    let (path, query) = match without_fragment.split_once('?') {
+        Some((path, query)) => (path, Some(canonical_query(query)?)),
+        None => (without_fragment, None),
+    };
+    if !path.starts_with('/') {
+        return Err(NormalizeError::NotAbsolutePath);
+    }
+    Ok((resolve_dots(&canonical_escapes(path)?)?, query))
+}
+
+/// Keeps the query as sent, but refuses control characters and encodes
+/// what a request line cannot carry, so `path_and_query()` is always a
+/// valid `http::uri::PathAndQuery`.
+fn canonical_query(raw: &str) -> Result<String, NormalizeError> {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if c.is_control() {
+            return Err(NormalizeError::Control);
+        }
+        if c.is_ascii() && !matches!(c, ' ' | '"' | '<' | '>') {
+            out.push(c);
+        } else {
+            push_encoded(&mut out, c);
+        }
+    }
+    Ok(out)
+}
+
+/// One pass over the path: decodes escapes of unreserved characters,
+/// upper-cases the others, encodes raw characters outside `pchar`, and
+/// collects the fully decoded bytes to check UTF-8 and control characters
+/// (which catches C1 controls such as `%C2%85` too).
+fn canonical_escapes(path: &str) -> Result<String, NormalizeError> {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut decoded = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let value = escape_at(bytes, i)?;
+            push_escape(&mut out, value);
+            decoded.push(value);
+            i += 3;
+        } else {
+            let c = path[i..].chars().next().ok_or(NormalizeError::Utf8)?;
+            push_raw(&mut out, c)?;
+            decoded.extend_from_slice(&bytes[i..i + c.len_utf8()]);
+            i += c.len_utf8();
+        }
+    }
+    check_decoded(&decoded)?;
+    Ok(out)
+}
+
+/// The byte of the escape starting at `bytes[at]` (a `%`).
+fn escape_at(bytes: &[u8], at: usize) -> Result<u8, NormalizeError> {
+    let hex = |i: usize| {
+        bytes
+            .get(i)
+            .and_then(|&b| (b as char).to_digit(16))
+            .ok_or(NormalizeError::BadEscape)
+    };
+    let value = (hex(at + 1)? * 16 + hex(at + 2)?) as u8;
+    match value {
+        b'/' | b'\\' => Err(NormalizeError::EncodedSeparator),
+        v if v < 0x20 || v == 0x7f => Err(NormalizeError::Control),
+        v => Ok(v),
+    }
+}
+
+fn push_escape(out: &mut String, value: u8) {
+    if is_unreserved(value) {
+        out.push(value as char);
+    } else {
+        let _ = write!(out, "%{value:02X}");
+    }
+}
+
+fn push_raw(out: &mut String, c: char) -> Result<(), NormalizeError> {
+    match c {
+        '\\' => Err(NormalizeError::Backslash),
+        c if c.is_control() => Err(NormalizeError::Control),
+        c if c.is_ascii() && is_pchar_or_slash(c as u8) => {
+            out.push(c);
+            Ok(())
+        }
+        c => {
+            push_encoded(out, c);
+            Ok(())
+        }
+    }
+}
+
+fn push_encoded(out: &mut String, c: char) {
+    let mut buf = [0; 4];
+    for b in c.encode_utf8(&mut buf).bytes() {
+        let _ = write!(out, "%{b:02X}");
+    }
+}
+
+fn check_decoded(decoded: &[u8]) -> Result<(), NormalizeError> {
+    let text = std::str::from_utf8(decoded).map_err(|_| NormalizeError::Utf8)?;
+    if text.chars().any(char::is_control) {
+        return Err(NormalizeError::Control);
+    }
+    Ok(())
+}
+
+/// RFC 3986 `unreserved`: the only escapes that are decoded, because
+/// decoding them never changes what the path means.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// RFC 3986 `pchar` (without `%`, handled apart) plus the separator.
+fn is_pchar_or_slash(b: u8) -> bool {
+    is_unreserved(b) || b"!$&'()*+,;=:@/".contains(&b)
+}
+
+/// Merges repeated slashes and resolves dot segments (RFC 3986 5.2.4):
+/// never above the root, and a trailing dot segment leaves a trailing
+/// slash (`/a/b/..` → `/a/`).
+fn resolve_dots(path: &str) -> Result<String, NormalizeError> {
+    let segments: Vec<&str> = path[1..].split('/').collect();
+    let last = segments.len() - 1;
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.into_iter().enumerate() {
+        check_dot_parameters(segment)?;
+        match segment {
+            "." | "" => {}
+            ".." => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+        if i == last && matches!(segment, "." | ".." | "") {
+            out.push("");
+        }
+    }
+    Ok(format!("/{}", out.join("/")))
+}
+
+/// `..;x` is `..` to Tomcat and some others but a plain name to a regex:
+/// refuse it rather than guess which reading the upstream makes. An
+/// escaped `;` (`..%3B`) counts too.
+fn check_dot_parameters(segment: &str) -> Result<(), NormalizeError> {
+    if !segment.starts_with('.') || matches!(segment, "." | "..") {
+        return Ok(());
+    }
+    let unescaped = segment.replace("%3B", ";");
+    match unescaped.split(';').next() {
+        Some("." | "..") => Err(NormalizeError::DotParameters),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+
+    fn path(raw: &str) -> Result<String, NormalizeError> {
+        normalize("https", "app.example.com", raw, "GET", CLIENT).map(|t| t.path)
+    }
+
+    fn target(scheme: &str, host: &str) -> Result<Target, NormalizeError> {
+        normalize(scheme, host, "/", "GET", CLIENT)
+    }
+
+    #[test]
+    fn dot_dot_is_resolved_before_matching() {
+        assert_eq!(path("/public/../admin").unwrap(), "/admin");
+        assert_eq!(path("/public/%2e%2e/admin").unwrap(), "/admin");
+        assert_eq!(path("/public/.%2E/admin").unwrap(), "/admin");
+        assert_eq!(path("/public/./../../../admin").unwrap(), "/admin");
+    }
+
+    #[test]
+    fn encoded_slash_and_backslash_are_refused() {
+        assert_eq!(
+            path("/public/..%2fadmin"),
+            Err(NormalizeError::EncodedSeparator)
+        );
+        assert_eq!(
+            path("/public/..%5Cadmin"),
+            Err(NormalizeError::EncodedSeparator)
+        );
+        assert_eq!(path("/public\\..\\admin"), Err(NormalizeError::Backslash));
+    }
+
+    #[test]
+    fn repeated_slashes_are_merged() {
+        assert_eq!(path("//admin").unwrap(), "/admin");
+        assert_eq!(path("/a//b///c//").unwrap(), "/a/b/c/");
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded() {
+        assert_eq!(path("/adm%69n").unwrap(), "/admin");
+        assert_eq!(path("/%61dmin").unwrap(), "/admin");
+        assert_eq!(path("/%41%7e%2D%5f").unwrap(), "/A~-_");
+    }
+
+    #[test]
+    fn other_escapes_are_kept_upper_case() {
+        assert_eq!(path("/a%3ab%3Bc%20d").unwrap(), "/a%3Ab%3Bc%20d");
+        assert_eq!(path("/caf%c3%a9").unwrap(), "/caf%C3%A9");
+        assert_eq!(path("/café").unwrap(), "/caf%C3%A9", "raw UTF-8 is encoded");
+        assert_eq!(path("/a b{c}").unwrap(), "/a%20b%7Bc%7D");
+    }
+
+    #[test]
+    fn semicolon_parameters_are_kept_so_prefix_rules_still_match() {
+        assert_eq!(path("/admin;x=1").unwrap(), "/admin;x=1");
+        assert_eq!(path("/admin;jsessionid=1/x").unwrap(), "/admin;jsessionid=1/x");
+    }
+
+    #[test]
+    fn dot_segments_with_parameters_are_refused() {
+        for raw in ["/public/..;/admin", "/public/..;x=1/admin", "/a/.;/b", "/a/..%3b/b"] {
+            assert_eq!(path(raw), Err(NormalizeError::DotParameters), "{raw}");
+        }
+        assert_eq!(path("/a/...;x").unwrap(), "/a/...;x", "not a dot segment");
+    }
+
+    #[test]
+    fn nul_and_control_characters_are_refused() {
+        assert_eq!(path("/admin%00"), Err(NormalizeError::Control));
+        assert_eq!(path("/admin%0a"), Err(NormalizeError::Control));
+        assert_eq!(path("/admin%7F"), Err(NormalizeError::Control));
+        assert_eq!(path("/admin\t"), Err(NormalizeError::Control));
+        assert_eq!(path("/admin%C2%85"), Err(NormalizeError::Control), "C1 NEL");
+        assert_eq!(path("/a?b=\u{1}"), Err(NormalizeError::Control));
+    }
+
+    #[test]
+    fn invalid_utf8_and_bad_escapes_are_refused() {
+        assert_eq!(path("/a%ff"), Err(NormalizeError::Utf8));
+        assert_eq!(path("/a%C3"), Err(NormalizeError::Utf8));
+        assert_eq!(path("/a%zz"), Err(NormalizeError::BadEscape));
+        assert_eq!(path("/a%4"), Err(NormalizeError::BadEscape));
+        assert_eq!(path("/a%"), Err(NormalizeError::BadEscape));
+    }
+
+    #[test]
+    fn query_and_fragment_never_reach_the_path() {
+        let t = normalize("https", "a.example.com", "/public?x=/../admin", "GET", CLIENT);
+        let t = t.unwrap();
+        assert_eq!(t.path, "/public", "the query is not part of the path");
+        assert_eq!(t.query.as_deref(), Some("x=/../admin"));
+        assert_eq!(path("/admin#/public").unwrap(), "/admin");
+        assert_eq!(path("/public#/../admin").unwrap(), "/public");
+        assert_eq!(path("/public%3F/../admin").unwrap(), "/admin");
+        assert_eq!(path("/public%23/../admin").unwrap(), "/admin");
+    }
+
+    #[test]
+    fn query_is_kept_as_sent() {
+        let t = normalize("http", "h", "/p?a=%2f&b=..;#frag", "GET", CLIENT).unwrap();
+        assert_eq!(t.query.as_deref(), Some("a=%2f&b=..;"));
+        assert_eq!(t.path_and_query(), "/p?a=%2f&b=..;");
+        let bare = normalize("http", "h", "/p?", "GET", CLIENT).unwrap();
+        assert_eq!(bare.query.as_deref(), Some(""));
+        let spaced = normalize("http", "h", "/p?a b\"é", "GET", CLIENT).unwrap();
+        assert_eq!(spaced.query.as_deref(), Some("a%20b%22%C3%A9"));
+    }
+
+    #[test]
+    fn path_must_be_absolute() {
+        for raw in ["", "admin", "*", "http://evil.example/admin", "?x"] {
+            assert_eq!(path(raw), Err(NormalizeError::NotAbsolutePath), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn host_is_lower_cased_without_trailing_dot() {
+        assert_eq!(target("https", "App.Example.COM.").unwrap().host, "app.example.com");
+        assert_eq!(target("https", "a.b.").unwrap().host, "a.b");
+    }
+
+    #[test]
+    fn default_port_is_dropped_other_ports_kept() {
+        let t = target("https", "app.example.com:443").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("app.example.com", None));
+        let t = target("http", "app.example.com:80").unwrap();
+        assert_eq!(t.port, None);
+        assert_eq!(target("https", "app.example.com:8443").unwrap().port, Some(8443));
+        assert_eq!(target("http", "app.example.com:443").unwrap().port, Some(443));
+        assert_eq!(target("https", "[::1]:443").unwrap().host, "[::1]");
+        let t = target("http", "[2001:DB8::0:1]:8080").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("[2001:db8::1]", Some(8080)));
+    }
+
+    #[test]
+    fn bad_hosts_and_ports_are_refused() {
+        for host in [
+            "", ".", "a..b", "a b", "user@host", "::1", "[::1", "[::1]x", "[zz]", "127.1",
+            "0x7f.0.0.1", "1.2.3.256", "exa\\mple.com", "é.example", "a.b..",
+        ] {
+            assert_eq!(target("https", host), Err(NormalizeError::Host), "{host:?}");
+        }
+        for host in ["a:", "a:0", "a:65536", "a:+1", "a:1x"] {
+            assert_eq!(target("https", host), Err(NormalizeError::Port), "{host:?}");
+        }
+        assert_eq!(target("https", "10.0.0.1.").unwrap().host, "10.0.0.1");
+    }
+
+    #[test]
+    fn scheme_and_method() {
+        assert_eq!(target("ftp", "h"), Err(NormalizeError::Scheme));
+        assert_eq!(target("HTTPS", "h").unwrap().scheme, Scheme::Https);
+        let t = normalize("http", "h", "/", "get", CLIENT).unwrap();
+        assert_eq!(t.method, Method::GET);
+        for bad in ["", "GE T", "GET\r\n", "(GET)", &"X".repeat(33)] {
+            let r = normalize("http", "h", "/", bad, CLIENT);
+            assert_eq!(r, Err(NormalizeError::Method), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn mapped_ipv6_client_becomes_ipv4() {
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        let t = normalize("http", "h", "/", "GET", mapped).unwrap();
+        assert_eq!(t.client, "10.1.2.3".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn url_and_path_and_query() {
+        let t = normalize("HTTPS", "App.Example.com:8443", "/a/../b?x=1#f", "GET", CLIENT);
+        let t = t.unwrap();
+        assert_eq!(t.path_and_query(), "/b?x=1");
+        assert_eq!(t.url(), "https://app.example.com:8443/b?x=1");
+    }
+
+    #[test]
+    fn errors_never_echo_input() {
+        let err = path("/secret%00").unwrap_err();
+        assert!(!err.to_string().contains("secret"));
+    }
+
+    fn renormalize(t: &Target) -> Result<Target, NormalizeError> {
+        let pq = t.path_and_query();
+        normalize(t.scheme.as_str(), &t.authority(), &pq, t.method.as_str(), t.client)
+    }
+
+    fn pieces(parts: &'static [&'static str]) -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(parts), 0..24).prop_map(|v| v.concat())
+    }
+
+    /// Fragments that hit every branch, mixed with arbitrary text.
+    fn tricky_path() -> impl Strategy<Value = String> {
+        const PARTS: &[&str] = &[
+            "/", "//", ".", "..", "%2e", "%2E", "%2f", "%5c", "%00", ";", ";x=1", "%3b", "%",
+            "%4", "a", "Z", "%61", "%7e", "%20", "%C3%A9", "%c3", "é", "\\", "?", "#", "?x=/..",
+            " ", "\u{85}", "\t", "{", "%41%",
+        ];
+        prop_oneof![
+            pieces(PARTS).prop_map(|s| format!("/{s}")),
+            pieces(PARTS),
+            any::<String>(),
+            any::<String>().prop_map(|s| format!("/{s}")),
+        ]
+    }
+
+    fn tricky_host() -> impl Strategy<Value = String> {
+        const PARTS: &[&str] = &[
+            "a", "B", ".", "-", "_", ":", "443", "80", "8443", "[", "]", "::1", "1", "0x7f",
+            "256", "é", "@",
+        ];
+        prop_oneof![pieces(PARTS), any::<String>()]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn never_panics(
+            scheme in prop_oneof![Just("https".to_string()), any::<String>()],
+            host in tricky_host(),
+            path in tricky_path(),
+            method in prop_oneof![Just("get".to_string()), any::<String>()],
+        ) {
+            let _ = normalize(&scheme, &host, &path, &method, CLIENT);
+        }
+
+        #[test]
+        fn idempotent_and_well_formed(
+            https in any::<bool>(),
+            host in tricky_host(),
+            path in tricky_path(),
+        ) {
+            let scheme = if https { "https" } else { "http" };
+            if let Ok(t) = normalize(scheme, &host, &path, "get", CLIENT) {
+                prop_assert_eq!(renormalize(&t), Ok(t.clone()));
+                prop_assert!(t.path.starts_with('/'));
+                prop_assert!(!t.path.contains("//"));
+                prop_assert!(t.path.split('/').all(|s| s != "." && s != ".."));
+                prop_assert!(http::uri::PathAndQuery::try_from(t.path_and_query()).is_ok());
+                prop_assert!(t.url().parse::<http::Uri>().is_ok(), "{}", t.url());
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! authgate's integration tests: one binary. Each test starts its own echo
+//! upstream (in this process) and its own `authgate` child process on
+//! 127.0.0.1 with a temp dir, so the tests run in parallel.
+//!
+//! Run: `cargo test -j 2 --test it`.
+
+mod support;
+
+mod anonymous;
+mod cli;
+mod config_errors;
+mod limits;
+mod login;
+mod logout;
+mod proxy;
+mod regulation;
+mod restart;
+mod sessions;
+mod upstream_errors;
+mod users_reload;

@@ -1,0 +1,892 @@
+//! The harness: a real upstream served from the test process, the real
+//! `authgate` binary as a child process with its own temp dir and port, and
+//! a small cookie-keeping browser on top of reqwest (redirects off).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fs::{File, OpenOptions};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use reqwest::header::{HeaderMap, HeaderValue, SET_COOKIE};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_authgate");
+/// 40 bytes: comfortably above the 32-byte minimum.
+pub const SECRET: &str = "integration-secret-0123456789abcdefghijk";
+pub const SESSION_COOKIE: &str = "authgate_session";
+pub const CSRF_COOKIE: &str = "authgate_csrf";
+pub const PREFIX: &str = "/_authgate";
+
+/// Alice: the user most tests log in as.
+pub const ALICE: &str = "alice@example.com";
+pub const ALICE_NAME: &str = "Alice Example";
+pub const ALICE_PW: &str = "correct horse battery staple";
+
+/// A port that was free a moment ago (bound to 127.0.0.1:0, then dropped).
+/// Also what a "nothing listens here" upstream uses.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// Bounded polling: `tries` × `every`, until `check` is true.
+pub async fn eventually<F, Fut>(tries: usize, every: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..tries {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(every).await;
+    }
+    false
+}
+
+// ---------------------------------------------------------------------------
+// Upstream
+// ---------------------------------------------------------------------------
+
+/// Request headers that steer the echo upstream (they reach it because the
+/// gateway forwards ordinary headers).
+pub const UP_DELAY_MS: &str = "x-test-delay-ms";
+pub const UP_SET_COOKIE: &str = "x-test-set-cookie";
+pub const UP_RESPONSE_HOP: &str = "x-test-response-hop";
+
+/// A hyper HTTP/1.1 server on 127.0.0.1:0 that answers every request with
+/// 200 and a JSON echo: method, path and query, every header (name → list
+/// of values) and the body.
+pub struct Upstream {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| echo(req, counter.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, hits, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How many requests reached the upstream so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn echo(
+    req: Request<Incoming>,
+    hits: Arc<AtomicUsize>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    hits.fetch_add(1, Ordering::SeqCst);
+    let (parts, body) = req.into_parts();
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in &parts.headers {
+        headers
+            .entry(name.as_str().to_owned())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let delay = parts
+        .headers
+        .get(UP_DELAY_MS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let echo = json!({
+        "method": parts.method.as_str(),
+        "uri": parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        "headers": headers,
+        "body_len": body.len(),
+        "body": String::from_utf8_lossy(&body),
+    });
+    let mut response = Response::new(Full::new(Bytes::from(echo.to_string())));
+    let h = response.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    h.insert("x-test-upstream", HeaderValue::from_static("1"));
+    for value in parts.headers.get_all(UP_SET_COOKIE) {
+        h.append("set-cookie", value.clone());
+    }
+    if parts.headers.contains_key(UP_RESPONSE_HOP) {
+        h.insert("connection", HeaderValue::from_static("x-upstream-hop"));
+        h.insert("x-upstream-hop", HeaderValue::from_static("secret"));
+    }
+    Ok(response)
+}
+
+/// What the upstream saw, from its JSON echo.
+pub struct Echo(pub Value);
+
+impl Echo {
+    /// Every value of header `name` (lower case) the upstream received.
+    pub fn header_all(&self, name: &str) -> Vec<String> {
+        self.0["headers"][name]
+            .as_array()
+            .map(|values| {
+                values
+                    .iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The single value of header `name`; panics when there are several.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let all = self.header_all(name);
+        assert!(all.len() <= 1, "{name} reached the upstream {all:?}");
+        all.into_iter().next()
+    }
+
+    pub fn header_names(&self) -> Vec<String> {
+        self.0["headers"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn uri(&self) -> &str {
+        self.0["uri"].as_str().unwrap_or_default()
+    }
+
+    pub fn method(&self) -> &str {
+        self.0["method"].as_str().unwrap_or_default()
+    }
+
+    pub fn body(&self) -> &str {
+        self.0["body"].as_str().unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Config and CLI
+// ---------------------------------------------------------------------------
+
+/// A temp dir with `authgate.toml`, a users file and a store directory.
+/// The config is a TOML table that tests edit by dotted key before start.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: toml::Table,
+    pub port: u16,
+}
+
+impl Setup {
+    /// A config that starts: loopback listener on a fresh port, matching
+    /// public_url, the given upstream, a 40-byte secret, store and users
+    /// file in the temp dir, second factor off.
+    pub fn new(upstream: Option<&str>) -> Setup {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut setup = Setup {
+            config: toml::Table::new(),
+            dir,
+            port,
+        };
+        setup.set_port(port);
+        if let Some(url) = upstream {
+            setup.set("upstream.url", url);
+        }
+        let store = setup.path("data");
+        let users = setup.path("users.toml");
+        setup
+            .set("session.secret", SECRET)
+            .set("store.path", store.to_str().unwrap())
+            .set("users.file", users.to_str().unwrap())
+            .set("auth.second_factor", "off");
+        setup
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("authgate.toml")
+    }
+
+    pub fn stderr_path(&self) -> PathBuf {
+        self.path("gateway.stderr")
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn set_port(&mut self, port: u16) {
+        self.port = port;
+        let base = self.base();
+        self.set("server.listen", format!("127.0.0.1:{port}"))
+            .set("server.public_url", base);
+    }
+
+    /// Sets `section.key` (creating the section).
+    pub fn set(&mut self, key: &str, value: impl Into<toml::Value>) -> &mut Self {
+        let (section, name) = key.split_once('.').expect("dotted key");
+        let table = self
+            .config
+            .entry(section.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table
+            .as_table_mut()
+            .expect("a section is a table")
+            .insert(name.to_owned(), value.into());
+        self
+    }
+
+    pub fn unset(&mut self, key: &str) -> &mut Self {
+        let (section, name) = key.split_once('.').expect("dotted key");
+        if let Some(table) = self
+            .config
+            .get_mut(section)
+            .and_then(toml::Value::as_table_mut)
+        {
+            table.remove(name);
+        }
+        self
+    }
+
+    pub fn write_config(&self) {
+        let text = toml::to_string(&self.config).expect("config serializes");
+        std::fs::write(self.config_path(), text).expect("write authgate.toml");
+    }
+
+    /// `authgate ARGS`, run in the temp dir with no `AUTHGATE_*` variables
+    /// from the test's environment, `stdin` piped in.
+    pub async fn run(&self, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+        self.write_config();
+        run_bin(self.dir.path(), args, stdin, env).await
+    }
+
+    /// `authgate user add` through the real CLI, password on stdin.
+    pub async fn add_user(&self, email: &str, name: &str, groups: &str, password: &str) {
+        let config = self.config_path();
+        let mut args = vec![
+            "user",
+            "add",
+            "--config",
+            config.to_str().unwrap(),
+            "--email",
+            email,
+            "--name",
+            name,
+        ];
+        if !groups.is_empty() {
+            args.extend(["--groups", groups]);
+        }
+        let out = self.run(&args, &format!("{password}\n"), &[]).await;
+        assert_success(&out, "user add");
+    }
+
+    pub async fn remove_user(&self, email: &str) {
+        let config = self.config_path();
+        let args = [
+            "user",
+            "remove",
+            "--config",
+            config.to_str().unwrap(),
+            email,
+        ];
+        let out = self.run(&args, "", &[]).await;
+        assert_success(&out, "user remove");
+    }
+
+    /// The common case: alice with groups a,b.
+    pub async fn add_alice(&self) {
+        self.add_user(ALICE, ALICE_NAME, "a,b", ALICE_PW).await;
+    }
+
+    /// Starts the gateway and waits until `healthz` answers 200.
+    pub async fn start(self) -> Gateway {
+        let mut gateway = Gateway {
+            setup: self,
+            child: None,
+        };
+        gateway.spawn_until_ready().await;
+        gateway
+    }
+}
+
+fn clean_command(bin: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(dir);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AUTHGATE_") {
+            cmd.env_remove(name);
+        }
+    }
+    // Log lines asserted on are at info; keep RUST_LOG from the outside out.
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+pub async fn run_bin(dir: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::from(clean_command(BIN, dir));
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("spawn authgate");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.as_bytes())
+        .await
+        .expect("write stdin");
+    drop(input);
+    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("authgate CLI finished within 30 s")
+        .expect("authgate CLI output")
+}
+
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Gateway process
+// ---------------------------------------------------------------------------
+
+/// The `authgate serve` child process; killed on drop.
+pub struct Gateway {
+    setup: Setup,
+    child: Option<Child>,
+}
+
+const READY_TRIES: usize = 200;
+const READY_EVERY: Duration = Duration::from_millis(50);
+
+impl Gateway {
+    pub fn setup(&self) -> &Setup {
+        &self.setup
+    }
+
+    pub fn base(&self) -> String {
+        self.setup.base()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.base())
+    }
+
+    /// Everything the gateway wrote to stderr so far (every run).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.setup.stderr_path()).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        self.setup.write_config();
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.setup.stderr_path())
+            .expect("open the stderr file");
+        let mut cmd = clean_command(BIN, self.setup.dir.path());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(self.setup.config_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn authgate serve"));
+    }
+
+    /// Starts the child and polls healthz (bounded). When the picked port
+    /// was taken in the meantime by a parallel test, tries another one.
+    async fn spawn_until_ready(&mut self) {
+        for _attempt in 0..3 {
+            let log_start = File::open(self.setup.stderr_path())
+                .and_then(|f| f.metadata())
+                .map_or(0, |m| m.len() as usize);
+            self.spawn();
+            match self.wait_ready().await {
+                Ok(()) => return,
+                Err(status) => {
+                    let log = self.stderr();
+                    let log = log.get(log_start..).unwrap_or(&log).to_owned();
+                    if log.contains("server.listen") && log.contains("in use") {
+                        let port = free_port();
+                        self.setup.set_port(port);
+                        continue;
+                    }
+                    panic!("the gateway did not become ready ({status:?}); stderr:\n{log}");
+                }
+            }
+        }
+        panic!("no free port for the gateway after 3 attempts");
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), Option<ExitStatus>> {
+        let client = client();
+        let url = self.url(&format!("{PREFIX}/healthz"));
+        for _ in 0..READY_TRIES {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Err(Some(status));
+            }
+            if let Ok(resp) = client.get(&url).send().await
+                && resp.status() == StatusCode::OK
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(READY_EVERY).await;
+        }
+        Err(None)
+    }
+
+    /// SIGTERM (graceful stop) via `kill`, then waits (bounded) for the exit.
+    pub async fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the gateway is running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        for _ in 0..200 {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "the gateway did not exit within 10 s of SIGTERM; stderr:\n{}",
+            self.stderr()
+        );
+    }
+
+    /// Starts the gateway again with the same config, store and users.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop() first");
+        self.spawn_until_ready().await;
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Browser
+// ---------------------------------------------------------------------------
+
+/// reqwest with redirects off, short timeouts and no connection pool (so a
+/// restarted gateway never meets a stale pooled connection).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(2))
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("reqwest client")
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?} {}", self.status, self.body))
+    }
+
+    pub fn echo(&self) -> Echo {
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "expected the upstream's echo: {}",
+            self.body
+        );
+        assert!(
+            self.headers.contains_key("x-test-upstream"),
+            "not from the upstream: {self:?}"
+        );
+        Echo(self.json())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn location(&self) -> &str {
+        self.header("location")
+            .unwrap_or_else(|| panic!("no Location: {self:?}"))
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// The `Set-Cookie` line for cookie `name`, if any.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        let prefix = format!("{name}=");
+        self.set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with(&prefix))
+    }
+}
+
+/// The attributes of a `Set-Cookie` line, lower-cased names.
+pub fn cookie_attributes(set_cookie: &str) -> Vec<String> {
+    set_cookie
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_owned())
+        .collect()
+}
+
+pub fn has_attribute(set_cookie: &str, attribute: &str) -> bool {
+    cookie_attributes(set_cookie)
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(attribute))
+}
+
+/// The hidden `csrf` input of a page.
+pub fn csrf_field(html: &str) -> Option<String> {
+    let start = html.find("name=\"csrf\"")?;
+    let rest = &html[start..];
+    let value = rest.find("value=\"")? + "value=\"".len();
+    let end = rest[value..].find('"')?;
+    Some(rest[value..value + end].to_owned())
+}
+
+/// The query parameter `name` of an absolute URL, decoded.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Keeps cookies by hand: the gateway's Set-Cookie lines are asserted on,
+/// so no cookie store sits in between.
+pub struct Browser {
+    client: reqwest::Client,
+    base: String,
+    pub jar: BTreeMap<String, String>,
+    csrf: Option<(String, String)>,
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Browser {
+        Browser {
+            client: client(),
+            base: base.to_owned(),
+            jar: BTreeMap::new(),
+            csrf: None,
+        }
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.jar.get(name).map(String::as_str)
+    }
+
+    pub fn set_cookie_value(&mut self, name: &str, value: &str) {
+        self.jar.insert(name.to_owned(), value.to_owned());
+    }
+
+    pub fn cookie_header(&self) -> String {
+        self.jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// A request to `path` (on the gateway) carrying the jar's cookies.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let builder = self.client.request(method, format!("{}{path}", self.base));
+        if self.jar.is_empty() {
+            builder
+        } else {
+            builder.header("cookie", self.cookie_header())
+        }
+    }
+
+    /// Sends, reads the whole body, and takes in the Set-Cookie lines.
+    pub async fn send(&mut self, builder: RequestBuilder) -> Reply {
+        let resp = builder.send().await.expect("request to the gateway");
+        let reply = Reply {
+            status: resp.status(),
+            headers: resp.headers().clone(),
+            body: resp.text().await.expect("response body"),
+        };
+        self.absorb(&reply);
+        reply
+    }
+
+    pub fn absorb(&mut self, reply: &Reply) {
+        for line in reply.set_cookies() {
+            let pair = line.split(';').next().unwrap_or_default();
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
+            let removed = value.is_empty()
+                || cookie_attributes(&line)
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case("max-age=0"));
+            if removed {
+                self.jar.remove(name.trim());
+            } else {
+                self.jar.insert(name.trim().to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        let builder = self.request(Method::GET, path);
+        self.send(builder).await
+    }
+
+    pub async fn get_json(&mut self, path: &str) -> Reply {
+        let builder = self
+            .request(Method::GET, path)
+            .header("accept", "application/json");
+        self.send(builder).await
+    }
+
+    /// The CSRF token for the current `authgate_csrf` cookie, loading the
+    /// login page when there is none yet.
+    pub async fn csrf(&mut self) -> String {
+        if let (Some((cookie, token)), Some(current)) = (&self.csrf, self.cookie(CSRF_COOKIE))
+            && cookie == current
+        {
+            return token.clone();
+        }
+        let page = self.get(&format!("{PREFIX}/login")).await;
+        assert_eq!(page.status, StatusCode::OK, "login page: {page:?}");
+        let token = csrf_field(&page.body).expect("csrf field on the login page");
+        let cookie = self
+            .cookie(CSRF_COOKIE)
+            .expect("the login page set the CSRF cookie")
+            .to_owned();
+        self.csrf = Some((cookie, token.clone()));
+        token
+    }
+
+    /// POST /login as a form, with this browser's CSRF token.
+    pub async fn post_login(&mut self, email: &str, password: &str, rd: Option<&str>) -> Reply {
+        let csrf = self.csrf().await;
+        let mut form = vec![("email", email), ("password", password), ("csrf", &csrf)];
+        if let Some(rd) = rd {
+            form.push(("rd", rd));
+        }
+        let builder = self
+            .request(Method::POST, &format!("{PREFIX}/login"))
+            .form(&form);
+        self.send(builder).await
+    }
+
+    /// Logs in and checks that a session cookie came back.
+    pub async fn login(&mut self, email: &str, password: &str) -> String {
+        let reply = self.post_login(email, password, None).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "login: {reply:?}");
+        self.cookie(SESSION_COOKIE)
+            .expect("a session cookie after the login")
+            .to_owned()
+    }
+
+    /// POST /logout with this browser's CSRF token.
+    pub async fn logout(&mut self) -> Reply {
+        let csrf = self.csrf().await;
+        let builder = self
+            .request(Method::POST, &format!("{PREFIX}/logout"))
+            .form(&[("csrf", csrf.as_str())]);
+        self.send(builder).await
+    }
+}
+
+/// `url`'s query value for `rd` when a request to `path` needs a login.
+pub fn login_redirect(base: &str, path: &str) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("rd", &format!("{base}{path}"))
+        .finish();
+    format!("{base}{PREFIX}/login?{query}")
+}
+
+// ---------------------------------------------------------------------------
+// Raw HTTP/1.1, for what reqwest would tidy up (header case, chunked bodies)
+// ---------------------------------------------------------------------------
+
+/// A raw response: status, headers (lower-case names, in order) and body.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Writes `request` as-is to the gateway and reads the answer until the
+/// connection closes (send `Connection: close`).
+pub async fn raw_request(port: u16, request: &[u8]) -> RawReply {
+    use tokio::io::AsyncReadExt;
+    let io = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(request).await?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(10), io)
+        .await
+        .expect("raw request answered within 10 s")
+        .expect("raw request I/O");
+    parse_raw(&buf)
+}
+
+fn parse_raw(buf: &[u8]) -> RawReply {
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(buf)));
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let mut body = buf[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    RawReply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&data[..end]);
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let Ok(size) = usize::from_str_radix(size_text, 16) else {
+            break;
+        };
+        data = &data[end + 2..];
+        if size == 0 || data.len() < size {
+            break;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = data.get(size + 2..).unwrap_or_default();
+    }
+    out
+}
+
+/// `body` as HTTP/1.1 chunks of at most `chunk` bytes, with the last chunk.
+pub fn chunked(body: &[u8], chunk: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in body.chunks(chunk) {
+        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
