@@ -4,6 +4,7 @@
 //! confirmed requests, `pages` renders HTML, `config` and `users` load what
 //! the operator wrote.
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod demo;

@@ -58,6 +58,19 @@ enum Command {
     User(UserCommand),
     /// Ask the running gateway's healthz endpoint; exit 0 when healthy.
     Healthcheck,
+    /// Which access rule decides a URL, and why.
+    CheckAccess {
+        /// The URL asked for, e.g. https://app.example.com/admin
+        url: String,
+        /// Decide as this user (subject rules need one).
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The client address, for `networks` rules.
+        #[arg(long, default_value = "127.0.0.1")]
+        client: std::net::IpAddr,
+    },
     /// Everything on one machine: gateway, Authy sandbox, demo upstream.
     Demo {
         /// Where the gateway listens (loopback).
@@ -132,6 +145,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(cmd) => user_command(&source, cmd),
         Command::Healthcheck => healthcheck(&source),
+        Command::CheckAccess {
+            url,
+            user,
+            method,
+            client,
+        } => check_access(&source, &url, user.as_deref(), &method, client),
         Command::Demo { listen } => in_runtime(authgate::demo::run(listen)),
         Command::Sandbox {
             listen,
@@ -226,6 +245,39 @@ fn read_password(prompt: &str) -> anyhow::Result<String> {
         );
     }
     Ok(password)
+}
+
+fn check_access(
+    source: &ConfigSource,
+    url: &str,
+    email: Option<&str>,
+    method: &str,
+    client: std::net::IpAddr,
+) -> anyhow::Result<()> {
+    let config = config::load(source)?;
+    let users = UsersFile::load(&config.users.file)?;
+    let user = match email {
+        Some(email) => Some(
+            users
+                .users()
+                .iter()
+                .find(|u| u.email.eq_ignore_ascii_case(email))
+                .with_context(|| format!("no user {email} in {}", config.users.file.display()))?,
+        ),
+        None => None,
+    };
+    let (scheme, rest) = url.split_once("://").context("the URL needs a scheme")?;
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+    let target = authgate::access::normalize(scheme, authority, path, method, client)
+        .with_context(|| format!("{url} cannot be normalized"))?;
+    let decision = config.access_control.decide(&target, user);
+    println!("target:   {} {}", target.method, target.url());
+    println!("policy:   {}", decision.policy.as_str());
+    println!("because:  {}", decision.reason);
+    if decision.needs_user {
+        println!("note:     a subject rule needs to know the user; pass --user EMAIL");
+    }
+    Ok(())
 }
 
 fn healthcheck(source: &ConfigSource) -> anyhow::Result<()> {

@@ -108,23 +108,30 @@ impl Authenticator {
         let Some(key) = self.pending_pushes.get(push_id).map(|k| *k) else {
             return false;
         };
+        // Stale: the session or its pending push is gone. A mismatched
+        // subject is not stale: the real answer may still come.
+        let mut stale = true;
         let applied = self.sessions.update(&key, |s| {
             let Some(challenge) = s.challenge.as_mut() else {
                 return false;
             };
-            let matches = subject.is_none_or(|sub| sub == challenge.subject);
+            let subject_matches = subject.is_none_or(|sub| sub == challenge.subject);
             match challenge.push.as_mut() {
-                Some(push)
-                    if matches && push.id == push_id && push.status == PushStatus::Pending =>
-                {
-                    push.status = status;
-                    true
+                Some(push) if push.id == push_id && push.status == PushStatus::Pending => {
+                    stale = false;
+                    if subject_matches {
+                        push.status = status;
+                    }
+                    subject_matches
                 }
                 _ => false,
             }
         });
-        self.pending_pushes.remove(push_id);
-        matches!(applied, Ok(true))
+        let applied = matches!(applied, Ok(true));
+        if applied || stale {
+            self.pending_pushes.remove(push_id);
+        }
+        applied
     }
 
     /// Asks the provider about every push still waiting, so a push works
@@ -168,8 +175,11 @@ impl Authenticator {
     /// challenge --valid code--> two_factor under a new id; a wrong code is
     /// counted, and the fifth ends the session.
     pub async fn verify_code(&self, id: &SessionId, code: &str) -> Result<SessionId, AuthError> {
-        let (session, _) = self.pending_session(id)?;
-        let challenge = self.live_challenge(&session)?;
+        let (session, user) = self.pending_session(id)?;
+        let challenge = match &session.challenge {
+            Some(_) => self.live_challenge(&session)?.clone(),
+            None => self.code_challenge(id, &user).await?,
+        };
         let check = self
             .provider()?
             .check_code(&challenge.subject, code.trim())
@@ -178,6 +188,27 @@ impl Authenticator {
             CodeCheck::Valid => self.step_up(id, &session),
             CodeCheck::Invalid => Err(self.count_wrong_code(id)?),
         }
+    }
+
+    /// A challenge for the code path alone, for a session that posts a code
+    /// before any push was started (or could be).
+    async fn code_challenge(&self, id: &SessionId, user: &User) -> Result<Challenge, AuthError> {
+        let provider = self.provider()?;
+        let challenge = Challenge {
+            method: provider.method().to_owned(),
+            subject: self.subject(provider, user).await?,
+            push: None,
+            push_failed: false,
+            wrong_codes: 0,
+            expires_at: self.clock.now() + self.settings.challenge_timeout,
+            last_code_sent: None,
+        };
+        let stored = challenge.clone();
+        self.sessions.update(&id.key(), |s| {
+            s.challenge = Some(stored);
+            true
+        })?;
+        Ok(challenge)
     }
 
     /// Sends a new code, at most once per 30 s per session.
@@ -625,6 +656,11 @@ mod tests {
             f.auth.check(Some(&second), Policy::TwoFactor),
             Access::SteppedUp(..)
         ));
+        assert!(
+            f.auth
+                .record_push_answer("push-0", Some("1001"), PushStatus::Approved),
+            "a mismatched answer must not block the real one"
+        );
     }
 
     #[tokio::test]

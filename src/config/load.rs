@@ -288,7 +288,7 @@ mod tests {
             assert_eq!(config.auth.challenge_timeout.as_secs(), 300);
             assert!(config.auth.max_concurrent_hashes >= 1);
             assert_eq!(config.regulation.max_failures, 5);
-            assert_eq!(config.access_control.default_policy, Policy::TwoFactor);
+            assert_eq!(config.access_control.default_policy(), Policy::TwoFactor);
             assert_eq!(config.log.format, LogFormat::Text);
             assert!(config.upstream.is_none());
             Ok(())
@@ -416,14 +416,25 @@ mod tests {
     }
 
     #[test]
+    fn access_rules_load_and_bad_rules_name_their_index() {
+        Jail::expect_with(|jail| {
+            minimal(jail)?;
+            jail.create_file(
+                "authgate.toml",
+                "[[access_control.rules]]\npath = \"^/public/\"\npolicy = \"bypass\"\n\
+                 [[access_control.rules]]\nsubject = \"group:x\"\npolicy = \"bypass\"\n",
+            )?;
+            let err = expect_err(&ConfigSource::Default);
+            assert_key(&err, "access_control.rules[1].subject", "bypass");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_toml_keys_are_named() {
         let cases = [
             ("[totp]\nissuer = \"k\"\n", "totp"),
-            (
-                "[[access_control.rules]]\npolicy = \"bypass\"\n",
-                "access_control.rules",
-            ),
-            ("[server]\nauthelia_paths = true\n", "server.authelia_paths"),
+            ("[server]\nauthelia = true\n", "server.authelia"),
             ("[auth]\nmethods = [\"authy\"]\n", "auth.methods"),
         ];
         for (toml, key) in cases {

@@ -26,7 +26,7 @@ pub struct Config {
     pub users: UsersConfig,
     pub auth: AuthConfig,
     pub regulation: RegulationConfig,
-    pub access_control: AccessControlConfig,
+    pub access_control: crate::access::AccessControl,
     pub log: LogConfig,
     /// `[authy]`, on when `authy.api_key` is set.
     pub authy: Option<AuthyConfig>,
@@ -71,6 +71,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub keepalive_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// Serve `/api/authz/*` and `/api/verify` although an upstream is set.
+    pub authelia_paths: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -134,15 +136,21 @@ pub enum Policy {
     Deny,
 }
 
-#[derive(Debug, Clone)]
-pub struct AccessControlConfig {
-    pub default_policy: Policy,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Bypass => "bypass",
+            Policy::OneFactor => "one_factor",
+            Policy::TwoFactor => "two_factor",
+            Policy::Deny => "deny",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -34,6 +34,8 @@ pub struct RawServer {
     pub max_connections: usize,
     pub keepalive_timeout: String,
     pub shutdown_timeout: String,
+    /// Serve Authelia's forward-auth paths also when an upstream is set.
+    pub authelia_paths: bool,
 }
 
 impl Default for RawServer {
@@ -49,6 +51,7 @@ impl Default for RawServer {
             max_connections: 4096,
             keepalive_timeout: "60s".into(),
             shutdown_timeout: "30s".into(),
+            authelia_paths: false,
         }
     }
 }
@@ -220,12 +223,17 @@ impl Default for RawRegulation {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAccessControl {
     pub default_policy: String,
+    /// Let CORS preflights (`OPTIONS` + `Access-Control-Request-Method`) through.
+    pub allow_preflight: bool,
+    pub rules: Vec<crate::access::RawRule>,
 }
 
 impl Default for RawAccessControl {
     fn default() -> Self {
         RawAccessControl {
             default_policy: "two_factor".into(),
+            allow_preflight: false,
+            rules: Vec::new(),
         }
     }
 }

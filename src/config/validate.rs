@@ -13,9 +13,9 @@ use super::raw::{
     RawSignup, RawStore, RawUpstream, RawUsers,
 };
 use super::{
-    AccessControlConfig, AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat,
-    Policy, RegulationConfig, SecondFactorMode, Secret, ServerConfig, SessionConfig, SignupConfig,
-    StoreConfig, UpstreamConfig, UsersConfig,
+    AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat, Policy, RegulationConfig,
+    SecondFactorMode, Secret, ServerConfig, SessionConfig, SignupConfig, StoreConfig,
+    UpstreamConfig, UsersConfig,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -56,6 +56,7 @@ fn server(raw: &RawServer) -> Result<ServerConfig> {
         max_connections: at_least_one("server.max_connections", raw.max_connections)?,
         keepalive_timeout: duration("server.keepalive_timeout", &raw.keepalive_timeout)?,
         shutdown_timeout: duration("server.shutdown_timeout", &raw.shutdown_timeout)?,
+        authelia_paths: raw.authelia_paths,
     })
 }
 
@@ -464,7 +465,7 @@ fn regulation(raw: &RawRegulation) -> Result<RegulationConfig> {
     })
 }
 
-fn access_control(raw: &RawAccessControl) -> Result<AccessControlConfig> {
+fn access_control(raw: &RawAccessControl) -> Result<crate::access::AccessControl> {
     let default_policy = match raw.default_policy.as_str() {
         "bypass" => Policy::Bypass,
         "one_factor" => Policy::OneFactor,
@@ -477,7 +478,8 @@ fn access_control(raw: &RawAccessControl) -> Result<AccessControlConfig> {
             ));
         }
     };
-    Ok(AccessControlConfig { default_policy })
+    crate::access::AccessControl::new(default_policy, raw.allow_preflight, &raw.rules)
+        .map_err(|e| ConfigError::at(e.key(), e.problem))
 }
 
 fn log(raw: &RawLog) -> Result<LogConfig> {
@@ -816,7 +818,7 @@ mod tests {
         let mut raw = valid(&users);
         raw.access_control.default_policy = "one_factor".into();
         assert_eq!(
-            validate(&raw).unwrap().access_control.default_policy,
+            validate(&raw).unwrap().access_control.default_policy(),
             Policy::OneFactor
         );
     }

@@ -5,6 +5,7 @@
 pub mod cookies;
 pub mod error;
 mod forms;
+mod forward_auth;
 mod portal;
 pub mod redirect;
 pub mod request;
@@ -15,18 +16,21 @@ mod signup;
 
 use std::sync::Arc;
 
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use ipnet::IpNet;
 
-use crate::auth::{Access, Authenticator, LiveSessions};
+use crate::access::{AccessControl, Target, normalize};
+use crate::auth::{Access, Authenticator, LiveSessions, StepUp};
 use crate::config::{Config, Policy, SignupConfig};
 use crate::factor::authy::webhook::WebhookVerifier;
 use crate::pages::Pages;
 use crate::proxy::{ForwardContext, Upstream};
+use crate::users::User;
 
 use cookies::Cookies;
 use error::GatewayError;
+use forward_auth::Flavor;
 use redirect::Redirects;
 use request::ConnInfo;
 use response::{Body, Format};
@@ -44,7 +48,8 @@ pub struct Gateway {
     prefix: String,
     trusted_proxies: Vec<IpNet>,
     max_form_bytes: usize,
-    default_policy: Policy,
+    access: AccessControl,
+    serve_authelia_paths: bool,
 }
 
 impl Gateway {
@@ -60,7 +65,11 @@ impl Gateway {
             auth,
             sessions,
             cookies: Cookies::new(&config.session, secure),
-            redirects: Redirects::new(public_url, &config.server.path_prefix),
+            redirects: Redirects::new(
+                public_url,
+                &config.server.path_prefix,
+                config.session.cookie_domain.clone(),
+            ),
             pages: Pages::new(),
             upstream,
             webhook: config
@@ -71,7 +80,8 @@ impl Gateway {
             prefix: config.server.path_prefix.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             max_form_bytes: config.server.max_form_bytes,
-            default_policy: config.access_control.default_policy,
+            access: config.access_control.clone(),
+            serve_authelia_paths: config.upstream.is_none() || config.server.authelia_paths,
         }
     }
 
@@ -79,7 +89,12 @@ impl Gateway {
     /// error would make hyper drop the connection without an answer.
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let format = request::response_format(req.headers());
-        let route = route::route(req.uri().path(), &self.prefix, self.upstream.is_some());
+        let route = route::route(
+            req.uri().path(),
+            &self.prefix,
+            self.upstream.is_some(),
+            self.serve_authelia_paths,
+        );
         let result = match (route, req.method().clone()) {
             (Route::Login, Method::GET) => Ok(self.login_page(&req, format)),
             (Route::Login, Method::POST) => Ok(self.login_submit(req, conn, format).await),
@@ -94,11 +109,22 @@ impl Gateway {
             (Route::Signup, Method::GET) => Ok(self.signup_page(&req, format)),
             (Route::Signup, Method::POST) => Ok(self.signup_submit(req, conn, format).await),
             (Route::Healthz, Method::GET | Method::HEAD) => Ok(self.healthz()),
+            (Route::AuthRequest, _) => Ok(self.forward_auth(&req, conn, Flavor::Nginx)),
+            (Route::ForwardAuth, _) => Ok(self.forward_auth(&req, conn, Flavor::Forward)),
+            (Route::PortalRoot, Method::GET | Method::HEAD) => Ok(self.portal_root(&req)),
             (Route::Proxy, _) => self.proxy(req, conn).await,
             (Route::NotFound, _) => Err(GatewayError::NotFound),
             _ => Err(GatewayError::MethodNotAllowed),
         };
         result.unwrap_or_else(|err| self.error_response(&err, format))
+    }
+
+    /// A forward-auth deployment's portal host: `/` goes to the login page,
+    /// keeping `rd`.
+    fn portal_root(&self, req: &Request<Incoming>) -> Response<Body> {
+        let rd = request::query_param(req, "rd").unwrap_or_default();
+        let rd = self.redirects.safe_target(&rd);
+        response::redirect(StatusCode::FOUND, &self.redirects.portal_url("login", &rd))
     }
 
     fn error_response(&self, err: &GatewayError, format: Format) -> Response<Body> {
@@ -108,29 +134,43 @@ impl Gateway {
         response::error(err, format, &self.pages)
     }
 
+    /// Proxy mode, in order: normalize the target, identify the session,
+    /// decide the policy, authorize, forward.
     async fn proxy(
         &self,
         req: Request<Incoming>,
         conn: ConnInfo,
     ) -> Result<Response<Body>, GatewayError> {
-        let session = self.cookies.session_id(req.headers());
+        let target = self.proxied_target(&req, conn)?;
+        let who = self
+            .auth
+            .identify(self.cookies.session_id(req.headers()).as_ref());
+        let policy = self.policy_for(
+            &target,
+            who.as_ref().map(|w| w.user.as_ref()),
+            req.headers(),
+        );
         let mut new_cookie = None;
-        let identity = match self.auth.check(session.as_ref(), self.default_policy) {
+        let identity = match self.auth.authorize(who.as_ref(), policy, StepUp::Allowed) {
             Access::Granted(identity) => identity,
             Access::SteppedUp(user, new_id) => {
                 new_cookie = Some(self.cookies.set_session(&new_id));
                 Some(user)
             }
             Access::Denied => return Err(GatewayError::Forbidden),
-            Access::NeedsLogin => return Ok(self.needs_login(&req, "login")),
-            Access::NeedsSecondFactor => return Ok(self.needs_login(&req, "verify")),
+            Access::NeedsLogin => return Ok(self.needs_login(&target, req.headers(), "login")),
+            Access::NeedsSecondFactor => {
+                return Ok(self.needs_login(&target, req.headers(), "verify"));
+            }
         };
         let upstream = self.upstream.as_ref().ok_or(GatewayError::NotFound)?;
         let peer = conn.peer.ip().to_canonical();
+        let path_and_query = target.path_and_query();
         let ctx = ForwardContext {
             peer,
             peer_trusted: self.trusted_proxies.iter().any(|n| n.contains(&peer)),
             proto: "http",
+            path_and_query: &path_and_query,
             identity: identity.as_deref(),
             own_cookies: self.cookies.own_names(),
         };
@@ -138,21 +178,71 @@ impl Gateway {
         Ok(response::with_cookies(response, new_cookie.as_slice()))
     }
 
-    /// DESIGN.md's "needs login" answer: a redirect to the portal page
-    /// `step` for browsers (302 for safe methods, 303 otherwise), 401 JSON
-    /// for everything else.
-    fn needs_login(&self, req: &Request<Incoming>, step: &str) -> Response<Body> {
-        if !request::accepts_html(req.headers()) {
+    /// The request as rules and the upstream see it (DESIGN.md
+    /// "Normalization"); a target that cannot be normalized is a 400.
+    fn proxied_target(
+        &self,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Result<Target, GatewayError> {
+        let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
+        let host = crate::proxy::headers::request_host(req.uri(), req.headers())
+            .ok_or(GatewayError::BadRequest("The request has no host."))?;
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        normalize("http", &host, path, req.method().as_str(), client)
+            .map_err(|_| GatewayError::BadRequest("The request path is not allowed."))
+    }
+
+    /// The policy of the first rule that matches (or the default); a CORS
+    /// preflight passes when `access_control.allow_preflight` is on.
+    fn policy_for(&self, target: &Target, user: Option<&User>, headers: &HeaderMap) -> Policy {
+        let preflight = headers.contains_key("access-control-request-method");
+        self.access
+            .decide_preflight(target, preflight)
+            .unwrap_or_else(|| self.access.decide(target, user))
+            .policy
+    }
+
+    /// The policy for a GET of `url` by `user`; the strictest when the URL
+    /// cannot be normalized.
+    fn policy_for_url(&self, url: &str, user: &User, client: std::net::IpAddr) -> Policy {
+        let target = url::Url::parse(url).ok().and_then(|u| {
+            let authority = match u.port() {
+                Some(port) => format!("{}:{port}", u.host_str()?),
+                None => u.host_str()?.to_owned(),
+            };
+            let path = &u[url::Position::BeforePath..];
+            normalize(u.scheme(), &authority, path, "GET", client).ok()
+        });
+        target.map_or(Policy::TwoFactor, |t| {
+            self.access.decide(&t, Some(user)).policy
+        })
+    }
+
+    /// DESIGN.md's "needs login" answer for a proxied request; `rd` is the
+    /// page on the public origin.
+    fn needs_login(&self, target: &Target, headers: &HeaderMap, step: &str) -> Response<Body> {
+        let rd = self.redirects.public(&target.path_and_query());
+        let location = self.redirects.portal_url(step, &rd);
+        self.needs_login_answer(&target.method, headers, &location)
+    }
+
+    /// A redirect to `location` for browsers (302 for safe methods, 303
+    /// otherwise), 401 JSON for everything else.
+    fn needs_login_answer(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        location: &str,
+    ) -> Response<Body> {
+        if !request::accepts_html(headers) {
             let err = GatewayError::LoginRequired;
             return response::error(&err, Format::Json, &self.pages);
         }
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let rd = self.redirects.public(path);
-        let location = self.redirects.portal_url(step, &rd);
-        let status = match *req.method() {
+        let status = match *method {
             Method::GET | Method::HEAD | Method::OPTIONS => StatusCode::FOUND,
             _ => StatusCode::SEE_OTHER,
         };
-        response::redirect(status, &location)
+        response::redirect(status, location)
     }
 }

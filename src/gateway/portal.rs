@@ -43,7 +43,7 @@ impl Gateway {
         match login {
             Ok(ok) => {
                 tracing::info!(user = %ok.user.email, client = %client, "login succeeded");
-                let next = self.after_login(ok.level, field(&form, "rd"));
+                let next = self.after_login(ok.level, field(&form, "rd"), &ok.user, client);
                 let state = level_name(ok.level);
                 let cookie = self.cookies.set_session(&ok.session_id);
                 let response = match format {
@@ -63,9 +63,18 @@ impl Gateway {
 
     /// Where a fresh login goes: `rd` when the session already reaches it,
     /// else the second-factor step.
-    fn after_login(&self, level: crate::store::AuthLevel, rd: &str) -> String {
+    fn after_login(
+        &self,
+        level: crate::store::AuthLevel,
+        rd: &str,
+        user: &crate::users::User,
+        client: std::net::IpAddr,
+    ) -> String {
         let target = self.redirects.safe_target(rd);
-        if self.auth.level_satisfies(level, self.default_policy) {
+        if self
+            .auth
+            .level_satisfies(level, self.policy_for_url(&target, user, client))
+        {
             target
         } else {
             self.redirects.portal_url("verify", &target)

@@ -1,5 +1,6 @@
-//! The `rd` return URL: followed only back to the gateway's own origin,
-//! re-serialized from the parsed URL, never echoed raw.
+//! The `rd` return URL: followed only back to the gateway's own origin or
+//! to hosts under `session.cookie_domain` (dot boundary), re-serialized
+//! from the parsed URL, never echoed raw.
 
 use url::Url;
 
@@ -7,13 +8,16 @@ pub struct Redirects {
     /// `server.public_url`, the only origin `rd` may point to.
     public_url: Url,
     prefix: String,
+    /// `session.cookie_domain`: one login covers every host under it.
+    cookie_domain: Option<String>,
 }
 
 impl Redirects {
-    pub fn new(public_url: Url, path_prefix: &str) -> Self {
+    pub fn new(public_url: Url, path_prefix: &str, cookie_domain: Option<String>) -> Self {
         Redirects {
             public_url,
             prefix: path_prefix.to_owned(),
+            cookie_domain,
         }
     }
 
@@ -71,11 +75,23 @@ impl Redirects {
         } else {
             Url::parse(rd).ok()?
         };
-        let same_origin = matches!(url.scheme(), "http" | "https")
+        let clean = matches!(url.scheme(), "http" | "https")
             && url.username().is_empty()
-            && url.password().is_none()
-            && url.origin() == self.public_url.origin();
-        same_origin.then_some(url)
+            && url.password().is_none();
+        (clean && (url.origin() == self.public_url.origin() || self.under_cookie_domain(&url)))
+            .then_some(url)
+    }
+
+    /// A host under the cookie domain, never on a weaker scheme than the
+    /// portal's own.
+    fn under_cookie_domain(&self, url: &Url) -> bool {
+        let (Some(domain), Some(host)) = (&self.cookie_domain, url.host_str()) else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        let inside = host == *domain || host.ends_with(&format!(".{domain}"));
+        let downgrade = self.public_url.scheme() == "https" && url.scheme() != "https";
+        inside && !downgrade
     }
 }
 
@@ -87,7 +103,36 @@ mod tests {
         Redirects::new(
             Url::parse("https://app.example.com/").unwrap(),
             "/_authgate",
+            None,
         )
+    }
+
+    #[test]
+    fn hosts_under_the_cookie_domain_are_followed_on_a_dot_boundary() {
+        let r = Redirects::new(
+            Url::parse("https://auth.example.com/").unwrap(),
+            "/_authgate",
+            Some("example.com".into()),
+        );
+        for rd in [
+            "https://app.example.com/x",
+            "https://a.b.example.com/",
+            "https://example.com/",
+        ] {
+            assert_eq!(
+                r.safe_target(rd),
+                Url::parse(rd).unwrap().to_string(),
+                "{rd}"
+            );
+        }
+        for rd in [
+            "https://evilexample.com/",
+            "https://example.com.evil.net/",
+            "http://app.example.com/",
+            "https://user@app.example.com/",
+        ] {
+            assert_eq!(r.safe_target(rd), "https://auth.example.com/", "{rd}");
+        }
     }
 
     #[test]

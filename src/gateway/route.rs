@@ -10,12 +10,27 @@ pub enum Route {
     AuthyCallback,
     Signup,
     Healthz,
+    /// nginx `auth_request` (also Authelia's `/api/authz/auth-request`, `/api/verify`).
+    AuthRequest,
+    /// Traefik, Caddy, HAProxy (also Authelia's `/api/authz/forward-auth`).
+    ForwardAuth,
+    /// `/` of a forward-auth deployment: on to the login page.
+    PortalRoot,
     /// Under the prefix but not a page of ours: never forwarded upstream.
     NotFound,
     Proxy,
 }
 
-pub fn route(path: &str, prefix: &str, has_upstream: bool) -> Route {
+/// `authelia_paths`: serve Authelia's forward-auth paths (always without
+/// an upstream; with one only when `server.authelia_paths` is on, so they
+/// never shadow the upstream's own paths).
+pub fn route(path: &str, prefix: &str, has_upstream: bool, authelia_paths: bool) -> Route {
+    if authelia_paths && let Some(route) = authelia_route(path) {
+        return route;
+    }
+    if path == "/" && !has_upstream {
+        return Route::PortalRoot;
+    }
     let Some(rest) = path.strip_prefix(prefix) else {
         return proxy_or_not_found(has_upstream);
     };
@@ -27,11 +42,21 @@ pub fn route(path: &str, prefix: &str, has_upstream: bool) -> Route {
         "/status" => Route::Status,
         "/authy/callback" => Route::AuthyCallback,
         "/signup" => Route::Signup,
+        "/auth-request" => Route::AuthRequest,
+        "/forward-auth" => Route::ForwardAuth,
         "/healthz" => Route::Healthz,
         "" => Route::NotFound,
         _ if rest.starts_with('/') => Route::NotFound,
         // `/_authgatex` is an upstream path that merely shares the prefix.
         _ => proxy_or_not_found(has_upstream),
+    }
+}
+
+fn authelia_route(path: &str) -> Option<Route> {
+    match path {
+        "/api/authz/auth-request" | "/api/verify" => Some(Route::AuthRequest),
+        "/api/authz/forward-auth" => Some(Route::ForwardAuth),
+        _ => None,
     }
 }
 
@@ -48,24 +73,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn portal_paths_live_under_the_prefix_only() {
-        assert_eq!(route("/_authgate/login", "/_authgate", true), Route::Login);
+    fn authelia_paths_only_when_asked_and_root_only_without_upstream() {
         assert_eq!(
-            route("/_authgate/logout", "/_authgate", true),
+            route("/api/verify", "/_authgate", true, false),
+            Route::Proxy
+        );
+        assert_eq!(
+            route("/api/verify", "/_authgate", true, true),
+            Route::AuthRequest
+        );
+        assert_eq!(
+            route("/api/authz/forward-auth", "/_authgate", false, true),
+            Route::ForwardAuth
+        );
+        assert_eq!(
+            route("/_authgate/auth-request", "/_authgate", true, false),
+            Route::AuthRequest
+        );
+        assert_eq!(
+            route("/_authgate/forward-auth", "/_authgate", true, false),
+            Route::ForwardAuth
+        );
+        assert_eq!(route("/", "/_authgate", false, true), Route::PortalRoot);
+        assert_eq!(route("/", "/_authgate", true, false), Route::Proxy);
+    }
+
+    #[test]
+    fn portal_paths_live_under_the_prefix_only() {
+        assert_eq!(
+            route("/_authgate/login", "/_authgate", true, false),
+            Route::Login
+        );
+        assert_eq!(
+            route("/_authgate/logout", "/_authgate", true, false),
             Route::Logout
         );
         assert_eq!(
-            route("/_authgate/healthz", "/_authgate", true),
+            route("/_authgate/healthz", "/_authgate", true, false),
             Route::Healthz
         );
         assert_eq!(
-            route("/_authgate/nope", "/_authgate", true),
+            route("/_authgate/nope", "/_authgate", true, false),
             Route::NotFound
         );
-        assert_eq!(route("/_authgate", "/_authgate", true), Route::NotFound);
-        assert_eq!(route("/_authgatex", "/_authgate", true), Route::Proxy);
-        assert_eq!(route("/login", "/_authgate", true), Route::Proxy);
-        assert_eq!(route("/login", "/_authgate", false), Route::NotFound);
-        assert_eq!(route("/auth/login", "/auth", true), Route::Login);
+        assert_eq!(
+            route("/_authgate", "/_authgate", true, false),
+            Route::NotFound
+        );
+        assert_eq!(
+            route("/_authgatex", "/_authgate", true, false),
+            Route::Proxy
+        );
+        assert_eq!(route("/login", "/_authgate", true, false), Route::Proxy);
+        assert_eq!(route("/login", "/_authgate", false, false), Route::NotFound);
+        assert_eq!(route("/auth/login", "/auth", true, false), Route::Login);
     }
 }

@@ -38,6 +38,8 @@ pub struct ForwardContext<'a> {
     pub peer: IpAddr,
     pub peer_trusted: bool,
     pub proto: &'a str,
+    /// The normalized target: what the rules decided on is what goes up.
+    pub path_and_query: &'a str,
     pub identity: Option<&'a User>,
     pub own_cookies: [&'a str; 2],
 }
@@ -97,11 +99,8 @@ impl Upstream {
     ) -> Result<Request<Incoming>, ProxyError> {
         let (mut parts, body) = req.into_parts();
         let host = headers::request_host(&parts.uri, &parts.headers);
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let path = PathAndQuery::try_from(ctx.path_and_query)
+            .map_err(|e| ProxyError::Request(e.to_string()))?;
         parts.uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())

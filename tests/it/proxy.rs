@@ -286,7 +286,6 @@ async fn non_ascii_names_and_groups_reach_the_upstream() {
 /// DESIGN.md "Normalization": the path is normalized once and the
 /// normalized path is what goes upstream; `%2F`, `%00` and `..;` are 400.
 #[tokio::test]
-#[ignore = "DESIGN.md path normalization is not implemented in src/ yet"]
 async fn paths_are_normalized_before_they_go_upstream() {
     let (upstream, gw, b) = untrusting_gateway().await;
     let port = gw.setup().port;
