@@ -193,7 +193,7 @@ impl AccessControl {
             needs_user: false,
             reason: format!(
                 "no rule matched; access_control.default_policy = {}",
-                policy_name(self.default_policy)
+                self.default_policy.as_str()
             ),
         }
     }
@@ -292,15 +292,6 @@ fn parse_policy(raw: &str) -> Result<Policy, String> {
         other => Err(format!(
             "{other:?} is not one of bypass, one_factor, two_factor, deny"
         )),
-    }
-}
-
-fn policy_name(policy: Policy) -> &'static str {
-    match policy {
-        Policy::Bypass => "bypass",
-        Policy::OneFactor => "one_factor",
-        Policy::TwoFactor => "two_factor",
-        Policy::Deny => "deny",
     }
 }
 

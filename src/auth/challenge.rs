@@ -498,22 +498,29 @@ mod tests {
         store: Arc<MemoryStore>,
     }
 
-    fn fixture() -> Fixture {
-        let clock = Arc::new(ManualClock::at(1_000_000));
-        let user = User {
+    fn alice() -> User {
+        static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        User {
             email: "alice@example.com".into(),
             name: "Alice".into(),
             country_code: "1".into(),
             phone: "5551234567".into(),
-            password: hash_password("pw").unwrap(),
+            password: HASH.get_or_init(|| hash_password("pw").unwrap()).clone(),
             groups: vec![],
             second_factor: None,
-        };
-        let store = Arc::new(MemoryStore::default());
-        let factor = Arc::new(FakeFactor::default());
+        }
+    }
+
+    /// An authenticator over `store` (a restart is a second one over the
+    /// same store).
+    fn authenticator(
+        store: Arc<MemoryStore>,
+        clock: Arc<ManualClock>,
+        factor: Arc<FakeFactor>,
+    ) -> Authenticator {
         let deps = AuthDeps {
-            sessions: Arc::new(LiveSessions::load(store.clone()).unwrap()),
-            users: Arc::new(LiveUsers::new(vec![user])),
+            sessions: Arc::new(LiveSessions::load(store).unwrap()),
+            users: Arc::new(LiveUsers::new(vec![alice()])),
             passwords: PasswordChecker::new(1).unwrap(),
             regulation: Regulation::new(&RegulationConfig {
                 max_failures: 5,
@@ -521,8 +528,8 @@ mod tests {
                 window: Duration::from_secs(600),
                 ban: Duration::from_secs(900),
             }),
-            clock: clock.clone(),
-            provider: Some(factor.clone()),
+            clock,
+            provider: Some(factor),
         };
         let settings = AuthSettings {
             idle_timeout: 1800,
@@ -531,8 +538,15 @@ mod tests {
             challenge_timeout: 300,
             onetouch_message: "Log in to {host}".into(),
         };
+        Authenticator::new(deps, settings)
+    }
+
+    fn fixture() -> Fixture {
+        let clock = Arc::new(ManualClock::at(1_000_000));
+        let store = Arc::new(MemoryStore::default());
+        let factor = Arc::new(FakeFactor::default());
         Fixture {
-            auth: Authenticator::new(deps, settings),
+            auth: authenticator(store.clone(), clock.clone(), factor.clone()),
             factor,
             clock,
             store,
@@ -767,28 +781,10 @@ mod tests {
     }
 
     fn rebuild(f: &Fixture) -> Authenticator {
-        let fresh = fixture();
-        let deps = AuthDeps {
-            sessions: Arc::new(LiveSessions::load(f.store.clone()).unwrap()),
-            users: Arc::new(LiveUsers::new(vec![User {
-                email: "alice@example.com".into(),
-                name: String::new(),
-                country_code: String::new(),
-                phone: String::new(),
-                password: String::new(),
-                groups: vec![],
-                second_factor: None,
-            }])),
-            passwords: PasswordChecker::new(1).unwrap(),
-            regulation: Regulation::new(&RegulationConfig {
-                max_failures: 5,
-                max_failures_per_address: 50,
-                window: Duration::from_secs(600),
-                ban: Duration::from_secs(900),
-            }),
-            clock: f.clock.clone(),
-            provider: Some(fresh.factor.clone()),
-        };
-        Authenticator::new(deps, fresh.auth.settings.clone())
+        authenticator(
+            f.store.clone(),
+            f.clock.clone(),
+            Arc::new(FakeFactor::default()),
+        )
     }
 }

@@ -17,6 +17,13 @@ use crate::pages::VerifyView;
 /// A webhook body larger than this is not Authy's.
 const MAX_CALLBACK_BYTES: usize = 64 * 1024;
 
+struct ChallengePost {
+    req: Request<()>,
+    form: std::collections::HashMap<String, String>,
+    rd: String,
+    id: SessionId,
+}
+
 impl Gateway {
     pub(super) async fn verify_page(
         &self,
@@ -54,12 +61,7 @@ impl Gateway {
         format: Format,
     ) -> Result<Response<Body>, GatewayError> {
         let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
-        let (req, form) = self.posted(req).await.checked()?;
-        let rd = self.redirects.safe_target(field(&form, "rd"));
-        let id = self
-            .cookies
-            .session_id(req.headers())
-            .ok_or(GatewayError::LoginRequired)?;
+        let ChallengePost { req, form, rd, id } = self.challenge_post(req).await?;
         match self.auth.verify_code(&id, field(&form, "code")).await {
             Ok(new_id) => {
                 tracing::info!(client = %client, "second factor confirmed by code");
@@ -87,12 +89,7 @@ impl Gateway {
         req: Request<Incoming>,
         format: Format,
     ) -> Result<Response<Body>, GatewayError> {
-        let (req, form) = self.posted(req).await.checked()?;
-        let rd = self.redirects.safe_target(field(&form, "rd"));
-        let id = self
-            .cookies
-            .session_id(req.headers())
-            .ok_or(GatewayError::LoginRequired)?;
+        let ChallengePost { req, rd, id, .. } = self.challenge_post(req).await?;
         match self.auth.resend_code(&id).await {
             Ok(()) => Ok(match format {
                 Format::Json => response::json(StatusCode::OK, &json!({"status": "sent"})),
@@ -187,6 +184,18 @@ impl Gateway {
             | Err(AuthError::AlreadyConfirmed | AuthError::LoginRequired) => Ok(None),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// A post of the second step: CSRF checked, `rd` made safe, and the
+    /// session it is about.
+    async fn challenge_post(&self, req: Request<Incoming>) -> Result<ChallengePost, GatewayError> {
+        let (req, form) = self.posted(req).await.checked()?;
+        let rd = self.redirects.safe_target(field(&form, "rd"));
+        let id = self
+            .cookies
+            .session_id(req.headers())
+            .ok_or(GatewayError::LoginRequired)?;
+        Ok(ChallengePost { req, form, rd, id })
     }
 
     fn verify_failed(
