@@ -11,6 +11,7 @@ pub mod demo;
 pub mod factor;
 pub mod gateway;
 pub mod logging;
+pub mod metrics;
 pub mod pages;
 pub mod proxy;
 pub mod server;

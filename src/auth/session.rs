@@ -3,8 +3,9 @@
 //! first, so a session the browser holds a cookie for is always on disk
 //! (after the next flush) and a store failure never hands out a cookie.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -62,7 +63,52 @@ impl std::fmt::Debug for SessionId {
 pub struct LiveSessions {
     live: DashMap<SessionKey, Arc<SessionRecord>>,
     store: Arc<dyn SessionStore>,
-    healthy: AtomicBool,
+    health: Health,
+    /// Every write to the store holds this shared, taken before any map
+    /// lock; `recover` holds it alone while it rebuilds the store from the
+    /// map, so no write can slip between the two.
+    writes: RwLock<()>,
+}
+
+/// The store is healthy while the last write and the last flush worked.
+struct Health {
+    write_ok: AtomicBool,
+    flush_ok: AtomicBool,
+}
+
+impl Health {
+    fn wrote<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.write_ok.store(result.is_ok(), Ordering::Relaxed);
+        result
+    }
+
+    /// A flush that worked makes everything written so far durable: the
+    /// store is usable again.
+    fn flushed<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        let ok = result.is_ok();
+        self.flush_ok.store(ok, Ordering::Relaxed);
+        if ok {
+            self.write_ok.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn is_ok(&self) -> bool {
+        self.write_ok.load(Ordering::Relaxed) && self.flush_ok.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs a blocking store call (a flush: an fsync) from wherever a new
+/// session is made. On tokio's worker threads the runtime first hands
+/// the worker's other tasks to another thread; elsewhere it just runs.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
 }
 
 impl LiveSessions {
@@ -75,7 +121,11 @@ impl LiveSessions {
         Ok(LiveSessions {
             live,
             store,
-            healthy: AtomicBool::new(true),
+            health: Health {
+                write_ok: AtomicBool::new(true),
+                flush_ok: AtomicBool::new(true),
+            },
+            writes: RwLock::new(()),
         })
     }
 
@@ -83,8 +133,21 @@ impl LiveSessions {
         self.live.get(key).map(|entry| entry.value().clone())
     }
 
+    /// A new session (a login, a step up): written and flushed before it
+    /// becomes live, so a cookie is only ever handed out for a session that
+    /// survives a crash. On any failure the session does not exist, in
+    /// memory or (once the store works again) on disk.
     pub fn insert(&self, key: SessionKey, record: SessionRecord) -> Result<(), StoreError> {
-        self.track(self.store.put(&key, &record))?;
+        let _writing = self.writing();
+        let written = self.health.wrote(self.store.put(&key, &record));
+        let durable = written.and_then(|()| self.health.flushed(blocking(|| self.store.flush())));
+        if let Err(err) = durable {
+            // Best effort: should this write reach the disk with a later
+            // flush, it must not become a session nobody holds a cookie for.
+            let _ = self.store.delete(&key);
+            tracing::error!(error = %err, "a new session could not be stored; none was issued");
+            return Err(err);
+        }
         self.live.insert(key, Arc::new(record));
         Ok(())
     }
@@ -92,8 +155,9 @@ impl LiveSessions {
     /// Removes from memory first: even if the disk write fails, the
     /// session stops working now.
     pub fn remove(&self, key: &SessionKey) -> Result<(), StoreError> {
+        let _writing = self.writing();
         self.live.remove(key);
-        self.track(self.store.delete(key))
+        self.health.wrote(self.store.delete(key))
     }
 
     /// Applies `change` to a copy of the session under the map's entry lock
@@ -104,6 +168,7 @@ impl LiveSessions {
         key: &SessionKey,
         change: impl FnOnce(&mut SessionRecord) -> bool,
     ) -> Result<bool, StoreError> {
+        let _writing = self.writing();
         let Some(mut entry) = self.live.get_mut(key) else {
             return Ok(false);
         };
@@ -111,7 +176,7 @@ impl LiveSessions {
         if !change(&mut record) {
             return Ok(false);
         }
-        self.track(self.store.put(key, &record))?;
+        self.health.wrote(self.store.put(key, &record))?;
         *entry = Arc::new(record);
         Ok(true)
     }
@@ -119,8 +184,9 @@ impl LiveSessions {
     /// Removes the session and says whether it was there: of two racing
     /// callers exactly one gets true.
     pub fn take(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let _writing = self.writing();
         let was_there = self.live.remove(key).is_some();
-        self.track(self.store.delete(key))?;
+        self.health.wrote(self.store.delete(key))?;
         Ok(was_there)
     }
 
@@ -136,17 +202,23 @@ impl LiveSessions {
     }
 
     /// Refreshes the idle timer when it is `every` seconds old or older.
+    /// The common case (fresh enough) takes no lock but the map's read.
     pub fn touch(&self, key: &SessionKey, now: u64, every: u64) {
+        let stale = |record: &SessionRecord| now.saturating_sub(record.last_seen) >= every;
+        if !self.live.get(key).is_some_and(|entry| stale(entry.value())) {
+            return;
+        }
+        let _writing = self.writing();
         let Some(mut entry) = self.live.get_mut(key) else {
             return;
         };
-        if now.saturating_sub(entry.last_seen) < every {
+        if !stale(&entry) {
             return;
         }
         let mut record = SessionRecord::clone(&entry);
         record.last_seen = now;
         // A failed refresh only shortens the session; the health flag tells.
-        let _ = self.track(self.store.put(key, &record));
+        let _ = self.health.wrote(self.store.put(key, &record));
         *entry = Arc::new(record);
     }
 
@@ -164,8 +236,50 @@ impl LiveSessions {
         dead.len()
     }
 
+    /// Makes every write so far durable (the periodic flush and shutdown).
+    /// While the store is unhealthy this first tries to bring it back (see
+    /// [`LiveSessions::recover`]), so a full disk that gets space again
+    /// heals within one flush interval.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.track(self.store.flush())
+        if !self.is_healthy() {
+            return self.recover();
+        }
+        let _writing = self.writing();
+        self.health.flushed(self.store.flush())
+    }
+
+    /// Reopens the store and writes the memory's view back into it: every
+    /// live session is stored as it is now, every stored session that is
+    /// no longer live is deleted (a logout whose delete never reached the
+    /// disk must not come back), then all of it is flushed.
+    fn recover(&self) -> Result<(), StoreError> {
+        let _alone = self.writes.write().unwrap_or_else(|e| e.into_inner());
+        let result = self
+            .store
+            .reopen()
+            .and_then(|()| self.write_back())
+            .and_then(|()| self.store.flush());
+        match &result {
+            Ok(()) => tracing::info!(sessions = self.live.len(), "session store works again"),
+            Err(err) => tracing::debug!(error = %err, "session store still failing"),
+        }
+        self.health.flushed(result)
+    }
+
+    fn write_back(&self) -> Result<(), StoreError> {
+        let stored: HashMap<SessionKey, SessionRecord> =
+            self.store.load_all()?.into_iter().collect();
+        for key in stored.keys() {
+            if !self.live.contains_key(key) {
+                self.store.delete(key)?;
+            }
+        }
+        for entry in self.live.iter() {
+            if stored.get(entry.key()) != Some(entry.value().as_ref()) {
+                self.store.put(entry.key(), entry.value())?;
+            }
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -176,14 +290,13 @@ impl LiveSessions {
         self.live.is_empty()
     }
 
-    /// False after the last write or flush failed, until one succeeds.
+    /// False after the last write or flush failed, until a flush works.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.health.is_ok()
     }
 
-    fn track<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        self.healthy.store(result.is_ok(), Ordering::Relaxed);
-        result
+    fn writing(&self) -> RwLockReadGuard<'_, ()> {
+        self.writes.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -261,5 +374,105 @@ mod tests {
         assert_eq!(sessions.sweep(|r| r.last_seen > 100), 1);
         assert!(sessions.get(&old).is_none());
         assert_eq!(store.load_all().unwrap().len(), 1);
+    }
+
+    /// A MemoryStore whose writes and flushes can be made to fail, like
+    /// sled on a full disk.
+    #[derive(Default)]
+    struct Flaky {
+        inner: MemoryStore,
+        broken: AtomicBool,
+        reopened: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Flaky {
+        fn check(&self) -> Result<(), StoreError> {
+            if self.broken.load(Ordering::SeqCst) {
+                return Err(StoreError::Write("No space left on device".into()));
+            }
+            Ok(())
+        }
+    }
+
+    impl SessionStore for Flaky {
+        fn put(&self, key: &SessionKey, session: &SessionRecord) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.put(key, session)
+        }
+        fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.delete(key)
+        }
+        fn load_all(&self) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+            self.inner.load_all()
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            self.check()
+        }
+        fn reopen(&self) -> Result<(), StoreError> {
+            self.reopened.fetch_add(1, Ordering::SeqCst);
+            self.check()
+        }
+        fn factor_subject(&self, m: &str, e: &str) -> Result<Option<String>, StoreError> {
+            self.inner.factor_subject(m, e)
+        }
+        fn set_factor_subject(&self, m: &str, e: &str, s: &str) -> Result<(), StoreError> {
+            self.inner.set_factor_subject(m, e, s)
+        }
+        fn signup_users(&self) -> Result<Vec<crate::users::User>, StoreError> {
+            self.inner.signup_users()
+        }
+        fn insert_signup_user(&self, u: &crate::users::User) -> Result<bool, StoreError> {
+            self.inner.insert_signup_user(u)
+        }
+    }
+
+    #[test]
+    fn a_new_session_that_cannot_be_stored_is_not_issued_and_health_follows() {
+        let store = Arc::new(Flaky::default());
+        let sessions = LiveSessions::load(store.clone()).unwrap();
+        let kept = SessionId::generate().unwrap().key();
+        sessions.insert(kept, record(100)).unwrap();
+        assert!(sessions.is_healthy());
+
+        store.broken.store(true, Ordering::SeqCst);
+        let refused = SessionId::generate().unwrap().key();
+        assert!(sessions.insert(refused, record(100)).is_err());
+        assert!(
+            sessions.get(&refused).is_none(),
+            "no live session without a stored one"
+        );
+        assert!(!sessions.is_healthy());
+        // Still failing: the periodic flush tries to recover and stays unhealthy.
+        assert!(sessions.flush().is_err());
+        assert!(!sessions.is_healthy());
+        // A logout while the disk is full ends the session at once...
+        sessions.remove(&kept).unwrap_err();
+        assert!(sessions.get(&kept).is_none());
+
+        store.broken.store(false, Ordering::SeqCst);
+        sessions.flush().unwrap();
+        assert!(sessions.is_healthy());
+        assert!(store.reopened.load(Ordering::SeqCst) >= 2);
+        // ...and its stored copy is gone once the store works again.
+        assert!(store.load_all().unwrap().is_empty());
+        sessions.insert(refused, record(100)).unwrap();
+        assert_eq!(store.load_all().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn recovery_writes_the_live_sessions_back() {
+        let store = Arc::new(Flaky::default());
+        let sessions = LiveSessions::load(store.clone()).unwrap();
+        let key = SessionId::generate().unwrap().key();
+        sessions.insert(key, record(100)).unwrap();
+        // The store lost its copy (an unflushed write, a reopened database).
+        store.inner.delete(&key).unwrap();
+        store.broken.store(true, Ordering::SeqCst);
+        sessions.touch(&key, 200, TOUCH_INTERVAL_SECS);
+        assert!(!sessions.is_healthy());
+        store.broken.store(false, Ordering::SeqCst);
+        sessions.flush().unwrap();
+        assert_eq!(store.load_all().unwrap(), vec![(key, record(200))]);
     }
 }

@@ -663,6 +663,10 @@ mod tests {
         full.authy.api_key = Some("k".into());
         full.authy.api_key_file = Some("f".into());
         full.authy.callback_url = Some("http://x/cb".into());
+        full.server.tls_cert = Some("cert.pem".into());
+        full.server.tls_key = Some("key.pem".into());
+        full.server.redirect_http = Some("127.0.0.1:80".into());
+        full.upstream.ca_file = Some("ca.pem".into());
         let table = toml::Table::try_from(&full).expect("serializes");
         let mut expected = BTreeSet::new();
         for (section, value) in &table {

@@ -31,6 +31,14 @@ pub struct Config {
     /// `[authy]`, on when `authy.api_key` is set.
     pub authy: Option<AuthyConfig>,
     pub signup: SignupConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: Prometheus text on its own listener, never the public one.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// `metrics.listen`; `None` (an empty string) turns metrics off.
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +81,18 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Serve `/api/authz/*` and `/api/verify` although an upstream is set.
     pub authelia_paths: bool,
+    /// `server.tls_cert` + `server.tls_key`: TLS on the listener when set.
+    pub tls: Option<TlsFiles>,
+    /// `server.redirect_http`: a plain listener answering 301 to https.
+    pub redirect_http: Option<SocketAddr>,
+}
+
+/// The PEM files TLS is served from; read at start-up and again on SIGHUP
+/// or when they change. Validation only checked that they can be read.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +101,16 @@ pub struct UpstreamConfig {
     pub url: http::Uri,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// `upstream.ca_file`: when set, the only roots an https upstream's
+    /// certificate is checked against; otherwise the webpki roots.
+    pub ca: Option<CaBundle>,
+}
+
+/// The certificates of `upstream.ca_file`, read and parsed at start-up.
+#[derive(Debug, Clone)]
+pub struct CaBundle {
+    pub path: PathBuf,
+    pub certs: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 #[derive(Debug, Clone)]

@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub log: RawLog,
     pub authy: RawAuthy,
     pub signup: RawSignup,
+    pub metrics: RawMetrics,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +37,12 @@ pub struct RawServer {
     pub shutdown_timeout: String,
     /// Serve Authelia's forward-auth paths also when an upstream is set.
     pub authelia_paths: bool,
+    /// PEM certificate chain; TLS is on when this and `tls_key` are set.
+    pub tls_cert: Option<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<String>,
+    /// A plain-HTTP listener that only redirects to https.
+    pub redirect_http: Option<String>,
 }
 
 impl Default for RawServer {
@@ -52,6 +59,9 @@ impl Default for RawServer {
             keepalive_timeout: "60s".into(),
             shutdown_timeout: "30s".into(),
             authelia_paths: false,
+            tls_cert: None,
+            tls_key: None,
+            redirect_http: None,
         }
     }
 }
@@ -63,6 +73,8 @@ pub struct RawUpstream {
     pub url: Option<String>,
     pub connect_timeout: String,
     pub response_timeout: String,
+    /// PEM CA certificates that alone verify an https upstream.
+    pub ca_file: Option<String>,
 }
 
 impl Default for RawUpstream {
@@ -71,6 +83,7 @@ impl Default for RawUpstream {
             url: None,
             connect_timeout: "5s".into(),
             response_timeout: "60s".into(),
+            ca_file: None,
         }
     }
 }
@@ -195,6 +208,21 @@ impl Default for RawSignup {
             allowed_email_domains: Vec::new(),
             groups: vec!["signup".into()],
             min_password_length: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// Empty: no metrics listener.
+    pub listen: String,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics {
+            listen: "127.0.0.1:9959".into(),
         }
     }
 }

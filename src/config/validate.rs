@@ -9,14 +9,15 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::raw::{
-    RawAccessControl, RawAuth, RawAuthy, RawConfig, RawLog, RawRegulation, RawServer, RawSession,
-    RawSignup, RawStore, RawUpstream, RawUsers,
+    RawAccessControl, RawAuth, RawAuthy, RawConfig, RawLog, RawMetrics, RawRegulation, RawServer,
+    RawSession, RawSignup, RawStore, RawUpstream, RawUsers,
 };
 use super::{
-    AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat, Policy, RegulationConfig,
-    SecondFactorMode, Secret, ServerConfig, SessionConfig, SignupConfig, StoreConfig,
-    UpstreamConfig, UsersConfig,
+    AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat, MetricsConfig, Policy,
+    RegulationConfig, SecondFactorMode, Secret, ServerConfig, SessionConfig, SignupConfig,
+    StoreConfig, UpstreamConfig, UsersConfig,
 };
+use super::{CaBundle, TlsFiles};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -40,12 +41,13 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config> {
         regulation: regulation(&raw.regulation)?,
         access_control: access_control(&raw.access_control)?,
         log: log(&raw.log)?,
+        metrics: metrics(&raw.metrics)?,
         server,
     })
 }
 
 fn server(raw: &RawServer) -> Result<ServerConfig> {
-    Ok(ServerConfig {
+    let mut server = ServerConfig {
         listen: listen(&raw.listen)?,
         public_url: public_url(&raw.public_url)?,
         path_prefix: path_prefix(&raw.path_prefix)?,
@@ -57,7 +59,90 @@ fn server(raw: &RawServer) -> Result<ServerConfig> {
         keepalive_timeout: duration("server.keepalive_timeout", &raw.keepalive_timeout)?,
         shutdown_timeout: duration("server.shutdown_timeout", &raw.shutdown_timeout)?,
         authelia_paths: raw.authelia_paths,
-    })
+        tls: tls_files(raw)?,
+        redirect_http: None,
+    };
+    server.redirect_http = redirect_http(raw.redirect_http.as_deref(), &server)?;
+    Ok(server)
+}
+
+/// An optional string key; empty counts as not set, as it does from env.
+fn given(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Both files or neither. Here only that they can be read: their contents
+/// (PEM, a matching key) are checked when the listener loads them, which
+/// also happens on every reload.
+fn tls_files(raw: &RawServer) -> Result<Option<TlsFiles>> {
+    let (cert, key) = (raw.tls_cert.as_deref(), raw.tls_key.as_deref());
+    match (given(cert), given(key)) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::at(
+            "server.tls_key",
+            "missing: TLS needs both server.tls_cert and server.tls_key",
+        )),
+        (None, Some(_)) => Err(ConfigError::at(
+            "server.tls_cert",
+            "missing: TLS needs both server.tls_cert and server.tls_key",
+        )),
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            cert: readable_file("server.tls_cert", cert)?,
+            key: readable_file("server.tls_key", key)?,
+        })),
+    }
+}
+
+fn readable_file(key: &str, value: &str) -> Result<PathBuf> {
+    let path = Path::new(value);
+    match std::fs::File::open(path).and_then(|f| f.metadata()) {
+        Ok(meta) if meta.is_file() => Ok(path.to_owned()),
+        Ok(_) => Err(ConfigError::at(
+            key,
+            format!("{value:?} is not a regular file"),
+        )),
+        Err(err) => Err(ConfigError::at(
+            key,
+            format!("{value:?} cannot be read: {err}"),
+        )),
+    }
+}
+
+/// The redirect points at `server.public_url`, so that must be https and
+/// served by this process's TLS listener.
+fn redirect_http(value: Option<&str>, server: &ServerConfig) -> Result<Option<SocketAddr>> {
+    let key = "server.redirect_http";
+    let Some(value) = given(value) else {
+        return Ok(None);
+    };
+    let addr: SocketAddr = value.parse().map_err(|_| {
+        ConfigError::at(
+            key,
+            format!("invalid address {value:?}; expected IP:PORT such as \"0.0.0.0:80\""),
+        )
+    })?;
+    if server.tls.is_none() {
+        return Err(ConfigError::at(
+            key,
+            "redirects to https, so TLS must be on: set server.tls_cert and server.tls_key",
+        ));
+    }
+    if server.public_url.scheme() != "https" {
+        return Err(ConfigError::at(
+            key,
+            format!(
+                "redirects to server.public_url, which must then be https (it is {:?})",
+                server.public_url.as_str()
+            ),
+        ));
+    }
+    if addr == server.listen {
+        return Err(ConfigError::at(
+            key,
+            format!("{addr} is also server.listen; use another port"),
+        ));
+    }
+    Ok(Some(addr))
 }
 
 fn listen(value: &str) -> Result<SocketAddr> {
@@ -162,10 +247,53 @@ fn upstream(raw: &RawUpstream) -> Result<Option<UpstreamConfig>> {
     let Some(url) = &raw.url else {
         return Ok(None);
     };
+    let url = upstream_url(url)?;
+    let ca = ca_bundle(raw.ca_file.as_deref(), &url)?;
     Ok(Some(UpstreamConfig {
-        url: upstream_url(url)?,
+        url,
         connect_timeout,
         response_timeout,
+        ca,
+    }))
+}
+
+/// The CA certificates for an https upstream, read and parsed now so that a
+/// bad file stops the start with the key named.
+fn ca_bundle(value: Option<&str>, url: &http::Uri) -> Result<Option<CaBundle>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let key = "upstream.ca_file";
+    let Some(value) = given(value) else {
+        return Ok(None);
+    };
+    if url.scheme_str() != Some("https") {
+        return Err(ConfigError::at(
+            key,
+            format!("only used for an https upstream, and upstream.url is {url}"),
+        ));
+    }
+    let pem = std::fs::read(value)
+        .map_err(|err| ConfigError::at(key, format!("cannot read {value:?}: {err}")))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|err| ConfigError::at(key, format!("{value:?} is not valid PEM: {err}")))?;
+    if certs.is_empty() {
+        return Err(ConfigError::at(
+            key,
+            format!("no certificate (-----BEGIN CERTIFICATE-----) found in {value:?}"),
+        ));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (_, unusable) = roots.add_parsable_certificates(certs.iter().cloned());
+    if unusable > 0 {
+        return Err(ConfigError::at(
+            key,
+            format!("{unusable} certificate(s) in {value:?} cannot be parsed"),
+        ));
+    }
+    Ok(Some(CaBundle {
+        path: PathBuf::from(value),
+        certs,
     }))
 }
 
@@ -494,6 +622,23 @@ fn log(raw: &RawLog) -> Result<LogConfig> {
         }
     };
     Ok(LogConfig { format })
+}
+
+/// `metrics.listen`: an address, or empty for no metrics listener.
+fn metrics(raw: &RawMetrics) -> Result<MetricsConfig> {
+    let value = raw.listen.trim();
+    if value.is_empty() {
+        return Ok(MetricsConfig { listen: None });
+    }
+    let listen = value.parse().map_err(|_| {
+        ConfigError::at(
+            "metrics.listen",
+            format!("invalid address {value:?}; expected IP:PORT such as \"127.0.0.1:9959\", or \"\" for no metrics"),
+        )
+    })?;
+    Ok(MetricsConfig {
+        listen: Some(listen),
+    })
 }
 
 /// humantime durations ("30s", "10m", "12h"); zero is refused because no
@@ -906,5 +1051,154 @@ mod tests {
             validate(&raw).unwrap().session.cookie_domain.as_deref(),
             Some("example.com")
         );
+    }
+
+    /// Two readable files in a temp dir; their contents are the listener's
+    /// business, not validation's.
+    fn tls_pair(dir: &tempfile::TempDir) -> (String, String) {
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&cert, "cert").unwrap();
+        std::fs::write(&key, "key").unwrap();
+        let text = |p: PathBuf| p.to_string_lossy().into_owned();
+        (text(cert), text(key))
+    }
+
+    #[test]
+    fn tls_needs_both_readable_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = tls_pair(&dir);
+        let only_cert = cert.clone();
+        refused(
+            |r| r.server.tls_cert = Some(only_cert),
+            "server.tls_key",
+            "needs both",
+        );
+        let only_key = key.clone();
+        refused(
+            |r| r.server.tls_key = Some(only_key),
+            "server.tls_cert",
+            "needs both",
+        );
+        let (c, k) = (cert.clone(), key.clone());
+        refused(
+            |r| {
+                r.server.tls_cert = Some("/nonexistent/cert.pem".into());
+                r.server.tls_key = Some(k);
+            },
+            "server.tls_cert",
+            "/nonexistent/cert.pem\" cannot be read",
+        );
+        let dir_path = dir.path().to_string_lossy().into_owned();
+        refused(
+            |r| {
+                r.server.tls_cert = Some(c);
+                r.server.tls_key = Some(dir_path);
+            },
+            "server.tls_key",
+            "not a regular file",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        raw.server.tls_cert = Some(cert.clone());
+        raw.server.tls_key = Some(key);
+        let tls = validate(&raw).unwrap().server.tls.expect("TLS on");
+        assert_eq!(tls.cert, PathBuf::from(cert));
+        raw.server.tls_cert = Some(String::new());
+        raw.server.tls_key = Some(String::new());
+        assert!(
+            validate(&raw).unwrap().server.tls.is_none(),
+            "empty = unset"
+        );
+    }
+
+    #[test]
+    fn redirect_http_needs_tls_and_an_https_public_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = tls_pair(&dir);
+        let with_tls = |r: &mut RawConfig| {
+            r.server.tls_cert = Some(cert.clone());
+            r.server.tls_key = Some(key.clone());
+            r.server.public_url = "https://auth.example.com".into();
+        };
+        refused(
+            |r| {
+                with_tls(r);
+                r.server.redirect_http = Some("80".into());
+            },
+            "server.redirect_http",
+            "IP:PORT",
+        );
+        refused(
+            |r| r.server.redirect_http = Some("127.0.0.1:8081".into()),
+            "server.redirect_http",
+            "TLS must be on",
+        );
+        refused(
+            |r| {
+                with_tls(r);
+                r.server.public_url = "http://auth.example.com".into();
+                r.server.redirect_http = Some("127.0.0.1:8081".into());
+            },
+            "server.redirect_http",
+            "must then be https",
+        );
+        refused(
+            |r| {
+                with_tls(r);
+                r.server.redirect_http = Some(r.server.listen.clone());
+            },
+            "server.redirect_http",
+            "also server.listen",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        with_tls(&mut raw);
+        raw.server.redirect_http = Some("127.0.0.1:8081".into());
+        let server = validate(&raw).unwrap().server;
+        assert_eq!(
+            server.redirect_http,
+            Some("127.0.0.1:8081".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn upstream_ca_file_holds_certificates_for_an_https_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(&ca, cert.pem()).unwrap();
+        let ca = ca.to_string_lossy().into_owned();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let junk = junk.to_string_lossy().into_owned();
+
+        let https = |r: &mut RawConfig, file: &str| {
+            r.upstream.url = Some("https://127.0.0.1:8443".into());
+            r.upstream.ca_file = Some(file.to_owned());
+        };
+        refused(
+            |r| {
+                https(r, &ca);
+                r.upstream.url = Some("http://127.0.0.1:3000".into());
+            },
+            "upstream.ca_file",
+            "https upstream",
+        );
+        refused(
+            |r| https(r, "/nonexistent/ca.pem"),
+            "upstream.ca_file",
+            "cannot read",
+        );
+        refused(|r| https(r, &junk), "upstream.ca_file", "no certificate");
+        let users = users_file();
+        let mut raw = valid(&users);
+        https(&mut raw, &ca);
+        let bundle = validate(&raw).unwrap().upstream.unwrap().ca.unwrap();
+        assert_eq!(bundle.certs.len(), 1);
+        assert_eq!(bundle.certs[0].as_ref(), cert.der().as_ref());
     }
 }

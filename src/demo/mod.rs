@@ -85,6 +85,9 @@ path = {store:?}
 [users]
 file = {users:?}
 
+[metrics]
+listen = ""
+
 [authy]
 api_key = "{api_key}"
 api_url = "{sandbox_url}"

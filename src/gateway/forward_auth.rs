@@ -12,6 +12,7 @@ use super::request::{self, ConnInfo};
 use super::response::{self, Body};
 use crate::access::{Target, normalize};
 use crate::auth::{Access, StepUp};
+use crate::metrics::Decision;
 use crate::proxy::headers::IDENTITY_HEADERS;
 use crate::users::User;
 
@@ -32,14 +33,29 @@ impl Gateway {
         conn: ConnInfo,
         flavor: Flavor,
     ) -> Response<Body> {
+        let (decision, answer) = self.forward_auth_decision(req, conn, flavor);
+        let endpoint = match flavor {
+            Flavor::Nginx => "nginx",
+            Flavor::Forward => "forward",
+        };
+        self.metrics.forward_auth(endpoint, decision);
+        answer
+    }
+
+    fn forward_auth_decision(
+        &self,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+        flavor: Flavor,
+    ) -> (Decision, Response<Body>) {
         let peer = conn.peer.ip().to_canonical();
         if !self.trusted_proxies.iter().any(|net| net.contains(&peer)) {
             tracing::warn!(%peer, "forward-auth request from an untrusted peer refused");
-            return refusal(flavor);
+            return (Decision::Refused, refusal(flavor));
         }
         let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
-        let Some(target) = original_request(req.headers(), client) else {
-            return refusal(flavor);
+        let Some(target) = original_request(req.headers(), client, flavor) else {
+            return (Decision::Refused, refusal(flavor));
         };
         let who = self
             .auth
@@ -47,12 +63,16 @@ impl Gateway {
         let user = who.as_ref().map(|w| w.user.as_ref());
         let policy = self.policy_for(&target, user, req.headers());
         match self.auth.authorize(who.as_ref(), policy, StepUp::Deferred) {
-            Access::Granted(user) => allowed(user.as_deref()),
-            Access::Denied => response::empty(StatusCode::FORBIDDEN),
-            Access::NeedsLogin => self.login_needed(&target, req.headers(), flavor, "login"),
-            Access::NeedsSecondFactor | Access::SteppedUp(..) => {
-                self.login_needed(&target, req.headers(), flavor, "verify")
-            }
+            Access::Granted(user) => (Decision::Allowed, allowed(user.as_deref())),
+            Access::Denied => (Decision::Denied, response::empty(StatusCode::FORBIDDEN)),
+            Access::NeedsLogin => (
+                Decision::NeedsLogin,
+                self.login_needed(&target, req.headers(), flavor, "login"),
+            ),
+            Access::NeedsSecondFactor | Access::SteppedUp(..) => (
+                Decision::NeedsSecondFactor,
+                self.login_needed(&target, req.headers(), flavor, "verify"),
+            ),
         }
     }
 
@@ -103,30 +123,57 @@ fn refusal(flavor: Flavor) -> Response<Body> {
     }
 }
 
-/// The request the proxy is asking about, from `X-Original-URL` /
-/// `X-Original-Method` (nginx) or `X-Forwarded-Method/-Proto/-Host/-Uri`
-/// (Traefik, Caddy), normalized. Other forwarding headers are ignored.
-fn original_request(headers: &HeaderMap, client: std::net::IpAddr) -> Option<Target> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let method = get("x-original-method")
-        .or_else(|| get("x-forwarded-method"))
-        .unwrap_or(Method::GET.as_str());
-    if let Some(original) = get("x-original-url") {
-        let (scheme, rest) = original.split_once("://")?;
-        // The raw path, not a parser's cleaned-up copy: `normalize` must see
-        // what the upstream will see, `..;` and `%2f` included.
-        let (authority, path) = match rest.find(['/', '?', '#']) {
-            Some(i) if rest[i..].starts_with('/') => (&rest[..i], &rest[i..]),
-            Some(i) => (&rest[..i], "/"),
-            None => (rest, "/"),
-        };
-        if authority.contains('@') {
-            return None;
-        }
-        return normalize(scheme, authority, path, method, client).ok();
+/// The forwarding headers forward-auth reads; each may appear at most once.
+const ORIGINAL_HEADERS: [&str; 6] = [
+    "x-original-url",
+    "x-original-method",
+    "x-forwarded-method",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-uri",
+];
+
+/// The request the proxy is asking about, normalized. nginx sends
+/// `X-Original-URL` / `X-Original-Method`; Traefik, Caddy and HAProxy send
+/// `X-Forwarded-Method/-Proto/-Host/-Uri` and also copy every client
+/// header, so their endpoint never reads the `X-Original-*` pair (a client
+/// could steer the decision with it). A repeated header is refused.
+fn original_request(
+    headers: &HeaderMap,
+    client: std::net::IpAddr,
+    flavor: Flavor,
+) -> Option<Target> {
+    if ORIGINAL_HEADERS
+        .iter()
+        .any(|name| headers.get_all(*name).iter().count() > 1)
+    {
+        return None;
     }
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if flavor == Flavor::Nginx
+        && let Some(original) = get("x-original-url")
+    {
+        let method = get("x-original-method").unwrap_or(Method::GET.as_str());
+        return from_original_url(original, method, client);
+    }
+    let method = get("x-forwarded-method").unwrap_or(Method::GET.as_str());
     let proto = get("x-forwarded-proto")?;
     let host = get("x-forwarded-host")?;
     let uri = get("x-forwarded-uri")?;
     normalize(proto, host, uri, method, client).ok()
+}
+
+fn from_original_url(original: &str, method: &str, client: std::net::IpAddr) -> Option<Target> {
+    let (scheme, rest) = original.split_once("://")?;
+    // The raw path, not a parser's cleaned-up copy: `normalize` must see
+    // what the upstream will see, `..;` and `%2f` included.
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) if rest[i..].starts_with('/') => (&rest[..i], &rest[i..]),
+        Some(i) => (&rest[..i], "/"),
+        None => (rest, "/"),
+    };
+    if authority.contains('@') {
+        return None;
+    }
+    normalize(scheme, authority, path, method, client).ok()
 }

@@ -17,13 +17,14 @@ mod signup;
 use std::sync::Arc;
 
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use ipnet::IpNet;
 
 use crate::access::{AccessControl, Target, normalize};
 use crate::auth::{Access, Authenticator, LiveSessions, StepUp};
 use crate::config::{Config, Policy, SignupConfig};
 use crate::factor::authy::webhook::WebhookVerifier;
+use crate::metrics::{FactorMethod, FactorOutcome, Metrics};
 use crate::pages::Pages;
 use crate::proxy::{ForwardContext, Upstream};
 use crate::users::User;
@@ -50,6 +51,7 @@ pub struct Gateway {
     max_form_bytes: usize,
     access: AccessControl,
     serve_authelia_paths: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Gateway {
@@ -82,7 +84,19 @@ impl Gateway {
             max_form_bytes: config.server.max_form_bytes,
             access: config.access_control.clone(),
             serve_authelia_paths: config.upstream.is_none() || config.server.authelia_paths,
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Counts into `metrics` (the registry `metrics::serve` exports)
+    /// instead of a private one nobody reads.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Never fails: every error becomes a response here, because a service
@@ -116,7 +130,9 @@ impl Gateway {
             (Route::NotFound, _) => Err(GatewayError::NotFound),
             _ => Err(GatewayError::MethodNotAllowed),
         };
-        result.unwrap_or_else(|err| self.error_response(&err, format))
+        let response = result.unwrap_or_else(|err| self.error_response(&err, format));
+        self.metrics.request(route_label(route), response.status());
+        response
     }
 
     /// A forward-auth deployment's portal host: `/` goes to the login page,
@@ -142,6 +158,12 @@ impl Gateway {
         conn: ConnInfo,
     ) -> Result<Response<Body>, GatewayError> {
         let target = self.proxied_target(&req, conn)?;
+        let upgrade = crate::proxy::is_upgrade(&req);
+        if upgrade && !req.body().is_end_stream() {
+            return Err(GatewayError::BadRequest(
+                "An upgrade request cannot carry a body.",
+            ));
+        }
         let who = self
             .auth
             .identify(self.cookies.session_id(req.headers()).as_ref());
@@ -154,10 +176,17 @@ impl Gateway {
         let identity = match self.auth.authorize(who.as_ref(), policy, StepUp::Allowed) {
             Access::Granted(identity) => identity,
             Access::SteppedUp(user, new_id) => {
+                self.metrics
+                    .second_factor(FactorMethod::Push, FactorOutcome::Success);
                 new_cookie = Some(self.cookies.set_session(&new_id));
                 Some(user)
             }
             Access::Denied => return Err(GatewayError::Forbidden),
+            // A WebSocket client cannot follow a redirect to the login page.
+            Access::NeedsLogin | Access::NeedsSecondFactor if upgrade => {
+                let err = GatewayError::LoginRequired;
+                return Ok(response::error(&err, Format::Json, &self.pages));
+            }
             Access::NeedsLogin => return Ok(self.needs_login(&target, req.headers(), "login")),
             Access::NeedsSecondFactor => {
                 return Ok(self.needs_login(&target, req.headers(), "verify"));
@@ -169,12 +198,15 @@ impl Gateway {
         let ctx = ForwardContext {
             peer,
             peer_trusted: self.trusted_proxies.iter().any(|n| n.contains(&peer)),
-            proto: "http",
+            proto: conn.scheme(),
             path_and_query: &path_and_query,
             identity: identity.as_deref(),
             own_cookies: self.cookies.own_names(),
         };
-        let response = upstream.forward(req, &ctx).await?;
+        let started = std::time::Instant::now();
+        let response = upstream.forward(req, &ctx).await;
+        self.metrics.upstream_response(started.elapsed());
+        let response = response?;
         Ok(response::with_cookies(response, new_cookie.as_slice()))
     }
 
@@ -189,7 +221,7 @@ impl Gateway {
         let host = crate::proxy::headers::request_host(req.uri(), req.headers())
             .ok_or(GatewayError::BadRequest("The request has no host."))?;
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        normalize("http", &host, path, req.method().as_str(), client)
+        normalize(conn.scheme(), &host, path, req.method().as_str(), client)
             .map_err(|_| GatewayError::BadRequest("The request path is not allowed."))
     }
 
@@ -244,5 +276,25 @@ impl Gateway {
             _ => StatusCode::SEE_OTHER,
         };
         response::redirect(status, location)
+    }
+}
+
+/// The `route` label of `authgate_http_requests_total`: a fixed word per
+/// kind of route, never the path.
+fn route_label(route: Route) -> &'static str {
+    match route {
+        Route::Login => "login",
+        Route::Logout => "logout",
+        Route::Verify => "verify",
+        Route::Resend => "resend",
+        Route::Status => "status",
+        Route::AuthyCallback => "authy_callback",
+        Route::Signup => "signup",
+        Route::Healthz => "healthz",
+        Route::AuthRequest => "auth_request",
+        Route::ForwardAuth => "forward_auth",
+        Route::PortalRoot => "portal_root",
+        Route::NotFound => "not_found",
+        Route::Proxy => "proxy",
     }
 }

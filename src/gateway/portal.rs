@@ -11,6 +11,8 @@ use super::error::GatewayError;
 use super::forms::Posted;
 use super::request::{self, ConnInfo, field, query_param};
 use super::response::{self, Body, Format};
+use crate::auth::AuthError;
+use crate::metrics::LoginOutcome;
 use crate::pages::LoginView;
 
 impl Gateway {
@@ -32,6 +34,10 @@ impl Gateway {
             error,
         } = self.posted(req).await;
         if let Some(err) = error {
+            self.metrics.login(match err {
+                GatewayError::Csrf => LoginOutcome::Csrf,
+                _ => LoginOutcome::InvalidRequest,
+            });
             return self.login_failed(&req_head, format, &err, &form);
         }
         let email = field(&form, "email");
@@ -42,6 +48,7 @@ impl Gateway {
             .await;
         match login {
             Ok(ok) => {
+                self.metrics.login(LoginOutcome::Success);
                 tracing::info!(user = %ok.user.email, client = %client, "login succeeded");
                 let next = self.after_login(ok.level, field(&form, "rd"), &ok.user, client);
                 let state = level_name(ok.level);
@@ -55,6 +62,7 @@ impl Gateway {
                 response::with_cookies(response, &[cookie])
             }
             Err(err) => {
+                self.metrics.login(login_outcome(&err));
                 tracing::warn!(user = %email, client = %client, reason = %err, "login failed");
                 self.login_failed(&req_head, format, &err.into(), &form)
             }
@@ -190,6 +198,16 @@ impl Gateway {
             crate::auth::Access::Granted(user) => user.map(|u| u.email.clone()),
             _ => None,
         }
+    }
+}
+
+fn login_outcome(err: &AuthError) -> LoginOutcome {
+    match err {
+        AuthError::InvalidCredentials => LoginOutcome::BadPassword,
+        AuthError::RateLimited { .. } => LoginOutcome::Banned,
+        AuthError::Store(_) => LoginOutcome::StoreUnavailable,
+        AuthError::PasswordTooLong => LoginOutcome::InvalidRequest,
+        _ => LoginOutcome::Error,
     }
 }
 

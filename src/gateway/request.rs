@@ -18,6 +18,15 @@ use super::response::Format;
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The connection came in over TLS (our own, not a proxy's in front).
+    pub tls: bool,
+}
+
+impl ConnInfo {
+    /// The scheme the client used to reach this listener.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
 }
 
 pub fn response_format(headers: &HeaderMap) -> Format {

@@ -11,7 +11,9 @@ use super::error::GatewayError;
 use super::request::{self, ConnInfo, field, query_param};
 use super::response::{self, Body, Format};
 use crate::auth::{AuthError, ChallengeView, Requester, SessionId, StatusOutcome};
+use crate::factor::PushStatus;
 use crate::factor::authy::webhook::{CallbackRequest, WebhookError};
+use crate::metrics::{FactorMethod, FactorOutcome};
 use crate::pages::VerifyView;
 
 /// A webhook body larger than this is not Authy's.
@@ -62,7 +64,10 @@ impl Gateway {
     ) -> Result<Response<Body>, GatewayError> {
         let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
         let ChallengePost { req, form, rd, id } = self.challenge_post(req).await?;
-        match self.auth.verify_code(&id, field(&form, "code")).await {
+        let checked = self.auth.verify_code(&id, field(&form, "code")).await;
+        self.metrics
+            .second_factor(FactorMethod::Code, code_outcome(&checked));
+        match checked {
             Ok(new_id) => {
                 tracing::info!(client = %client, "second factor confirmed by code");
                 Ok(self.to_target(&rd, format, Some(&new_id)))
@@ -120,10 +125,16 @@ impl Gateway {
             .and_then(|id| self.auth.push_outcome(&id));
         match outcome {
             Ok(StatusOutcome::Confirmed(new_id)) => {
+                self.push_counted(FactorOutcome::Success);
                 let body = response::json(StatusCode::OK, &json!({"status": "approved"}));
                 response::with_cookies(body, &[self.cookies.set_session(&new_id)])
             }
             Ok(StatusOutcome::Waiting(push)) => {
+                match push {
+                    Some(PushStatus::Denied) => self.push_counted(FactorOutcome::Denied),
+                    Some(PushStatus::Expired) => self.push_counted(FactorOutcome::Expired),
+                    _ => {}
+                }
                 let status = push.map_or("none", |p| p.as_str());
                 response::json(StatusCode::OK, &json!({"status": status}))
             }
@@ -178,12 +189,19 @@ impl Gateway {
     ) -> Result<Option<Response<Body>>, GatewayError> {
         match self.auth.push_outcome(id) {
             Ok(StatusOutcome::Confirmed(new_id)) => {
+                self.push_counted(FactorOutcome::Success);
                 Ok(Some(self.to_target(rd, format, Some(&new_id))))
             }
             Ok(StatusOutcome::Waiting(_))
             | Err(AuthError::AlreadyConfirmed | AuthError::LoginRequired) => Ok(None),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// A push outcome as the browser learns it: the page stops polling
+    /// once it has seen one of these, so each push counts about once.
+    fn push_counted(&self, outcome: FactorOutcome) {
+        self.metrics.second_factor(FactorMethod::Push, outcome);
     }
 
     /// A post of the second step: CSRF checked, `rd` made safe, and the
@@ -276,5 +294,16 @@ impl Gateway {
                 &self.redirects.portal_url("login", rd),
             ),
         }
+    }
+}
+
+fn code_outcome(checked: &Result<SessionId, AuthError>) -> FactorOutcome {
+    match checked {
+        Ok(_) => FactorOutcome::Success,
+        Err(AuthError::InvalidCode { .. }) => FactorOutcome::Invalid,
+        Err(AuthError::TooManyWrongCodes) => FactorOutcome::TooManyAttempts,
+        Err(AuthError::ProviderUnavailable) => FactorOutcome::ProviderUnavailable,
+        Err(AuthError::ChallengeExpired) => FactorOutcome::Expired,
+        Err(_) => FactorOutcome::Error,
     }
 }

@@ -4,15 +4,17 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use http::header::UPGRADE;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version};
-use http_body_util::BodyExt;
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::headers;
+use super::{headers, upgrade};
 use crate::config::UpstreamConfig;
 use crate::gateway::response::Body;
 use crate::users::User;
@@ -45,7 +47,7 @@ pub struct ForwardContext<'a> {
 }
 
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
     scheme: Scheme,
     authority: Authority,
     response_timeout: Duration,
@@ -56,14 +58,16 @@ impl Upstream {
         let (Some(scheme), Some(authority)) = (config.url.scheme(), config.url.authority()) else {
             return Err(ProxyError::Config("needs a scheme and a host".into()));
         };
-        if *scheme != Scheme::HTTP {
-            return Err(ProxyError::Config(
-                "only http:// upstreams are supported by this build".into(),
-            ));
-        }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        // The TLS layer takes https URIs; plain http ones pass through it.
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(upstream_tls(config)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_timer(TokioTimer::new())
@@ -78,24 +82,55 @@ impl Upstream {
 
     pub async fn forward(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         ctx: &ForwardContext<'_>,
     ) -> Result<Response<Body>, ProxyError> {
-        let req = self.prepare(req, ctx)?;
-        let response = tokio::time::timeout(self.response_timeout, self.client.request(req))
+        let upgrade = upgrade::requested(&req);
+        // The client's half of an upgrade must be taken before the request
+        // moves into the client; afterwards it is gone.
+        let client_half = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let req = self.prepare(req, ctx, upgrade.clone())?;
+        let mut response = tokio::time::timeout(self.response_timeout, self.client.request(req))
             .await
             .map_err(|_| ProxyError::Timeout)?
             .map_err(|e| classify(&e))?;
+        let switched = if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let (Some(asked), Some(client_half)) = (upgrade, client_half) else {
+                return Err(ProxyError::Request(
+                    "101 to a request that asked for no upgrade".into(),
+                ));
+            };
+            let answered = response.headers().get(UPGRADE).cloned();
+            let Some(answered) = answered.filter(|a| upgrade::accepted(&asked, a)) else {
+                return Err(ProxyError::Request(
+                    "101 to a protocol the client did not offer".into(),
+                ));
+            };
+            let upstream_half = hyper::upgrade::on(&mut response);
+            upgrade::tunnels().open(client_half, upstream_half);
+            Some(answered)
+        } else {
+            None
+        };
         let (mut parts, body) = response.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers);
         headers::drop_own_set_cookies(&mut parts.headers, &ctx.own_cookies);
-        Ok(Response::from_parts(parts, body.boxed()))
+        let body = match switched {
+            Some(protocol) => {
+                headers::set_upgrade(&mut parts.headers, protocol);
+                Empty::new().map_err(|never| match never {}).boxed()
+            }
+            // Streams as it arrives: nothing is collected here.
+            None => body.boxed(),
+        };
+        Ok(Response::from_parts(parts, body))
     }
 
     fn prepare(
         &self,
         req: Request<Incoming>,
         ctx: &ForwardContext<'_>,
+        upgrade: Option<HeaderValue>,
     ) -> Result<Request<Incoming>, ProxyError> {
         let (mut parts, body) = req.into_parts();
         let host = headers::request_host(&parts.uri, &parts.headers);
@@ -111,6 +146,9 @@ impl Upstream {
         parts.version = Version::HTTP_11;
         let h = &mut parts.headers;
         headers::remove_hop_by_hop(h);
+        if let Some(protocol) = upgrade {
+            headers::set_upgrade(h, protocol);
+        }
         headers::strip_identity(h);
         headers::strip_own_cookies(h, &ctx.own_cookies);
         if let Some(user) = ctx.identity {
@@ -123,6 +161,27 @@ impl Upstream {
         }
         Ok(Request::from_parts(parts, body))
     }
+}
+
+/// An https upstream is checked against `upstream.ca_file` alone when set,
+/// else against the Mozilla roots built in (webpki-roots), so the result
+/// does not depend on the machine's CA bundle. HTTP/1.1 only (no ALPN).
+fn upstream_tls(config: &UpstreamConfig) -> Result<rustls::ClientConfig, ProxyError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &config.ca {
+        Some(ca) => {
+            roots.add_parsable_certificates(ca.certs.iter().cloned());
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // No ALPN here: the connector sets it from the enabled versions (and
+    // panics on a config that has one).
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ProxyError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 fn classify(err: &hyper_util::client::legacy::Error) -> ProxyError {

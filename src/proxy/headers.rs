@@ -50,6 +50,23 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
+/// Whether a `Connection` header lists `token` (case-insensitive).
+pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// After `remove_hop_by_hop`, puts back the two hop-by-hop headers an
+/// upgrade needs at the next hop: `Connection: upgrade` and `Upgrade`.
+pub fn set_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, protocol);
+}
+
 /// Removes every client copy of the identity headers, in any letter case
 /// and with `_` for `-` (`remote_user`), which some upstream frameworks
 /// treat as the same name.
@@ -202,6 +219,25 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn an_upgrade_keeps_only_connection_upgrade_and_its_protocol() {
+        let mut h = map(&[
+            ("connection", "keep-alive, Upgrade, x-secret-hop"),
+            ("upgrade", "websocket"),
+            ("x-secret-hop", "1"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]);
+        assert!(connection_has(&h, "upgrade"));
+        assert!(!connection_has(&h, "close"));
+        let protocol = h[UPGRADE].clone();
+        remove_hop_by_hop(&mut h);
+        set_upgrade(&mut h, protocol);
+        assert_eq!(h.len(), 3, "{h:?}");
+        assert_eq!(h[CONNECTION], "upgrade");
+        assert_eq!(h[UPGRADE], "websocket");
+        assert!(h.contains_key("sec-websocket-key"));
     }
 
     #[test]

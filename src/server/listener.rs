@@ -1,22 +1,28 @@
-//! The accept loop: one hyper-util auto connection (HTTP/1.1 or h2c) per
-//! TCP connection, a header-read timeout, a connection cap, and graceful
+//! The accept loop: one hyper-util auto connection (HTTP/1.1 or HTTP/2:
+//! h2c by prior knowledge in plain text, h2 by ALPN over TLS) per TCP
+//! connection, a header-read timeout, a connection cap, and graceful
 //! shutdown bounded by `server.shutdown_timeout`.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::tls::{self, LiveTls};
 use crate::config::ServerConfig;
 use crate::gateway::Gateway;
 use crate::gateway::request::ConnInfo;
+use crate::gateway::response::Body;
 
 /// hyper refuses a smaller read buffer than this.
 const MIN_BUF_SIZE: usize = 8192;
@@ -24,13 +30,56 @@ const MIN_BUF_SIZE: usize = 8192;
 const BUSY_RESPONSE: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-pub async fn serve(
+/// What answers the requests of a listener: the gateway, or the redirect
+/// to https. Infallible by type: an error would make hyper drop the
+/// connection without an answer.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = Response<Body>> + Send;
+}
+
+impl Handler for Gateway {
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = Response<Body>> + Send {
+        Gateway::handle(self, req, conn)
+    }
+}
+
+impl Handler for super::redirect::RedirectToHttps {
+    async fn handle(&self, req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
+        self.respond(&req)
+    }
+}
+
+/// Everything a connection task needs, shared by all of a listener's.
+struct Connections<H> {
+    builder: auto::Builder<TokioExecutor>,
+    handler: Arc<H>,
+    /// `Some`: every connection starts with a TLS handshake.
+    tls: Option<Arc<LiveTls>>,
+    handshake_timeout: Duration,
+}
+
+pub async fn serve<H: Handler>(
     listener: TcpListener,
-    gateway: Arc<Gateway>,
+    tls: Option<Arc<LiveTls>>,
+    handler: Arc<H>,
     server: &ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let builder = connection_builder(server);
+    let connections = Arc::new(Connections {
+        builder: connection_builder(server),
+        handler,
+        tls,
+        // The handshake is part of what a client must send promptly.
+        handshake_timeout: server.header_read_timeout,
+    });
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(server.max_connections));
     tokio::pin!(shutdown);
@@ -43,17 +92,10 @@ pub async fn serve(
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    let service_gateway = gateway.clone();
-                    let service = service_fn(move |req| {
-                        let gateway = service_gateway.clone();
-                        async move { Ok::<_, Infallible>(gateway.handle(req, ConnInfo { peer }).await) }
-                    });
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn.into_owned());
+                    let connections = connections.clone();
+                    let watcher = graceful.watcher();
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, %peer, "connection ended with an error");
-                        }
+                        connections.run(stream, peer, watcher).await;
                         drop(slot);
                     });
                 }
@@ -64,10 +106,45 @@ pub async fn serve(
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
+    // Upgraded connections (WebSockets) left hyper's sight at the 101; they
+    // are ended here too, within the same bound.
+    let tunnels = crate::proxy::tunnels();
     tokio::select! {
-        () = graceful.shutdown() => {}
+        _ = async { tokio::join!(graceful.shutdown(), tunnels.shutdown()) } => {}
         () = tokio::time::sleep(server.shutdown_timeout) => {
             tracing::warn!("shutdown timeout reached; closing remaining connections");
+        }
+    }
+}
+
+impl<H: Handler> Connections<H> {
+    /// One connection, in its own task: the TLS handshake (if any), then
+    /// HTTP until either side closes or shutdown drains it.
+    async fn run(&self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+        let Some(tls) = &self.tls else {
+            let conn = ConnInfo { peer, tls: false };
+            return self.serve_http(TokioIo::new(stream), conn, watcher).await;
+        };
+        let Some(stream) = tls::handshake(tls.acceptor(), stream, self.handshake_timeout).await
+        else {
+            return;
+        };
+        let conn = ConnInfo { peer, tls: true };
+        self.serve_http(TokioIo::new(stream), conn, watcher).await;
+    }
+
+    async fn serve_http<I>(&self, io: I, conn: ConnInfo, watcher: Watcher)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let handler = self.handler.clone();
+        let service = service_fn(move |req| {
+            let handler = handler.clone();
+            async move { Ok::<_, Infallible>(handler.handle(req, conn).await) }
+        });
+        let connection = self.builder.serve_connection_with_upgrades(io, service);
+        if let Err(e) = watcher.watch(connection).await {
+            tracing::debug!(error = %e, peer = %conn.peer, "connection ended with an error");
         }
     }
 }

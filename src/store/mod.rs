@@ -31,6 +31,14 @@ pub trait SessionStore: Send + Sync {
     fn load_all(&self) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError>;
     /// Makes every write so far survive a crash.
     fn flush(&self) -> Result<(), StoreError>;
+    /// Closes and opens the store again, after a failure that the open
+    /// store cannot recover from by itself (sled keeps the first I/O error,
+    /// a full disk say, and fails every later call until reopened). Writes
+    /// that were not flushed may be gone afterwards: the caller writes its
+    /// live state again.
+    fn reopen(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The cached provider id of a user (`method` `authy`: the Authy id).
     fn factor_subject(&self, method: &str, email: &str) -> Result<Option<String>, StoreError>;
     fn set_factor_subject(

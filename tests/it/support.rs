@@ -247,7 +247,8 @@ impl Setup {
             .set("session.secret", SECRET)
             .set("store.path", store.to_str().unwrap())
             .set("users.file", users.to_str().unwrap())
-            .set("auth.second_factor", "off");
+            .set("auth.second_factor", "off")
+            .set("metrics.listen", "127.0.0.1:0");
         setup
     }
 

@@ -1,13 +1,19 @@
 //! Authy as a `SecondFactor`: OneTouch pushes, SMS codes and Authy app
 //! codes, through the REST client.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use super::client::{ApprovalRequest, ApprovalStatus, AuthyClient, AuthyError, TokenCheck};
 use crate::factor::{CodeCheck, FactorError, FactorUser, PushRequest, PushStatus, SecondFactor};
+use crate::metrics::{CallError, Metrics};
 
 pub struct AuthyFactor {
     client: AuthyClient,
     /// Authy's own default texts every new user an app link; ours is off.
     send_install_link: bool,
+    /// Latency and errors of every API call, by call.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl AuthyFactor {
@@ -15,7 +21,34 @@ impl AuthyFactor {
         AuthyFactor {
             client,
             send_install_link,
+            metrics: None,
         }
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Times one API call and counts its failure. A code in the wrong
+    /// shape is refused before any call and counts as neither.
+    async fn call<T>(
+        &self,
+        name: &'static str,
+        call: impl Future<Output = Result<T, AuthyError>>,
+    ) -> Result<T, AuthyError> {
+        let started = Instant::now();
+        let result = call.await;
+        let error = match &result {
+            Err(AuthyError::InvalidTokenFormat) => return result,
+            Ok(_) => None,
+            Err(e) if e.is_unavailable() => Some(CallError::Unavailable),
+            Err(_) => Some(CallError::Rejected),
+        };
+        if let Some(metrics) = &self.metrics {
+            metrics.authy_call(name, started.elapsed(), error);
+        }
+        result
     }
 }
 
@@ -26,14 +59,14 @@ impl SecondFactor for AuthyFactor {
     }
 
     async fn enroll(&self, user: &FactorUser<'_>) -> Result<String, FactorError> {
+        let register = self.client.register_user(
+            user.email,
+            user.phone,
+            user.country_code,
+            self.send_install_link,
+        );
         let id = self
-            .client
-            .register_user(
-                user.email,
-                user.phone,
-                user.country_code,
-                self.send_install_link,
-            )
+            .call("register_user", register)
             .await
             .map_err(factor_error)?;
         Ok(id.to_string())
@@ -50,9 +83,11 @@ impl SecondFactor for AuthyFactor {
             hidden_details: request.hidden_details.clone(),
             seconds_to_expire: request.seconds_to_expire,
         };
-        let uuid = self
+        let create = self
             .client
-            .create_approval_request(authy_id(subject)?, &request)
+            .create_approval_request(authy_id(subject)?, &request);
+        let uuid = self
+            .call("create_approval_request", create)
             .await
             .map_err(factor_error)?;
         Ok(Some(uuid))
@@ -60,8 +95,7 @@ impl SecondFactor for AuthyFactor {
 
     async fn push_status(&self, push_id: &str) -> Result<PushStatus, FactorError> {
         let status = self
-            .client
-            .approval_status(push_id)
+            .call("approval_status", self.client.approval_status(push_id))
             .await
             .map_err(factor_error)?;
         Ok(match status {
@@ -73,15 +107,15 @@ impl SecondFactor for AuthyFactor {
     }
 
     async fn send_code(&self, subject: &str) -> Result<(), FactorError> {
-        self.client
-            .request_sms(authy_id(subject)?)
+        self.call("request_sms", self.client.request_sms(authy_id(subject)?))
             .await
             .map(|_| ())
             .map_err(factor_error)
     }
 
     async fn check_code(&self, subject: &str, code: &str) -> Result<CodeCheck, FactorError> {
-        match self.client.verify_token(authy_id(subject)?, code).await {
+        let verify = self.client.verify_token(authy_id(subject)?, code);
+        match self.call("verify_token", verify).await {
             Ok(TokenCheck::Valid) => Ok(CodeCheck::Valid),
             Ok(TokenCheck::Invalid | TokenCheck::Reused) | Err(AuthyError::InvalidTokenFormat) => {
                 Ok(CodeCheck::Invalid)

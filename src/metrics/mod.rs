@@ -1,0 +1,448 @@
+//! Prometheus metrics (prometheus-client, the official Rust client). One
+//! [`Metrics`] per gateway, handed explicitly to whoever counts (the
+//! gateway, the Authy provider) and to [`serve`], which answers
+//! `GET /metrics` on `metrics.listen` only, never on the public listener.
+//!
+//! Every label value is a fixed word (`&'static str`) or a status code, so
+//! no client input can grow the number of series.
+
+mod server;
+
+pub use server::{MetricsServer, serve};
+
+use std::time::Duration;
+
+use http::StatusCode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// Time to the upstream's response headers: 1 ms … ~16 s.
+fn upstream_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// One call to the Authy API: 10 ms … ~20 s (`authy.timeout` is 5 s by default).
+fn authy_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 12))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardAuthLabels {
+    endpoint: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SecondFactorLabels {
+    method: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    call: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallErrorLabels {
+    call: &'static str,
+    kind: &'static str,
+}
+
+/// How a `POST login` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    Success,
+    /// Wrong password or unknown email (the same answer on purpose).
+    BadPassword,
+    /// Refused by regulation (429).
+    Banned,
+    /// Missing or bad CSRF token.
+    Csrf,
+    /// The session could not be stored durably (503, no cookie).
+    StoreUnavailable,
+    /// A form the gateway would not take (too large, password too long).
+    InvalidRequest,
+    Error,
+}
+
+impl LoginOutcome {
+    pub const ALL: [LoginOutcome; 7] = [
+        LoginOutcome::Success,
+        LoginOutcome::BadPassword,
+        LoginOutcome::Banned,
+        LoginOutcome::Csrf,
+        LoginOutcome::StoreUnavailable,
+        LoginOutcome::InvalidRequest,
+        LoginOutcome::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginOutcome::Success => "success",
+            LoginOutcome::BadPassword => "bad_password",
+            LoginOutcome::Banned => "banned",
+            LoginOutcome::Csrf => "csrf",
+            LoginOutcome::StoreUnavailable => "store_unavailable",
+            LoginOutcome::InvalidRequest => "invalid_request",
+            LoginOutcome::Error => "error",
+        }
+    }
+}
+
+/// What a forward-auth endpoint answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// 2xx with identity headers.
+    Allowed,
+    NeedsLogin,
+    NeedsSecondFactor,
+    /// A rule denied (403).
+    Denied,
+    /// Not asked by a trusted proxy, or the original request is missing
+    /// or cannot be normalized (400; 401 for nginx).
+    Refused,
+}
+
+impl Decision {
+    pub const ALL: [Decision; 5] = [
+        Decision::Allowed,
+        Decision::NeedsLogin,
+        Decision::NeedsSecondFactor,
+        Decision::Denied,
+        Decision::Refused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::NeedsLogin => "needs_login",
+            Decision::NeedsSecondFactor => "needs_second_factor",
+            Decision::Denied => "denied",
+            Decision::Refused => "refused",
+        }
+    }
+}
+
+/// How the second factor was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorMethod {
+    /// A push approval (Authy OneTouch).
+    Push,
+    /// A one-time code (SMS or app).
+    Code,
+}
+
+impl FactorMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactorMethod::Push => "push",
+            FactorMethod::Code => "code",
+        }
+    }
+}
+
+/// How a second-factor attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorOutcome {
+    /// Confirmed: the session is now `two_factor`.
+    Success,
+    /// Push: the user denied it on the phone.
+    Denied,
+    /// The push or the challenge expired.
+    Expired,
+    /// A wrong code.
+    Invalid,
+    /// The fifth wrong code: the session was ended.
+    TooManyAttempts,
+    ProviderUnavailable,
+    Error,
+}
+
+impl FactorOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactorOutcome::Success => "success",
+            FactorOutcome::Denied => "denied",
+            FactorOutcome::Expired => "expired",
+            FactorOutcome::Invalid => "invalid",
+            FactorOutcome::TooManyAttempts => "too_many_attempts",
+            FactorOutcome::ProviderUnavailable => "provider_unavailable",
+            FactorOutcome::Error => "error",
+        }
+    }
+}
+
+/// Why a call to a provider's API failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallError {
+    /// Not reached, timed out, or a 5xx.
+    Unavailable,
+    /// Answered with a refusal.
+    Rejected,
+}
+
+impl CallError {
+    fn as_str(self) -> &'static str {
+        match self {
+            CallError::Unavailable => "unavailable",
+            CallError::Rejected => "rejected",
+        }
+    }
+}
+
+/// The gateway's metrics and the registry they are exported from.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    forward_auth: Family<ForwardAuthLabels, Counter>,
+    logins: Family<OutcomeLabels, Counter>,
+    second_factor: Family<SecondFactorLabels, Counter>,
+    upstream_duration: Histogram,
+    live_sessions: Gauge,
+    store_healthy: Gauge,
+    authy_duration: Family<CallLabels, Histogram, fn() -> Histogram>,
+    authy_errors: Family<CallErrorLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("authgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Requests answered on the public listener, by route kind and status code",
+            requests.clone(),
+        );
+        let forward_auth = Family::<ForwardAuthLabels, Counter>::default();
+        registry.register(
+            "forward_auth_decisions",
+            "Forward-auth answers by endpoint (nginx auth-request, forward) and outcome",
+            forward_auth.clone(),
+        );
+        let logins = Family::<OutcomeLabels, Counter>::default();
+        registry.register("logins", "Password logins by outcome", logins.clone());
+        let second_factor = Family::<SecondFactorLabels, Counter>::default();
+        registry.register(
+            "second_factor",
+            "Second-factor outcomes by method (push, code)",
+            second_factor.clone(),
+        );
+        let upstream_duration = upstream_buckets();
+        registry.register_with_unit(
+            "upstream_response",
+            "Time from forwarding a request to the upstream's response headers (or the error)",
+            Unit::Seconds,
+            upstream_duration.clone(),
+        );
+        let live_sessions = Gauge::default();
+        registry.register(
+            "live_sessions",
+            "Sessions held in memory (and in the store)",
+            live_sessions.clone(),
+        );
+        let store_healthy = Gauge::default();
+        registry.register(
+            "store_healthy",
+            "1 while the last store write and flush worked, 0 otherwise",
+            store_healthy.clone(),
+        );
+        let authy_duration =
+            Family::<CallLabels, Histogram, fn() -> Histogram>::new_with_constructor(authy_buckets);
+        registry.register_with_unit(
+            "authy_request",
+            "Duration of calls to the Authy API, by call",
+            Unit::Seconds,
+            authy_duration.clone(),
+        );
+        let authy_errors = Family::<CallErrorLabels, Counter>::default();
+        registry.register(
+            "authy_errors",
+            "Failed calls to the Authy API, by call and kind (unavailable, rejected)",
+            authy_errors.clone(),
+        );
+        let metrics = Metrics {
+            registry,
+            requests,
+            forward_auth,
+            logins,
+            second_factor,
+            upstream_duration,
+            live_sessions,
+            store_healthy,
+            authy_duration,
+            authy_errors,
+        };
+        metrics.zero_known_series();
+        metrics
+    }
+
+    /// Series that exist from the start at 0, so a rate() over them works
+    /// before the first event and a dashboard shows every outcome.
+    fn zero_known_series(&self) {
+        for outcome in LoginOutcome::ALL {
+            self.logins
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.as_str(),
+                })
+                .inc_by(0);
+        }
+        for endpoint in ["nginx", "forward"] {
+            for outcome in Decision::ALL {
+                self.forward_auth
+                    .get_or_create(&ForwardAuthLabels {
+                        endpoint,
+                        outcome: outcome.as_str(),
+                    })
+                    .inc_by(0);
+            }
+        }
+        self.store_healthy.set(1);
+    }
+
+    /// One answered request on the public listener.
+    pub fn request(&self, route: &'static str, status: StatusCode) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                status: status.as_u16(),
+            })
+            .inc();
+    }
+
+    /// `endpoint`: `nginx` (auth-request) or `forward`.
+    pub fn forward_auth(&self, endpoint: &'static str, decision: Decision) {
+        self.forward_auth
+            .get_or_create(&ForwardAuthLabels {
+                endpoint,
+                outcome: decision.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn login(&self, outcome: LoginOutcome) {
+        self.logins
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn second_factor(&self, method: FactorMethod, outcome: FactorOutcome) {
+        self.second_factor
+            .get_or_create(&SecondFactorLabels {
+                method: method.as_str(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn upstream_response(&self, took: Duration) {
+        self.upstream_duration.observe(took.as_secs_f64());
+    }
+
+    /// One call to the Authy API (`call`: the API operation).
+    pub fn authy_call(&self, call: &'static str, took: Duration, error: Option<CallError>) {
+        self.authy_duration
+            .get_or_create(&CallLabels { call })
+            .observe(took.as_secs_f64());
+        if let Some(kind) = error {
+            self.authy_errors
+                .get_or_create(&CallErrorLabels {
+                    call,
+                    kind: kind.as_str(),
+                })
+                .inc();
+        }
+    }
+
+    /// Sampled when scraped.
+    pub fn set_live_sessions(&self, count: usize) {
+        self.live_sessions
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Sampled when scraped.
+    pub fn set_store_healthy(&self, healthy: bool) {
+        self.store_healthy.set(i64::from(healthy));
+    }
+
+    /// The Prometheus text format (0.0.4).
+    pub fn encode_prometheus(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// The OpenMetrics text format, for scrapers that ask for it.
+    pub fn encode_openmetrics(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_show_up_by_label_in_the_text_format() {
+        let m = Metrics::new();
+        m.request("proxy", StatusCode::OK);
+        m.request("proxy", StatusCode::OK);
+        m.request("login", StatusCode::UNAUTHORIZED);
+        m.forward_auth("nginx", Decision::Allowed);
+        m.login(LoginOutcome::Banned);
+        m.second_factor(FactorMethod::Code, FactorOutcome::Invalid);
+        m.upstream_response(Duration::from_millis(3));
+        m.authy_call(
+            "create_approval_request",
+            Duration::from_millis(20),
+            Some(CallError::Unavailable),
+        );
+        m.set_live_sessions(7);
+        let text = m.encode_prometheus();
+        for line in [
+            "authgate_http_requests_total{route=\"proxy\",status=\"200\"} 2",
+            "authgate_http_requests_total{route=\"login\",status=\"401\"} 1",
+            "authgate_forward_auth_decisions_total{endpoint=\"nginx\",outcome=\"allowed\"} 1",
+            "authgate_forward_auth_decisions_total{endpoint=\"forward\",outcome=\"denied\"} 0",
+            "authgate_logins_total{outcome=\"banned\"} 1",
+            "authgate_logins_total{outcome=\"success\"} 0",
+            "authgate_second_factor_total{method=\"code\",outcome=\"invalid\"} 1",
+            "authgate_upstream_response_seconds_count 1",
+            "authgate_upstream_response_seconds_bucket{le=\"0.004\"} 1",
+            "authgate_live_sessions 7",
+            "authgate_store_healthy 1",
+            "authgate_authy_request_seconds_count{call=\"create_approval_request\"} 1",
+            "authgate_authy_errors_total{call=\"create_approval_request\",kind=\"unavailable\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(m.encode_openmetrics().ends_with("# EOF\n"));
+    }
+}
