@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use std::net::SocketAddr;
 
-use authgate::config::{self, ConfigSource};
+use authgate::config::{self, ConfigSource, LogFormat};
 use authgate::factor::authy::sandbox::{self, SandboxConfig};
 use authgate::server::shutdown_signal;
 use authgate::users::{User, UsersFile};
@@ -34,6 +34,9 @@ struct ConfigArg {
     /// Config file (TOML). Default: authgate.toml, optional when absent.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log as `text` or `json` lines; overrides `log.format`.
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
 }
 
 impl ConfigArg {
@@ -131,8 +134,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let source = cli.config.source();
+    let log_format = cli.config.log_format.as_deref();
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&source),
+        Command::Serve => serve(&source, log_format),
         Command::CheckConfig => {
             let text = config::effective_config_masked(&source)?;
             print!("{text}");
@@ -151,7 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             method,
             client,
         } => check_access(&source, &url, user.as_deref(), &method, client),
-        Command::Demo { listen } => in_runtime(authgate::demo::run(listen)),
+        Command::Demo { listen } => in_runtime(log_format, authgate::demo::run(listen)),
         Command::Sandbox {
             listen,
             api_key,
@@ -161,25 +165,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut config = SandboxConfig::new(api_key);
             config.callback_url = callback_url;
             config.callback_method = callback_method.parse()?;
-            in_runtime(sandbox::run_until(listen, config, shutdown_signal()))
+            in_runtime(
+                log_format,
+                sandbox::run_until(listen, config, shutdown_signal()),
+            )
         }
     }
 }
 
-/// Runs a long-lived async command with text logs.
-fn in_runtime<E>(work: impl Future<Output = Result<(), E>>) -> anyhow::Result<()>
+/// `--log-format` when given, else the configured format.
+fn log_format_or(flag: Option<&str>, configured: LogFormat) -> LogFormat {
+    match flag {
+        Some("json") => LogFormat::Json,
+        Some(_) => LogFormat::Text,
+        None => configured,
+    }
+}
+
+/// Runs a long-lived async command (demo, sandbox).
+fn in_runtime<E>(
+    log_format: Option<&str>,
+    work: impl Future<Output = Result<(), E>>,
+) -> anyhow::Result<()>
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    authgate::logging::init(authgate::config::LogFormat::Text);
+    authgate::logging::init(log_format_or(log_format, LogFormat::Text));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(work)?;
     Ok(())
 }
 
-fn serve(source: &ConfigSource) -> anyhow::Result<()> {
+fn serve(source: &ConfigSource, log_format: Option<&str>) -> anyhow::Result<()> {
     let config = config::load(source)?;
-    authgate::logging::init(config.log.format);
+    authgate::logging::init(log_format_or(log_format, config.log.format));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(authgate::server::run(config))?;
     Ok(())

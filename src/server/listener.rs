@@ -144,8 +144,23 @@ impl<H: Handler> Connections<H> {
         });
         let connection = self.builder.serve_connection_with_upgrades(io, service);
         if let Err(e) = watcher.watch(connection).await {
-            tracing::debug!(error = %e, peer = %conn.peer, "connection ended with an error");
+            log_connection_error(e.as_ref(), &conn);
         }
+    }
+}
+
+/// The limits hyper enforces itself are logged here, once per event; other
+/// connection errors (a client going away) only at debug.
+fn log_connection_error(e: &(dyn std::error::Error + 'static), conn: &ConnInfo) {
+    let peer = conn.peer;
+    match e.downcast_ref::<hyper::Error>() {
+        Some(h) if h.is_timeout() => {
+            tracing::info!(%peer, "no request head within server.header_read_timeout (slow or idle client); connection closed");
+        }
+        Some(h) if h.is_parse_too_large() => {
+            tracing::warn!(%peer, "request head over server.max_header_bytes; answered 431");
+        }
+        _ => tracing::debug!(error = %e, %peer, "connection ended with an error"),
     }
 }
 

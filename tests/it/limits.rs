@@ -124,3 +124,34 @@ async fn oversized_heads_get_431_and_excess_connections_503() {
     .await;
     assert!(served, "slots are not given back when connections close");
 }
+
+/// Slowloris: a client that never finishes its request head is cut off
+/// after `server.header_read_timeout`, and the event is logged.
+#[tokio::test]
+async fn an_unfinished_request_head_is_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut setup = Setup::new(None);
+    setup.set("server.header_read_timeout", "1s");
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    let port = gw.setup().port;
+    let mut slow = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    slow.write_all(format!("GET {PREFIX}/healthz HTTP/1.1\r\nHost: x\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read(&mut buf))
+        .await
+        .expect("the gateway kept a half-sent request open for 10 s");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "expected a closed connection, got {read:?}"
+    );
+    let logged = eventually(40, std::time::Duration::from_millis(50), || async {
+        gw.stderr().contains("server.header_read_timeout")
+    })
+    .await;
+    assert!(logged, "not logged:\n{}", gw.stderr());
+}

@@ -1,0 +1,114 @@
+//! seed-sessions: writes N confirmed (`two_factor`) sessions for one user
+//! into the sled store named by an authgate config, through
+//! `authgate::store::SledStore` (the gateway must not be running on that
+//! store: sled holds a file lock), and writes the `Cookie` header value
+//! (`authgate_session=…`, signed as the gateway signs it) of the first K
+//! sessions to a file, one a line.
+//!
+//! Usage: seed-sessions --config FILE --user EMAIL --count N
+//!                      [--cookies K] [--cookies-out FILE]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use authgate::auth::SessionId;
+use authgate::config::{self, ConfigSource};
+use authgate::gateway::cookies::Cookies;
+use authgate::store::{AuthLevel, SessionRecord, SessionStore, SledStore};
+
+struct Args {
+    config: PathBuf,
+    user: String,
+    count: u64,
+    cookies: u64,
+    cookies_out: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut config = None;
+    let mut user = None;
+    let mut count = None;
+    let mut cookies = 1;
+    let mut cookies_out = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--config" => config = Some(PathBuf::from(value()?)),
+            "--user" => user = Some(value()?),
+            "--count" => count = Some(value()?.parse().map_err(|e| format!("--count: {e}"))?),
+            "--cookies" => cookies = value()?.parse().map_err(|e| format!("--cookies: {e}"))?,
+            "--cookies-out" => cookies_out = Some(PathBuf::from(value()?)),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(Args {
+        config: config.ok_or("--config is required")?,
+        user: user.ok_or("--user is required")?,
+        count: count.ok_or("--count is required")?,
+        cookies,
+        cookies_out,
+    })
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let config = config::load(&ConfigSource::Explicit(args.config.clone()))
+        .map_err(|e| e.to_string())?;
+    let store = SledStore::open(&config.store.path).map_err(|e| e.to_string())?;
+    let secure = config.server.public_url.scheme() == "https";
+    let cookies = Cookies::new(&config.session, secure);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let record = SessionRecord {
+        user: args.user.clone(),
+        level: AuthLevel::TwoFactor,
+        auth_time: now,
+        second_factor_time: Some(now),
+        created_at: now,
+        last_seen: now,
+        challenge: None,
+    };
+    let mut out: Box<dyn Write> = match &args.cookies_out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let started = Instant::now();
+    for n in 0..args.count {
+        let id = SessionId::generate().map_err(|e| e.to_string())?;
+        store.put(&id.key(), &record).map_err(|e| e.to_string())?;
+        if n < args.cookies {
+            let set_cookie = cookies.set_session(&id);
+            let pair = set_cookie.split(';').next().unwrap_or_default();
+            writeln!(out, "{pair}").map_err(|e| e.to_string())?;
+        }
+        if n > 0 && n % 100_000 == 0 {
+            eprintln!("seed-sessions: {n} sessions written");
+        }
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    store.flush().map_err(|e| e.to_string())?;
+    eprintln!(
+        "seed-sessions: {} sessions for {} in {} in {:.1}s",
+        args.count,
+        args.user,
+        config.store.path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match parse_args().and_then(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("seed-sessions: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
