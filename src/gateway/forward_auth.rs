@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::Gateway;
-use super::request::{self, ConnInfo};
+use super::request::ConnInfo;
 use super::response::{self, Body};
 use crate::access::{Target, normalize};
 use crate::auth::{Access, StepUp};
@@ -53,7 +53,7 @@ impl Gateway {
             tracing::warn!(%peer, "forward-auth request from an untrusted peer refused");
             return (Decision::Refused, refusal(flavor));
         }
-        let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
+        let client = self.client_of(req.headers(), conn);
         let Some(target) = original_request(req.headers(), client, flavor) else {
             return (Decision::Refused, refusal(flavor));
         };

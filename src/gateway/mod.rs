@@ -135,6 +135,12 @@ impl Gateway {
         response
     }
 
+    /// The client's address for rules, regulation and logs: the peer, or
+    /// from a trusted proxy the right-most untrusted `X-Forwarded-For`.
+    fn client_of(&self, headers: &HeaderMap, conn: ConnInfo) -> std::net::IpAddr {
+        request::client_addr(conn.peer, headers, &self.trusted_proxies)
+    }
+
     /// A forward-auth deployment's portal host: `/` goes to the login page,
     /// keeping `rd`.
     fn portal_root(&self, req: &Request<Incoming>) -> Response<Body> {
@@ -217,7 +223,7 @@ impl Gateway {
         req: &Request<Incoming>,
         conn: ConnInfo,
     ) -> Result<Target, GatewayError> {
-        let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
+        let client = self.client_of(req.headers(), conn);
         let host = crate::proxy::headers::request_host(req.uri(), req.headers())
             .ok_or(GatewayError::BadRequest("The request has no host."))?;
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::Gateway;
 use super::error::GatewayError;
 use super::forms::Posted;
-use super::request::{self, ConnInfo, field, query_param};
+use super::request::{ConnInfo, field, query_param};
 use super::response::{self, Body, Format};
 use crate::auth::AuthError;
 use crate::metrics::LoginOutcome;
@@ -27,7 +27,7 @@ impl Gateway {
         conn: ConnInfo,
         format: Format,
     ) -> Response<Body> {
-        let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
+        let client = self.client_of(req.headers(), conn);
         let Posted {
             head: req_head,
             form,
@@ -159,7 +159,7 @@ impl Gateway {
         conn: ConnInfo,
         format: Format,
     ) -> Result<Response<Body>, GatewayError> {
-        let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
+        let client = self.client_of(req.headers(), conn);
         let (req_head, _) = self.posted(req).await.checked()?;
         let id = self.cookies.session_id(req_head.headers());
         if let Some(user) = id.map(|id| self.auth.logout(&id)).transpose()?.flatten() {

@@ -42,7 +42,7 @@ impl Gateway {
         if let Some(done) = self.confirmed_push(&id, &rd, format)? {
             return Ok(done);
         }
-        let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
+        let client = self.client_of(req.headers(), conn);
         let host = self.redirects.host_of(&rd);
         let requester = Requester {
             host: &host,
@@ -62,7 +62,7 @@ impl Gateway {
         conn: ConnInfo,
         format: Format,
     ) -> Result<Response<Body>, GatewayError> {
-        let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
+        let client = self.client_of(req.headers(), conn);
         let ChallengePost { req, form, rd, id } = self.challenge_post(req).await?;
         let checked = self.auth.verify_code(&id, field(&form, "code")).await;
         self.metrics

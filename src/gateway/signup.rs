@@ -9,7 +9,7 @@ use serde_json::json;
 use super::Gateway;
 use super::error::GatewayError;
 use super::forms::Posted;
-use super::request::{self, ConnInfo, field};
+use super::request::{ConnInfo, field};
 use super::response::{self, Body, Format};
 use crate::auth::SignUpForm;
 use crate::pages::SignupView;
@@ -26,7 +26,7 @@ impl Gateway {
         conn: ConnInfo,
         format: Format,
     ) -> Response<Body> {
-        let client = request::client_addr(conn.peer, req.headers(), &self.trusted_proxies);
+        let client = self.client_of(req.headers(), conn);
         let Posted { head, form, error } = self.posted(req).await;
         if let Some(err) = error {
             return self.signup_failed(&head, format, &err, &form);
