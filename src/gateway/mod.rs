@@ -60,6 +60,7 @@ impl Gateway {
         auth: Arc<Authenticator>,
         sessions: Arc<LiveSessions>,
         upstream: Option<Upstream>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let public_url = config.server.public_url.clone();
         let secure = public_url.scheme() == "https";
@@ -84,19 +85,8 @@ impl Gateway {
             max_form_bytes: config.server.max_form_bytes,
             access: config.access_control.clone(),
             serve_authelia_paths: config.upstream.is_none() || config.server.authelia_paths,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
         }
-    }
-
-    /// Counts into `metrics` (the registry `metrics::serve` exports)
-    /// instead of a private one nobody reads.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = metrics;
-        self
-    }
-
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.metrics.clone()
     }
 
     /// Never fails: every error becomes a response here, because a service

@@ -22,6 +22,7 @@ use crate::factor::SecondFactor;
 use crate::factor::authy::client::AuthyClient;
 use crate::factor::authy::provider::AuthyFactor;
 use crate::gateway::Gateway;
+use crate::metrics::Metrics;
 use crate::proxy::{ProxyError, Upstream};
 use crate::store::SessionStore;
 use crate::store::{SledStore, StoreError};
@@ -62,14 +63,14 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
     // The certificate first: a bad pair stops the start before any state
     // is opened.
     let tls = load_tls(&config)?;
-    let (gateway, sessions, auth, users) = build(&config).await?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let (gateway, sessions, auth, users) = build(&config, &metrics).await?;
     let listener = bind("server.listen", config.server.listen).await?;
     let redirect = match config.server.redirect_http {
         Some(addr) => Some(bind("server.redirect_http", addr).await?),
         None => None,
     };
-    let metrics =
-        crate::metrics::serve(&config.metrics, gateway.metrics(), sessions.clone()).await?;
+    let metrics = crate::metrics::serve(&config.metrics, metrics, sessions.clone()).await?;
     let tasks = background::start(&config, sessions.clone(), auth, users);
     let reloads = match &tls {
         Some(live) => Some(tls::watch(live.clone(), TLS_POLL_EVERY)?),
@@ -160,8 +161,7 @@ type Parts = (
     Arc<LiveUsers>,
 );
 
-async fn build(config: &Config) -> Result<Parts, ServerError> {
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+async fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Parts, ServerError> {
     let store = Arc::new(SledStore::open(&config.store.path)?);
     let signed_up = store.signup_users()?;
     let sessions = Arc::new(LiveSessions::load(store)?);
@@ -190,17 +190,22 @@ async fn build(config: &Config) -> Result<Parts, ServerError> {
         passwords,
         regulation: Regulation::new(&config.regulation),
         clock: Arc::new(SystemClock),
-        provider: second_factor(config, &metrics)?,
+        provider: second_factor(config, metrics)?,
     };
     let auth = Arc::new(Authenticator::new(deps, settings));
-    let gateway =
-        Gateway::new(config, auth.clone(), sessions.clone(), upstream).with_metrics(metrics);
+    let gateway = Gateway::new(
+        config,
+        auth.clone(),
+        sessions.clone(),
+        upstream,
+        metrics.clone(),
+    );
     Ok((gateway, sessions, auth, users))
 }
 
 fn second_factor(
     config: &Config,
-    metrics: &Arc<crate::metrics::Metrics>,
+    metrics: &Arc<Metrics>,
 ) -> Result<Option<Arc<dyn SecondFactor>>, ServerError> {
     let Some(authy) = &config.authy else {
         return Ok(None);
@@ -208,9 +213,11 @@ fn second_factor(
     let key = authy.api_key.expose().to_owned();
     let client = AuthyClient::new(authy.api_url.as_str(), key, authy.timeout)
         .map_err(|e| ServerError::Provider(e.to_string()))?;
-    Ok(Some(Arc::new(
-        AuthyFactor::new(client, authy.send_install_link).with_metrics(metrics.clone()),
-    )))
+    Ok(Some(Arc::new(AuthyFactor::new(
+        client,
+        authy.send_install_link,
+        metrics.clone(),
+    ))))
 }
 
 /// `authgate healthcheck`: GET healthz on the configured listener, over

@@ -13,21 +13,16 @@ pub struct AuthyFactor {
     /// Authy's own default texts every new user an app link; ours is off.
     send_install_link: bool,
     /// Latency and errors of every API call, by call.
-    metrics: Option<Arc<Metrics>>,
+    metrics: Arc<Metrics>,
 }
 
 impl AuthyFactor {
-    pub fn new(client: AuthyClient, send_install_link: bool) -> Self {
+    pub fn new(client: AuthyClient, send_install_link: bool, metrics: Arc<Metrics>) -> Self {
         AuthyFactor {
             client,
             send_install_link,
-            metrics: None,
+            metrics,
         }
-    }
-
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
-        self
     }
 
     /// Times one API call and counts its failure. A code in the wrong
@@ -45,9 +40,7 @@ impl AuthyFactor {
             Err(e) if e.is_unavailable() => Some(CallError::Unavailable),
             Err(_) => Some(CallError::Rejected),
         };
-        if let Some(metrics) = &self.metrics {
-            metrics.authy_call(name, started.elapsed(), error);
-        }
+        self.metrics.authy_call(name, started.elapsed(), error);
         result
     }
 }
