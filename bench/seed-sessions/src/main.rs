@@ -6,7 +6,11 @@
 //! sessions to a file, one a line.
 //!
 //! Usage: seed-sessions --config FILE --user EMAIL --count N
-//!                      [--cookies K] [--cookies-out FILE]
+//!                      [--cookies K] [--cookies-out FILE] [--seen-ahead SECS]
+//!
+//! `--seen-ahead SECS` (a diagnostic) dates `last_seen` SECS into the
+//! future, so no request refreshes the idle timer (a store write) for that
+//! long: it separates the cost of the map lookup from that of the writes.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,6 +28,7 @@ struct Args {
     count: u64,
     cookies: u64,
     cookies_out: Option<PathBuf>,
+    seen_ahead: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -32,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
     let mut count = None;
     let mut cookies = 1;
     let mut cookies_out = None;
+    let mut seen_ahead = 0;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -41,6 +47,11 @@ fn parse_args() -> Result<Args, String> {
             "--count" => count = Some(value()?.parse().map_err(|e| format!("--count: {e}"))?),
             "--cookies" => cookies = value()?.parse().map_err(|e| format!("--cookies: {e}"))?,
             "--cookies-out" => cookies_out = Some(PathBuf::from(value()?)),
+            "--seen-ahead" => {
+                seen_ahead = value()?
+                    .parse()
+                    .map_err(|e| format!("--seen-ahead: {e}"))?
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -50,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
         count: count.ok_or("--count is required")?,
         cookies,
         cookies_out,
+        seen_ahead,
     })
 }
 
@@ -69,7 +81,7 @@ fn run(args: Args) -> Result<(), String> {
         auth_time: now,
         second_factor_time: Some(now),
         created_at: now,
-        last_seen: now,
+        last_seen: now + args.seen_ahead,
         challenge: None,
     };
     let mut out: Box<dyn Write> = match &args.cookies_out {
