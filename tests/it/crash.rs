@@ -8,9 +8,8 @@
 //! only stops gracefully), so the kill is a real SIGKILL: no shutdown
 //! flush, no destructors.
 
-use std::fs::OpenOptions;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,32 +19,6 @@ use reqwest::StatusCode;
 use crate::support::*;
 
 const SESSIONS: usize = 12;
-
-/// `authgate serve` on `setup`'s config, stderr appended to its file.
-fn spawn(setup: &Setup) -> Child {
-    setup.write_config();
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(setup.stderr_path())
-        .expect("open the stderr file");
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(setup.dir.path());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("AUTHGATE_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env_remove("RUST_LOG")
-        .arg("serve")
-        .arg("--config")
-        .arg(setup.config_path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn authgate serve")
-}
 
 async fn wait_ready(setup: &Setup, child: &mut Child) {
     let url = format!("{}{PREFIX}/healthz", setup.base());
@@ -125,7 +98,7 @@ async fn sessions_confirmed_before_a_kill_9_survive_the_restart() {
         .set("store.flush_interval", "1s")
         .set("metrics.listen", "");
     setup.add_alice().await;
-    let mut gateway = Killed(Some(spawn(&setup)));
+    let mut gateway = Killed(Some(spawn_serve(&setup)));
     wait_ready(&setup, gateway.0.as_mut().unwrap()).await;
 
     let cookies = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -158,7 +131,7 @@ async fn sessions_confirmed_before_a_kill_9_survive_the_restart() {
         "a graceful stop ran:\n{log}"
     );
 
-    gateway.0 = Some(spawn(&setup));
+    gateway.0 = Some(spawn_serve(&setup));
     wait_ready(&setup, gateway.0.as_mut().unwrap()).await;
     let mut all = cookies.lock().unwrap().clone();
     all.push(last_cookie);

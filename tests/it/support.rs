@@ -442,20 +442,7 @@ impl Gateway {
     }
 
     fn spawn(&mut self) {
-        self.setup.write_config();
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.setup.stderr_path())
-            .expect("open the stderr file");
-        let mut cmd = clean_command(BIN, self.setup.dir.path());
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(self.setup.config_path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        self.child = Some(cmd.spawn().expect("spawn authgate serve"));
+        self.child = Some(spawn_serve(&self.setup));
     }
 
     /// Starts the child and polls healthz (bounded). When the picked port
@@ -890,4 +877,23 @@ pub fn chunked(body: &[u8], chunk: usize) -> Vec<u8> {
     }
     out.extend_from_slice(b"0\r\n\r\n");
     out
+}
+
+/// `authgate serve` on `setup`'s config (written first), with a clean
+/// environment and stderr appended to the setup's log file.
+pub fn spawn_serve(setup: &Setup) -> Child {
+    setup.write_config();
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(setup.stderr_path())
+        .expect("open the stderr file");
+    let mut cmd = clean_command(BIN, setup.dir.path());
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(setup.config_path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    cmd.spawn().expect("spawn authgate serve")
 }

@@ -6,9 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::fs::OpenOptions;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -175,31 +174,6 @@ impl Drop for TlsGateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn spawn_serve(setup: &Setup) -> Child {
-    setup.write_config();
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(setup.stderr_path())
-        .expect("open the stderr file");
-    let mut cmd = Command::new(BIN);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("AUTHGATE_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env_remove("RUST_LOG")
-        .current_dir(setup.dir.path())
-        .arg("serve")
-        .arg("--config")
-        .arg(setup.config_path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn authgate serve")
 }
 
 async fn wait_ready(child: &mut Child, port: u16, ca: &TestCa) -> bool {
