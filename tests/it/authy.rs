@@ -81,25 +81,10 @@ async fn authy_setup(upstream: &Upstream, api_url: &str, poll_interval: &str) ->
 
 /// `authgate user add` with a country code and phone, through the real CLI.
 async fn add_phone_user(setup: &Setup, email: &str, name: &str, groups: &str, password: &str) {
-    let config = setup.config_path();
-    let args = [
-        "user",
-        "add",
-        "--config",
-        config.to_str().unwrap(),
-        "--email",
-        email,
-        "--name",
-        name,
-        "--country-code",
-        COUNTRY_CODE,
-        "--phone",
-        PHONE,
-        "--groups",
-        groups,
-    ];
-    let out = setup.run(&args, &format!("{password}\n"), &[]).await;
-    assert_success(&out, "user add");
+    let phone = ["--country-code", COUNTRY_CODE, "--phone", PHONE];
+    setup
+        .add_user_with(email, name, groups, password, &phone)
+        .await;
 }
 
 /// Starts everything; the sandbox's callbacks go to the gateway's webhook

@@ -31,17 +31,13 @@ async fn check_config(setup: &Setup, env: &[(&str, &str)]) -> Output {
         .await
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Exit code 1, the key named on stderr, no panic, no secret.
 fn assert_refused(out: &Output, key: &str, what: &str) {
-    let err = stderr(out);
+    let err = stderr_of(out);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -100,8 +96,12 @@ async fn serve_refuses_a_bad_config_naming_the_key() {
     }
     // The 10-byte case says how long the secret is, not what it is.
     let out = serve(&cases[1].1, &[]).await;
-    assert!(stderr(&out).contains("10 bytes"), "{}", stderr(&out));
-    assert!(!stderr(&out).contains("0123456789"), "{}", stderr(&out));
+    assert!(stderr_of(&out).contains("10 bytes"), "{}", stderr_of(&out));
+    assert!(
+        !stderr_of(&out).contains("0123456789"),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 #[tokio::test]
@@ -127,7 +127,7 @@ async fn check_config_masks_the_secret() {
     let text = stdout(&out);
     assert!(text.contains("********"), "{text}");
     assert!(!text.contains(SECRET), "the secret is printed:\n{text}");
-    assert!(!stderr(&out).contains(SECRET));
+    assert!(!stderr_of(&out).contains(SECRET));
     // The effective config, e.g. the listener and a default.
     assert!(text.contains(&format!("127.0.0.1:{}", s.port)), "{text}");
     assert!(text.contains("/_authgate"), "defaults are shown: {text}");

@@ -15,13 +15,9 @@ use reqwest::{Method, StatusCode};
 
 use crate::support::*;
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Exit code 1 and an error line that starts by naming `store.path`.
 fn assert_store_path_refused(out: &Output, path: &Path, what: &str) {
-    let err = stderr(out);
+    let err = stderr_of(out);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -85,9 +81,9 @@ async fn a_second_gateway_on_the_same_store_exits_1_naming_the_key() {
     let out = serve_once(&second).await;
     assert_store_path_refused(&out, &store, "a second gateway on a locked store");
     assert!(
-        stderr(&out).contains("another authgate"),
+        stderr_of(&out).contains("another authgate"),
         "the lock is not explained:\n{}",
-        stderr(&out)
+        stderr_of(&out)
     );
 
     // The first one is untouched.

@@ -315,6 +315,18 @@ impl Setup {
 
     /// `authgate user add` through the real CLI, password on stdin.
     pub async fn add_user(&self, email: &str, name: &str, groups: &str, password: &str) {
+        self.add_user_with(email, name, groups, password, &[]).await;
+    }
+
+    /// `add_user` with more `user add` arguments (`--phone`, ...).
+    pub async fn add_user_with(
+        &self,
+        email: &str,
+        name: &str,
+        groups: &str,
+        password: &str,
+        extra: &[&str],
+    ) {
         let config = self.config_path();
         let mut args = vec![
             "user",
@@ -329,6 +341,7 @@ impl Setup {
         if !groups.is_empty() {
             args.extend(["--groups", groups]);
         }
+        args.extend(extra);
         let out = self.run(&args, &format!("{password}\n"), &[]).await;
         assert_success(&out, "user add");
     }
@@ -896,4 +909,9 @@ pub fn spawn_serve(setup: &Setup) -> Child {
         .stdout(Stdio::null())
         .stderr(log);
     cmd.spawn().expect("spawn authgate serve")
+}
+
+/// A finished child's stderr as text.
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
