@@ -85,6 +85,8 @@ pub enum Access {
 /// A request's live session and its user.
 pub struct Identified {
     pub id: SessionId,
+    /// The store key of `id`, hashed once per request.
+    pub key: SessionKey,
     pub session: Arc<SessionRecord>,
     pub user: Arc<User>,
 }
@@ -188,8 +190,14 @@ impl Authenticator {
 
     /// The live session behind a cookie, with its user.
     pub fn identify(&self, id: Option<&SessionId>) -> Option<Identified> {
-        let (id, session, user) = self.live_session(id?)?;
-        Some(Identified { id, session, user })
+        let id = id?;
+        let (key, session, user) = self.live_session(id)?;
+        Some(Identified {
+            id: id.clone(),
+            key,
+            session,
+            user,
+        })
     }
 
     /// Whether the identified session (if any) may reach a resource under
@@ -206,7 +214,7 @@ impl Authenticator {
         };
         if self.level_satisfies(who.session.level, policy) {
             let every = super::session::touch_interval(self.settings.idle_timeout);
-            self.sessions.touch(&who.id.key(), self.clock.now(), every);
+            self.sessions.touch(&who.key, self.clock.now(), every);
             return Access::Granted(Some(who.user.clone()));
         }
         let approved = who
@@ -258,7 +266,7 @@ impl Authenticator {
     pub(super) fn live_session(
         &self,
         id: &SessionId,
-    ) -> Option<(SessionId, Arc<SessionRecord>, Arc<User>)> {
+    ) -> Option<(SessionKey, Arc<SessionRecord>, Arc<User>)> {
         let key = id.key();
         let session = self.sessions.get(&key)?;
         let user = self.users.find(&session.user);
@@ -266,7 +274,7 @@ impl Authenticator {
             let _ = self.sessions.remove(&key);
             return None;
         }
-        Some((id.clone(), session, user?))
+        Some((key, session, user?))
     }
 
     fn is_alive(&self, session: &SessionRecord, now: u64) -> bool {
