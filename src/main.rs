@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use authgate::config::{self, ConfigSource, LogFormat};
 use authgate::factor::authy::sandbox::{self, SandboxConfig};
 use authgate::server::shutdown_signal;
+use authgate::store::{FactorStore, SessionStore};
 use authgate::users::{User, UsersFile};
 
 #[derive(Parser)]
@@ -93,6 +94,15 @@ enum Command {
         /// POST (JSON) or GET (query).
         #[arg(long, default_value = "POST")]
         callback_method: String,
+        /// Twilio Verify v2: the account SID clients authenticate with.
+        #[arg(long, default_value = sandbox::DEFAULT_VERIFY_ACCOUNT_SID)]
+        verify_account_sid: String,
+        /// Twilio Verify v2: the auth token clients authenticate with.
+        #[arg(long, default_value = sandbox::DEFAULT_VERIFY_AUTH_TOKEN)]
+        verify_auth_token: String,
+        /// Twilio Verify v2: the one service the sandbox knows.
+        #[arg(long, default_value = sandbox::DEFAULT_VERIFY_SERVICE_SID)]
+        verify_service_sid: String,
     },
 }
 
@@ -119,6 +129,10 @@ enum UserCommand {
     List,
     /// Remove a user; their sessions end at their next request.
     Remove { email: String },
+    /// Reset a user's second factor: their TOTP no longer counts and they
+    /// enrol again at their next login (and are told why).
+    #[command(name = "reset-2fa")]
+    Reset2fa { email: String },
 }
 
 fn main() -> ExitCode {
@@ -161,10 +175,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             api_key,
             callback_url,
             callback_method,
+            verify_account_sid,
+            verify_auth_token,
+            verify_service_sid,
         } => {
             let mut config = SandboxConfig::new(api_key);
             config.callback_url = callback_url;
             config.callback_method = callback_method.parse()?;
+            config.verify_account_sid = verify_account_sid;
+            config.verify_auth_token = verify_auth_token;
+            config.verify_service_sid = verify_service_sid;
             in_runtime(
                 log_format,
                 sandbox::run_until(listen, config, shutdown_signal()),
@@ -226,9 +246,19 @@ fn user_command(source: &ConfigSource, cmd: UserCommand) -> anyhow::Result<()> {
                 password,
                 groups,
                 second_factor,
+                second_factor_reset: None,
             })?;
             file.save()?;
         }
+        UserCommand::Reset2fa { email } if file.contains(&email) => {
+            file.reset_second_factor(&email, unix_now())?;
+            file.save()?;
+            println!(
+                "{email}: second factor reset; they set up TOTP again at their next login \
+                 (a running gateway picks this up within a second)"
+            );
+        }
+        UserCommand::Reset2fa { email } => reset_signup_user(source, &email)?,
         UserCommand::List => {
             for user in file.users() {
                 println!("{}\t{}\t{}", user.email, user.name, user.groups.join(","));
@@ -240,6 +270,40 @@ fn user_command(source: &ConfigSource, cmd: UserCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A sign-up user lives in the store, which a running gateway holds
+/// locked: the reset needs the gateway stopped. Their TOTP is removed, so
+/// they enrol again at their next login.
+fn reset_signup_user(source: &ConfigSource, email: &str) -> anyhow::Result<()> {
+    let config = config::load(source)?;
+    let store = authgate::store::SledStore::open(&config.store.path).with_context(|| {
+        format!(
+            "{email} is not in the users file, so it can only be a sign-up user, kept in \
+             the store; stop the gateway first (it holds the store) and run this again"
+        )
+    })?;
+    let signed_up = store
+        .signup_users()?
+        .iter()
+        .any(|u| u.email.eq_ignore_ascii_case(email.trim()));
+    if !signed_up {
+        bail!("no user {email} in the users file or among the sign-up users");
+    }
+    let removed = store.remove_totp(email.trim())?;
+    store.flush()?;
+    if removed {
+        println!("{email}: TOTP removed; they set it up again at their next login");
+    } else {
+        println!("{email}: had no TOTP; nothing to reset");
+    }
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Reads a password from stdin when it is not a terminal (scripts, tests),

@@ -8,4 +8,4 @@ mod normalize;
 mod rules;
 
 pub use normalize::{NormalizeError, Scheme, Target, normalize};
-pub use rules::{AccessControl, Decision, RawRule, RuleError};
+pub use rules::{AccessControl, Decision, RawRule, Reason, RuleError};

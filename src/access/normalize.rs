@@ -4,7 +4,11 @@
 //! upstream always see the same resource. Matching rules against the raw
 //! path is the bypass peers shipped three times; nothing else in the crate
 //! may parse a target for a rule match.
+//!
+//! Most requests are already in normal form: each part is checked for
+//! that first and then borrowed, not rebuilt.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -34,20 +38,21 @@ impl Scheme {
     }
 }
 
-/// A normalized request target: what every rule sees.
+/// A normalized request target: what every rule sees. It borrows from
+/// the raw target wherever that was already normal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct Target<'a> {
     pub scheme: Scheme,
     /// Lower-case, without a trailing dot; IPv6 literals in brackets.
-    pub host: String,
+    pub host: Cow<'a, str>,
     /// Only a non-default port; the scheme's own port is `None`.
     pub port: Option<u16>,
     /// Canonical path (see [`normalize`]), never with query or fragment.
-    pub path: String,
+    pub path: Cow<'a, str>,
     /// The query as sent (without `?`), except that characters a request
     /// line cannot carry (space, `"`, `<`, `>`, non-ASCII) are
     /// percent-encoded. `Some("")` for a bare `?`.
-    pub query: Option<String>,
+    pub query: Option<Cow<'a, str>>,
     /// Upper-case token.
     pub method: Method,
     /// IPv4-mapped IPv6 addresses are turned into IPv4, so a rule's
@@ -102,13 +107,13 @@ const MAX_METHOD_LEN: usize = 32;
 ///   UTF-8 once decoded, or a dot segment carrying `;` parameters
 ///   (`..;x`) are errors.
 /// - `method`: a token, upper-cased.
-pub fn normalize(
+pub fn normalize<'a>(
     scheme: &str,
-    host: &str,
-    path_and_query: &str,
+    host: &'a str,
+    path_and_query: &'a str,
     method: &str,
     client: IpAddr,
-) -> Result<Target, NormalizeError> {
+) -> Result<Target<'a>, NormalizeError> {
     let scheme = parse_scheme(scheme)?;
     let (host, port) = parse_authority(host, scheme)?;
     let (path, query) = parse_path_and_query(path_and_query)?;
@@ -123,20 +128,20 @@ pub fn normalize(
     })
 }
 
-impl Target {
+impl Target<'_> {
     /// `host[:port]`, the port only when not the scheme's default.
     pub fn authority(&self) -> String {
         match self.port {
             Some(port) => format!("{}:{port}", self.host),
-            None => self.host.clone(),
+            None => self.host.clone().into_owned(),
         }
     }
 
     /// What goes upstream in proxy mode: the normalized path and the query.
-    pub fn path_and_query(&self) -> String {
+    pub fn path_and_query(&self) -> Cow<'_, str> {
         match &self.query {
-            Some(query) => format!("{}?{query}", self.path),
-            None => self.path.clone(),
+            Some(query) => Cow::Owned(format!("{}?{query}", self.path)),
+            None => Cow::Borrowed(&self.path),
         }
     }
 
@@ -162,11 +167,15 @@ fn parse_scheme(scheme: &str) -> Result<Scheme, NormalizeError> {
 }
 
 fn parse_method(method: &str) -> Result<Method, NormalizeError> {
-    let upper = method.to_ascii_uppercase();
-    if upper.is_empty() || upper.len() > MAX_METHOD_LEN || !upper.bytes().all(is_tchar) {
+    let method = method.as_bytes();
+    if method.is_empty() || method.len() > MAX_METHOD_LEN || !method.iter().all(|&b| is_tchar(b)) {
         return Err(NormalizeError::Method);
     }
-    Method::from_bytes(upper.as_bytes()).map_err(|_| NormalizeError::Method)
+    let mut upper = [0u8; MAX_METHOD_LEN];
+    let upper = &mut upper[..method.len()];
+    upper.copy_from_slice(method);
+    upper.make_ascii_uppercase();
+    Method::from_bytes(upper).map_err(|_| NormalizeError::Method)
 }
 
 /// RFC 9110 `tchar`.
@@ -176,7 +185,10 @@ pub(crate) fn is_tchar(b: u8) -> bool {
 
 // ---------------------------------------------------------------- host
 
-fn parse_authority(raw: &str, scheme: Scheme) -> Result<(String, Option<u16>), NormalizeError> {
+fn parse_authority(
+    raw: &str,
+    scheme: Scheme,
+) -> Result<(Cow<'_, str>, Option<u16>), NormalizeError> {
     let (host, port) = split_port(raw)?;
     let port = match port {
         Some(digits) => parse_port(digits)?,
@@ -218,7 +230,27 @@ fn parse_port(digits: &str) -> Result<Option<u16>, NormalizeError> {
 /// Lower-cases a host without port and checks it is a name or an IP
 /// literal. Shared with the rules, so a rule's `domain` is written in the
 /// very form it is compared against.
-pub(crate) fn normalize_host(raw: &str) -> Result<String, NormalizeError> {
+pub(crate) fn normalize_host(raw: &str) -> Result<Cow<'_, str>, NormalizeError> {
+    if is_normal_host(raw) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    rebuild_host(raw).map(Cow::Owned)
+}
+
+/// A lower-case name or a dotted quad, which [`rebuild_host`] would
+/// return unchanged (Rust's IPv4 parser takes no leading zeros, so a
+/// parsed quad is written back as it was).
+fn is_normal_host(raw: &str) -> bool {
+    let plain = !raw.ends_with('.') && !raw.bytes().any(|b| b.is_ascii_uppercase() || b == b'[');
+    plain
+        && if looks_numeric(raw) {
+            raw.parse::<Ipv4Addr>().is_ok()
+        } else {
+            check_hostname(raw).is_ok()
+        }
+}
+
+fn rebuild_host(raw: &str) -> Result<String, NormalizeError> {
     let lower = raw.to_ascii_lowercase();
     let host = lower.strip_suffix('.').unwrap_or(&lower);
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -240,14 +272,18 @@ fn looks_numeric(host: &str) -> bool {
     (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) || last.starts_with("0x")
 }
 
+/// Labels of 1 to 63 letters, digits, `-` or `_`; 253 bytes at most.
 fn check_hostname(host: &str) -> Result<(), NormalizeError> {
-    let label_ok = |label: &str| {
-        (1..=63).contains(&label.len())
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if host.len() > 253 || !host.split('.').all(label_ok) {
+    let label_ok = |len: usize| (1..=63).contains(&len);
+    let mut label = 0;
+    for b in host.bytes() {
+        match b {
+            b'.' if label_ok(label) => label = 0,
+            b if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' => label += 1,
+            _ => return Err(NormalizeError::Host),
+        }
+    }
+    if host.len() > 253 || !label_ok(label) {
         return Err(NormalizeError::Host);
     }
     Ok(())
@@ -255,7 +291,9 @@ fn check_hostname(host: &str) -> Result<(), NormalizeError> {
 
 // ---------------------------------------------------------------- path
 
-fn parse_path_and_query(raw: &str) -> Result<(String, Option<String>), NormalizeError> {
+type PathAndQuery<'a> = (Cow<'a, str>, Option<Cow<'a, str>>);
+
+fn parse_path_and_query(raw: &str) -> Result<PathAndQuery<'_>, NormalizeError> {
     let without_fragment = raw.split('#').next().unwrap_or("");
     let (path, query) = match without_fragment.split_once('?') {
         Some((path, query)) => (path, Some(canonical_query(query)?)),
@@ -264,13 +302,40 @@ fn parse_path_and_query(raw: &str) -> Result<(String, Option<String>), Normalize
     if !path.starts_with('/') {
         return Err(NormalizeError::NotAbsolutePath);
     }
-    Ok((resolve_dots(&canonical_escapes(path)?)?, query))
+    if is_normal_path(path) {
+        return Ok((Cow::Borrowed(path), query));
+    }
+    Ok((Cow::Owned(resolve_dots(&canonical_escapes(path)?)?), query))
+}
+
+/// Only `pchar` and `/` (no escape, nothing to encode), no empty segment
+/// but a last one, and no segment that starts with a dot: the one pass
+/// and `resolve_dots` would both give it back unchanged.
+fn is_normal_path(path: &str) -> bool {
+    let mut previous = 0;
+    path.bytes().all(|b| {
+        let segment_start = previous == b'/';
+        previous = b;
+        is_pchar_or_slash(b) && !(segment_start && matches!(b, b'/' | b'.'))
+    })
 }
 
 /// Keeps the query as sent, but refuses control characters and encodes
 /// what a request line cannot carry, so `path_and_query()` is always a
 /// valid `http::uri::PathAndQuery`.
-fn canonical_query(raw: &str) -> Result<String, NormalizeError> {
+fn canonical_query(raw: &str) -> Result<Cow<'_, str>, NormalizeError> {
+    if raw.bytes().all(is_query_byte_as_sent) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    encode_query(raw).map(Cow::Owned)
+}
+
+/// What the query keeps as it is: printable ASCII but for space and `"<>`.
+fn is_query_byte_as_sent(b: u8) -> bool {
+    b.is_ascii_graphic() && !matches!(b, b'"' | b'<' | b'>')
+}
+
+fn encode_query(raw: &str) -> Result<String, NormalizeError> {
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
         if c.is_control() {
@@ -373,7 +438,23 @@ fn is_unreserved(b: u8) -> bool {
 
 /// RFC 3986 `pchar` (without `%`, handled apart) plus the separator.
 fn is_pchar_or_slash(b: u8) -> bool {
-    is_unreserved(b) || b"!$&'()*+,;=:@/".contains(&b)
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'!' | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+        )
 }
 
 /// Merges repeated slashes and resolves dot segments (RFC 3986 5.2.4):
@@ -421,10 +502,10 @@ mod tests {
     const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
 
     fn path(raw: &str) -> Result<String, NormalizeError> {
-        normalize("https", "app.example.com", raw, "GET", CLIENT).map(|t| t.path)
+        normalize("https", "app.example.com", raw, "GET", CLIENT).map(|t| t.path.into_owned())
     }
 
-    fn target(scheme: &str, host: &str) -> Result<Target, NormalizeError> {
+    fn target<'a>(scheme: &str, host: &'a str) -> Result<Target<'a>, NormalizeError> {
         normalize(scheme, host, "/", "GET", CLIENT)
     }
 
@@ -559,7 +640,7 @@ mod tests {
     #[test]
     fn default_port_is_dropped_other_ports_kept() {
         let t = target("https", "app.example.com:443").unwrap();
-        assert_eq!((t.host.as_str(), t.port), ("app.example.com", None));
+        assert_eq!((&*t.host, t.port), ("app.example.com", None));
         let t = target("http", "app.example.com:80").unwrap();
         assert_eq!(t.port, None);
         assert_eq!(
@@ -572,7 +653,7 @@ mod tests {
         );
         assert_eq!(target("https", "[::1]:443").unwrap().host, "[::1]");
         let t = target("http", "[2001:DB8::0:1]:8080").unwrap();
-        assert_eq!((t.host.as_str(), t.port), ("[2001:db8::1]", Some(8080)));
+        assert_eq!((&*t.host, t.port), ("[2001:db8::1]", Some(8080)));
     }
 
     #[test]
@@ -641,15 +722,40 @@ mod tests {
         assert!(!err.to_string().contains("secret"));
     }
 
-    fn renormalize(t: &Target) -> Result<Target, NormalizeError> {
+    fn renormalizes_to_itself(t: &Target) -> bool {
         let pq = t.path_and_query();
-        normalize(
+        let authority = t.authority();
+        let again = normalize(
             t.scheme.as_str(),
-            &t.authority(),
+            &authority,
             &pq,
             t.method.as_str(),
             t.client,
+        );
+        again.as_ref() == Ok(t)
+    }
+
+    #[test]
+    fn a_target_in_normal_form_is_borrowed_not_rebuilt() {
+        let t = normalize(
+            "https",
+            "app.example.com",
+            "/a/b;c/?x=1&y=%2F",
+            "GET",
+            CLIENT,
         )
+        .unwrap();
+        assert!(matches!(t.host, Cow::Borrowed("app.example.com")));
+        assert!(matches!(t.path, Cow::Borrowed("/a/b;c/")));
+        assert!(matches!(t.query, Some(Cow::Borrowed("x=1&y=%2F"))));
+        assert!(matches!(t.path_and_query(), Cow::Owned(_)));
+        let t = normalize("http", "10.0.0.1:8080", "/", "get", CLIENT).unwrap();
+        assert!(matches!(t.host, Cow::Borrowed("10.0.0.1")));
+        assert!(matches!(t.path_and_query(), Cow::Borrowed("/")));
+        assert_eq!(t.method, Method::GET);
+        let t = normalize("http", "App.example.com", "/a/./b", "GET", CLIENT).unwrap();
+        assert!(matches!(t.host, Cow::Owned(_)));
+        assert!(matches!(t.path, Cow::Owned(_)));
     }
 
     /// Pieces that hit every branch: mostly harmless ones, so many paths
@@ -709,6 +815,35 @@ mod tests {
             let _ = normalize(&scheme, &host, &path, &method, CLIENT);
         }
 
+        /// Whatever the checks let through unchanged, the full rebuild
+        /// would have left unchanged too.
+        #[test]
+        fn normal_form_checks_agree_with_the_rebuild(
+            host in tricky_host(),
+            path in tricky_path(),
+            quad in any::<[u8; 4]>(),
+            zeros in "0{1,2}",
+        ) {
+            let host = host.split(':').next().unwrap_or_default();
+            if is_normal_host(host) {
+                let rebuilt = rebuild_host(host);
+                prop_assert_eq!(rebuilt.as_deref(), Ok(host));
+            }
+            let ip = std::net::Ipv4Addr::from(quad).to_string();
+            prop_assert!(is_normal_host(&ip));
+            let padded = format!("{zeros}{ip}");
+            prop_assert_eq!(is_normal_host(&padded), rebuild_host(&padded).as_deref() == Ok(&*padded));
+            let (path, query) = path.split_once('?').unwrap_or((&path, ""));
+            if path.starts_with('/') && is_normal_path(path) {
+                let rebuilt = canonical_escapes(path).and_then(|p| resolve_dots(&p));
+                prop_assert_eq!(rebuilt.as_deref(), Ok(path));
+            }
+            if query.bytes().all(is_query_byte_as_sent) {
+                let encoded = encode_query(query);
+                prop_assert_eq!(encoded.as_deref(), Ok(query));
+            }
+        }
+
         #[test]
         fn idempotent_and_well_formed(
             https in any::<bool>(),
@@ -717,11 +852,11 @@ mod tests {
         ) {
             let scheme = if https { "https" } else { "http" };
             if let Ok(t) = normalize(scheme, &host, &path, "get", CLIENT) {
-                prop_assert_eq!(renormalize(&t), Ok(t.clone()));
+                prop_assert!(renormalizes_to_itself(&t), "{:?}", t);
                 prop_assert!(t.path.starts_with('/'));
                 prop_assert!(!t.path.contains("//"));
                 prop_assert!(t.path.split('/').all(|s| s != "." && s != ".."));
-                prop_assert!(http::uri::PathAndQuery::try_from(t.path_and_query()).is_ok());
+                prop_assert!(http::uri::PathAndQuery::try_from(&*t.path_and_query()).is_ok());
                 prop_assert!(t.url().parse::<http::Uri>().is_ok(), "{}", t.url());
             }
         }

@@ -62,7 +62,7 @@ impl RuleError {
 
 /// The outcome of [`AccessControl::decide`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub struct Decision<'a> {
     pub policy: Policy,
     /// Index of the deciding rule; `None` for the default policy.
     pub rule: Option<usize>,
@@ -70,7 +70,34 @@ pub struct Decision {
     /// must log in, then the request is decided again with the user.
     pub needs_user: bool,
     /// For logs and `check-access`: which rule and which criteria.
-    pub reason: String,
+    pub reason: Reason<'a>,
+}
+
+/// Why a decision was made. Written out only when shown: the request path
+/// never reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason<'a> {
+    /// The deciding rule, described when it was loaded.
+    Rule(&'a str),
+    /// A `subject` rule reached without a user.
+    NeedsUser(&'a str),
+    Default(Policy),
+    Preflight,
+}
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Rule(rule) => f.write_str(rule),
+            Reason::NeedsUser(rule) => write!(f, "{rule}; it needs to know the user: log in first"),
+            Reason::Default(policy) => write!(
+                f,
+                "no rule matched; access_control.default_policy = {}",
+                policy.as_str()
+            ),
+            Reason::Preflight => f.write_str("CORS preflight (access_control.allow_preflight)"),
+        }
+    }
 }
 
 /// The compiled `[access_control]` section.
@@ -89,7 +116,7 @@ struct Rule {
     networks: Vec<IpNet>,
     subjects: Vec<Subject>,
     policy: Policy,
-    /// Built once at load, so a decision allocates only a copy.
+    /// Built once at load; a decision borrows it.
     reason: String,
 }
 
@@ -148,7 +175,7 @@ impl AccessControl {
     /// `one_factor` here, not `deny`, since the client may not be the
     /// subject it denies; once logged in, the request is decided again and
     /// the rule applies or is skipped.
-    pub fn decide(&self, target: &Target, user: Option<&User>) -> Decision {
+    pub fn decide(&self, target: &Target, user: Option<&User>) -> Decision<'_> {
         let client = target.client.to_canonical();
         for (index, rule) in self.rules.iter().enumerate() {
             if !rule.matches_request(target, client) {
@@ -176,25 +203,22 @@ impl AccessControl {
         &self,
         target: &Target,
         has_request_method_header: bool,
-    ) -> Option<Decision> {
+    ) -> Option<Decision<'_>> {
         let preflight = target.method == Method::OPTIONS && has_request_method_header;
-        (self.allow_preflight && preflight).then(|| Decision {
+        (self.allow_preflight && preflight).then_some(Decision {
             policy: Policy::Bypass,
             rule: None,
             needs_user: false,
-            reason: "CORS preflight (access_control.allow_preflight)".into(),
+            reason: Reason::Preflight,
         })
     }
 
-    fn default_decision(&self) -> Decision {
+    fn default_decision(&self) -> Decision<'_> {
         Decision {
             policy: self.default_policy,
             rule: None,
             needs_user: false,
-            reason: format!(
-                "no rule matched; access_control.default_policy = {}",
-                self.default_policy.as_str()
-            ),
+            reason: Reason::Default(self.default_policy),
         }
     }
 }
@@ -238,16 +262,16 @@ impl Rule {
         })
     }
 
-    fn decision(&self, index: usize) -> Decision {
+    fn decision(&self, index: usize) -> Decision<'_> {
         Decision {
             policy: self.policy,
             rule: Some(index),
             needs_user: false,
-            reason: self.reason.clone(),
+            reason: Reason::Rule(&self.reason),
         }
     }
 
-    fn needs_user(&self, index: usize) -> Decision {
+    fn needs_user(&self, index: usize) -> Decision<'_> {
         let policy = match self.policy {
             Policy::TwoFactor => Policy::TwoFactor,
             _ => Policy::OneFactor,
@@ -256,7 +280,7 @@ impl Rule {
             policy,
             rule: Some(index),
             needs_user: true,
-            reason: format!("{}; it needs to know the user: log in first", self.reason),
+            reason: Reason::NeedsUser(&self.reason),
         }
     }
 }
@@ -310,7 +334,7 @@ fn parse_domain(raw: &str) -> Result<Domain, String> {
     Ok(if wildcard {
         Domain::Suffix(format!(".{host}"))
     } else {
-        Domain::Exact(host)
+        Domain::Exact(host.into_owned())
     })
 }
 
@@ -426,11 +450,11 @@ mod tests {
         AccessControl::new(Policy::TwoFactor, false, rules).unwrap()
     }
 
-    fn req(host: &str, path: &str) -> Target {
+    fn req<'a>(host: &'a str, path: &'a str) -> Target<'a> {
         req_full("GET", host, path, "192.0.2.1")
     }
 
-    fn req_full(method: &str, host: &str, path: &str, client: &str) -> Target {
+    fn req_full<'a>(method: &str, host: &'a str, path: &'a str, client: &str) -> Target<'a> {
         normalize("https", host, path, method, client.parse().unwrap()).unwrap()
     }
 
@@ -443,6 +467,7 @@ mod tests {
             password: String::new(),
             groups: list(groups),
             second_factor: None,
+            second_factor_reset: None,
         }
     }
 
@@ -468,19 +493,23 @@ mod tests {
         let ac = acl(&[path_rule("^/a/b", "bypass"), path_rule("^/a", "deny")]);
         let d = ac.decide(&req("h.example", "/a/b"), None);
         assert_eq!((d.policy, d.rule), (Policy::Bypass, Some(0)));
+        let reason = d.reason.to_string();
         assert!(
-            d.reason.contains("rules[0]") && d.reason.contains("^/a/b"),
-            "{}",
-            d.reason
+            reason.contains("rules[0]") && reason.contains("^/a/b"),
+            "{reason}"
         );
     }
 
     #[test]
     fn default_policy_when_nothing_matches() {
         let ac = AccessControl::new(Policy::OneFactor, false, &[path_rule("^/x", "deny")]);
-        let d = ac.unwrap().decide(&req("h.example", "/y"), None);
+        let ac = ac.unwrap();
+        let d = ac.decide(&req("h.example", "/y"), None);
         assert_eq!((d.policy, d.rule), (Policy::OneFactor, None));
-        assert!(d.reason.contains("default_policy = one_factor"));
+        assert_eq!(
+            d.reason.to_string(),
+            "no rule matched; access_control.default_policy = one_factor"
+        );
         let empty = AccessControl::new(Policy::Deny, false, &[]).unwrap();
         assert_eq!(
             empty.decide(&req("h.example", "/"), None).policy,
@@ -628,12 +657,17 @@ mod tests {
             (d.policy, d.rule, d.needs_user),
             (Policy::TwoFactor, Some(0), true)
         );
-        assert!(d.reason.contains("log in"), "{}", d.reason);
+        let reason = d.reason.to_string();
+        assert!(
+            reason.starts_with("access_control.rules[0] (path [") && reason.contains("log in"),
+            "{reason}"
+        );
         let deny_group = RawRule {
             subject: list(&["group:contractors"]),
             ..rule("deny")
         };
-        let d = acl(&[deny_group]).decide(&req("h", "/"), None);
+        let denies = acl(&[deny_group]);
+        let d = denies.decide(&req("h", "/"), None);
         assert_eq!(
             (d.policy, d.needs_user),
             (Policy::OneFactor, true),

@@ -15,11 +15,12 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::factor::{CodeCheck, FactorError, FactorUser, PushRequest, PushStatus, SecondFactor};
+use crate::factor::{CodeCheck, Delivery, FactorError, Method, PushRequest, PushStatus};
 use crate::store::{AuthLevel, Challenge, Push, SessionKey, SessionRecord};
 use crate::users::User;
 
 use super::flow::{AuthError, Authenticator};
+use super::methods::factor_user;
 use super::session::SessionId;
 
 /// Wrong codes that end the pending session.
@@ -30,9 +31,14 @@ pub const RESEND_EVERY_SECS: u64 = 30;
 /// What the page needs to show about the challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChallengeView {
-    pub method: String,
+    pub method: Method,
+    pub delivery: Delivery,
+    /// Every method the user can switch to, this one included.
+    pub methods: Vec<Method>,
     pub push: Option<PushStatus>,
+    /// The push or the code could not be sent (provider down).
     pub push_failed: bool,
+    pub code_sent: bool,
     pub wrong_codes_left: u32,
 }
 
@@ -52,37 +58,63 @@ pub enum StatusOutcome {
 }
 
 impl Authenticator {
-    /// one_factor --a two_factor resource is asked for--> challenge. Keeps a
-    /// live challenge; a push that cannot be sent still leaves the code path.
+    /// one_factor --a two_factor resource is asked for--> challenge, with
+    /// `wanted` when the user has that method, else their first. Keeps a
+    /// live challenge of that method; a push or code that cannot be sent
+    /// still leaves the code form.
     pub async fn begin_challenge(
         &self,
         id: &SessionId,
         requester: &Requester<'_>,
+        wanted: Option<Method>,
     ) -> Result<ChallengeView, AuthError> {
         let (session, user) = self.pending_session(id)?;
         let now = self.clock.now();
-        if let Some(challenge) = session.challenge.as_ref().filter(|c| c.expires_at > now) {
-            return Ok(view(challenge, now));
+        let methods = self.methods_of(&user)?;
+        let method = pick(&methods, wanted)?;
+        let live = session.challenge.as_ref().filter(|c| c.expires_at > now);
+        if let Some(challenge) = live.filter(|c| c.method == method.as_str()) {
+            return self.view(challenge, methods);
         }
-        let provider = self.provider()?;
-        let subject = self.subject(provider, &user).await?;
-        let seconds = self.settings.challenge_timeout;
-        let push = provider
-            .start_push(&subject, &self.push_request(&user, requester, now))
-            .await;
-        let challenge = Challenge {
-            method: provider.method().to_owned(),
+        let provider = self.provider_for(method)?;
+        let subject = provider
+            .subject(&factor_user(&user))
+            .await
+            .map_err(provider_error)?;
+        let mut challenge = Challenge {
+            method: method.as_str().to_owned(),
             subject,
-            push_failed: push.is_err(),
-            push: push.ok().flatten().map(|id| Push {
-                id,
-                status: PushStatus::Pending,
-            }),
-            wrong_codes: 0,
-            expires_at: now + seconds,
+            push: None,
+            push_failed: false,
+            // Switching methods must not reset the count of wrong codes.
+            wrong_codes: session.challenge.as_ref().map_or(0, |c| c.wrong_codes),
+            expires_at: now + self.settings.challenge_timeout,
             last_code_sent: None,
+            enrolling: None,
         };
-        let shown = view(&challenge, now);
+        match provider.delivery() {
+            Delivery::Push => {
+                let request = self.push_request(&user, requester, now);
+                match provider.start_push(&challenge.subject, &request).await {
+                    Ok(push) => {
+                        challenge.push = push.map(|id| Push {
+                            id,
+                            status: PushStatus::Pending,
+                        });
+                    }
+                    Err(_) => challenge.push_failed = true,
+                }
+            }
+            Delivery::SentCode => match provider.send_code(&challenge.subject).await {
+                Ok(()) => challenge.last_code_sent = Some(now),
+                Err(err) => {
+                    tracing::warn!(error = %err, method = method.as_str(), "sending a code failed");
+                    challenge.push_failed = true;
+                }
+            },
+            Delivery::AppCode => {}
+        }
+        let shown = self.view(&challenge, methods)?;
         let pushed = challenge.push.as_ref().map(|p| p.id.clone());
         self.sessions.update(&id.key(), |s| {
             s.challenge = Some(challenge);
@@ -137,7 +169,11 @@ impl Authenticator {
     /// Asks the provider about every push still waiting, so a push works
     /// when the provider cannot reach our webhook. Returns how many moved.
     pub async fn poll_pushes(&self) -> usize {
-        let Some(provider) = self.provider.as_deref() else {
+        let Some(provider) = self
+            .providers
+            .iter()
+            .find(|p| p.delivery() == Delivery::Push)
+        else {
             return 0;
         };
         let waiting: Vec<String> = self
@@ -180,28 +216,44 @@ impl Authenticator {
             Some(_) => self.live_challenge(&session)?.clone(),
             None => self.code_challenge(id, &user).await?,
         };
+        if challenge.enrolling.is_some() {
+            return Err(AuthError::NoSecondFactor);
+        }
+        let method = Method::parse(&challenge.method).ok_or(AuthError::ChallengeExpired)?;
+        // Checked again: an admin reset since the challenge began voids it.
+        if !self.methods_of(&user)?.contains(&method) {
+            return Err(AuthError::NoSecondFactor);
+        }
         let check = self
-            .provider()?
+            .provider_for(method)?
             .check_code(&challenge.subject, code.trim())
             .await;
         match check.map_err(provider_error)? {
-            CodeCheck::Valid => self.step_up(id, &session),
+            CodeCheck::Valid => {
+                self.remember_method(&user, method);
+                self.step_up(id, &session)
+            }
             CodeCheck::Invalid => Err(self.count_wrong_code(id)?),
         }
     }
 
     /// A challenge for the code path alone, for a session that posts a code
-    /// before any push was started (or could be).
+    /// before any challenge was started.
     async fn code_challenge(&self, id: &SessionId, user: &User) -> Result<Challenge, AuthError> {
-        let provider = self.provider()?;
+        let method = pick(&self.methods_of(user)?, None)?;
+        let provider = self.provider_for(method)?;
         let challenge = Challenge {
-            method: provider.method().to_owned(),
-            subject: self.subject(provider, user).await?,
+            method: method.as_str().to_owned(),
+            subject: provider
+                .subject(&factor_user(user))
+                .await
+                .map_err(provider_error)?,
             push: None,
             push_failed: false,
             wrong_codes: 0,
             expires_at: self.clock.now() + self.settings.challenge_timeout,
             last_code_sent: None,
+            enrolling: None,
         };
         let stored = challenge.clone();
         self.sessions.update(&id.key(), |s| {
@@ -224,7 +276,15 @@ impl Authenticator {
                 });
             }
         }
-        self.provider()?
+        let method = Method::parse(&challenge.method).ok_or(AuthError::ChallengeExpired)?;
+        let provider = self.provider_for(method)?;
+        if provider.delivery() == Delivery::AppCode {
+            return Err(AuthError::ProviderRejected(format!(
+                "{} sends no codes",
+                method.as_str()
+            )));
+        }
+        provider
             .send_code(&challenge.subject)
             .await
             .map_err(provider_error)?;
@@ -240,7 +300,7 @@ impl Authenticator {
     }
 
     /// The session behind `id` while it still needs its second factor.
-    fn pending_session(
+    pub(super) fn pending_session(
         &self,
         id: &SessionId,
     ) -> Result<(Arc<SessionRecord>, Arc<User>), AuthError> {
@@ -251,7 +311,10 @@ impl Authenticator {
         Ok((session, user))
     }
 
-    fn live_challenge<'a>(&self, session: &'a SessionRecord) -> Result<&'a Challenge, AuthError> {
+    pub(super) fn live_challenge<'a>(
+        &self,
+        session: &'a SessionRecord,
+    ) -> Result<&'a Challenge, AuthError> {
         session
             .challenge
             .as_ref()
@@ -259,7 +322,7 @@ impl Authenticator {
             .ok_or(AuthError::ChallengeExpired)
     }
 
-    fn count_wrong_code(&self, id: &SessionId) -> Result<AuthError, AuthError> {
+    pub(super) fn count_wrong_code(&self, id: &SessionId) -> Result<AuthError, AuthError> {
         let mut left = 0;
         self.sessions
             .update(&id.key(), |s| match s.challenge.as_mut() {
@@ -280,7 +343,11 @@ impl Authenticator {
     /// challenge --> two_factor: a new id, the old one ends now. Removing
     /// the old session first makes the step happen once even when two
     /// requests race.
-    fn step_up(&self, id: &SessionId, session: &SessionRecord) -> Result<SessionId, AuthError> {
+    pub(super) fn step_up(
+        &self,
+        id: &SessionId,
+        session: &SessionRecord,
+    ) -> Result<SessionId, AuthError> {
         if !self.sessions.take(&id.key())? {
             return Err(AuthError::LoginRequired);
         }
@@ -295,38 +362,6 @@ impl Authenticator {
         };
         self.sessions.insert(new_id.key(), record)?;
         Ok(new_id)
-    }
-
-    async fn subject(&self, provider: &dyn SecondFactor, user: &User) -> Result<String, AuthError> {
-        match self
-            .sessions
-            .store()
-            .factor_subject(provider.method(), &user.email)?
-        {
-            Some(subject) => Ok(subject),
-            None => self.enroll(provider, user).await,
-        }
-    }
-
-    /// Registers the user with the provider and caches its id.
-    pub(super) async fn enroll(
-        &self,
-        provider: &dyn SecondFactor,
-        user: &User,
-    ) -> Result<String, AuthError> {
-        let factor_user = FactorUser {
-            email: &user.email,
-            country_code: &user.country_code,
-            phone: &user.phone,
-        };
-        let subject = provider
-            .enroll(&factor_user)
-            .await
-            .map_err(provider_error)?;
-        self.sessions
-            .store()
-            .set_factor_subject(provider.method(), &user.email, &subject)?;
-        Ok(subject)
     }
 
     fn push_request(&self, user: &User, requester: &Requester<'_>, now: u64) -> PushRequest {
@@ -345,12 +380,6 @@ impl Authenticator {
         }
     }
 
-    fn provider(&self) -> Result<&dyn SecondFactor, AuthError> {
-        self.provider
-            .as_deref()
-            .ok_or(AuthError::ProviderUnavailable)
-    }
-
     /// Rebuilds the index of pending pushes after a restart.
     pub(super) fn index_pending_pushes(&self) {
         self.sessions
@@ -363,28 +392,43 @@ impl Authenticator {
     }
 }
 
-fn view(challenge: &Challenge, now: u64) -> ChallengeView {
-    let expired = challenge.expires_at <= now;
-    let push = challenge.push.as_ref().map(|p| match p.status {
-        PushStatus::Pending if expired => PushStatus::Expired,
-        status => status,
-    });
-    ChallengeView {
-        method: challenge.method.clone(),
-        push,
-        push_failed: challenge.push_failed,
-        wrong_codes_left: MAX_WRONG_CODES.saturating_sub(challenge.wrong_codes),
-    }
+/// The method a new challenge starts with: the one asked for when the user
+/// has it, else their first.
+fn pick(methods: &[Method], wanted: Option<Method>) -> Result<Method, AuthError> {
+    wanted
+        .filter(|m| methods.contains(m))
+        .or_else(|| methods.first().copied())
+        .ok_or(AuthError::NoSecondFactor)
 }
 
 impl Authenticator {
+    fn view(
+        &self,
+        challenge: &Challenge,
+        methods: Vec<Method>,
+    ) -> Result<ChallengeView, AuthError> {
+        let method = Method::parse(&challenge.method).ok_or(AuthError::ChallengeExpired)?;
+        let expired = challenge.expires_at <= self.clock.now();
+        let push = challenge.push.as_ref().map(|p| match p.status {
+            PushStatus::Pending if expired => PushStatus::Expired,
+            status => status,
+        });
+        Ok(ChallengeView {
+            method,
+            delivery: self.provider_for(method)?.delivery(),
+            methods,
+            push,
+            push_failed: challenge.push_failed,
+            code_sent: challenge.last_code_sent.is_some(),
+            wrong_codes_left: MAX_WRONG_CODES.saturating_sub(challenge.wrong_codes),
+        })
+    }
+
     /// The challenge of a session for the verify page, if it has one.
     pub fn challenge_view(&self, id: &SessionId) -> Option<ChallengeView> {
-        let (session, _) = self.pending_session(id).ok()?;
-        session
-            .challenge
-            .as_ref()
-            .map(|c| view(c, self.clock.now()))
+        let (session, user) = self.pending_session(id).ok()?;
+        let challenge = session.challenge.as_ref()?;
+        self.view(challenge, self.methods_of(&user).ok()?).ok()
     }
 }
 
@@ -395,6 +439,8 @@ pub(super) fn provider_error(err: FactorError) -> AuthError {
             AuthError::ProviderUnavailable
         }
         FactorError::Rejected(detail) => AuthError::ProviderRejected(detail),
+        FactorError::Expired => AuthError::CodeExpired,
+        FactorError::RateLimited { retry_after } => AuthError::RateLimited { retry_after },
     }
 }
 
@@ -415,16 +461,17 @@ mod tests {
     use crate::auth::regulation::Regulation;
     use crate::auth::session::LiveSessions;
     use crate::config::{Policy, RegulationConfig, SecondFactorMode};
-    use crate::factor::{FactorError, FactorUser};
-    use crate::store::{MemoryStore, SessionStore};
+    use crate::factor::{FactorError, FactorUser, SecondFactor};
+    use crate::store::MemoryStore;
     use crate::users::LiveUsers;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     use std::time::Duration;
 
     /// A provider that records what it was asked and answers as told.
-    #[derive(Default)]
     struct FakeFactor {
+        method: Method,
+        delivery: Delivery,
         enrolled: AtomicU32,
         pushes: AtomicU32,
         codes_sent: AtomicU32,
@@ -433,7 +480,26 @@ mod tests {
         last_push: Mutex<Option<(String, PushRequest)>>,
     }
 
+    impl Default for FakeFactor {
+        fn default() -> Self {
+            FakeFactor::new(Method::Authy, Delivery::Push)
+        }
+    }
+
     impl FakeFactor {
+        fn new(method: Method, delivery: Delivery) -> Self {
+            FakeFactor {
+                method,
+                delivery,
+                enrolled: AtomicU32::default(),
+                pushes: AtomicU32::default(),
+                codes_sent: AtomicU32::default(),
+                down: AtomicBool::default(),
+                push_answer: Mutex::default(),
+                last_push: Mutex::default(),
+            }
+        }
+
         fn fail_if_down(&self) -> Result<(), FactorError> {
             if self.down.load(Ordering::SeqCst) {
                 return Err(FactorError::Unavailable("down".into()));
@@ -444,10 +510,16 @@ mod tests {
 
     #[async_trait::async_trait]
     impl SecondFactor for FakeFactor {
-        fn method(&self) -> &'static str {
-            "authy"
+        fn method(&self) -> Method {
+            self.method
         }
-        async fn enroll(&self, _user: &FactorUser<'_>) -> Result<String, FactorError> {
+        fn delivery(&self) -> Delivery {
+            self.delivery
+        }
+        fn is_enrolled(&self, _user: &FactorUser<'_>) -> Result<bool, FactorError> {
+            Ok(true)
+        }
+        async fn subject(&self, _user: &FactorUser<'_>) -> Result<String, FactorError> {
             self.fail_if_down()?;
             self.enrolled.fetch_add(1, Ordering::SeqCst);
             Ok("1001".into())
@@ -458,6 +530,12 @@ mod tests {
             request: &PushRequest,
         ) -> Result<Option<String>, FactorError> {
             self.fail_if_down()?;
+            assert_eq!(
+                self.delivery,
+                Delivery::Push,
+                "a push from {:?}",
+                self.method
+            );
             let n = self.pushes.fetch_add(1, Ordering::SeqCst);
             let copy = PushRequest {
                 message: request.message.clone(),
@@ -508,6 +586,7 @@ mod tests {
             password: HASH.get_or_init(|| hash_password("pw").unwrap()).clone(),
             groups: vec![],
             second_factor: None,
+            second_factor_reset: None,
         }
     }
 
@@ -518,6 +597,19 @@ mod tests {
         clock: Arc<ManualClock>,
         factor: Arc<FakeFactor>,
     ) -> Authenticator {
+        authenticator_with(store, clock, vec![factor])
+    }
+
+    fn authenticator_with(
+        store: Arc<MemoryStore>,
+        clock: Arc<ManualClock>,
+        factors: Vec<Arc<FakeFactor>>,
+    ) -> Authenticator {
+        let store_for_factors = store.clone();
+        let factors = factors
+            .into_iter()
+            .map(|f| f as Arc<dyn SecondFactor>)
+            .collect();
         let deps = AuthDeps {
             sessions: Arc::new(LiveSessions::load(store).unwrap()),
             users: Arc::new(LiveUsers::new(vec![alice()])),
@@ -529,7 +621,9 @@ mod tests {
                 ban: Duration::from_secs(900),
             }),
             clock,
-            provider: Some(factor),
+            providers: factors,
+            totp: None,
+            factor_store: Some(store_for_factors),
         };
         let settings = AuthSettings {
             idle_timeout: 1800,
@@ -537,6 +631,7 @@ mod tests {
             second_factor: SecondFactorMode::Required,
             challenge_timeout: 300,
             onetouch_message: "Log in to {host}".into(),
+            totp_enrollment: crate::config::TotpEnrollment::FirstLogin,
         };
         Authenticator::new(deps, settings)
     }
@@ -572,7 +667,10 @@ mod tests {
 
     async fn challenged(f: &Fixture) -> SessionId {
         let id = login(f).await;
-        f.auth.begin_challenge(&id, &requester()).await.unwrap();
+        f.auth
+            .begin_challenge(&id, &requester(), None)
+            .await
+            .unwrap();
         id
     }
 
@@ -580,9 +678,16 @@ mod tests {
     async fn a_challenge_sends_one_push_with_host_details_and_timeout() {
         let f = fixture();
         let id = login(&f).await;
-        let view = f.auth.begin_challenge(&id, &requester()).await.unwrap();
+        let view = f
+            .auth
+            .begin_challenge(&id, &requester(), None)
+            .await
+            .unwrap();
         assert_eq!(view.push, Some(PushStatus::Pending));
-        f.auth.begin_challenge(&id, &requester()).await.unwrap();
+        f.auth
+            .begin_challenge(&id, &requester(), None)
+            .await
+            .unwrap();
         assert_eq!(
             f.factor.pushes.load(Ordering::SeqCst),
             1,
@@ -594,20 +699,6 @@ mod tests {
         assert_eq!(push.seconds_to_expire, 300);
         assert_eq!(push.details["User"], "alice@example.com");
         assert_eq!(push.details["From"], "192.0.2.5");
-        assert_eq!(
-            f.store
-                .factor_subject("authy", "alice@example.com")
-                .unwrap()
-                .as_deref(),
-            Some("1001")
-        );
-        let second = login(&f).await;
-        f.auth.begin_challenge(&second, &requester()).await.unwrap();
-        assert_eq!(
-            f.factor.enrolled.load(Ordering::SeqCst),
-            1,
-            "the Authy id is cached"
-        );
     }
 
     #[tokio::test]
@@ -722,10 +813,17 @@ mod tests {
         let f = fixture();
         let id = login(&f).await;
         f.factor.down.store(true, Ordering::SeqCst);
-        let err = f.auth.begin_challenge(&id, &requester()).await.unwrap_err();
+        let err = f
+            .auth
+            .begin_challenge(&id, &requester(), None)
+            .await
+            .unwrap_err();
         assert!(matches!(err, AuthError::ProviderUnavailable), "{err}");
         f.factor.down.store(false, Ordering::SeqCst);
-        f.auth.begin_challenge(&id, &requester()).await.unwrap();
+        f.auth
+            .begin_challenge(&id, &requester(), None)
+            .await
+            .unwrap();
         f.factor.down.store(true, Ordering::SeqCst);
         for _ in 0..MAX_WRONG_CODES + 1 {
             let err = f.auth.verify_code(&id, "1234567").await.unwrap_err();
@@ -764,7 +862,10 @@ mod tests {
         ));
         let err = f.auth.verify_code(&id, "1234567").await.unwrap_err();
         assert!(matches!(err, AuthError::ChallengeExpired), "{err}");
-        f.auth.begin_challenge(&id, &requester()).await.unwrap();
+        f.auth
+            .begin_challenge(&id, &requester(), None)
+            .await
+            .unwrap();
         assert_eq!(f.factor.pushes.load(Ordering::SeqCst), 2);
     }
 
@@ -786,5 +887,119 @@ mod tests {
             f.clock.clone(),
             Arc::new(FakeFactor::default()),
         )
+    }
+
+    struct Methods {
+        auth: Authenticator,
+        authy: Arc<FakeFactor>,
+        other: Arc<FakeFactor>,
+    }
+
+    /// Authy and a second method beside it.
+    fn with_second(method: Method, delivery: Delivery) -> Methods {
+        let authy = Arc::new(FakeFactor::default());
+        let other = Arc::new(FakeFactor::new(method, delivery));
+        let auth = authenticator_with(
+            Arc::new(MemoryStore::default()),
+            Arc::new(ManualClock::at(1_000_000)),
+            vec![authy.clone(), other.clone()],
+        );
+        Methods { auth, authy, other }
+    }
+
+    async fn login_to(auth: &Authenticator) -> SessionId {
+        auth.login("alice@example.com", "pw", CLIENT, None)
+            .await
+            .unwrap()
+            .session_id
+    }
+
+    #[tokio::test]
+    async fn switching_methods_sends_the_new_one_and_keeps_the_wrong_code_count() {
+        let m = with_second(Method::Verify, Delivery::SentCode);
+        let id = login_to(&m.auth).await;
+        let first = m
+            .auth
+            .begin_challenge(&id, &requester(), None)
+            .await
+            .unwrap();
+        assert_eq!(first.method, Method::Authy);
+        assert_eq!(first.methods, vec![Method::Authy, Method::Verify]);
+        for _ in 0..2 {
+            m.auth.verify_code(&id, "0000000").await.unwrap_err();
+        }
+        let switched = m
+            .auth
+            .begin_challenge(&id, &requester(), Some(Method::Verify))
+            .await
+            .unwrap();
+        assert_eq!(switched.method, Method::Verify);
+        assert!(switched.code_sent, "a sent-code method sends on start");
+        assert_eq!(switched.push, None);
+        assert_eq!(switched.wrong_codes_left, MAX_WRONG_CODES - 2);
+        assert_eq!(m.other.codes_sent.load(Ordering::SeqCst), 1);
+        assert_eq!(m.other.pushes.load(Ordering::SeqCst), 0);
+        assert_eq!(m.authy.pushes.load(Ordering::SeqCst), 1);
+        let err = m.auth.resend_code(&id).await.unwrap_err();
+        assert!(
+            matches!(err, AuthError::RateLimited { retry_after: 30 }),
+            "the start counts as a send: {err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_app_code_method_sends_nothing() {
+        let m = with_second(Method::Totp, Delivery::AppCode);
+        let id = login_to(&m.auth).await;
+        let view = m
+            .auth
+            .begin_challenge(&id, &requester(), Some(Method::Totp))
+            .await
+            .unwrap();
+        assert_eq!(
+            (view.method, view.delivery),
+            (Method::Totp, Delivery::AppCode)
+        );
+        assert!(!view.code_sent);
+        let err = m.auth.resend_code(&id).await.unwrap_err();
+        assert!(matches!(err, AuthError::ProviderRejected(_)), "{err}");
+        assert_eq!(m.other.codes_sent.load(Ordering::SeqCst), 0);
+        assert_eq!(m.authy.pushes.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn the_method_that_confirmed_last_is_offered_first() {
+        let m = with_second(Method::Totp, Delivery::AppCode);
+        let id = login_to(&m.auth).await;
+        m.auth
+            .begin_challenge(&id, &requester(), Some(Method::Totp))
+            .await
+            .unwrap();
+        m.auth.verify_code(&id, "1234567").await.unwrap();
+        let again = login_to(&m.auth).await;
+        let view = m
+            .auth
+            .begin_challenge(&again, &requester(), None)
+            .await
+            .unwrap();
+        assert_eq!(view.method, Method::Totp);
+        assert_eq!(view.methods, vec![Method::Totp, Method::Authy]);
+        assert_eq!(m.authy.pushes.load(Ordering::SeqCst), 0, "no push sent");
+    }
+
+    #[tokio::test]
+    async fn a_method_the_user_does_not_have_is_not_started() {
+        let m = with_second(Method::Totp, Delivery::AppCode);
+        let mut pinned = alice();
+        pinned.second_factor = Some("totp".into());
+        let user = Arc::new(pinned);
+        assert_eq!(m.auth.methods_of(&user).unwrap(), vec![Method::Totp]);
+        let id = login_to(&m.auth).await;
+        let view = m
+            .auth
+            .begin_challenge(&id, &requester(), Some(Method::Verify))
+            .await
+            .unwrap();
+        assert_eq!(view.method, Method::Authy, "unknown wish: the first method");
     }
 }

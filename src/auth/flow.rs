@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::config::{Policy, SecondFactorMode};
+use crate::config::{Policy, SecondFactorMode, TotpEnrollment};
+use crate::factor::totp::TotpFactor;
 use crate::factor::{PushStatus, SecondFactor};
-use crate::store::{AuthLevel, SessionKey, SessionRecord, StoreError};
+use crate::store::{AuthLevel, FactorStore, SessionKey, SessionRecord, StoreError};
 use crate::users::{User, UserDirectory};
 
 use super::clock::Clock;
@@ -45,6 +46,13 @@ pub enum AuthError {
     ProviderUnavailable,
     #[error("the second-factor provider refused: {0}")]
     ProviderRejected(String),
+    /// The code was sent too long ago or used already: a new one is needed.
+    #[error("the code expired or was used already")]
+    CodeExpired,
+    /// The user has no second factor this gateway offers (and may not
+    /// enrol one now).
+    #[error("no second factor is set up for this account")]
+    NoSecondFactor,
     /// A sign-up form the gateway will not take; the text is for the user.
     #[error("sign-up refused: {0}")]
     Signup(&'static str),
@@ -67,6 +75,7 @@ pub struct AuthSettings {
     pub challenge_timeout: u64,
     /// The push's message; `{host}` is the host of the page asked for.
     pub onetouch_message: String,
+    pub totp_enrollment: TotpEnrollment,
 }
 
 /// What the per-request check decided.
@@ -113,8 +122,13 @@ pub struct AuthDeps {
     pub passwords: PasswordChecker,
     pub regulation: Regulation,
     pub clock: Arc<dyn Clock>,
-    /// `None`: no provider configured (`auth.second_factor = "off"`).
-    pub provider: Option<Arc<dyn SecondFactor>>,
+    /// The offered second factors in `auth.methods` order; none with
+    /// `auth.second_factor = "off"`.
+    pub providers: Vec<Arc<dyn SecondFactor>>,
+    /// TOTP's enrolment, when `totp` is offered (it is in `providers` too).
+    pub totp: Option<Arc<TotpFactor>>,
+    /// Per-user factor state (the last method used).
+    pub factor_store: Option<Arc<dyn FactorStore>>,
 }
 
 pub struct Authenticator {
@@ -124,7 +138,9 @@ pub struct Authenticator {
     regulation: Regulation,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) settings: AuthSettings,
-    pub(super) provider: Option<Arc<dyn SecondFactor>>,
+    pub(super) providers: Vec<Arc<dyn SecondFactor>>,
+    pub(super) totp: Option<Arc<TotpFactor>>,
+    pub(super) factor_store: Option<Arc<dyn FactorStore>>,
     /// Push id → the session that asked for it: a push answer finds its
     /// one session here.
     pub(super) pending_pushes: DashMap<String, SessionKey>,
@@ -138,7 +154,9 @@ impl Authenticator {
             passwords: deps.passwords,
             regulation: deps.regulation,
             clock: deps.clock,
-            provider: deps.provider,
+            providers: deps.providers,
+            totp: deps.totp,
+            factor_store: deps.factor_store,
             settings,
             pending_pushes: DashMap::new(),
         };
@@ -330,6 +348,7 @@ mod tests {
             password: alice_hash(),
             groups: vec!["admins".into()],
             second_factor: None,
+            second_factor_reset: None,
         }
     }
 
@@ -357,6 +376,7 @@ mod tests {
             second_factor: mode,
             challenge_timeout: 300,
             onetouch_message: "Log in to {host}".into(),
+            totp_enrollment: TotpEnrollment::FirstLogin,
         };
         let deps = AuthDeps {
             sessions,
@@ -364,7 +384,9 @@ mod tests {
             passwords: PasswordChecker::new(1).unwrap(),
             regulation,
             clock: clock.clone(),
-            provider: None,
+            providers: Vec::new(),
+            totp: None,
+            factor_store: None,
         };
         let auth = Authenticator::new(deps, settings);
         Fixture {

@@ -4,7 +4,9 @@
 
 pub mod challenge;
 pub mod clock;
+pub mod enrollment;
 pub mod flow;
+pub mod methods;
 pub mod password;
 pub mod regulation;
 pub mod session;

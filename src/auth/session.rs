@@ -2,10 +2,13 @@
 //! in-memory map; every change is written through to the durable store
 //! first, so a session the browser holds a cookie for is always on disk
 //! (after the next flush) and a store failure never hands out a cookie.
+//! The one exception is the idle timer: refreshed in memory on the request
+//! path, and written by the periodic flush.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,33 +27,40 @@ pub fn touch_interval(idle_timeout: u64) -> u64 {
     TOUCH_INTERVAL_SECS.min(idle_timeout / 2)
 }
 
-/// The value a browser holds: 256 bits from the OS RNG, base64url.
+/// Length of an id: 32 bytes in base64url without padding.
+const ID_LEN: usize = 43;
+
+/// The value a browser holds: 256 bits from the OS RNG, base64url. Kept
+/// inline: every request parses one and copies it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SessionId(String);
+pub struct SessionId([u8; ID_LEN]);
 
 impl SessionId {
     pub fn generate() -> Result<Self, StoreError> {
         let mut bytes = [0u8; 32];
         getrandom::getrandom(&mut bytes).map_err(|e| StoreError::Write(e.to_string()))?;
-        Ok(SessionId(URL_SAFE_NO_PAD.encode(bytes)))
+        let mut id = [0u8; ID_LEN];
+        URL_SAFE_NO_PAD
+            .encode_slice(bytes, &mut id)
+            .map_err(|e| StoreError::Write(e.to_string()))?;
+        Ok(SessionId(id))
     }
 
     /// Accepts only the shape `generate` makes, so junk never reaches a hash.
     pub fn parse(value: &str) -> Option<Self> {
-        let ok = value.len() == 43
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        ok.then(|| SessionId(value.to_owned()))
+        let id: [u8; ID_LEN] = value.as_bytes().try_into().ok()?;
+        id.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            .then_some(SessionId(id))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.0).expect("parse and generate admit ASCII only")
     }
 
     /// The store key: SHA-256 of the id.
     pub fn key(&self) -> SessionKey {
-        SessionKey(Sha256::digest(self.0.as_bytes()).into())
+        SessionKey(Sha256::digest(self.0).into())
     }
 }
 
@@ -60,8 +70,38 @@ impl std::fmt::Debug for SessionId {
     }
 }
 
+/// Hashes a session key by its first eight bytes. The key is already a
+/// SHA-256 of an id from the OS RNG, and only ids with a valid signature
+/// are ever looked up, so nobody can aim keys at one bucket; hashing it
+/// again (SipHash) was a tenth of the request's own work.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(8) ^ u64::from_le_bytes(word);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type LiveMap = DashMap<SessionKey, Arc<SessionRecord>, BuildHasherDefault<KeyHasher>>;
+
+/// How many parts of the stored sessions' list are given back to the
+/// allocator one by one while the map is filled at start-up: without it,
+/// the list and the full map would be in memory at once.
+const LOAD_STEPS: usize = 16;
+
 pub struct LiveSessions {
-    live: DashMap<SessionKey, Arc<SessionRecord>>,
+    live: LiveMap,
+    /// Sessions whose idle timer was refreshed since the last flush: the
+    /// flush writes them, the request path never does.
+    refreshed: Mutex<HashSet<SessionKey>>,
     store: Arc<dyn SessionStore>,
     health: Health,
     /// Every write to the store holds this shared, taken before any map
@@ -114,12 +154,18 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
 impl LiveSessions {
     /// Loads every stored session into memory.
     pub fn load(store: Arc<dyn SessionStore>) -> Result<Self, StoreError> {
-        let live = DashMap::new();
-        for (key, record) in store.load_all()? {
+        let mut stored = store.load_all()?;
+        let live = LiveMap::with_capacity_and_hasher(stored.len(), Default::default());
+        let step = stored.len().div_ceil(LOAD_STEPS).max(1);
+        while let Some((key, record)) = stored.pop() {
             live.insert(key, Arc::new(record));
+            if stored.len() % step == 0 {
+                stored.shrink_to_fit();
+            }
         }
         Ok(LiveSessions {
             live,
+            refreshed: Mutex::new(HashSet::new()),
             store,
             health: Health {
                 write_ok: AtomicBool::new(true),
@@ -203,23 +249,29 @@ impl LiveSessions {
 
     /// Refreshes the idle timer when it is `every` seconds old or older.
     /// The common case (fresh enough) takes no lock but the map's read.
+    /// The refresh is made in memory and written by the next flush, in one
+    /// batch with the others: a crash loses at most one flush interval of
+    /// refreshes (those sessions time out a little early), never a session.
     pub fn touch(&self, key: &SessionKey, now: u64, every: u64) {
         let stale = |record: &SessionRecord| now.saturating_sub(record.last_seen) >= every;
         if !self.live.get(key).is_some_and(|entry| stale(entry.value())) {
             return;
         }
-        let _writing = self.writing();
-        let Some(mut entry) = self.live.get_mut(key) else {
-            return;
-        };
-        if !stale(&entry) {
-            return;
+        {
+            let Some(mut entry) = self.live.get_mut(key) else {
+                return;
+            };
+            if !stale(&entry) {
+                return;
+            }
+            let mut record = SessionRecord::clone(&entry);
+            record.last_seen = now;
+            *entry = Arc::new(record);
         }
-        let mut record = SessionRecord::clone(&entry);
-        record.last_seen = now;
-        // A failed refresh only shortens the session; the health flag tells.
-        let _ = self.health.wrote(self.store.put(key, &record));
-        *entry = Arc::new(record);
+        self.refreshed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(*key);
     }
 
     /// Drops every session for which `keep` is false; returns how many.
@@ -245,7 +297,28 @@ impl LiveSessions {
             return self.recover();
         }
         let _writing = self.writing();
+        self.health.wrote(self.write_refreshed())?;
         self.health.flushed(self.store.flush())
+    }
+
+    /// Writes the sessions refreshed since the last flush, in key order, so
+    /// the store meets each of its pages once. On a failure the rest is not
+    /// lost: the store is then unhealthy, and the next flush writes every
+    /// live session back ([`LiveSessions::recover`]).
+    fn write_refreshed(&self) -> Result<(), StoreError> {
+        let taken = std::mem::take(&mut *self.refreshed.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut keys: Vec<SessionKey> = taken.into_iter().collect();
+        keys.sort_unstable_by_key(|key| key.0);
+        for key in &keys {
+            // Written under the entry's lock: a logout or an update waits
+            // for this write and follows it, never the other way round, so
+            // an ended session is not written back and a newer state is
+            // not overwritten with an older one.
+            if let Some(entry) = self.live.get(key) {
+                self.store.put(key, entry.value())?;
+            }
+        }
+        Ok(())
     }
 
     /// Reopens the store and writes the memory's view back into it: every
@@ -349,18 +422,66 @@ mod tests {
         assert_eq!(touch_interval(1), 0);
     }
 
+    fn stored_last_seen(store: &dyn SessionStore) -> Vec<u64> {
+        let mut seen: Vec<u64> = store
+            .load_all()
+            .unwrap()
+            .into_iter()
+            .map(|(_, r)| r.last_seen)
+            .collect();
+        seen.sort_unstable();
+        seen
+    }
+
     #[test]
-    fn touch_writes_at_most_once_a_minute() {
-        let store = Arc::new(MemoryStore::default());
+    fn the_idle_refresh_is_made_in_memory_and_written_by_the_flush() {
+        let store = Arc::new(Flaky::default());
         let sessions = LiveSessions::load(store.clone()).unwrap();
         let key = SessionId::generate().unwrap().key();
         sessions.insert(key, record(100)).unwrap();
+        let puts = store.puts.load(Ordering::SeqCst);
         sessions.touch(&key, 130, TOUCH_INTERVAL_SECS);
-        assert_eq!(sessions.get(&key).unwrap().last_seen, 100);
-        assert_eq!(store.load_all().unwrap()[0].1.last_seen, 100);
+        assert_eq!(sessions.get(&key).unwrap().last_seen, 100, "fresh enough");
         sessions.touch(&key, 161, TOUCH_INTERVAL_SECS);
+        sessions.touch(&key, 170, TOUCH_INTERVAL_SECS);
         assert_eq!(sessions.get(&key).unwrap().last_seen, 161);
-        assert_eq!(store.load_all().unwrap()[0].1.last_seen, 161);
+        assert_eq!(
+            store.puts.load(Ordering::SeqCst),
+            puts,
+            "the request path writes nothing"
+        );
+        assert_eq!(stored_last_seen(store.as_ref()), [100]);
+
+        sessions.flush().unwrap();
+        assert_eq!(stored_last_seen(store.as_ref()), [161]);
+        assert_eq!(store.puts.load(Ordering::SeqCst), puts + 1);
+        sessions.flush().unwrap();
+        assert_eq!(
+            store.puts.load(Ordering::SeqCst),
+            puts + 1,
+            "written once, not on every flush"
+        );
+    }
+
+    #[test]
+    fn the_flush_writes_every_refresh_but_no_ended_session() {
+        let store = Arc::new(MemoryStore::default());
+        let sessions = LiveSessions::load(store.clone()).unwrap();
+        let keys: Vec<SessionKey> = (0..50)
+            .map(|_| SessionId::generate().unwrap().key())
+            .collect();
+        for key in &keys {
+            sessions.insert(*key, record(100)).unwrap();
+            sessions.touch(key, 200, TOUCH_INTERVAL_SECS);
+        }
+        sessions.remove(&keys[0]).unwrap();
+        assert!(sessions.take(&keys[1]).unwrap());
+        sessions.flush().unwrap();
+        assert_eq!(stored_last_seen(store.as_ref()), [200; 48]);
+        let reloaded = LiveSessions::load(store.clone()).unwrap();
+        assert_eq!(reloaded.len(), 48);
+        assert!(reloaded.get(&keys[0]).is_none() && reloaded.get(&keys[1]).is_none());
+        assert_eq!(reloaded.get(&keys[2]).unwrap().last_seen, 200);
     }
 
     #[test]
@@ -383,6 +504,7 @@ mod tests {
         inner: MemoryStore,
         broken: AtomicBool,
         reopened: std::sync::atomic::AtomicUsize,
+        puts: std::sync::atomic::AtomicUsize,
     }
 
     impl Flaky {
@@ -397,6 +519,7 @@ mod tests {
     impl SessionStore for Flaky {
         fn put(&self, key: &SessionKey, session: &SessionRecord) -> Result<(), StoreError> {
             self.check()?;
+            self.puts.fetch_add(1, Ordering::SeqCst);
             self.inner.put(key, session)
         }
         fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
@@ -470,6 +593,8 @@ mod tests {
         store.inner.delete(&key).unwrap();
         store.broken.store(true, Ordering::SeqCst);
         sessions.touch(&key, 200, TOUCH_INTERVAL_SECS);
+        assert!(sessions.is_healthy(), "nothing written yet");
+        assert!(sessions.flush().is_err());
         assert!(!sessions.is_healthy());
         store.broken.store(false, Ordering::SeqCst);
         sessions.flush().unwrap();

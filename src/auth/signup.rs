@@ -3,10 +3,13 @@
 //! exists already gets the same answer as a new one, after the same work,
 //! so sign-up cannot be used to find out which accounts exist.
 
-use crate::config::SignupConfig;
+use crate::config::{SignupConfig, TotpEnrollment};
+use crate::factor::Method;
 use crate::users::User;
 
+use super::challenge::provider_error;
 use super::flow::{AuthError, Authenticator};
+use super::methods::factor_user;
 use super::password::MAX_PASSWORD_CHARS;
 
 /// The fields of the sign-up form.
@@ -16,6 +19,8 @@ pub struct SignUpForm<'a> {
     pub country_code: &'a str,
     pub phone: &'a str,
     pub password: &'a str,
+    /// The chosen method's name; may be empty when one method is offered.
+    pub second_factor: &'a str,
 }
 
 impl Authenticator {
@@ -25,6 +30,7 @@ impl Authenticator {
         rules: &SignupConfig,
     ) -> Result<(), AuthError> {
         check_form(form, rules)?;
+        let method = self.signup_method(form.second_factor)?;
         let email = form.email.trim();
         let hash = self.passwords.hash(form.password).await.map_err(|e| {
             tracing::error!(error = %e, "sign-up: hashing failed");
@@ -41,21 +47,52 @@ impl Authenticator {
             phone: digits(form.phone),
             password: hash,
             groups: rules.groups.clone(),
-            second_factor: None,
+            second_factor: Some(method.as_str().to_owned()),
+            second_factor_reset: None,
         };
-        self.enroll_signup(&user).await?;
+        self.enroll_signup(&user, method).await?;
         if self.sessions.store().insert_signup_user(&user)? {
             self.users.add_signed_up(user);
         }
         Ok(())
     }
 
-    async fn enroll_signup(&self, user: &User) -> Result<(), AuthError> {
-        let provider = self
-            .provider
-            .as_deref()
-            .ok_or(AuthError::ProviderUnavailable)?;
-        self.enroll(provider, user).await.map(|_| ())
+    /// The methods a new account may choose: the offered ones, TOTP only
+    /// when it can be enrolled at the first login.
+    pub fn signup_methods(&self) -> Vec<Method> {
+        self.providers
+            .iter()
+            .map(|p| p.method())
+            .filter(|m| {
+                *m != Method::Totp || self.settings.totp_enrollment == TotpEnrollment::FirstLogin
+            })
+            .collect()
+    }
+
+    fn signup_method(&self, chosen: &str) -> Result<Method, AuthError> {
+        let offered = self.signup_methods();
+        let method = match (chosen.trim(), offered.as_slice()) {
+            ("", [only]) => Some(*only),
+            (name, _) => Method::parse(name).filter(|m| offered.contains(m)),
+        };
+        method.ok_or(AuthError::Signup("Choose how you confirm your logins."))
+    }
+
+    /// Registers the user with the provider they chose (Authy: now, as the
+    /// original sample did). TOTP is enrolled at the first login instead.
+    async fn enroll_signup(&self, user: &User, method: Method) -> Result<(), AuthError> {
+        let provider = self.provider_for(method)?;
+        let who = factor_user(user);
+        if provider.is_enrolled(&who).map_err(provider_error)? {
+            provider.subject(&who).await.map_err(provider_error)?;
+            return Ok(());
+        }
+        if method == Method::Totp {
+            return Ok(());
+        }
+        Err(AuthError::Signup(
+            "Enter the phone number where you get your codes.",
+        ))
     }
 }
 
@@ -76,6 +113,18 @@ fn check_form(form: &SignUpForm<'_>, rules: &SignupConfig) -> Result<(), AuthErr
     if form.name.trim().is_empty() {
         return Err(AuthError::Signup("Enter your name."));
     }
+    if !form.country_code.trim().is_empty() || !form.phone.trim().is_empty() {
+        check_phone(form)?;
+    }
+    let length = form.password.chars().count();
+    if length < rules.min_password_length || length > MAX_PASSWORD_CHARS {
+        return Err(AuthError::Signup("The password is too short or too long."));
+    }
+    Ok(())
+}
+
+/// A phone is optional (TOTP needs none), but one given must be whole.
+fn check_phone(form: &SignUpForm<'_>) -> Result<(), AuthError> {
     let cc = digits(form.country_code);
     if cc.is_empty() || cc.len() > 4 {
         return Err(AuthError::Signup(
@@ -88,10 +137,6 @@ fn check_form(form: &SignUpForm<'_>, rules: &SignupConfig) -> Result<(), AuthErr
         || form.phone.chars().any(|c| !"0123456789 -.()".contains(c))
     {
         return Err(AuthError::Signup("Enter a phone number."));
-    }
-    let length = form.password.chars().count();
-    if length < rules.min_password_length || length > MAX_PASSWORD_CHARS {
-        return Err(AuthError::Signup("The password is too short or too long."));
     }
     Ok(())
 }

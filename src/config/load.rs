@@ -79,11 +79,18 @@ fn config_file(source: &ConfigSource) -> Result<Option<PathBuf>, ConfigError> {
 }
 
 fn render_masked(mut raw: RawConfig) -> String {
-    if raw.session.secret.is_some() {
-        raw.session.secret = Some(MASK.to_owned());
+    for secret in [
+        &mut raw.session.secret,
+        &mut raw.authy.api_key,
+        &mut raw.totp.encryption_key,
+        &mut raw.verify.auth_token,
+    ] {
+        if secret.is_some() {
+            *secret = Some(MASK.to_owned());
+        }
     }
-    if raw.authy.api_key.is_some() {
-        raw.authy.api_key = Some(MASK.to_owned());
+    for key in &mut raw.totp.previous_encryption_keys {
+        *key = MASK.to_owned();
     }
     toml::to_string(&raw).expect("the raw config is plain tables, strings and numbers")
 }
@@ -242,16 +249,18 @@ mod tests {
     use figment::Jail;
 
     use super::*;
-    use crate::config::{LogFormat, Policy};
+    use crate::config::{LogFormat, Policy, SecondFactorMode, TotpEnrollment, VerifyChannel};
+    use crate::factor::Method;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+    const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+    const SERVICE_SID: &str = "VA0123456789abcdef0123456789ABCDEF";
 
-    /// The smallest config this build accepts: a secret, a users file, and
-    /// the second factor off (no provider yet) on the default loopback listener.
+    /// The smallest config this build accepts: a secret and a users file
+    /// (the second factor is then the built-in TOTP).
     fn minimal(jail: &mut Jail) -> figment::Result<()> {
         jail.create_file("users.toml", "")?;
         jail.set_env("AUTHGATE_SESSION__SECRET", SECRET);
-        jail.set_env("AUTHGATE_AUTH__SECOND_FACTOR", "off");
         Ok(())
     }
 
@@ -287,6 +296,13 @@ mod tests {
             assert_eq!(config.users.file, Path::new("users.toml"));
             assert_eq!(config.auth.challenge_timeout.as_secs(), 300);
             assert!(config.auth.max_concurrent_hashes >= 1);
+            assert_eq!(config.auth.second_factor, SecondFactorMode::Required);
+            assert_eq!(config.auth.methods, [Method::Totp]);
+            assert_eq!(config.totp.issuer, "authgate");
+            assert_eq!(config.totp.enrollment, TotpEnrollment::FirstLogin);
+            assert!(config.totp.encryption_key.is_none());
+            assert!(config.totp.previous_encryption_keys.is_empty());
+            assert!(config.verify.is_none());
             assert_eq!(config.regulation.max_failures, 5);
             assert_eq!(config.access_control.default_policy(), Policy::TwoFactor);
             assert_eq!(config.log.format, LogFormat::Text);
@@ -310,15 +326,130 @@ mod tests {
     }
 
     #[test]
-    fn required_second_factor_needs_a_provider() {
+    fn methods_default_to_the_configured_providers() {
         Jail::expect_with(|jail| {
             minimal(jail)?;
-            jail.set_env("AUTHGATE_AUTH__SECOND_FACTOR", "required");
-            let err = expect_err(&ConfigSource::Default);
-            assert_key(&err, "auth.second_factor", "needs a second-factor provider");
+            let config = load(&ConfigSource::Default).map_err(|e| e.to_string())?;
+            assert_eq!(config.auth.methods, [Method::Totp], "nothing configured");
             jail.set_env("AUTHGATE_AUTHY__API_KEY", "0123456789");
-            let config = load(&ConfigSource::Default).expect("authy makes it valid");
+            let config = load(&ConfigSource::Default).map_err(|e| e.to_string())?;
             assert_eq!(config.authy.expect("authy").api_key.expose(), "0123456789");
+            assert_eq!(config.auth.methods, [Method::Authy]);
+            jail.set_env("AUTHGATE_VERIFY__ACCOUNT_SID", ACCOUNT_SID);
+            jail.set_env("AUTHGATE_VERIFY__AUTH_TOKEN", "token");
+            jail.set_env("AUTHGATE_VERIFY__SERVICE_SID", SERVICE_SID);
+            let config = load(&ConfigSource::Default).map_err(|e| e.to_string())?;
+            assert_eq!(config.auth.methods, [Method::Authy, Method::Verify]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_methods_are_a_list() {
+        Jail::expect_with(|jail| {
+            minimal(jail)?;
+            jail.set_env("AUTHGATE_AUTHY__API_KEY", "0123456789");
+            jail.set_env("AUTHGATE_AUTH__METHODS", "totp, authy");
+            let config = load(&ConfigSource::Default).map_err(|e| e.to_string())?;
+            assert_eq!(config.auth.methods, [Method::Totp, Method::Authy]);
+
+            jail.set_env("AUTHGATE_AUTH__METHODS", "[\"totp\"]");
+            let config = load(&ConfigSource::Default).map_err(|e| e.to_string())?;
+            assert_eq!(config.auth.methods, [Method::Totp]);
+
+            // Empty means unset, so the default applies again.
+            jail.set_env("AUTHGATE_AUTH__METHODS", "");
+            let config = load(&ConfigSource::Default).map_err(|e| e.to_string())?;
+            assert_eq!(config.auth.methods, [Method::Authy]);
+
+            // `[]` is a real empty list, which "required" cannot work with.
+            jail.set_env("AUTHGATE_AUTH__METHODS", "[]");
+            let err = expect_err(&ConfigSource::Default);
+            assert_key(&err, "auth.methods", "is empty");
+
+            jail.set_env("AUTHGATE_AUTH__METHODS", "totp,sms");
+            let err = expect_err(&ConfigSource::Default);
+            assert_key(&err, "auth.methods", "\"sms\" is not a second factor");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn totp_and_verify_load_from_toml() {
+        Jail::expect_with(|jail| {
+            minimal(jail)?;
+            jail.create_file(
+                "authgate.toml",
+                &format!(
+                    r#"
+                    [auth]
+                    methods = ["verify", "totp"]
+                    [totp]
+                    issuer = "Example Corp"
+                    enrollment = "admin"
+                    encryption_key = "{SECRET}"
+                    [verify]
+                    account_sid = "{ACCOUNT_SID}"
+                    auth_token = "token"
+                    service_sid = "{SERVICE_SID}"
+                    channel = "call"
+                    timeout = "3s"
+                    "#
+                ),
+            )?;
+            let config = load(&ConfigSource::Default).map_err(|e| e.to_string())?;
+            assert_eq!(config.auth.methods, [Method::Verify, Method::Totp]);
+            assert_eq!(config.totp.issuer, "Example Corp");
+            assert_eq!(config.totp.enrollment, TotpEnrollment::Admin);
+            let key = config.totp.encryption_key.expect("encryption_key is set");
+            assert_eq!(key.expose(), SECRET);
+            let verify = config.verify.expect("verify is configured");
+            assert_eq!(verify.api_url.as_str(), "https://verify.twilio.com/");
+            assert_eq!(verify.account_sid, ACCOUNT_SID);
+            assert_eq!(verify.auth_token.expose(), "token");
+            assert_eq!(verify.service_sid, SERVICE_SID);
+            assert_eq!(verify.channel, VerifyChannel::Call);
+            assert_eq!(verify.timeout.as_secs(), 3);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn totp_and_verify_keys_come_from_env() {
+        let old = "an-old-key-that-opens-old-secrets-0123";
+        let older = "an-older-key-that-opens-older-ones-0123";
+        Jail::expect_with(|jail| {
+            minimal(jail)?;
+            jail.set_env("AUTHGATE_TOTP__ISSUER", "12345");
+            jail.set_env("AUTHGATE_TOTP__ENROLLMENT", "admin");
+            jail.set_env(
+                "AUTHGATE_TOTP__PREVIOUS_ENCRYPTION_KEYS",
+                format!("{old}, {older}"),
+            );
+            jail.set_env("AUTHGATE_VERIFY__ACCOUNT_SID", ACCOUNT_SID);
+            jail.set_env("AUTHGATE_VERIFY__SERVICE_SID", SERVICE_SID);
+            jail.create_file("token.txt", "0123456789\n")?;
+            jail.set_env("AUTHGATE_VERIFY__AUTH_TOKEN_FILE", "token.txt");
+            jail.set_env("AUTHGATE_VERIFY__CHANNEL", "email");
+            let config = load(&ConfigSource::Default).map_err(|e| e.to_string())?;
+            // Verbatim: the env layer would otherwise read "12345" as a number.
+            assert_eq!(config.totp.issuer, "12345");
+            assert_eq!(config.totp.enrollment, TotpEnrollment::Admin);
+            let previous: Vec<&str> = config
+                .totp
+                .previous_encryption_keys
+                .iter()
+                .map(|k| k.expose())
+                .collect();
+            assert_eq!(previous, [old, older]);
+            let verify = config.verify.expect("verify is configured");
+            assert_eq!(verify.auth_token.expose(), "0123456789");
+            assert_eq!(verify.channel, VerifyChannel::Email);
+            assert_eq!(config.auth.methods, [Method::Verify]);
+
+            jail.set_env("AUTHGATE_VERIFY__SERVICE_SID", "");
+            let err = expect_err(&ConfigSource::Default);
+            assert_key(&err, "verify.service_sid", "missing");
             Ok(())
         });
     }
@@ -433,9 +564,10 @@ mod tests {
     #[test]
     fn unknown_toml_keys_are_named() {
         let cases = [
-            ("[totp]\nissuer = \"k\"\n", "totp"),
+            ("[duo]\nikey = \"k\"\n", "duo"),
             ("[server]\nauthelia = true\n", "server.authelia"),
-            ("[auth]\nmethods = [\"authy\"]\n", "auth.methods"),
+            ("[auth]\nmethod = [\"authy\"]\n", "auth.method"),
+            ("[totp]\ndigits = 8\n", "totp.digits"),
         ];
         for (toml, key) in cases {
             Jail::expect_with(|jail| {
@@ -615,6 +747,38 @@ mod tests {
     }
 
     #[test]
+    fn masked_config_hides_every_secret() {
+        let secrets = [
+            "totp-key-0123456789abcdef0123456789ab",
+            "old-totp-key-0123456789abcdef01234567",
+            "twilio-auth-token-value",
+            "authy-api-key-value",
+        ];
+        Jail::expect_with(|jail| {
+            minimal(jail)?;
+            jail.set_env("AUTHGATE_TOTP__ENCRYPTION_KEY", secrets[0]);
+            jail.set_env("AUTHGATE_TOTP__PREVIOUS_ENCRYPTION_KEYS", secrets[1]);
+            jail.set_env("AUTHGATE_VERIFY__ACCOUNT_SID", ACCOUNT_SID);
+            jail.set_env("AUTHGATE_VERIFY__AUTH_TOKEN", secrets[2]);
+            jail.set_env("AUTHGATE_VERIFY__SERVICE_SID", SERVICE_SID);
+            jail.set_env("AUTHGATE_AUTHY__API_KEY", secrets[3]);
+            let text =
+                effective_config_masked(&ConfigSource::Default).map_err(|e| e.to_string())?;
+            for secret in secrets {
+                assert!(!text.contains(secret), "{secret} shown:\n{text}");
+            }
+            let reparsed: RawConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
+            assert_eq!(reparsed.totp.encryption_key.as_deref(), Some(MASK));
+            assert_eq!(reparsed.totp.previous_encryption_keys, [MASK]);
+            assert_eq!(reparsed.verify.auth_token.as_deref(), Some(MASK));
+            assert_eq!(reparsed.authy.api_key.as_deref(), Some(MASK));
+            // Identifiers are not secrets, and help the operator check.
+            assert_eq!(reparsed.verify.account_sid.as_deref(), Some(ACCOUNT_SID));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn masked_config_fails_like_load() {
         Jail::expect_with(|jail| {
             minimal(jail)?;
@@ -667,6 +831,13 @@ mod tests {
         full.server.tls_key = Some("key.pem".into());
         full.server.redirect_http = Some("127.0.0.1:80".into());
         full.upstream.ca_file = Some("ca.pem".into());
+        full.auth.methods = Some(vec!["totp".into()]);
+        full.totp.encryption_key = Some("k".into());
+        full.totp.encryption_key_file = Some("f".into());
+        full.verify.account_sid = Some("AC".into());
+        full.verify.auth_token = Some("t".into());
+        full.verify.auth_token_file = Some("f".into());
+        full.verify.service_sid = Some("VA".into());
         let table = toml::Table::try_from(&full).expect("serializes");
         let mut expected = BTreeSet::new();
         for (section, value) in &table {
@@ -680,5 +851,9 @@ mod tests {
         assert_eq!(known_keys()["server.listen"], EnvKind::Text);
         assert_eq!(known_keys()["server.trusted_proxies"], EnvKind::List);
         assert_eq!(known_keys()["server.max_connections"], EnvKind::Typed);
+        // Optional, so that an empty variable leaves the default list; the
+        // field's deserializer splits the text.
+        assert_eq!(known_keys()["auth.methods"], EnvKind::Optional);
+        assert_eq!(known_keys()["totp.previous_encryption_keys"], EnvKind::List);
     }
 }

@@ -30,6 +30,11 @@ pub struct Config {
     pub log: LogConfig,
     /// `[authy]`, on when `authy.api_key` is set.
     pub authy: Option<AuthyConfig>,
+    /// `[totp]`: always present, since TOTP needs no third party.
+    pub totp: TotpConfig,
+    /// `[verify]` (Twilio Verify), on when its credentials are set or
+    /// `auth.methods` lists `verify`.
+    pub verify: Option<VerifyConfig>,
     pub signup: SignupConfig,
     pub metrics: MetricsConfig,
 }
@@ -63,6 +68,71 @@ pub struct AuthyConfig {
     pub poll_interval: Duration,
     pub timeout: Duration,
     pub send_install_link: bool,
+}
+
+/// `[totp]`: the built-in authenticator-app codes (RFC 6238).
+#[derive(Debug, Clone)]
+pub struct TotpConfig {
+    /// The otpauth URI's issuer and label prefix; non-empty, no ':'.
+    pub issuer: String,
+    pub enrollment: TotpEnrollment,
+    /// Seals the TOTP secrets at rest; `None`: derived from `session.secret`.
+    pub encryption_key: Option<Secret>,
+    /// Keys from before a rotation: secrets sealed with them still open,
+    /// and are sealed again with the current key when next used.
+    pub previous_encryption_keys: Vec<Secret>,
+}
+
+/// Who may enrol a TOTP authenticator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotpEnrollment {
+    /// Any user without a second factor, at their first login.
+    FirstLogin,
+    /// Only users an admin reset with `authgate user reset-2fa`.
+    Admin,
+}
+
+impl TotpEnrollment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TotpEnrollment::FirstLogin => "first_login",
+            TotpEnrollment::Admin => "admin",
+        }
+    }
+}
+
+/// `[verify]`: Twilio Verify v2, Authy's successor.
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    /// https unless the host is a loopback address (a local simulator).
+    pub api_url: url::Url,
+    /// `AC` + 32 hex digits.
+    pub account_sid: String,
+    pub auth_token: Secret,
+    /// `VA` + 32 hex digits: the Verify service that sends the codes.
+    pub service_sid: String,
+    pub channel: VerifyChannel,
+    /// Every call to Twilio.
+    pub timeout: Duration,
+}
+
+/// How Twilio Verify delivers a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyChannel {
+    Sms,
+    Call,
+    Email,
+}
+
+impl VerifyChannel {
+    /// Twilio's name for the channel, as sent in `Channel=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyChannel::Sms => "sms",
+            VerifyChannel::Call => "call",
+            VerifyChannel::Email => "email",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -147,6 +217,9 @@ pub struct AuthConfig {
     pub second_factor: SecondFactorMode,
     pub challenge_timeout: Duration,
     pub max_concurrent_hashes: usize,
+    /// The second factors offered, in the order offered; no duplicates,
+    /// each one configured. Empty only with `second_factor` off.
+    pub methods: Vec<crate::factor::Method>,
 }
 
 #[derive(Debug, Clone)]

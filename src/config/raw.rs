@@ -18,6 +18,8 @@ pub struct RawConfig {
     pub access_control: RawAccessControl,
     pub log: RawLog,
     pub authy: RawAuthy,
+    pub totp: RawTotp,
+    pub verify: RawVerify,
     pub signup: RawSignup,
     pub metrics: RawMetrics,
 }
@@ -151,6 +153,11 @@ pub struct RawAuth {
     /// the default follows the machine the config runs on).
     #[serde(deserialize_with = "optional_count")]
     pub max_concurrent_hashes: Option<usize>,
+    /// Absent: the configured third-party providers, else built-in TOTP
+    /// (decided in validation, which knows what is configured). Present
+    /// and empty is different: no second factor offered at all.
+    #[serde(deserialize_with = "optional_names")]
+    pub methods: Option<Vec<String>>,
 }
 
 impl Default for RawAuth {
@@ -159,6 +166,7 @@ impl Default for RawAuth {
             second_factor: "required".into(),
             challenge_timeout: "5m".into(),
             max_concurrent_hashes: None,
+            methods: None,
         }
     }
 }
@@ -188,6 +196,59 @@ impl Default for RawAuthy {
             poll_interval: "2s".into(),
             timeout: "5s".into(),
             send_install_link: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTotp {
+    pub issuer: String,
+    pub enrollment: String,
+    /// Absent: the server derives the key from `session.secret`.
+    pub encryption_key: Option<String>,
+    pub encryption_key_file: Option<String>,
+    /// Keys that still open secrets sealed before a rotation.
+    pub previous_encryption_keys: Vec<String>,
+    /// Files holding more previous keys, one key per file.
+    pub previous_encryption_keys_file: Vec<String>,
+}
+
+impl Default for RawTotp {
+    fn default() -> Self {
+        RawTotp {
+            issuer: "authgate".into(),
+            enrollment: "first_login".into(),
+            encryption_key: None,
+            encryption_key_file: None,
+            previous_encryption_keys: Vec::new(),
+            previous_encryption_keys_file: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawVerify {
+    pub api_url: String,
+    pub account_sid: Option<String>,
+    pub auth_token: Option<String>,
+    pub auth_token_file: Option<String>,
+    pub service_sid: Option<String>,
+    pub channel: String,
+    pub timeout: String,
+}
+
+impl Default for RawVerify {
+    fn default() -> Self {
+        RawVerify {
+            api_url: "https://verify.twilio.com".into(),
+            account_sid: None,
+            auth_token: None,
+            auth_token_file: None,
+            service_sid: None,
+            channel: "sms".into(),
+            timeout: "5s".into(),
         }
     }
 }
@@ -328,5 +389,65 @@ impl<'de> de::Visitor<'de> for OptionalCount {
         v.parse()
             .map(Some)
             .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+    }
+}
+
+/// An optional list of plain names (no commas or quotes inside a name).
+/// From the environment it arrives as one string, `a,b` or `["a", "b"]`,
+/// because the env layer types optional keys as raw strings; an empty
+/// string means "not set", while `[]` is an empty list.
+fn optional_names<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    deserializer.deserialize_any(OptionalNames)
+}
+
+struct OptionalNames;
+
+impl<'de> de::Visitor<'de> for OptionalNames {
+    type Value = Option<Vec<String>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of names")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut names = Vec::new();
+        while let Some(name) = seq.next_element::<String>()? {
+            names.push(name);
+        }
+        Ok(Some(names))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        let v = v.trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        let inner = match v.strip_prefix('[') {
+            Some(rest) => rest
+                .strip_suffix(']')
+                .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))?,
+            None => v,
+        };
+        let names = inner
+            .split(',')
+            .map(|name| name.trim().trim_matches(['"', '\'']).trim())
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(Some(names))
     }
 }

@@ -10,14 +10,16 @@ use ipnet::IpNet;
 
 use super::raw::{
     RawAccessControl, RawAuth, RawAuthy, RawConfig, RawLog, RawMetrics, RawRegulation, RawServer,
-    RawSession, RawSignup, RawStore, RawUpstream, RawUsers,
+    RawSession, RawSignup, RawStore, RawTotp, RawUpstream, RawUsers, RawVerify,
 };
 use super::{
     AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat, MetricsConfig, Policy,
     RegulationConfig, SecondFactorMode, Secret, ServerConfig, SessionConfig, SignupConfig,
-    StoreConfig, UpstreamConfig, UsersConfig,
+    StoreConfig, TotpConfig, TotpEnrollment, UpstreamConfig, UsersConfig, VerifyChannel,
+    VerifyConfig,
 };
 use super::{CaBundle, TlsFiles};
+use crate::factor::Method;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -30,14 +32,21 @@ const CSRF_COOKIE: &str = "authgate_csrf";
 pub(super) fn validate(raw: &RawConfig) -> Result<Config> {
     let server = server(&raw.server)?;
     let authy = authy(&raw.authy, &server)?;
+    let verify = verify(&raw.verify, lists(&raw.auth, Method::Verify))?;
+    let configured = Configured {
+        authy: authy.is_some(),
+        verify: verify.is_some(),
+    };
     Ok(Config {
         upstream: upstream(&raw.upstream)?,
         session: session(&raw.session)?,
         store: store(&raw.store)?,
         users: users(&raw.users)?,
-        auth: auth(&raw.auth, server.listen, authy.is_some())?,
-        signup: signup(&raw.signup, authy.is_some())?,
+        auth: auth(&raw.auth, server.listen, configured)?,
+        signup: signup(&raw.signup)?,
         authy,
+        totp: totp(&raw.totp)?,
+        verify,
         regulation: regulation(&raw.regulation)?,
         access_control: access_control(&raw.access_control)?,
         log: log(&raw.log)?,
@@ -364,25 +373,34 @@ fn cookie_domain(value: &str) -> Result<String> {
 }
 
 fn secret(raw: &RawSession) -> Result<Secret> {
-    let (key, value) = match (&raw.secret, &raw.secret_file) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::at(
-                "session.secret_file",
-                "set together with session.secret; set only one of them",
-            ));
-        }
-        (None, Some(path)) => ("session.secret_file", secret_from_file(path)?),
-        (Some(value), None) => ("session.secret", value.clone()),
-        (None, None) => {
-            return Err(ConfigError::at(
-                "session.secret",
-                format!(
-                    "missing; set it in the config file or AUTHGATE_SESSION__SECRET \
-                     (at least {MIN_SECRET_BYTES} bytes)"
-                ),
-            ));
-        }
-    };
+    strong_secret(
+        ("session.secret", raw.secret.as_deref()),
+        ("session.secret_file", raw.secret_file.as_deref()),
+    )?
+    .ok_or_else(|| {
+        ConfigError::at(
+            "session.secret",
+            format!(
+                "missing; set it in the config file or AUTHGATE_SESSION__SECRET \
+                 (at least {MIN_SECRET_BYTES} bytes)"
+            ),
+        )
+    })
+}
+
+/// Key material, given directly or as `X_file`, long enough to resist
+/// guessing; an error names its length, never its value.
+fn strong_secret(
+    direct: (&str, Option<&str>),
+    file: (&str, Option<&str>),
+) -> Result<Option<Secret>> {
+    let from = if file.1.is_some() { file.0 } else { direct.0 };
+    secret_value(direct, file)?
+        .map(|value| long_enough(from, value))
+        .transpose()
+}
+
+fn long_enough(key: &str, value: String) -> Result<Secret> {
     if value.len() < MIN_SECRET_BYTES {
         return Err(ConfigError::at(
             key,
@@ -396,18 +414,6 @@ fn secret(raw: &RawSession) -> Result<Secret> {
     Ok(Secret::new(value))
 }
 
-/// Docker and Kubernetes secrets usually end with a newline that is not
-/// part of the secret.
-fn secret_from_file(path: &str) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
-        ConfigError::at(
-            "session.secret_file",
-            format!("cannot read {path:?}: {err}"),
-        )
-    })?;
-    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
-}
-
 /// `[authy]` is on when an API key is set.
 fn authy(raw: &RawAuthy, server: &ServerConfig) -> Result<Option<AuthyConfig>> {
     let Some(api_key) = secret_value(
@@ -417,21 +423,7 @@ fn authy(raw: &RawAuthy, server: &ServerConfig) -> Result<Option<AuthyConfig>> {
     else {
         return Ok(None);
     };
-    let api_url = http_url("authy.api_url", &raw.api_url)?;
-    let loopback = api_url.host().is_some_and(|h| match h {
-        url::Host::Domain(d) => d == "localhost",
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-    });
-    if api_url.scheme() != "https" && !loopback {
-        return Err(ConfigError::at(
-            "authy.api_url",
-            format!(
-                "{:?} must be https unless its host is a loopback address",
-                raw.api_url
-            ),
-        ));
-    }
+    let api_url = provider_url("authy.api_url", &raw.api_url)?;
     let callback_url = match &raw.callback_url {
         Some(url) => http_url("authy.callback_url", url)?.to_string(),
         None => format!(
@@ -451,13 +443,152 @@ fn authy(raw: &RawAuthy, server: &ServerConfig) -> Result<Option<AuthyConfig>> {
     }))
 }
 
-fn signup(raw: &RawSignup, has_authy: bool) -> Result<SignupConfig> {
-    if raw.enabled && !has_authy {
+/// A third-party API's URL. Plain http would expose its credentials and
+/// let anyone on the path approve logins; only a local simulator (the
+/// sandbox, a test double) may use it.
+fn provider_url(key: &str, value: &str) -> Result<url::Url> {
+    let url = http_url(key, value)?;
+    let loopback = url.host().is_some_and(|h| match h {
+        url::Host::Domain(d) => d == "localhost",
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    });
+    if url.scheme() != "https" && !loopback {
         return Err(ConfigError::at(
-            "signup.enabled",
-            "sign-up registers users with Authy: set authy.api_key too",
+            key,
+            format!("{value:?} must be https unless its host is a loopback address"),
         ));
     }
+    Ok(url)
+}
+
+fn totp(raw: &RawTotp) -> Result<TotpConfig> {
+    let issuer = raw.issuer.trim();
+    if issuer.is_empty() {
+        return Err(ConfigError::at(
+            "totp.issuer",
+            "must not be empty: authenticator apps show it beside the account",
+        ));
+    }
+    // The otpauth label is "issuer:account"; a ':' in the issuer would make
+    // apps split it in the wrong place.
+    if issuer.contains(':') {
+        return Err(ConfigError::at(
+            "totp.issuer",
+            format!("{issuer:?} must not contain ':'"),
+        ));
+    }
+    let enrollment = match raw.enrollment.as_str() {
+        "first_login" => TotpEnrollment::FirstLogin,
+        "admin" => TotpEnrollment::Admin,
+        other => {
+            return Err(ConfigError::at(
+                "totp.enrollment",
+                format!("{other:?} is not \"first_login\" or \"admin\""),
+            ));
+        }
+    };
+    let encryption_key = strong_secret(
+        ("totp.encryption_key", raw.encryption_key.as_deref()),
+        (
+            "totp.encryption_key_file",
+            raw.encryption_key_file.as_deref(),
+        ),
+    )?;
+    let inline = raw
+        .previous_encryption_keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| long_enough(&format!("totp.previous_encryption_keys[{i}]"), key.clone()));
+    let from_files = raw
+        .previous_encryption_keys_file
+        .iter()
+        .enumerate()
+        .map(|(i, path)| {
+            let key = format!("totp.previous_encryption_keys_file[{i}]");
+            long_enough(&key, read_secret(&key, path)?)
+        });
+    Ok(TotpConfig {
+        issuer: issuer.to_owned(),
+        enrollment,
+        encryption_key,
+        previous_encryption_keys: inline.chain(from_files).collect::<Result<_>>()?,
+    })
+}
+
+/// `[verify]` is on when any of its credentials is set, or when
+/// `auth.methods` asks for it; then all of them are needed, so a half
+/// configured provider stops the start instead of failing at login.
+fn verify(raw: &RawVerify, listed: bool) -> Result<Option<VerifyConfig>> {
+    let api_url = provider_url("verify.api_url", &raw.api_url)?;
+    let channel = match raw.channel.as_str() {
+        "sms" => VerifyChannel::Sms,
+        "call" => VerifyChannel::Call,
+        "email" => VerifyChannel::Email,
+        other => {
+            return Err(ConfigError::at(
+                "verify.channel",
+                format!("{other:?} is not one of sms, call, email"),
+            ));
+        }
+    };
+    let timeout = duration("verify.timeout", &raw.timeout)?;
+    let account_sid = given(raw.account_sid.as_deref());
+    let service_sid = given(raw.service_sid.as_deref());
+    let auth_token = secret_value(
+        ("verify.auth_token", raw.auth_token.as_deref()),
+        ("verify.auth_token_file", raw.auth_token_file.as_deref()),
+    )?;
+    let credentials = [
+        account_sid.is_some(),
+        auth_token.is_some(),
+        service_sid.is_some(),
+    ];
+    if !listed && !credentials.contains(&true) {
+        return Ok(None);
+    }
+    let missing = |key: &str| {
+        let why = match listed {
+            true => "auth.methods lists \"verify\"",
+            false => "[verify] is partly configured",
+        };
+        ConfigError::at(
+            key,
+            format!(
+                "missing: {why}, and Twilio Verify needs verify.account_sid, \
+                 verify.auth_token (or verify.auth_token_file) and verify.service_sid"
+            ),
+        )
+    };
+    let account_sid = account_sid.ok_or_else(|| missing("verify.account_sid"))?;
+    let auth_token = auth_token.ok_or_else(|| missing("verify.auth_token"))?;
+    let service_sid = service_sid.ok_or_else(|| missing("verify.service_sid"))?;
+    Ok(Some(VerifyConfig {
+        api_url,
+        account_sid: twilio_sid("verify.account_sid", account_sid, "AC", "an account")?,
+        auth_token: Secret::new(auth_token),
+        service_sid: twilio_sid("verify.service_sid", service_sid, "VA", "a Verify service")?,
+        channel,
+        timeout,
+    }))
+}
+
+/// Twilio's SIDs are a two-letter type prefix and 32 hex digits; checking
+/// the prefix catches the common mix-up of the account and service SIDs.
+fn twilio_sid(key: &str, value: &str, prefix: &str, what: &str) -> Result<String> {
+    let shaped = value
+        .strip_prefix(prefix)
+        .is_some_and(|hex| hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()));
+    if !shaped {
+        return Err(ConfigError::at(
+            key,
+            format!("{value:?} is not {what} SID: \"{prefix}\" and 32 hex digits"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn signup(raw: &RawSignup) -> Result<SignupConfig> {
     if raw.min_password_length < 8 || raw.min_password_length > 128 {
         return Err(ConfigError::at(
             "signup.min_password_length",
@@ -486,13 +617,17 @@ fn secret_value(
             format!("set together with {key}; set only one of them"),
         )),
         (Some(value), None) if !value.is_empty() => Ok(Some(value.to_owned())),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|err| ConfigError::at(file_key, format!("cannot read {path:?}: {err}")))?;
-            Ok(Some(text.trim_end_matches(['\r', '\n']).to_owned()))
-        }
+        (None, Some(path)) => read_secret(file_key, path).map(Some),
         _ => Ok(None),
     }
+}
+
+/// Docker and Kubernetes secrets usually end with a newline that is not
+/// part of the secret.
+fn read_secret(key: &str, path: &str) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| ConfigError::at(key, format!("cannot read {path:?}: {err}")))?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 fn store(raw: &RawStore) -> Result<StoreConfig> {
@@ -526,7 +661,14 @@ fn users(raw: &RawUsers) -> Result<UsersConfig> {
     ))
 }
 
-fn auth(raw: &RawAuth, listen: SocketAddr, has_provider: bool) -> Result<AuthConfig> {
+/// Which third-party providers have their credentials configured.
+#[derive(Debug, Clone, Copy)]
+struct Configured {
+    authy: bool,
+    verify: bool,
+}
+
+fn auth(raw: &RawAuth, listen: SocketAddr, configured: Configured) -> Result<AuthConfig> {
     let challenge_timeout = duration("auth.challenge_timeout", &raw.challenge_timeout)?;
     if challenge_timeout > MAX_CHALLENGE_TIMEOUT {
         return Err(ConfigError::at(
@@ -537,24 +679,85 @@ fn auth(raw: &RawAuth, listen: SocketAddr, has_provider: bool) -> Result<AuthCon
             ),
         ));
     }
+    let second_factor = second_factor(&raw.second_factor, listen)?;
+    let methods = methods(raw.methods.as_deref(), configured)?;
+    // Every two_factor resource would be locked for everyone.
+    if methods.is_empty() && second_factor == SecondFactorMode::Required {
+        return Err(ConfigError::at(
+            "auth.methods",
+            format!(
+                "is empty, but auth.second_factor is \"required\": list at least one of {}",
+                method_names()
+            ),
+        ));
+    }
     Ok(AuthConfig {
-        second_factor: second_factor(&raw.second_factor, listen, has_provider)?,
+        second_factor,
         challenge_timeout,
         max_concurrent_hashes: max_concurrent_hashes(raw.max_concurrent_hashes)?,
+        methods,
     })
 }
 
-fn second_factor(value: &str, listen: SocketAddr, has_provider: bool) -> Result<SecondFactorMode> {
+/// Whether `auth.methods` names `method`, before the list is checked.
+fn lists(raw: &RawAuth, method: Method) -> bool {
+    raw.methods
+        .iter()
+        .flatten()
+        .any(|name| name == method.as_str())
+}
+
+/// `auth.methods`, or without it every configured third-party provider
+/// (the operator set them up to be used), else the built-in TOTP.
+fn methods(value: Option<&[String]>, configured: Configured) -> Result<Vec<Method>> {
+    let key = "auth.methods";
+    let Some(names) = value else {
+        let mut methods = Vec::new();
+        if configured.authy {
+            methods.push(Method::Authy);
+        }
+        if configured.verify {
+            methods.push(Method::Verify);
+        }
+        if methods.is_empty() {
+            methods.push(Method::Totp);
+        }
+        return Ok(methods);
+    };
+    let mut methods = Vec::new();
+    for name in names {
+        let method = Method::parse(name).ok_or_else(|| {
+            ConfigError::at(
+                key,
+                format!("{name:?} is not a second factor; known: {}", method_names()),
+            )
+        })?;
+        if methods.contains(&method) {
+            return Err(ConfigError::at(key, format!("{name:?} is listed twice")));
+        }
+        // A listed "verify" was checked with [verify], which names the
+        // missing key; Authy has a single one.
+        if method == Method::Authy && !configured.authy {
+            return Err(ConfigError::at(
+                key,
+                "lists \"authy\", which is not configured: set authy.api_key \
+                 (or authy.api_key_file)",
+            ));
+        }
+        methods.push(method);
+    }
+    Ok(methods)
+}
+
+fn method_names() -> String {
+    let names: Vec<&str> = Method::ALL.iter().map(|m| m.as_str()).collect();
+    names.join(", ")
+}
+
+fn second_factor(value: &str, listen: SocketAddr) -> Result<SecondFactorMode> {
     let key = "auth.second_factor";
     match value {
-        "required" if has_provider => Ok(SecondFactorMode::Required),
-        // Without a provider every two_factor resource would be locked.
-        "required" => Err(ConfigError::at(
-            key,
-            "\"required\" needs a second-factor provider: set authy.api_key (or \
-             authy.api_key_file); or set auth.second_factor = \"off\" for development \
-             on a loopback listener",
-        )),
+        "required" => Ok(SecondFactorMode::Required),
         "off" if listen.ip().to_canonical().is_loopback() => Ok(SecondFactorMode::Off),
         "off" => Err(ConfigError::at(
             key,
@@ -893,11 +1096,6 @@ mod tests {
             "sometimes",
         );
         refused(
-            |r| r.auth.second_factor = "required".into(),
-            "auth.second_factor",
-            "needs a second-factor provider: set authy.api_key",
-        );
-        refused(
             |r| r.server.listen = "0.0.0.0:8080".into(),
             "auth.second_factor",
             "loopback",
@@ -907,15 +1105,14 @@ mod tests {
             "auth.second_factor",
             "loopback",
         );
+        // TOTP is built in, so "required" needs no third party.
         let users = users_file();
         let mut raw = valid(&users);
         raw.auth.second_factor = "required".into();
         raw.server.listen = "0.0.0.0:8080".into();
-        raw.authy.api_key = Some("k".into());
-        assert_eq!(
-            validate(&raw).unwrap().auth.second_factor,
-            SecondFactorMode::Required
-        );
+        let auth = validate(&raw).unwrap().auth;
+        assert_eq!(auth.second_factor, SecondFactorMode::Required);
+        assert_eq!(auth.methods, [Method::Totp]);
         for listen in ["[::1]:8080", "127.0.0.9:80", "[::ffff:127.0.0.1]:80"] {
             let mut raw = valid(&users);
             raw.server.listen = listen.into();
@@ -1008,12 +1205,13 @@ mod tests {
     }
 
     #[test]
-    fn signup_needs_authy_and_a_sane_minimum() {
-        refused(
-            |r| r.signup.enabled = true,
-            "signup.enabled",
-            "authy.api_key",
-        );
+    fn signup_works_with_any_method_and_needs_a_sane_minimum() {
+        let users = users_file();
+        let mut raw = valid(&users);
+        raw.signup.enabled = true;
+        let config = validate(&raw).expect("sign-up without Authy");
+        assert!(config.signup.enabled);
+        assert_eq!(config.auth.methods, [Method::Totp]);
         refused(
             |r| r.signup.min_password_length = 4,
             "signup.min_password_length",
@@ -1200,5 +1398,353 @@ mod tests {
         let bundle = validate(&raw).unwrap().upstream.unwrap().ca.unwrap();
         assert_eq!(bundle.certs.len(), 1);
         assert_eq!(bundle.certs[0].as_ref(), cert.der().as_ref());
+    }
+
+    const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+    const SERVICE_SID: &str = "VA0123456789ABCDEF0123456789abcdef";
+
+    fn with_verify(r: &mut RawConfig) {
+        r.verify.account_sid = Some(ACCOUNT_SID.into());
+        r.verify.auth_token = Some("token".into());
+        r.verify.service_sid = Some(SERVICE_SID.into());
+    }
+
+    fn methods_of(edit: impl FnOnce(&mut RawConfig)) -> Vec<Method> {
+        let users = users_file();
+        let mut raw = valid(&users);
+        edit(&mut raw);
+        validate(&raw).expect("valid").auth.methods
+    }
+
+    fn names(list: &[&str]) -> Option<Vec<String>> {
+        Some(list.iter().map(|&name| name.to_owned()).collect())
+    }
+
+    #[test]
+    fn methods_default_to_the_configured_providers() {
+        assert_eq!(methods_of(|_| {}), [Method::Totp]);
+        assert_eq!(
+            methods_of(|r| r.authy.api_key = Some("k".into())),
+            [Method::Authy]
+        );
+        assert_eq!(methods_of(with_verify), [Method::Verify]);
+        assert_eq!(
+            methods_of(|r| {
+                with_verify(r);
+                r.authy.api_key = Some("k".into());
+            }),
+            [Method::Authy, Method::Verify]
+        );
+    }
+
+    #[test]
+    fn listed_methods_keep_their_order() {
+        let listed = methods_of(|r| {
+            with_verify(r);
+            r.authy.api_key = Some("k".into());
+            r.auth.methods = names(&["verify", "totp", "authy"]);
+        });
+        assert_eq!(listed, [Method::Verify, Method::Totp, Method::Authy]);
+        // Listing only TOTP leaves a configured provider unused.
+        let listed = methods_of(|r| {
+            r.authy.api_key = Some("k".into());
+            r.auth.methods = names(&["totp"]);
+        });
+        assert_eq!(listed, [Method::Totp]);
+    }
+
+    #[test]
+    fn methods_must_be_known_once_and_configured() {
+        refused(
+            |r| r.auth.methods = names(&["totp", "duo"]),
+            "auth.methods",
+            "\"duo\" is not a second factor; known: authy, totp, verify",
+        );
+        refused(
+            |r| r.auth.methods = names(&["TOTP"]),
+            "auth.methods",
+            "\"TOTP\"",
+        );
+        refused(
+            |r| r.auth.methods = names(&["totp", "totp"]),
+            "auth.methods",
+            "\"totp\" is listed twice",
+        );
+        refused(
+            |r| r.auth.methods = names(&["authy"]),
+            "auth.methods",
+            "set authy.api_key (or authy.api_key_file)",
+        );
+    }
+
+    #[test]
+    fn no_methods_only_without_a_required_second_factor() {
+        refused(
+            |r| {
+                r.auth.second_factor = "required".into();
+                r.auth.methods = Some(Vec::new());
+            },
+            "auth.methods",
+            "is empty, but auth.second_factor is \"required\"",
+        );
+        assert!(
+            methods_of(|r| r.auth.methods = Some(Vec::new())).is_empty(),
+            "off on loopback needs no method"
+        );
+    }
+
+    #[test]
+    fn listed_verify_names_each_missing_key() {
+        let listed = |r: &mut RawConfig| r.auth.methods = names(&["verify"]);
+        refused(
+            listed,
+            "verify.account_sid",
+            "auth.methods lists \"verify\"",
+        );
+        refused(
+            |r| {
+                listed(r);
+                r.verify.account_sid = Some(ACCOUNT_SID.into());
+            },
+            "verify.auth_token",
+            "missing",
+        );
+        refused(
+            |r| {
+                listed(r);
+                r.verify.account_sid = Some(ACCOUNT_SID.into());
+                r.verify.auth_token = Some("token".into());
+            },
+            "verify.service_sid",
+            "missing",
+        );
+    }
+
+    #[test]
+    fn partial_verify_credentials_are_refused() {
+        refused(
+            |r| r.verify.service_sid = Some(SERVICE_SID.into()),
+            "verify.account_sid",
+            "[verify] is partly configured",
+        );
+        refused(
+            |r| r.verify.account_sid = Some(ACCOUNT_SID.into()),
+            "verify.auth_token",
+            "partly configured",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        raw.verify.account_sid = Some(String::new());
+        assert!(validate(&raw).unwrap().verify.is_none(), "empty = unset");
+    }
+
+    #[test]
+    fn verify_settings() {
+        let users = users_file();
+        let mut raw = valid(&users);
+        with_verify(&mut raw);
+        let verify = validate(&raw).unwrap().verify.expect("verify on");
+        assert_eq!(verify.api_url.as_str(), "https://verify.twilio.com/");
+        assert_eq!(verify.account_sid, ACCOUNT_SID);
+        assert_eq!(verify.service_sid, SERVICE_SID);
+        assert_eq!(verify.auth_token.expose(), "token");
+        assert_eq!(verify.channel, VerifyChannel::Sms);
+        assert_eq!(verify.timeout, Duration::from_secs(5));
+        for (name, channel) in [
+            ("sms", VerifyChannel::Sms),
+            ("call", VerifyChannel::Call),
+            ("email", VerifyChannel::Email),
+        ] {
+            raw.verify.channel = name.into();
+            let verify = validate(&raw).unwrap().verify.unwrap();
+            assert_eq!(verify.channel, channel);
+            assert_eq!(channel.as_str(), name);
+        }
+        raw.verify.api_url = "http://[::1]:9100".into();
+        let verify = validate(&raw).unwrap().verify.unwrap();
+        assert_eq!(verify.api_url.as_str(), "http://[::1]:9100/");
+        refused(
+            |r| {
+                with_verify(r);
+                r.verify.channel = "whatsapp".into();
+            },
+            "verify.channel",
+            "\"whatsapp\" is not one of sms, call, email",
+        );
+        refused(
+            |r| {
+                with_verify(r);
+                r.verify.api_url = "http://verify.twilio.com".into();
+            },
+            "verify.api_url",
+            "must be https unless its host is a loopback address",
+        );
+        refused(
+            |r| {
+                with_verify(r);
+                r.verify.timeout = "0s".into();
+            },
+            "verify.timeout",
+            "longer than zero",
+        );
+    }
+
+    #[test]
+    fn verify_sids_have_their_shape() {
+        let bad_accounts = [
+            SERVICE_SID,
+            "AC0123456789abcdef0123456789abcde",
+            "AC0123456789abcdef0123456789abcdef0",
+            "AC0123456789abcdef0123456789abcdeg",
+            "ac0123456789abcdef0123456789abcdef",
+        ];
+        for bad in bad_accounts {
+            refused(
+                |r| {
+                    with_verify(r);
+                    r.verify.account_sid = Some(bad.into());
+                },
+                "verify.account_sid",
+                "\"AC\" and 32 hex digits",
+            );
+        }
+        refused(
+            |r| {
+                with_verify(r);
+                r.verify.service_sid = Some(ACCOUNT_SID.into());
+            },
+            "verify.service_sid",
+            "is not a Verify service SID: \"VA\" and 32 hex digits",
+        );
+    }
+
+    #[test]
+    fn verify_auth_token_file_is_exclusive_and_read() {
+        let file = users_file();
+        std::fs::write(file.path(), "from-file\n").unwrap();
+        let path = file.path().to_string_lossy().into_owned();
+        let both = path.clone();
+        refused(
+            |r| {
+                with_verify(r);
+                r.verify.auth_token_file = Some(both);
+            },
+            "verify.auth_token_file",
+            "only one",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        with_verify(&mut raw);
+        raw.verify.auth_token = None;
+        raw.verify.auth_token_file = Some(path);
+        let verify = validate(&raw).unwrap().verify.unwrap();
+        assert_eq!(verify.auth_token.expose(), "from-file");
+    }
+
+    #[test]
+    fn totp_issuer_and_enrollment() {
+        refused(|r| r.totp.issuer = " ".into(), "totp.issuer", "empty");
+        refused(
+            |r| r.totp.issuer = "Example:Corp".into(),
+            "totp.issuer",
+            "must not contain ':'",
+        );
+        refused(
+            |r| r.totp.enrollment = "never".into(),
+            "totp.enrollment",
+            "\"never\" is not \"first_login\" or \"admin\"",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        raw.totp.issuer = "Example Corp".into();
+        raw.totp.enrollment = "admin".into();
+        let totp = validate(&raw).unwrap().totp;
+        assert_eq!(totp.issuer, "Example Corp");
+        assert_eq!(totp.enrollment, TotpEnrollment::Admin);
+        assert_eq!(totp.enrollment.as_str(), "admin");
+    }
+
+    #[test]
+    fn totp_keys_are_long_enough() {
+        refused(
+            |r| r.totp.encryption_key = Some("short".into()),
+            "totp.encryption_key",
+            "too short: 5 bytes",
+        );
+        refused(
+            |r| r.totp.previous_encryption_keys = vec![SECRET.into(), "old".into()],
+            "totp.previous_encryption_keys[1]",
+            "too short: 3 bytes",
+        );
+        let file = users_file();
+        std::fs::write(file.path(), "short\n").unwrap();
+        let short = file.path().to_string_lossy().into_owned();
+        let short_again = short.clone();
+        refused(
+            |r| r.totp.encryption_key_file = Some(short),
+            "totp.encryption_key_file",
+            "too short",
+        );
+        refused(
+            |r| r.totp.previous_encryption_keys_file = vec![short_again],
+            "totp.previous_encryption_keys_file[0]",
+            "too short",
+        );
+        refused(
+            |r| r.totp.previous_encryption_keys_file = vec!["/nonexistent/key".into()],
+            "totp.previous_encryption_keys_file[0]",
+            "cannot read",
+        );
+    }
+
+    #[test]
+    fn totp_key_file_is_exclusive_and_read() {
+        let file = users_file();
+        std::fs::write(file.path(), format!("{SECRET}-from-file\n")).unwrap();
+        let path = file.path().to_string_lossy().into_owned();
+        let both = path.clone();
+        refused(
+            |r| {
+                r.totp.encryption_key = Some(SECRET.into());
+                r.totp.encryption_key_file = Some(both);
+            },
+            "totp.encryption_key_file",
+            "only one",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        raw.totp.encryption_key_file = Some(path.clone());
+        raw.totp.previous_encryption_keys = vec![format!("{SECRET}-old")];
+        raw.totp.previous_encryption_keys_file = vec![path];
+        let totp = validate(&raw).unwrap().totp;
+        let from_file = format!("{SECRET}-from-file");
+        assert_eq!(totp.encryption_key.unwrap().expose(), from_file);
+        let previous: Vec<&str> = totp
+            .previous_encryption_keys
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(previous, [format!("{SECRET}-old"), from_file]);
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let (token, key, old) = (
+            "twilio-token",
+            "the-current-totp-key-0123456789abcdef",
+            "the-previous-totp-key-0123456789abcdef",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        with_verify(&mut raw);
+        raw.verify.auth_token = Some(token.into());
+        raw.totp.encryption_key = Some(key.into());
+        raw.totp.previous_encryption_keys = vec![old.into()];
+        let config = validate(&raw).unwrap();
+        let debug = format!("{:?} {:?}", config.totp, config.verify);
+        for secret in [token, key, old] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("Secret(********)"), "{debug}");
     }
 }

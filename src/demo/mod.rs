@@ -8,11 +8,20 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::config::{self, ConfigSource};
-use crate::factor::authy::sandbox::{Sandbox, SandboxConfig, SandboxError};
+use crate::factor::authy::sandbox::{
+    DEFAULT_VERIFY_ACCOUNT_SID, DEFAULT_VERIFY_AUTH_TOKEN, DEFAULT_VERIFY_SERVICE_SID, Sandbox,
+    SandboxConfig, SandboxError,
+};
 use crate::users::{User, UsersFile};
 
 pub const DEMO_EMAIL: &str = "demo@example.com";
 pub const DEMO_PASSWORD: &str = "demo-password";
+/// Confirms with built-in TOTP; the demo enrols them and prints the secret.
+pub const TOTP_EMAIL: &str = "totp@example.com";
+/// Confirms with Twilio Verify (the sandbox's).
+pub const VERIFY_EMAIL: &str = "verify@example.com";
+/// Has no second factor yet: enrols TOTP at the first login.
+pub const ENROL_EMAIL: &str = "new@example.com";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -28,6 +37,8 @@ pub enum DemoError {
     Server(#[from] crate::server::ServerError),
     #[error("demo: {0}")]
     Password(#[from] crate::auth::password::PasswordError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Runs until SIGTERM/SIGINT; everything lives in a temporary directory.
@@ -42,7 +53,8 @@ pub async fn run(listen: SocketAddr) -> Result<(), DemoError> {
     let app = tokio::spawn(upstream::serve(listener));
     let config_path = write_files(dir.path(), listen, &sandbox.url(), upstream_addr, &api_key)?;
     let config = config::load(&ConfigSource::Explicit(config_path))?;
-    print_banner(&gateway_url, &sandbox.page_url());
+    let totp_secret = enrol_totp_user(&config)?;
+    print_banner(&gateway_url, &sandbox.page_url(), &totp_secret);
     let result = crate::server::run(config).await;
     app.abort();
     sandbox.shutdown();
@@ -58,15 +70,25 @@ fn write_files(
 ) -> Result<std::path::PathBuf, DemoError> {
     let users_path = dir.join("users.toml");
     let mut users = UsersFile::open_or_empty(&users_path)?;
-    users.add(User {
-        email: DEMO_EMAIL.into(),
-        name: "Demo User".into(),
-        country_code: "1".into(),
-        phone: "5551234567".into(),
-        password: crate::auth::password::hash_password(DEMO_PASSWORD)?,
-        groups: vec!["demo".into()],
-        second_factor: Some("authy".into()),
-    })?;
+    let password = crate::auth::password::hash_password(DEMO_PASSWORD)?;
+    let people = [
+        (DEMO_EMAIL, "Demo User", "5551234567", "authy"),
+        (TOTP_EMAIL, "TOTP User", "", "totp"),
+        (VERIFY_EMAIL, "Verify User", "5557654321", "verify"),
+        (ENROL_EMAIL, "New User", "", "totp"),
+    ];
+    for (email, name, phone, method) in people {
+        users.add(User {
+            email: email.into(),
+            name: name.into(),
+            country_code: if phone.is_empty() { "" } else { "1" }.into(),
+            phone: phone.into(),
+            password: password.clone(),
+            groups: vec!["demo".into()],
+            second_factor: Some(method.into()),
+            second_factor_reset: None,
+        })?;
+    }
     users.save()?;
     let toml = format!(
         r#"[server]
@@ -88,9 +110,18 @@ file = {users:?}
 [metrics]
 listen = ""
 
+[auth]
+methods = ["authy", "totp", "verify"]
+
 [authy]
 api_key = "{api_key}"
 api_url = "{sandbox_url}"
+
+[verify]
+api_url = "{sandbox_url}"
+account_sid = "{DEFAULT_VERIFY_ACCOUNT_SID}"
+auth_token = "{DEFAULT_VERIFY_AUTH_TOKEN}"
+service_sid = "{DEFAULT_VERIFY_SERVICE_SID}"
 "#,
         secret = random_key()?,
         store = dir.join("store").display().to_string(),
@@ -101,13 +132,35 @@ api_url = "{sandbox_url}"
     Ok(config_path)
 }
 
-fn print_banner(gateway_url: &str, sandbox_page: &str) {
+/// Enrols the TOTP demo user before the gateway starts, so any
+/// authenticator app (or `oathtool --totp -b SECRET`) gives their codes.
+fn enrol_totp_user(config: &config::Config) -> Result<String, DemoError> {
+    let store = std::sync::Arc::new(crate::store::SledStore::open(&config.store.path)?);
+    let totp = crate::factor::totp::TotpFactor::new(
+        store.clone(),
+        crate::server::totp_sealer(config),
+        config.totp.issuer.clone(),
+        std::sync::Arc::new(crate::auth::SystemClock),
+    );
+    let secret = totp
+        .enrol_unconfirmed(TOTP_EMAIL)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    crate::store::SessionStore::flush(store.as_ref())?;
+    Ok(secret)
+}
+
+fn print_banner(gateway_url: &str, sandbox_page: &str, totp_secret: &str) {
     println!(
         "\nauthgate demo is running.\n\n  \
          open      {gateway_url}/\n  \
-         log in    {DEMO_EMAIL} / {DEMO_PASSWORD}\n  \
-         approve   the push, or read the SMS and app codes, at {sandbox_page}\n\n\
-         Everything is on this machine; stop with Ctrl-C.\n"
+         password  {DEMO_PASSWORD} for every user below\n\n  \
+         {DEMO_EMAIL:<20} Authy: approve the push, or read the SMS and app codes, at {sandbox_page}\n  \
+         {TOTP_EMAIL:<20} TOTP: add the key {totp_secret} to an authenticator app,\n  \
+         {:<20}   or run `oathtool --totp -b {totp_secret}`\n  \
+         {VERIFY_EMAIL:<20} Twilio Verify: read the code \"sent\" by SMS at {sandbox_page}\n  \
+         {ENROL_EMAIL:<20} no second factor yet: the first login shows the TOTP set-up page\n\n\
+         Everything is on this machine; stop with Ctrl-C.\n",
+        ""
     );
 }
 

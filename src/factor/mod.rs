@@ -3,6 +3,8 @@
 //! the session, owned by the auth flow.
 
 pub mod authy;
+pub mod totp;
+pub mod verify;
 
 use std::collections::BTreeMap;
 
@@ -43,13 +45,60 @@ pub enum FactorError {
     Unavailable(String),
     #[error("second-factor provider refused the request: {0}")]
     Rejected(String),
+    /// The code was sent too long ago, or was used already (Verify's 404):
+    /// the user needs a new one.
+    #[error("the code expired or was used already")]
+    Expired,
+    /// The provider throttles this user (Verify's 429).
+    #[error("the provider asks to retry in {retry_after}s")]
+    RateLimited { retry_after: u64 },
 }
 
-/// What a provider needs to know about a user to enrol them.
+/// The second factors the gateway knows, as named in `auth.methods`,
+/// the users file and `?method=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    Authy,
+    Totp,
+    Verify,
+}
+
+impl Method {
+    pub const ALL: [Method; 3] = [Method::Authy, Method::Totp, Method::Verify];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Authy => "authy",
+            Method::Totp => "totp",
+            Method::Verify => "verify",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+}
+
+/// How the user gets what they confirm with; decides what the verify page
+/// offers and what starting a challenge does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// A push to approve on the phone, with a code as the fallback (Authy).
+    Push,
+    /// A code the provider sends when the challenge starts (Verify).
+    SentCode,
+    /// A code the user reads from an app; nothing is sent (TOTP).
+    AppCode,
+}
+
+/// What a provider needs to know about a user.
 pub struct FactorUser<'a> {
     pub email: &'a str,
     pub country_code: &'a str,
     pub phone: &'a str,
+    /// When an admin last reset the user's second factor (Unix seconds):
+    /// anything enrolled before it no longer counts.
+    pub reset_at: Option<u64>,
 }
 
 /// A push to the user's phone.
@@ -64,19 +113,30 @@ pub struct PushRequest {
 
 #[async_trait::async_trait]
 pub trait SecondFactor: Send + Sync {
-    /// `authy`, `totp`, `verify`.
-    fn method(&self) -> &'static str;
-    /// The provider's id for the user (an Authy id), registering them when
-    /// needed; the flow caches it in the store.
-    async fn enroll(&self, user: &FactorUser<'_>) -> Result<String, FactorError>;
+    fn method(&self) -> Method;
+    fn delivery(&self) -> Delivery;
+    /// Whether the user can confirm with this method now: a phone (or
+    /// email) to reach for Authy and Verify, a kept secret for TOTP.
+    fn is_enrolled(&self, user: &FactorUser<'_>) -> Result<bool, FactorError>;
+    /// The provider's name for the user (an Authy id, a phone number, an
+    /// email), registering them with the provider on first use.
+    async fn subject(&self, user: &FactorUser<'_>) -> Result<String, FactorError>;
     /// Sends a push; `None` when this provider has none.
     async fn start_push(
         &self,
-        subject: &str,
-        request: &PushRequest,
-    ) -> Result<Option<String>, FactorError>;
-    async fn push_status(&self, push_id: &str) -> Result<PushStatus, FactorError>;
-    /// Sends a one-time code (SMS).
+        _subject: &str,
+        _request: &PushRequest,
+    ) -> Result<Option<String>, FactorError> {
+        Ok(None)
+    }
+    async fn push_status(&self, _push_id: &str) -> Result<PushStatus, FactorError> {
+        Err(FactorError::Rejected(format!(
+            "{} has no push",
+            self.method().as_str()
+        )))
+    }
+    /// Sends a one-time code (SMS, call, email); providers of
+    /// `Delivery::AppCode` have nothing to send.
     async fn send_code(&self, subject: &str) -> Result<(), FactorError>;
     async fn check_code(&self, subject: &str, code: &str) -> Result<CodeCheck, FactorError>;
 }

@@ -2,10 +2,15 @@
 //! signed with a key derived from `session.secret`. The CSRF cookie
 //! (`authgate_csrf`) holds a random value; the token in forms is an HMAC of
 //! it, so a token is good only with the browser's own cookie.
+//!
+//! The signed value is the cookie crate's format (the standard base64 of
+//! HMAC-SHA256(value), then the value), so cookies stay valid across
+//! versions; the check is done here with MACs keyed once at start-up,
+//! because keying one costs as much as the check itself.
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cookie::{Cookie, CookieJar, Key, SameSite};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use cookie::{Cookie, Key, SameSite};
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use http::header::COOKIE;
@@ -16,12 +21,17 @@ use crate::config::SessionConfig;
 
 pub const CSRF_COOKIE: &str = "authgate_csrf";
 
+/// Length of the base64 (with padding) of a SHA-256 MAC, which starts a
+/// signed value.
+const TAG_LEN: usize = 44;
+
 pub struct Cookies {
     session_name: String,
     domain: Option<String>,
     secure: bool,
-    signing: Key,
-    csrf_key: Vec<u8>,
+    /// Keyed once; each use works on a clone.
+    signing: Hmac<Sha256>,
+    csrf: Hmac<Sha256>,
 }
 
 impl Cookies {
@@ -31,13 +41,14 @@ impl Cookies {
         let master = Key::derive_from(config.secret.expose().as_bytes());
         // Separate keys per purpose, so a CSRF token can never pass as a
         // cookie signature or the other way round.
-        let csrf_key = hmac_bytes(master.signing(), b"authgate csrf v1").to_vec();
+        let mut csrf_key = keyed(master.signing());
+        csrf_key.update(b"authgate csrf v1");
         Cookies {
             session_name: config.cookie_name.clone(),
             domain: config.cookie_domain.clone(),
             secure,
-            signing: master,
-            csrf_key,
+            signing: keyed(master.signing()),
+            csrf: keyed(&csrf_key.finalize().into_bytes()),
         }
     }
 
@@ -50,21 +61,24 @@ impl Cookies {
     /// The verified session id from the `Cookie` header, if any.
     pub fn session_id(&self, headers: &HeaderMap) -> Option<SessionId> {
         let raw = find_cookie(headers, &self.session_name)?;
-        let jar = CookieJar::new();
-        let verified = jar
-            .signed(&self.signing)
-            .verify(Cookie::new(self.session_name.clone(), raw))?;
-        SessionId::parse(verified.value())
+        let (tag, value) = raw.split_at_checked(TAG_LEN)?;
+        let mut decoded = [0u8; 33];
+        let tag = STANDARD
+            .decode_slice(tag, &mut decoded)
+            .ok()
+            .and_then(|len| decoded.get(..len))?;
+        let mut mac = self.signing.clone();
+        mac.update(value.as_bytes());
+        mac.verify_slice(tag).ok()?;
+        SessionId::parse(value)
     }
 
     pub fn set_session(&self, id: &SessionId) -> String {
-        let mut jar = CookieJar::new();
-        jar.signed_mut(&self.signing)
-            .add(self.base(self.session_name.clone(), id.as_str().to_owned()));
-        jar.delta()
-            .next()
-            .map(|c| c.to_string())
-            .unwrap_or_default()
+        let mut mac = self.signing.clone();
+        mac.update(id.as_str().as_bytes());
+        let mut signed = STANDARD.encode(mac.finalize().into_bytes());
+        signed.push_str(id.as_str());
+        self.base(self.session_name.clone(), signed).to_string()
     }
 
     pub fn clear_session(&self) -> String {
@@ -75,7 +89,9 @@ impl Cookies {
 
     /// The CSRF cookie value the browser holds, if it looks like ours.
     pub fn csrf_cookie(&self, headers: &HeaderMap) -> Option<String> {
-        find_cookie(headers, CSRF_COOKIE).filter(|v| SessionId::parse(v).is_some())
+        find_cookie(headers, CSRF_COOKIE)
+            .filter(|v| SessionId::parse(v).is_some())
+            .map(str::to_owned)
     }
 
     /// A fresh CSRF cookie value and its `Set-Cookie` line.
@@ -87,7 +103,9 @@ impl Cookies {
     }
 
     pub fn csrf_token(&self, cookie_value: &str) -> String {
-        URL_SAFE_NO_PAD.encode(hmac_bytes(&self.csrf_key, cookie_value.as_bytes()))
+        let mut mac = self.csrf.clone();
+        mac.update(cookie_value.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
     /// Constant-time check of a submitted token against the cookie.
@@ -95,9 +113,7 @@ impl Cookies {
         let Ok(submitted) = URL_SAFE_NO_PAD.decode(token) else {
             return false;
         };
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.csrf_key) else {
-            return false;
-        };
+        let mut mac = self.csrf.clone();
         mac.update(cookie_value.as_bytes());
         mac.verify_slice(&submitted).is_ok()
     }
@@ -116,15 +132,13 @@ impl Cookies {
     }
 }
 
-fn hmac_bytes(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(data);
-    mac.finalize().into_bytes().into()
+fn keyed(key: &[u8]) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length")
 }
 
 /// The first cookie named `name` across every `Cookie` header (HTTP/2
 /// sends one header per cookie).
-fn find_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+fn find_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -132,13 +146,13 @@ fn find_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.to_owned())
+        .map(|(_, v)| v)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Secret;
+    use cookie::CookieJar;
     use http::HeaderValue;
     use std::time::Duration;
 
@@ -236,5 +250,74 @@ mod tests {
             "{clear}"
         );
         assert!(clear.contains("Max-Age=0"), "{clear}");
+    }
+
+    fn header_with(raw: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let value = format!("authgate_session={raw}");
+        headers.insert(COOKIE, HeaderValue::from_str(&value).unwrap());
+        headers
+    }
+
+    /// Cookies issued before an upgrade (signed by the cookie crate's
+    /// signed jar) keep working, and the other way round.
+    #[test]
+    fn the_signature_format_is_the_cookie_crates() {
+        let c = cookies(false, None);
+        let key = Key::derive_from(SECRET.as_bytes());
+        let id = SessionId::generate().unwrap();
+
+        let mut jar = CookieJar::new();
+        jar.signed_mut(&key)
+            .add(Cookie::new("authgate_session", id.as_str().to_owned()));
+        let old = jar.get("authgate_session").unwrap().value().to_owned();
+        assert_eq!(c.session_id(&header_with(&old)), Some(id.clone()));
+
+        let new = c.set_session(&id);
+        let pair = new.split(';').next().unwrap();
+        let (_, raw) = pair.split_once('=').unwrap();
+        assert_eq!(raw, old, "signing is deterministic and the same");
+        let verified = CookieJar::new()
+            .signed(&key)
+            .verify(Cookie::new("authgate_session", raw.to_owned()))
+            .unwrap();
+        assert_eq!(verified.value(), id.as_str());
+    }
+
+    #[test]
+    fn malformed_signatures_are_refused() {
+        let c = cookies(false, None);
+        let id = SessionId::generate().unwrap();
+        let set = c.set_session(&id);
+        let (_, raw) = set.split(';').next().unwrap().split_once('=').unwrap();
+        let (tag, value) = raw.split_at(TAG_LEN);
+        assert_eq!(c.session_id(&header_with(raw)), Some(id));
+        for bad in [
+            String::new(),
+            tag.to_owned(),
+            value.to_owned(),
+            format!("{}{value}", &tag[..TAG_LEN - 1]),
+            format!("{}=={value}", &tag[..TAG_LEN - 2]),
+            format!("{}%{value}", &tag[..TAG_LEN - 1]),
+            format!("{tag}{}A", &value[..value.len() - 1]),
+            format!("{tag}{value}A"),
+        ] {
+            assert_eq!(c.session_id(&header_with(&bad)), None, "{bad}");
+        }
+    }
+
+    /// Tokens in forms rendered before an upgrade stay valid.
+    #[test]
+    fn csrf_tokens_keep_their_derivation() {
+        let c = cookies(false, None);
+        let key = Key::derive_from(SECRET.as_bytes());
+        let mut derive = Hmac::<Sha256>::new_from_slice(key.signing()).unwrap();
+        derive.update(b"authgate csrf v1");
+        let csrf_key = derive.finalize().into_bytes();
+        let mut mac = Hmac::<Sha256>::new_from_slice(&csrf_key).unwrap();
+        mac.update(b"cookie value");
+        let token = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        assert_eq!(c.csrf_token("cookie value"), token);
+        assert!(c.csrf_valid("cookie value", &token));
     }
 }

@@ -38,6 +38,10 @@ pub enum GatewayError {
     TooManyWrongCodes,
     #[error("challenge expired")]
     ChallengeExpired,
+    #[error("code expired or used")]
+    CodeExpired,
+    #[error("no second factor set up")]
+    NoSecondFactor,
     #[error("second-factor provider unavailable")]
     ProviderUnavailable,
     #[error("second-factor provider refused: {0}")]
@@ -50,7 +54,9 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            GatewayError::Csrf | GatewayError::Forbidden => StatusCode::FORBIDDEN,
+            GatewayError::Csrf | GatewayError::Forbidden | GatewayError::NoSecondFactor => {
+                StatusCode::FORBIDDEN
+            }
             GatewayError::InvalidCredentials | GatewayError::LoginRequired => {
                 StatusCode::UNAUTHORIZED
             }
@@ -66,6 +72,7 @@ impl GatewayError {
             GatewayError::InvalidCode { .. }
             | GatewayError::TooManyWrongCodes
             | GatewayError::ChallengeExpired
+            | GatewayError::CodeExpired
             | GatewayError::BadSignature => StatusCode::UNAUTHORIZED,
             GatewayError::ProviderRejected(_) => StatusCode::BAD_GATEWAY,
         }
@@ -89,6 +96,8 @@ impl GatewayError {
             GatewayError::InvalidCode { .. } => "invalid_code",
             GatewayError::TooManyWrongCodes => "too_many_attempts",
             GatewayError::ChallengeExpired => "challenge_expired",
+            GatewayError::CodeExpired => "code_expired",
+            GatewayError::NoSecondFactor => "no_second_factor",
             GatewayError::ProviderUnavailable | GatewayError::ProviderRejected(_) => {
                 "provider_unavailable"
             }
@@ -124,6 +133,12 @@ impl GatewayError {
             GatewayError::InvalidCode { .. } => "Wrong code. Please try again.",
             GatewayError::TooManyWrongCodes => "Too many wrong codes. Please log in again.",
             GatewayError::ChallengeExpired => "The verification expired. Please start again.",
+            GatewayError::CodeExpired => {
+                "This code expired or was used already. Ask for a new code."
+            }
+            GatewayError::NoSecondFactor => {
+                "No second factor is set up for your account. Ask an administrator to set one up."
+            }
             GatewayError::ProviderUnavailable => {
                 "The second-factor service cannot be reached right now. Please try again, or use a code."
             }
@@ -148,6 +163,8 @@ impl From<AuthError> for GatewayError {
             AuthError::ProviderUnavailable => GatewayError::ProviderUnavailable,
             AuthError::ProviderRejected(e) => GatewayError::ProviderRejected(e),
             AuthError::Signup(why) => GatewayError::BadRequest(why),
+            AuthError::CodeExpired => GatewayError::CodeExpired,
+            AuthError::NoSecondFactor => GatewayError::NoSecondFactor,
         }
     }
 }
@@ -171,6 +188,8 @@ mod tests {
         assert_eq!(GatewayError::InvalidCredentials.status(), 401);
         assert_eq!(GatewayError::RateLimited { retry_after: 1 }.status(), 429);
         assert_eq!(GatewayError::PayloadTooLarge.status(), 413);
+        assert_eq!(GatewayError::from(AuthError::NoSecondFactor).status(), 403);
+        assert_eq!(GatewayError::from(AuthError::CodeExpired).status(), 401);
         assert_eq!(GatewayError::from(ProxyError::Timeout).status(), 504);
         assert_eq!(
             GatewayError::from(ProxyError::Connect("refused".into())).status(),

@@ -13,7 +13,7 @@ use super::response::{self, Body};
 use crate::access::{Target, normalize};
 use crate::auth::{Access, StepUp};
 use crate::metrics::Decision;
-use crate::proxy::headers::IDENTITY_HEADERS;
+use crate::proxy::headers::{set_identity, set_no_identity};
 use crate::users::User;
 
 /// Which proxy is asking: it decides how "no" is said.
@@ -104,12 +104,8 @@ fn allowed(user: Option<&User>) -> Response<Body> {
     let mut answer = response::empty(StatusCode::OK);
     let headers = answer.headers_mut();
     match user {
-        Some(user) => crate::proxy::headers::set_identity(headers, user),
-        None => {
-            for name in IDENTITY_HEADERS {
-                headers.insert(HeaderName::from_static(name), HeaderValue::from_static(""));
-            }
-        }
+        Some(user) => set_identity(headers, user),
+        None => set_no_identity(headers),
     }
     answer
 }
@@ -123,14 +119,16 @@ fn refusal(flavor: Flavor) -> Response<Body> {
     }
 }
 
-/// The forwarding headers forward-auth reads; each may appear at most once.
-const ORIGINAL_HEADERS: [&str; 6] = [
-    "x-original-url",
-    "x-original-method",
-    "x-forwarded-method",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-uri",
+/// The forwarding headers forward-auth reads; each may appear at most
+/// once. In this order: `X-Original-URL`, `X-Original-Method`, then
+/// `X-Forwarded-Method/-Proto/-Host/-Uri`.
+static ORIGINAL_HEADERS: [HeaderName; 6] = [
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-original-method"),
+    HeaderName::from_static("x-forwarded-method"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-uri"),
 ];
 
 /// The request the proxy is asking about, normalized. nginx sends
@@ -142,28 +140,34 @@ fn original_request(
     headers: &HeaderMap,
     client: std::net::IpAddr,
     flavor: Flavor,
-) -> Option<Target> {
-    if ORIGINAL_HEADERS
-        .iter()
-        .any(|name| headers.get_all(*name).iter().count() > 1)
-    {
-        return None;
+) -> Option<Target<'_>> {
+    // One pass over the headers there are, rather than a lookup (a hash)
+    // per name.
+    let mut found: [Option<&HeaderValue>; 6] = [None; 6];
+    for (name, value) in headers {
+        if let Some(i) = ORIGINAL_HEADERS.iter().position(|wanted| wanted == name)
+            && found[i].replace(value).is_some()
+        {
+            return None;
+        }
     }
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let [original_url, original_method, method, proto, host, uri] =
+        found.map(|value| value.and_then(|v| v.to_str().ok()));
     if flavor == Flavor::Nginx
-        && let Some(original) = get("x-original-url")
+        && let Some(original) = original_url
     {
-        let method = get("x-original-method").unwrap_or(Method::GET.as_str());
+        let method = original_method.unwrap_or(Method::GET.as_str());
         return from_original_url(original, method, client);
     }
-    let method = get("x-forwarded-method").unwrap_or(Method::GET.as_str());
-    let proto = get("x-forwarded-proto")?;
-    let host = get("x-forwarded-host")?;
-    let uri = get("x-forwarded-uri")?;
-    normalize(proto, host, uri, method, client).ok()
+    let method = method.unwrap_or(Method::GET.as_str());
+    normalize(proto?, host?, uri?, method, client).ok()
 }
 
-fn from_original_url(original: &str, method: &str, client: std::net::IpAddr) -> Option<Target> {
+fn from_original_url<'a>(
+    original: &'a str,
+    method: &str,
+    client: std::net::IpAddr,
+) -> Option<Target<'a>> {
     let (scheme, rest) = original.split_once("://")?;
     // The raw path, not a parser's cleaned-up copy: `normalize` must see
     // what the upstream will see, `..;` and `%2f` included.
@@ -176,4 +180,71 @@ fn from_original_url(original: &str, method: &str, client: std::net::IpAddr) -> 
         return None;
     }
     normalize(scheme, authority, path, method, client).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLIENT: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    const TRAEFIK: [(&str, &str); 4] = [
+        ("X-Forwarded-Method", "post"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "app.example.com"),
+        ("X-Forwarded-Uri", "/a/../b?x=1"),
+    ];
+
+    #[test]
+    fn each_flavor_reads_its_own_headers() {
+        let nginx = headers(&[
+            ("x-original-url", "https://app.example.com/n"),
+            ("x-original-method", "put"),
+        ]);
+        let t = original_request(&nginx, CLIENT, Flavor::Nginx).unwrap();
+        assert_eq!(
+            (t.method.clone(), t.url()),
+            (Method::PUT, "https://app.example.com/n".into())
+        );
+        assert!(original_request(&nginx, CLIENT, Flavor::Forward).is_none());
+
+        let mut both = headers(&TRAEFIK);
+        both.extend(nginx);
+        let t = original_request(&both, CLIENT, Flavor::Forward).unwrap();
+        assert_eq!(
+            (t.method.clone(), t.url()),
+            (Method::POST, "https://app.example.com/b?x=1".into())
+        );
+        let t = original_request(&both, CLIENT, Flavor::Nginx).unwrap();
+        assert_eq!(t.url(), "https://app.example.com/n");
+    }
+
+    #[test]
+    fn a_repeated_or_missing_header_is_refused() {
+        for (name, _) in TRAEFIK {
+            let mut repeated = TRAEFIK.to_vec();
+            repeated.push((name, "https"));
+            assert!(original_request(&headers(&repeated), CLIENT, Flavor::Forward).is_none());
+            let missing: Vec<_> = TRAEFIK.into_iter().filter(|(n, _)| *n != name).collect();
+            let missing = headers(&missing);
+            let without = original_request(&missing, CLIENT, Flavor::Forward);
+            assert_eq!(without.is_some(), name == "X-Forwarded-Method", "{name}");
+        }
+        let twice = headers(&[
+            ("x-original-url", "https://app.example.com/n"),
+            ("X-Original-URL", "https://app.example.com/m"),
+        ]);
+        assert!(original_request(&twice, CLIENT, Flavor::Nginx).is_none());
+    }
 }

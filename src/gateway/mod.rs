@@ -3,6 +3,7 @@
 //! route → cookie → session → policy → forward or "needs login".
 
 pub mod cookies;
+mod enroll;
 pub mod error;
 mod forms;
 mod forward_auth;
@@ -16,7 +17,8 @@ mod signup;
 
 use std::sync::Arc;
 
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
 use ipnet::IpNet;
 
@@ -52,6 +54,8 @@ pub struct Gateway {
     access: AccessControl,
     serve_authelia_paths: bool,
     metrics: Arc<Metrics>,
+    /// `totp.issuer`, named on the enrolment page.
+    totp_issuer: String,
 }
 
 impl Gateway {
@@ -86,6 +90,7 @@ impl Gateway {
             access: config.access_control.clone(),
             serve_authelia_paths: config.upstream.is_none() || config.server.authelia_paths,
             metrics,
+            totp_issuer: config.totp.issuer.clone(),
         }
     }
 
@@ -108,6 +113,8 @@ impl Gateway {
             (Route::Verify, Method::POST) => self.verify_submit(req, conn, format).await,
             (Route::Resend, Method::POST) => self.resend_submit(req, format).await,
             (Route::Status, Method::GET) => Ok(self.status(&req)),
+            (Route::EnrollTotp, Method::GET) => self.enroll_page(&req, format),
+            (Route::EnrollTotp, Method::POST) => self.enroll_submit(req, conn, format).await,
             (Route::AuthyCallback, Method::GET | Method::POST) => self.authy_callback(req).await,
             (Route::Signup, _) if !self.signup.enabled => Err(GatewayError::NotFound),
             (Route::Signup, Method::GET) => Ok(self.signup_page(&req, format)),
@@ -153,7 +160,11 @@ impl Gateway {
         req: Request<Incoming>,
         conn: ConnInfo,
     ) -> Result<Response<Body>, GatewayError> {
-        let target = self.proxied_target(&req, conn)?;
+        // Owned handles on the request's own buffers (shared, not copied):
+        // the target borrows from them, so the request can move upstream.
+        let host = crate::proxy::headers::request_host_value(req.uri(), req.headers());
+        let sent = req.uri().path_and_query().cloned();
+        let target = self.proxied_target(&req, conn, host.as_ref(), sent.as_ref())?;
         let upgrade = crate::proxy::is_upgrade(&req);
         if upgrade && !req.body().is_end_stream() {
             return Err(GatewayError::BadRequest(
@@ -208,23 +219,26 @@ impl Gateway {
 
     /// The request as rules and the upstream see it (DESIGN.md
     /// "Normalization"); a target that cannot be normalized is a 400.
-    fn proxied_target(
+    fn proxied_target<'a>(
         &self,
         req: &Request<Incoming>,
         conn: ConnInfo,
-    ) -> Result<Target, GatewayError> {
+        host: Option<&'a HeaderValue>,
+        sent: Option<&'a PathAndQuery>,
+    ) -> Result<Target<'a>, GatewayError> {
         let client = self.client_of(req.headers(), conn);
-        let host = crate::proxy::headers::request_host(req.uri(), req.headers())
+        let host = host
+            .and_then(|h| h.to_str().ok())
             .ok_or(GatewayError::BadRequest("The request has no host."))?;
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        normalize(conn.scheme(), &host, path, req.method().as_str(), client)
+        let path = sent.map_or("/", PathAndQuery::as_str);
+        normalize(conn.scheme(), host, path, req.method().as_str(), client)
             .map_err(|_| GatewayError::BadRequest("The request path is not allowed."))
     }
 
     /// The policy of the first rule that matches (or the default); a CORS
     /// preflight passes when `access_control.allow_preflight` is on.
     fn policy_for(&self, target: &Target, user: Option<&User>, headers: &HeaderMap) -> Policy {
-        let preflight = headers.contains_key("access-control-request-method");
+        let preflight = headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
         self.access
             .decide_preflight(target, preflight)
             .unwrap_or_else(|| self.access.decide(target, user))
@@ -234,17 +248,19 @@ impl Gateway {
     /// The policy for a GET of `url` by `user`; the strictest when the URL
     /// cannot be normalized.
     fn policy_for_url(&self, url: &str, user: &User, client: std::net::IpAddr) -> Policy {
-        let target = url::Url::parse(url).ok().and_then(|u| {
+        let policy = |u: url::Url| {
             let authority = match u.port() {
                 Some(port) => format!("{}:{port}", u.host_str()?),
                 None => u.host_str()?.to_owned(),
             };
             let path = &u[url::Position::BeforePath..];
-            normalize(u.scheme(), &authority, path, "GET", client).ok()
-        });
-        target.map_or(Policy::TwoFactor, |t| {
-            self.access.decide(&t, Some(user)).policy
-        })
+            let target = normalize(u.scheme(), &authority, path, "GET", client).ok()?;
+            Some(self.access.decide(&target, Some(user)).policy)
+        };
+        url::Url::parse(url)
+            .ok()
+            .and_then(policy)
+            .unwrap_or(Policy::TwoFactor)
     }
 
     /// DESIGN.md's "needs login" answer for a proxied request; `rd` is the
@@ -284,6 +300,7 @@ fn route_label(route: Route) -> &'static str {
         Route::Verify => "verify",
         Route::Resend => "resend",
         Route::Status => "status",
+        Route::EnrollTotp => "enroll_totp",
         Route::AuthyCallback => "authy_callback",
         Route::Signup => "signup",
         Route::Healthz => "healthz",

@@ -2,21 +2,25 @@
 //! to hosts under `session.cookie_domain` (dot boundary), re-serialized
 //! from the parsed URL, never echoed raw.
 
-use url::Url;
+use url::{Url, form_urlencoded};
 
 pub struct Redirects {
     /// `server.public_url`, the only origin `rd` may point to.
     public_url: Url,
-    prefix: String,
+    /// `{origin}{path_prefix}/`, serialized once: every "needs login"
+    /// answer starts with it.
+    portal_base: String,
     /// `session.cookie_domain`: one login covers every host under it.
     cookie_domain: Option<String>,
 }
 
 impl Redirects {
     pub fn new(public_url: Url, path_prefix: &str, cookie_domain: Option<String>) -> Self {
+        let mut portal_base = root_of(&public_url);
+        portal_base.set_path(&format!("{path_prefix}/"));
         Redirects {
+            portal_base: portal_base.into(),
             public_url,
-            prefix: path_prefix.to_owned(),
             cookie_domain,
         }
     }
@@ -38,12 +42,14 @@ impl Redirects {
             .to_string()
     }
 
-    /// A portal page (`login`, `verify`) with `rd` attached.
+    /// A portal page (`login`, `verify`: a plain word) with `rd` attached.
     pub fn portal_url(&self, page: &str, rd: &str) -> String {
-        let mut url = self.root();
-        url.set_path(&format!("{}/{page}", self.prefix));
-        url.query_pairs_mut().append_pair("rd", rd);
-        url.to_string()
+        let mut url = String::with_capacity(self.portal_base.len() + page.len() + 4 + rd.len());
+        url.push_str(&self.portal_base);
+        url.push_str(page);
+        url.push_str("?rd=");
+        url.extend(form_urlencoded::byte_serialize(rd.as_bytes()));
+        url
     }
 
     /// The host (with a non-default port) of a URL, for the push message;
@@ -59,11 +65,7 @@ impl Redirects {
     }
 
     fn root(&self) -> Url {
-        let mut root = self.public_url.clone();
-        root.set_path("/");
-        root.set_query(None);
-        root.set_fragment(None);
-        root
+        root_of(&self.public_url)
     }
 
     fn parse_allowed(&self, rd: &str) -> Option<Url> {
@@ -93,6 +95,14 @@ impl Redirects {
         let downgrade = self.public_url.scheme() == "https" && url.scheme() != "https";
         inside && !downgrade
     }
+}
+
+fn root_of(url: &Url) -> Url {
+    let mut root = url.clone();
+    root.set_path("/");
+    root.set_query(None);
+    root.set_fragment(None);
+    root
 }
 
 #[cfg(test)]
@@ -164,6 +174,40 @@ mod tests {
             "",
         ] {
             assert_eq!(r.safe_target(rd), "https://app.example.com/", "{rd:?}");
+        }
+    }
+
+    /// What the url crate made of it before the prefix was kept as text.
+    fn portal_url_by_the_url_crate(public_url: &str, prefix: &str, page: &str, rd: &str) -> String {
+        let mut url = root_of(&Url::parse(public_url).unwrap());
+        url.set_path(&format!("{prefix}/{page}"));
+        url.query_pairs_mut().append_pair("rd", rd);
+        url.to_string()
+    }
+
+    #[test]
+    fn portal_urls_are_those_the_url_crate_made() {
+        for (public_url, prefix) in [
+            ("https://app.example.com/", "/_authgate"),
+            ("http://127.0.0.1:8080/some/path?q=1#f", "/auth"),
+            ("https://[2001:db8::1]:8443", "/_p ä"),
+            ("https://App.Example.COM./", ""),
+        ] {
+            let r = Redirects::new(Url::parse(public_url).unwrap(), prefix, None);
+            for page in ["login", "verify"] {
+                for rd in [
+                    "",
+                    "https://app.example.com/a?b=c&d=e#f",
+                    "/ä ö+&=%2F",
+                    "x\ny",
+                ] {
+                    assert_eq!(
+                        r.portal_url(page, rd),
+                        portal_url_by_the_url_crate(public_url, prefix, page, rd),
+                        "{public_url} {prefix} {page} {rd}"
+                    );
+                }
+            }
         }
     }
 

@@ -13,6 +13,7 @@ use ipnet::IpNet;
 
 use super::error::GatewayError;
 use super::response::Format;
+use crate::proxy::headers::X_FORWARDED_FOR;
 
 /// Per-connection facts handed down from the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +70,7 @@ pub fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> 
         return peer_ip;
     }
     let chain: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))

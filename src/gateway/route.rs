@@ -7,6 +7,8 @@ pub enum Route {
     Verify,
     Resend,
     Status,
+    /// TOTP enrolment for a user with no second factor.
+    EnrollTotp,
     AuthyCallback,
     Signup,
     Healthz,
@@ -40,6 +42,7 @@ pub fn route(path: &str, prefix: &str, has_upstream: bool, authelia_paths: bool)
         "/verify" => Route::Verify,
         "/resend" => Route::Resend,
         "/status" => Route::Status,
+        "/enroll/totp" => Route::EnrollTotp,
         "/authy/callback" => Route::AuthyCallback,
         "/signup" => Route::Signup,
         "/auth-request" => Route::AuthRequest,
@@ -127,5 +130,9 @@ mod tests {
         assert_eq!(route("/login", "/_authgate", true, false), Route::Proxy);
         assert_eq!(route("/login", "/_authgate", false, false), Route::NotFound);
         assert_eq!(route("/auth/login", "/auth", true, false), Route::Login);
+        assert_eq!(
+            route("/_authgate/enroll/totp", "/_authgate", true, false),
+            Route::EnrollTotp
+        );
     }
 }

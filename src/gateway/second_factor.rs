@@ -11,19 +11,19 @@ use super::error::GatewayError;
 use super::request::{self, ConnInfo, field, query_param};
 use super::response::{self, Body, Format};
 use crate::auth::{AuthError, ChallengeView, Requester, SessionId, StatusOutcome};
-use crate::factor::PushStatus;
 use crate::factor::authy::webhook::{CallbackRequest, WebhookError};
+use crate::factor::{Delivery, Method, PushStatus};
 use crate::metrics::{FactorMethod, FactorOutcome};
 use crate::pages::VerifyView;
 
 /// A webhook body larger than this is not Authy's.
 const MAX_CALLBACK_BYTES: usize = 64 * 1024;
 
-struct ChallengePost {
-    req: Request<()>,
-    form: std::collections::HashMap<String, String>,
-    rd: String,
-    id: SessionId,
+pub(super) struct ChallengePost {
+    pub req: Request<()>,
+    pub form: std::collections::HashMap<String, String>,
+    pub rd: String,
+    pub id: SessionId,
 }
 
 impl Gateway {
@@ -48,10 +48,14 @@ impl Gateway {
             host: &host,
             client,
         };
-        match self.auth.begin_challenge(&id, &requester).await {
+        let wanted = query_param(req, "method").and_then(|m| Method::parse(&m));
+        match self.auth.begin_challenge(&id, &requester, wanted).await {
             Ok(view) => Ok(self.verify_form(req, format, StatusCode::OK, &rd, &view, None)),
             Err(AuthError::AlreadyConfirmed) => Ok(self.to_target(&rd, format, None)),
             Err(AuthError::LoginRequired) => Ok(self.to_login(&rd, format)),
+            Err(AuthError::NoSecondFactor) if self.auth.may_enrol(&id)? => {
+                Ok(self.to_portal_page("enroll/totp", &rd, format))
+            }
             Err(err) => Err(err.into()),
         }
     }
@@ -74,14 +78,14 @@ impl Gateway {
             }
             Err(AuthError::TooManyWrongCodes) => {
                 tracing::warn!(client = %client, "too many wrong codes; session ended");
-                let err = GatewayError::TooManyWrongCodes;
-                let page = response::error(&err, format, &self.pages);
-                Ok(response::with_cookies(
-                    page,
-                    &[self.cookies.clear_session()],
-                ))
+                Ok(self.session_ended(format))
             }
-            Err(err @ (AuthError::InvalidCode { .. } | AuthError::ProviderUnavailable)) => {
+            Err(
+                err @ (AuthError::InvalidCode { .. }
+                | AuthError::ProviderUnavailable
+                | AuthError::CodeExpired
+                | AuthError::RateLimited { .. }),
+            ) => {
                 tracing::warn!(client = %client, reason = %err, "second factor not confirmed");
                 Ok(self.verify_failed(&req, &id, format, &rd, &err.into()))
             }
@@ -99,11 +103,21 @@ impl Gateway {
             Ok(()) => Ok(match format {
                 Format::Json => response::json(StatusCode::OK, &json!({"status": "sent"})),
                 Format::Html => {
-                    let view = self.auth.challenge_view(&id);
-                    let message = Some("We sent you a new code by SMS.");
-                    match view {
+                    match self.auth.challenge_view(&id) {
                         Some(view) => {
-                            self.verify_form(&req, format, StatusCode::OK, &rd, &view, message)
+                            // Authy's resend is always an SMS; Verify's is its channel.
+                            let message = match view.method {
+                                Method::Authy => "We sent you a new code by SMS.",
+                                _ => "We sent you a new code.",
+                            };
+                            self.verify_form(
+                                &req,
+                                format,
+                                StatusCode::OK,
+                                &rd,
+                                &view,
+                                Some(message),
+                            )
                         }
                         None => self.to_login(&rd, format),
                     }
@@ -180,6 +194,12 @@ impl Gateway {
         Ok(response::json(StatusCode::OK, &json!({"ok": true})))
     }
 
+    /// The fifth wrong code ended the session: say so and drop the cookie.
+    pub(super) fn session_ended(&self, format: Format) -> Response<Body> {
+        let page = response::error(&GatewayError::TooManyWrongCodes, format, &self.pages);
+        response::with_cookies(page, &[self.cookies.clear_session()])
+    }
+
     /// A push approved since the last request: the step up happens now.
     fn confirmed_push(
         &self,
@@ -206,7 +226,10 @@ impl Gateway {
 
     /// A post of the second step: CSRF checked, `rd` made safe, and the
     /// session it is about.
-    async fn challenge_post(&self, req: Request<Incoming>) -> Result<ChallengePost, GatewayError> {
+    pub(super) async fn challenge_post(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<ChallengePost, GatewayError> {
         let (req, form) = self.posted(req).await.checked()?;
         let rd = self.redirects.safe_target(field(&form, "rd"));
         let id = self
@@ -234,7 +257,7 @@ impl Gateway {
         let message = match err {
             GatewayError::InvalidCode { left } => format!("Wrong code. {left} tries left."),
             GatewayError::RateLimited { retry_after } => {
-                format!("A code was just sent. You can ask for another in {retry_after} s.")
+                format!("Please wait {retry_after} s before trying again.")
             }
             other => other.message().to_owned(),
         };
@@ -251,10 +274,14 @@ impl Gateway {
         message: Option<&str>,
     ) -> Response<Body> {
         let push = view.push.map(|p| p.as_str());
+        let method = view.method.as_str();
+        let methods: Vec<&str> = view.methods.iter().map(|m| m.as_str()).collect();
+        let others: Vec<&str> = methods.iter().copied().filter(|m| *m != method).collect();
         self.form_page(req, format, |csrf| match format {
             Format::Json => response::json(
                 status,
-                &json!({"method": view.method, "push": push, "push_failed": view.push_failed,
+                &json!({"method": method, "methods": methods, "push": push,
+                        "push_failed": view.push_failed, "code_sent": view.code_sent,
                         "csrf": csrf, "message": message}),
             ),
             Format::Html => {
@@ -262,8 +289,11 @@ impl Gateway {
                     prefix: &self.prefix,
                     csrf,
                     rd,
+                    method,
                     push,
                     push_failed: view.push_failed,
+                    sends_codes: view.delivery != Delivery::AppCode,
+                    others: &others,
                     message,
                 };
                 response::html(status, self.pages.verify(&page))
@@ -272,7 +302,12 @@ impl Gateway {
     }
 
     /// Success: 303 to `rd` (JSON: the new state), with the new session id.
-    fn to_target(&self, rd: &str, format: Format, new_id: Option<&SessionId>) -> Response<Body> {
+    pub(super) fn to_target(
+        &self,
+        rd: &str,
+        format: Format,
+        new_id: Option<&SessionId>,
+    ) -> Response<Body> {
         let response = match format {
             Format::Json => {
                 response::json(StatusCode::OK, &json!({"state": "two_factor", "next": rd}))
@@ -286,13 +321,19 @@ impl Gateway {
         response::with_cookies(response, &cookies)
     }
 
-    fn to_login(&self, rd: &str, format: Format) -> Response<Body> {
+    pub(super) fn to_login(&self, rd: &str, format: Format) -> Response<Body> {
         match format {
             Format::Json => response::error(&GatewayError::LoginRequired, format, &self.pages),
-            Format::Html => response::redirect(
-                StatusCode::SEE_OTHER,
-                &self.redirects.portal_url("login", rd),
-            ),
+            Format::Html => self.to_portal_page("login", rd, format),
+        }
+    }
+
+    /// 303 to a page of ours keeping `rd` (JSON: where to go next).
+    fn to_portal_page(&self, page: &str, rd: &str, format: Format) -> Response<Body> {
+        let next = self.redirects.portal_url(page, rd);
+        match format {
+            Format::Json => response::json(StatusCode::OK, &json!({"next": next})),
+            Format::Html => response::redirect(StatusCode::SEE_OTHER, &next),
         }
     }
 }
@@ -303,7 +344,7 @@ fn code_outcome(checked: &Result<SessionId, AuthError>) -> FactorOutcome {
         Err(AuthError::InvalidCode { .. }) => FactorOutcome::Invalid,
         Err(AuthError::TooManyWrongCodes) => FactorOutcome::TooManyAttempts,
         Err(AuthError::ProviderUnavailable) => FactorOutcome::ProviderUnavailable,
-        Err(AuthError::ChallengeExpired) => FactorOutcome::Expired,
+        Err(AuthError::ChallengeExpired | AuthError::CodeExpired) => FactorOutcome::Expired,
         Err(_) => FactorOutcome::Error,
     }
 }

@@ -37,6 +37,7 @@ impl Gateway {
             country_code: field(&form, "country_code"),
             phone: field(&form, "phone"),
             password: field(&form, "password"),
+            second_factor: field(&form, "second_factor"),
         };
         match self.auth.sign_up(&signup, &self.signup).await {
             Ok(()) => {
@@ -80,11 +81,18 @@ impl Gateway {
         self.form_page(req, format, |csrf| match format {
             Format::Json => response::json(status, &json!({"csrf": csrf})),
             Format::Html => {
+                let methods: Vec<&str> = self
+                    .auth
+                    .signup_methods()
+                    .into_iter()
+                    .map(|m| m.as_str())
+                    .collect();
                 let view = SignupView {
                     prefix: &self.prefix,
                     csrf,
                     fields,
                     min_password: self.signup.min_password_length,
+                    methods: &methods,
                     message,
                 };
                 response::html(status, self.pages.signup(&view))

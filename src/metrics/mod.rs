@@ -1,6 +1,6 @@
 //! Prometheus metrics (prometheus-client, the official Rust client). One
 //! [`Metrics`] per gateway, handed explicitly to whoever counts (the
-//! gateway, the Authy provider) and to [`serve`], which answers
+//! gateway, the Authy and Verify providers) and to [`serve`], which answers
 //! `GET /metrics` on `metrics.listen` only, never on the public listener.
 //!
 //! Every label value is a fixed word (`&'static str`) or a status code, so
@@ -25,8 +25,9 @@ fn upstream_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
 }
 
-/// One call to the Authy API: 10 ms … ~20 s (`authy.timeout` is 5 s by default).
-fn authy_buckets() -> Histogram {
+/// One call to a provider's API (Authy, Verify): 10 ms … ~20 s (their
+/// timeouts are 5 s by default).
+fn provider_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 12))
 }
 
@@ -195,6 +196,11 @@ pub enum CallError {
     Unavailable,
     /// Answered with a refusal.
     Rejected,
+    /// Throttled (429); Verify only, Authy's 429 counts as unavailable.
+    RateLimited,
+    /// Nothing left to check (404): expired, used or out of attempts;
+    /// Verify only.
+    NotFound,
 }
 
 impl CallError {
@@ -202,6 +208,8 @@ impl CallError {
         match self {
             CallError::Unavailable => "unavailable",
             CallError::Rejected => "rejected",
+            CallError::RateLimited => "rate_limited",
+            CallError::NotFound => "not_found",
         }
     }
 }
@@ -218,6 +226,8 @@ pub struct Metrics {
     store_healthy: Gauge,
     authy_duration: Family<CallLabels, Histogram, fn() -> Histogram>,
     authy_errors: Family<CallErrorLabels, Counter>,
+    verify_duration: Family<CallLabels, Histogram, fn() -> Histogram>,
+    verify_errors: Family<CallErrorLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -269,7 +279,9 @@ impl Metrics {
             store_healthy.clone(),
         );
         let authy_duration =
-            Family::<CallLabels, Histogram, fn() -> Histogram>::new_with_constructor(authy_buckets);
+            Family::<CallLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                provider_buckets,
+            );
         registry.register_with_unit(
             "authy_request",
             "Duration of calls to the Authy API, by call",
@@ -282,6 +294,23 @@ impl Metrics {
             "Failed calls to the Authy API, by call and kind (unavailable, rejected)",
             authy_errors.clone(),
         );
+        let verify_duration =
+            Family::<CallLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                provider_buckets,
+            );
+        registry.register_with_unit(
+            "verify_request",
+            "Duration of calls to the Twilio Verify API, by call (start, check)",
+            Unit::Seconds,
+            verify_duration.clone(),
+        );
+        let verify_errors = Family::<CallErrorLabels, Counter>::default();
+        registry.register(
+            "verify_errors",
+            "Failed calls to the Twilio Verify API, by call and kind \
+             (unavailable, rejected, rate_limited, not_found)",
+            verify_errors.clone(),
+        );
         let metrics = Metrics {
             registry,
             requests,
@@ -293,6 +322,8 @@ impl Metrics {
             store_healthy,
             authy_duration,
             authy_errors,
+            verify_duration,
+            verify_errors,
         };
         metrics.zero_known_series();
         metrics
@@ -377,6 +408,21 @@ impl Metrics {
         }
     }
 
+    /// One call to the Twilio Verify API (`call`: `start` or `check`).
+    pub fn verify_call(&self, call: &'static str, took: Duration, error: Option<CallError>) {
+        self.verify_duration
+            .get_or_create(&CallLabels { call })
+            .observe(took.as_secs_f64());
+        if let Some(kind) = error {
+            self.verify_errors
+                .get_or_create(&CallErrorLabels {
+                    call,
+                    kind: kind.as_str(),
+                })
+                .inc();
+        }
+    }
+
     /// Sampled when scraped.
     pub fn set_live_sessions(&self, count: usize) {
         self.live_sessions
@@ -424,6 +470,17 @@ mod tests {
             Duration::from_millis(20),
             Some(CallError::Unavailable),
         );
+        m.verify_call("check", Duration::from_millis(30), None);
+        m.verify_call(
+            "check",
+            Duration::from_millis(35),
+            Some(CallError::NotFound),
+        );
+        m.verify_call(
+            "start",
+            Duration::from_millis(50),
+            Some(CallError::RateLimited),
+        );
         m.set_live_sessions(7);
         let text = m.encode_prometheus();
         for line in [
@@ -440,6 +497,10 @@ mod tests {
             "authgate_store_healthy 1",
             "authgate_authy_request_seconds_count{call=\"create_approval_request\"} 1",
             "authgate_authy_errors_total{call=\"create_approval_request\",kind=\"unavailable\"} 1",
+            "authgate_verify_request_seconds_count{call=\"check\"} 2",
+            "authgate_verify_request_seconds_bucket{call=\"check\",le=\"0.04\"} 2",
+            "authgate_verify_errors_total{call=\"check\",kind=\"not_found\"} 1",
+            "authgate_verify_errors_total{call=\"start\",kind=\"rate_limited\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

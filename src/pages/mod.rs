@@ -9,6 +9,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("logout.html", include_str!("templates/logout.html")),
     ("verify.html", include_str!("templates/verify.html")),
     ("signup.html", include_str!("templates/signup.html")),
+    ("enroll.html", include_str!("templates/enroll.html")),
     ("error.html", include_str!("templates/error.html")),
 ];
 
@@ -26,9 +27,30 @@ pub struct VerifyView<'a> {
     pub prefix: &'a str,
     pub csrf: &'a str,
     pub rd: &'a str,
+    /// The method of the challenge: `authy`, `totp`, `verify`.
+    pub method: &'a str,
     /// `pending`, `approved`, `denied`, `expired`, or None without a push.
     pub push: Option<&'a str>,
+    /// The push or code could not be sent.
     pub push_failed: bool,
+    /// Whether this method sends codes, so "send a new code" makes sense.
+    pub sends_codes: bool,
+    /// The user's other methods, to switch to.
+    pub others: &'a [&'a str],
+    pub message: Option<&'a str>,
+}
+
+/// What the TOTP enrolment page shows.
+pub struct EnrollView<'a> {
+    pub prefix: &'a str,
+    pub csrf: &'a str,
+    pub rd: &'a str,
+    pub issuer: &'a str,
+    pub secret_text: &'a str,
+    pub uri: &'a str,
+    /// Rendered by our QR encoder from `uri`: markup, not user text.
+    pub qr_svg: &'a str,
+    pub was_reset: bool,
     pub message: Option<&'a str>,
 }
 
@@ -38,6 +60,8 @@ pub struct SignupView<'a> {
     pub csrf: &'a str,
     pub fields: &'a std::collections::HashMap<String, String>,
     pub min_password: usize,
+    /// The second factors a new account may choose.
+    pub methods: &'a [&'a str],
     pub message: Option<&'a str>,
 }
 
@@ -74,17 +98,47 @@ impl Pages {
         let rd_query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("rd", view.rd)
             .finish();
+        let switch: Vec<minijinja::Value> = view
+            .others
+            .iter()
+            .map(|m| {
+                context! {
+                    label => method_label(m),
+                    url => format!("{action}?method={m}&{rd_query}"),
+                }
+            })
+            .collect();
         self.render(
             "verify.html",
             context! {
-                continue_url => format!("{action}?{rd_query}"),
+                continue_url => format!("{action}?method={}&{rd_query}", view.method),
                 action,
                 resend_action => format!("{}/resend", view.prefix),
                 status_url => format!("{}/status", view.prefix),
                 csrf => view.csrf,
                 rd => view.rd,
+                method => view.method,
                 push => view.push,
                 push_failed => view.push_failed,
+                sends_codes => view.sends_codes,
+                switch,
+                message => view.message,
+            },
+        )
+    }
+
+    pub fn enroll(&self, view: &EnrollView<'_>) -> String {
+        self.render(
+            "enroll.html",
+            context! {
+                action => format!("{}/enroll/totp", view.prefix),
+                csrf => view.csrf,
+                rd => view.rd,
+                issuer => view.issuer,
+                secret_text => view.secret_text,
+                uri => view.uri,
+                qr_svg => minijinja::Value::from_safe_string(view.qr_svg.to_owned()),
+                was_reset => view.was_reset,
                 message => view.message,
             },
         )
@@ -102,6 +156,8 @@ impl Pages {
                 email => field("email"),
                 country_code => field("country_code"),
                 phone => field("phone"),
+                chosen => field("second_factor"),
+                methods => view.methods.iter().map(|m| context! { value => *m, label => method_label(m) }).collect::<Vec<_>>(),
                 min_password => view.min_password,
                 message => view.message,
             },
@@ -124,6 +180,16 @@ impl Pages {
                 tracing::error!(template = name, error = %e, "page rendering failed");
                 "<!doctype html><title>authgate</title><p>Internal error.</p>".to_owned()
             })
+    }
+}
+
+/// How a method is named to the user.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "authy" => "Authy app or SMS",
+        "totp" => "Authenticator app",
+        "verify" => "Code sent to your phone or email",
+        _ => "Other method",
     }
 }
 
@@ -167,13 +233,42 @@ mod tests {
             prefix: "/_authgate",
             csrf: "t",
             rd: "http://x/a?b=1&c=<2>",
+            method: "authy",
             push: Some("pending"),
             push_failed: false,
+            sends_codes: true,
+            others: &["totp"],
             message: None,
         });
+        assert!(
+            verify.contains("verify?method=totp&amp;rd=")
+                || verify.contains("verify?method=totp&rd="),
+            "a link to switch: {verify}"
+        );
+        let enroll = pages.enroll(&EnrollView {
+            prefix: "/_authgate",
+            csrf: "t",
+            rd: "/",
+            issuer: "Acme <Ops>",
+            secret_text: "ABCD EFGH",
+            uri: "otpauth://totp/x?secret=ABCDEFGH&issuer=Acme",
+            qr_svg: "<svg id=\"qr\"></svg>",
+            was_reset: true,
+            message: None,
+        });
+        assert!(
+            enroll.contains("<svg id=\"qr\">"),
+            "the QR is markup: {enroll}"
+        );
+        assert!(enroll.contains("ABCD EFGH"), "{enroll}");
+        assert!(
+            !enroll.contains("Acme <Ops>"),
+            "the issuer is escaped: {enroll}"
+        );
+        assert!(enroll.contains("reset"), "{enroll}");
         assert!(verify.contains("I approved it, continue"), "{verify}");
         assert!(
-            verify.contains("verify?rd=http%3A%2F%2Fx%2Fa%3Fb%3D1%26c%3D%3C2%3E"),
+            verify.contains("verify?method=authy&amp;rd=http%3A%2F%2Fx%2Fa%3Fb%3D1%26c%3D%3C2%3E"),
             "{verify}"
         );
         assert!(!verify.contains("<2>"), "{verify}");

@@ -39,7 +39,7 @@ pub enum ProxyError {
 pub struct ForwardContext<'a> {
     pub peer: IpAddr,
     pub peer_trusted: bool,
-    pub proto: &'a str,
+    pub proto: &'static str,
     /// The normalized target: what the rules decided on is what goes up.
     pub path_and_query: &'a str,
     pub identity: Option<&'a User>,
@@ -133,15 +133,19 @@ impl Upstream {
         upgrade: Option<HeaderValue>,
     ) -> Result<Request<Incoming>, ProxyError> {
         let (mut parts, body) = req.into_parts();
-        let host = headers::request_host(&parts.uri, &parts.headers);
-        let path = PathAndQuery::try_from(ctx.path_and_query)
-            .map_err(|e| ProxyError::Request(e.to_string()))?;
-        parts.uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|e| ProxyError::Request(e.to_string()))?;
+        let host = headers::request_host_value(&parts.uri, &parts.headers);
+        // The client's own path when normalization left it as it was:
+        // shared, not parsed and copied again.
+        let path = match std::mem::take(&mut parts.uri).into_parts().path_and_query {
+            Some(sent) if sent.as_str() == ctx.path_and_query => sent,
+            _ => PathAndQuery::try_from(ctx.path_and_query)
+                .map_err(|e| ProxyError::Request(e.to_string()))?,
+        };
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(self.authority.clone());
+        uri.path_and_query = Some(path);
+        parts.uri = Uri::from_parts(uri).map_err(|e| ProxyError::Request(e.to_string()))?;
         // The upstream speaks HTTP/1.1 whatever the client spoke.
         parts.version = Version::HTTP_11;
         let h = &mut parts.headers;
@@ -154,9 +158,9 @@ impl Upstream {
         if let Some(user) = ctx.identity {
             headers::set_identity(h, user);
         }
-        headers::set_forwarded(h, ctx.peer, ctx.peer_trusted, ctx.proto, host.as_deref());
+        headers::set_forwarded(h, ctx.peer, ctx.peer_trusted, ctx.proto, host.clone());
         // Keep the public host: what most apps build their links from.
-        if let Some(host) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+        if let Some(host) = host {
             h.insert(http::header::HOST, host);
         }
         Ok(Request::from_parts(parts, body))

@@ -1,6 +1,10 @@
 //! Header work on the way upstream and back: hop-by-hop headers, identity
-//! headers, `X-Forwarded-*`, and the gateway's own cookies.
+//! headers, `X-Forwarded-*`, and the gateway's own cookies. Every name is
+//! a constant: parsing a name from a string costs more than the lookup.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::header::{
@@ -11,43 +15,100 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::users::User;
 
+pub static REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
+pub static REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
+pub static REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
+pub static REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// The identity headers, in the order DESIGN.md lists them.
-pub const IDENTITY_HEADERS: [&str; 4] = [
-    "remote-user",
-    "remote-name",
-    "remote-email",
-    "remote-groups",
-];
+pub fn identity_headers() -> [&'static HeaderName; 4] {
+    [&REMOTE_USER, &REMOTE_NAME, &REMOTE_EMAIL, &REMOTE_GROUPS]
+}
 
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const X_FORWARDED_HOST: &str = "x-forwarded-host";
+/// A thread's prepared identities stay below this many users; past it the
+/// cache starts over.
+const PREPARED_MAX: usize = 4096;
 
-/// RFC 9110 7.6.1: the headers named in `Connection`, then the fixed list.
+thread_local! {
+    /// The identity header values of the users this thread has served, by
+    /// email: built once per user rather than once per request, and per
+    /// thread so that the request path takes no lock for them.
+    static PREPARED: RefCell<HashMap<String, Prepared>> = RefCell::new(HashMap::new());
+}
+
+/// The values and what they were built from: a reloaded users file that
+/// changed the user's name or groups makes them stale.
+struct Prepared {
+    name: String,
+    groups: Vec<String>,
+    values: [HeaderValue; 4],
+}
+
+impl Prepared {
+    fn of(user: &User) -> Self {
+        // Values come from the users file; one that cannot be a header
+        // value is sent empty rather than dropped, so no client copy can
+        // stand in for it.
+        let value =
+            |text: String| HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static(""));
+        let email = value(user.email.clone());
+        Prepared {
+            name: user.name.clone(),
+            groups: user.groups.clone(),
+            values: [
+                email.clone(),
+                value(user.name.clone()),
+                email,
+                value(user.groups.join(",")),
+            ],
+        }
+    }
+
+    fn built_from(&self, user: &User) -> bool {
+        self.name == user.name && self.groups == user.groups
+    }
+}
+
+/// RFC 9110 7.6.1: the fixed list, and the headers named in `Connection`.
+/// Usually none or one of them is there: looking for them among the
+/// headers present costs less than removing each name blindly.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    while let Some(name) = first_hop_by_hop(headers) {
+        headers.remove(&name);
     }
-    for name in [
-        CONNECTION,
-        PROXY_AUTHENTICATE,
-        PROXY_AUTHORIZATION,
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        UPGRADE,
-    ] {
-        headers.remove(name);
-    }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    // Last: it names the others.
+    headers.remove(CONNECTION);
+}
+
+fn first_hop_by_hop(headers: &HeaderMap) -> Option<HeaderName> {
+    let fixed = [
+        &PROXY_AUTHENTICATE,
+        &PROXY_AUTHORIZATION,
+        &TE,
+        &TRAILER,
+        &TRANSFER_ENCODING,
+        &UPGRADE,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+    ];
+    let listed = headers.get_all(CONNECTION);
+    let named = |name: &HeaderName| {
+        listed
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+    };
+    headers
+        .keys()
+        .find(|name| **name != CONNECTION && (fixed.contains(name) || named(name)))
+        .cloned()
 }
 
 /// Whether a `Connection` header lists `token` (case-insensitive).
@@ -73,10 +134,7 @@ pub fn set_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
 pub fn strip_identity(headers: &mut HeaderMap) {
     let spoofed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| {
-            let normalized = name.as_str().replace('_', "-");
-            IDENTITY_HEADERS.contains(&normalized.as_str())
-        })
+        .filter(|name| is_identity_spelling(name.as_str()))
         .cloned()
         .collect();
     for name in spoofed {
@@ -84,20 +142,46 @@ pub fn strip_identity(headers: &mut HeaderMap) {
     }
 }
 
+/// `name` (lower case, as `HeaderName` keeps it) is an identity header
+/// with any of its `-` written as `_`.
+fn is_identity_spelling(name: &str) -> bool {
+    name.starts_with("remote")
+        && identity_headers().iter().any(|identity| {
+            let identity = identity.as_str().as_bytes();
+            identity.len() == name.len()
+                && identity
+                    .iter()
+                    .zip(name.bytes())
+                    .all(|(&want, got)| want == got || (want == b'-' && got == b'_'))
+        })
+}
+
 /// Sets all four identity headers from the user.
 pub fn set_identity(headers: &mut HeaderMap, user: &User) {
-    let values = [
-        user.email.as_str(),
-        user.name.as_str(),
-        user.email.as_str(),
-        &user.groups.join(","),
-    ];
-    for (name, value) in IDENTITY_HEADERS.iter().zip(values) {
-        // Values come from the users file; one that cannot be a header
-        // value is sent empty rather than dropped, so no client copy can
-        // stand in for it.
-        let value = HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static(""));
-        headers.insert(*name, value);
+    let values = PREPARED.with_borrow_mut(|prepared| {
+        if let Some(known) = prepared.get(&user.email)
+            && known.built_from(user)
+        {
+            return known.values.clone();
+        }
+        if prepared.len() >= PREPARED_MAX {
+            prepared.clear();
+        }
+        let built = Prepared::of(user);
+        let values = built.values.clone();
+        prepared.insert(user.email.clone(), built);
+        values
+    });
+    for (name, value) in identity_headers().into_iter().zip(values) {
+        headers.insert(name, value);
+    }
+}
+
+/// All four identity headers, empty: for an answer without a user, so a
+/// proxy that copies them never keeps a client's copy.
+pub fn set_no_identity(headers: &mut HeaderMap) {
+    for name in identity_headers() {
+        headers.insert(name, HeaderValue::from_static(""));
     }
 }
 
@@ -107,63 +191,90 @@ pub fn set_forwarded(
     headers: &mut HeaderMap,
     peer: IpAddr,
     peer_trusted: bool,
-    proto: &str,
-    host: Option<&str>,
+    proto: &'static str,
+    host: Option<HeaderValue>,
 ) {
-    let chain = headers
-        .get(X_FORWARDED_FOR)
+    let mut chain = String::new();
+    if let Some(prev) = peer_trusted
+        .then(|| headers.get(&X_FORWARDED_FOR))
+        .flatten()
         .and_then(|v| v.to_str().ok())
-        .filter(|_| peer_trusted)
-        .map(|prev| format!("{prev}, {peer}"))
-        .unwrap_or_else(|| peer.to_string());
-    replace(headers, X_FORWARDED_FOR, &chain);
-    if !(peer_trusted && headers.contains_key(X_FORWARDED_PROTO)) {
-        replace(headers, X_FORWARDED_PROTO, proto);
+    {
+        chain.push_str(prev);
+        chain.push_str(", ");
     }
-    if !(peer_trusted && headers.contains_key(X_FORWARDED_HOST)) {
+    push_ip(&mut chain, peer);
+    match HeaderValue::try_from(chain) {
+        Ok(value) => headers.insert(&X_FORWARDED_FOR, value),
+        Err(_) => headers.remove(&X_FORWARDED_FOR),
+    };
+    if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if !(peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         match host {
-            Some(host) => replace(headers, X_FORWARDED_HOST, host),
-            None => {
-                headers.remove(X_FORWARDED_HOST);
-            }
-        }
+            Some(host) => headers.insert(&X_FORWARDED_HOST, host),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
     }
 }
 
-fn replace(headers: &mut HeaderMap, name: &'static str, value: &str) {
-    headers.remove(name);
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
+/// Appends the address as `Display` writes it, IPv4 without the
+/// formatting machinery (a third of `set_forwarded` otherwise).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    let IpAddr::V4(v4) = ip else {
+        let _ = write!(out, "{ip}");
+        return;
+    };
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
     }
 }
 
 /// Takes the gateway's cookies out of the `Cookie` header(s): the upstream
 /// never sees the credential.
 pub fn strip_own_cookies(headers: &mut HeaderMap, own: &[&str]) {
-    let kept: Vec<String> = headers
+    let mut kept = String::new();
+    for pair in headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
-        .filter(|pair| {
-            let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
-            !own.contains(&name)
-        })
-        .map(str::to_owned)
-        .collect();
+    {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
+        if own.contains(&name) {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(pair);
+    }
     headers.remove(COOKIE);
     if kept.is_empty() {
         return;
     }
-    if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+    if let Ok(value) = HeaderValue::try_from(kept) {
         headers.insert(COOKIE, value);
     }
 }
 
 /// Drops an upstream `Set-Cookie` that would overwrite a gateway cookie.
 pub fn drop_own_set_cookies(headers: &mut HeaderMap, own: &[&str]) {
+    if !headers.contains_key(SET_COOKIE) {
+        return;
+    }
     let kept: Vec<HeaderValue> = headers
         .get_all(SET_COOKIE)
         .iter()
@@ -181,13 +292,18 @@ pub fn drop_own_set_cookies(headers: &mut HeaderMap, own: &[&str]) {
 }
 
 /// The host the client asked for: the URI authority (HTTP/2) or `Host`.
-pub fn request_host(uri: &http::Uri, headers: &HeaderMap) -> Option<String> {
-    uri.authority().map(|a| a.as_str().to_owned()).or_else(|| {
-        headers
-            .get(HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    })
+pub fn request_host<'r>(uri: &'r http::Uri, headers: &'r HeaderMap) -> Option<&'r str> {
+    uri.authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(HOST).and_then(|v| v.to_str().ok()))
+}
+
+/// [`request_host`] as a header value; a `Host` header is shared, not copied.
+pub fn request_host_value(uri: &http::Uri, headers: &HeaderMap) -> Option<HeaderValue> {
+    match uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => headers.get(HOST).filter(|v| v.to_str().is_ok()).cloned(),
+    }
 }
 
 #[cfg(test)]
@@ -209,6 +325,8 @@ mod tests {
     fn hop_by_hop_and_connection_named_headers_go() {
         let mut h = map(&[
             ("connection", "keep-alive, x-secret-hop"),
+            ("connection", "X-Other-Hop,connection"),
+            ("x-other-hop", "1"),
             ("x-secret-hop", "1"),
             ("keep-alive", "timeout=5"),
             ("transfer-encoding", "chunked"),
@@ -265,6 +383,7 @@ mod tests {
             password: String::new(),
             groups: vec!["admins".into(), "ops".into()],
             second_factor: None,
+            second_factor_reset: None,
         };
         let mut h = HeaderMap::new();
         set_identity(&mut h, &user);
@@ -272,13 +391,56 @@ mod tests {
         assert_eq!(h["remote-name"], "Ann");
         assert_eq!(h["remote-email"], "a@example.com");
         assert_eq!(h["remote-groups"], "admins,ops");
+
+        // A reloaded users file with new groups or name: the prepared
+        // values follow.
+        let renamed = User {
+            name: "Ann B".into(),
+            groups: vec!["ops".into()],
+            ..user.clone()
+        };
+        set_identity(&mut h, &renamed);
+        assert_eq!(h["remote-name"], "Ann B");
+        assert_eq!(h["remote-groups"], "ops");
+        let unprintable = User {
+            name: "line\nbreak".into(),
+            ..user
+        };
+        set_identity(&mut h, &unprintable);
+        assert_eq!(h["remote-name"], "");
+        assert_eq!(h["remote-user"], "a@example.com");
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "192.0.2.7",
+            "255.255.255.255",
+            "10.200.1.20",
+            "::1",
+            "2001:db8::7",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = String::from("x, ");
+            push_ip(&mut out, ip);
+            assert_eq!(out, format!("x, {ip}"));
+        }
     }
 
     #[test]
     fn forwarded_headers_are_replaced_for_untrusted_and_extended_for_trusted() {
         let peer: IpAddr = "192.0.2.7".parse().unwrap();
         let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-host", "evil")]);
-        set_forwarded(&mut h, peer, false, "http", Some("app.local"));
+        set_forwarded(
+            &mut h,
+            peer,
+            false,
+            "http",
+            Some(HeaderValue::from_static("app.local")),
+        );
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-host"], "app.local");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -287,7 +449,13 @@ mod tests {
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
         ]);
-        set_forwarded(&mut h, peer, true, "http", Some("app.local"));
+        set_forwarded(
+            &mut h,
+            peer,
+            true,
+            "http",
+            Some(HeaderValue::from_static("app.local")),
+        );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
     }

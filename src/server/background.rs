@@ -86,3 +86,38 @@ async fn sweep_loop(auth: Arc<Authenticator>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::SessionId;
+    use crate::store::{AuthLevel, MemoryStore, SessionRecord, SessionStore};
+
+    #[tokio::test]
+    async fn the_flush_task_writes_the_refreshed_idle_timers() {
+        let store = Arc::new(MemoryStore::default());
+        let sessions = Arc::new(LiveSessions::load(store.clone()).unwrap());
+        let key = SessionId::generate().unwrap().key();
+        let record = SessionRecord {
+            user: "a@example.com".into(),
+            level: AuthLevel::TwoFactor,
+            auth_time: 100,
+            second_factor_time: Some(100),
+            created_at: 100,
+            last_seen: 100,
+            challenge: None,
+        };
+        sessions.insert(key, record).unwrap();
+        sessions.touch(&key, 500, 60);
+        let stored = || store.load_all().unwrap()[0].1.last_seen;
+        assert_eq!(stored(), 100);
+
+        let task = tokio::spawn(flush_loop(sessions, Duration::from_millis(10)));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while stored() != 500 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        task.abort();
+        assert_eq!(stored(), 500);
+    }
+}

@@ -3,6 +3,9 @@
 //! tasks (store flush, session sweep, users reload, certificate reload).
 
 mod background;
+mod factors;
+
+pub use factors::sealer as totp_sealer;
 mod listener;
 mod redirect;
 pub mod tls;
@@ -18,9 +21,6 @@ use crate::auth::password::{PasswordChecker, PasswordError};
 use crate::auth::regulation::Regulation;
 use crate::auth::{AuthDeps, AuthSettings, Authenticator, LiveSessions, SystemClock};
 use crate::config::{Config, ServerConfig};
-use crate::factor::SecondFactor;
-use crate::factor::authy::client::AuthyClient;
-use crate::factor::authy::provider::AuthyFactor;
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::proxy::{ProxyError, Upstream};
@@ -52,7 +52,8 @@ pub enum ServerError {
     /// A TLS file problem at start-up; the message starts with the key.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    #[error("authy: {0}")]
+    /// A second-factor provider could not be set up; starts with its name.
+    #[error("{0}")]
     Provider(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -164,6 +165,7 @@ type Parts = (
 async fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Parts, ServerError> {
     let store = Arc::new(SledStore::open(&config.store.path)?);
     let signed_up = store.signup_users()?;
+    let factors = factors::build(config, metrics, &store)?;
     let sessions = Arc::new(LiveSessions::load(store)?);
     let users = Arc::new(LiveUsers::new(
         UsersFile::load(&config.users.file)?.into_users(),
@@ -183,6 +185,7 @@ async fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Parts, ServerE
             .authy
             .as_ref()
             .map_or_else(String::new, |a| a.onetouch_message.clone()),
+        totp_enrollment: config.totp.enrollment,
     };
     let deps = AuthDeps {
         sessions: sessions.clone(),
@@ -190,7 +193,9 @@ async fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Parts, ServerE
         passwords,
         regulation: Regulation::new(&config.regulation),
         clock: Arc::new(SystemClock),
-        provider: second_factor(config, metrics)?,
+        providers: factors.providers,
+        totp: factors.totp,
+        factor_store: Some(factors.store),
     };
     let auth = Arc::new(Authenticator::new(deps, settings));
     let gateway = Gateway::new(
@@ -201,23 +206,6 @@ async fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Parts, ServerE
         metrics.clone(),
     );
     Ok((gateway, sessions, auth, users))
-}
-
-fn second_factor(
-    config: &Config,
-    metrics: &Arc<Metrics>,
-) -> Result<Option<Arc<dyn SecondFactor>>, ServerError> {
-    let Some(authy) = &config.authy else {
-        return Ok(None);
-    };
-    let key = authy.api_key.expose().to_owned();
-    let client = AuthyClient::new(authy.api_url.as_str(), key, authy.timeout)
-        .map_err(|e| ServerError::Provider(e.to_string()))?;
-    Ok(Some(Arc::new(AuthyFactor::new(
-        client,
-        authy.send_install_link,
-        metrics.clone(),
-    ))))
 }
 
 /// `authgate healthcheck`: GET healthz on the configured listener, over

@@ -1,7 +1,11 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::{SessionKey, SessionRecord, SessionStore, StoreError, subject_key};
+use super::factors::UserFactors;
+use super::{
+    FactorStore, SessionKey, SessionRecord, SessionStore, StoreError, TotpRecord, subject_key,
+};
+use crate::factor::Method;
 use crate::users::User;
 
 /// A store that forgets everything on exit; for tests of the auth flow.
@@ -10,6 +14,7 @@ pub struct MemoryStore {
     sessions: Mutex<HashMap<SessionKey, SessionRecord>>,
     subjects: Mutex<HashMap<String, String>>,
     signups: Mutex<HashMap<String, User>>,
+    factors: Mutex<HashMap<String, UserFactors>>,
 }
 
 impl MemoryStore {
@@ -19,6 +24,61 @@ impl MemoryStore {
         self.sessions
             .lock()
             .map_err(|_| StoreError::Write("memory store poisoned".into()))
+    }
+}
+
+impl MemoryStore {
+    fn user_factors(&self, email: &str) -> UserFactors {
+        let factors = self.factors.lock().unwrap_or_else(|e| e.into_inner());
+        factors
+            .get(&UserFactors::key(email))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The lock is held across the read and the write, which is what makes
+    /// `use_totp_step` atomic here.
+    fn modify_factors(&self, email: &str, change: impl FnOnce(&mut UserFactors) -> bool) -> bool {
+        let mut factors = self.factors.lock().unwrap_or_else(|e| e.into_inner());
+        let key = UserFactors::key(email);
+        let mut user = factors.remove(&key).unwrap_or_default();
+        let changed = change(&mut user);
+        if !user.is_empty() {
+            factors.insert(key, user);
+        }
+        changed
+    }
+}
+
+impl FactorStore for MemoryStore {
+    fn totp(&self, email: &str) -> Result<Option<TotpRecord>, StoreError> {
+        Ok(self.user_factors(email).totp)
+    }
+
+    fn set_totp(&self, email: &str, record: &TotpRecord) -> Result<(), StoreError> {
+        self.modify_factors(email, |f| f.set_totp(record));
+        Ok(())
+    }
+
+    fn remove_totp(&self, email: &str) -> Result<bool, StoreError> {
+        Ok(self.modify_factors(email, UserFactors::remove_totp))
+    }
+
+    fn use_totp_step(&self, email: &str, step: u64) -> Result<bool, StoreError> {
+        Ok(self.modify_factors(email, |f| f.use_totp_step(step)))
+    }
+
+    fn reseal_totp(&self, email: &str, from: &str, to: &str) -> Result<bool, StoreError> {
+        Ok(self.modify_factors(email, |f| f.reseal_totp(from, to)))
+    }
+
+    fn last_method(&self, email: &str) -> Result<Option<Method>, StoreError> {
+        Ok(self.user_factors(email).last_method())
+    }
+
+    fn set_last_method(&self, email: &str, method: Method) -> Result<(), StoreError> {
+        self.modify_factors(email, |f| f.set_last_method(method));
+        Ok(())
     }
 }
 
@@ -74,5 +134,22 @@ impl SessionStore for MemoryStore {
         }
         signups.insert(key, user.clone());
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::factors::contract;
+
+    #[test]
+    fn factor_store_contract() {
+        contract::totp_records_are_kept_per_lower_cased_email(&MemoryStore::default());
+        contract::a_step_is_used_once_and_only_forward(&MemoryStore::default());
+        contract::reseal_only_replaces_the_expected_secret(&MemoryStore::default());
+        contract::the_last_method_is_kept_beside_the_totp(&MemoryStore::default());
+        contract::concurrent_uses_of_one_step_pass_once(Arc::new(MemoryStore::default()));
     }
 }

@@ -3,10 +3,12 @@
 //! path never reads from here: `auth::session::LiveSessions` holds the live
 //! sessions in memory and writes through.
 
+mod factors;
 mod memory;
 mod record;
 mod sled;
 
+pub use factors::{FactorStore, TotpRecord};
 pub use memory::MemoryStore;
 pub use record::{AuthLevel, Challenge, Push, SessionKey, SessionRecord};
 pub use sled::SledStore;

@@ -45,6 +45,10 @@ pub struct Challenge {
     pub wrong_codes: u32,
     pub expires_at: u64,
     pub last_code_sent: Option<u64>,
+    /// A TOTP enrolment in progress: the new secret, sealed, kept only
+    /// once the user proves their app has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrolling: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,7 +12,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
-use super::{SessionKey, SessionRecord, SessionStore, StoreError, subject_key};
+use super::factors::UserFactors;
+use super::{
+    FactorStore, SessionKey, SessionRecord, SessionStore, StoreError, TotpRecord, subject_key,
+};
+use crate::factor::Method;
 use crate::users::User;
 
 /// sled's page cache; the request path reads memory, not sled, so a small
@@ -42,6 +46,7 @@ struct Trees {
     sessions: sled::Tree,
     subjects: sled::Tree,
     signups: sled::Tree,
+    factors: sled::Tree,
 }
 
 fn write_error(e: impl std::fmt::Display) -> StoreError {
@@ -57,7 +62,7 @@ impl SledStore {
     /// a path that is a regular file, or a database another process holds.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         Ok(SledStore {
-            trees: ArcSwapOption::from_pointee(open_trees(path)?),
+            trees: ArcSwapOption::from_pointee(open_trees_waiting(path)?),
             path: Some(path.to_owned()),
         })
     }
@@ -87,6 +92,7 @@ impl Trees {
             sessions: db.open_tree("sessions")?,
             subjects: db.open_tree("factor_subjects")?,
             signups: db.open_tree("signup_users")?,
+            factors: db.open_tree("user_factors")?,
             db,
         })
     }
@@ -127,6 +133,22 @@ const LOCKED: &str = "could not acquire lock";
 /// database's file lock.
 fn is_locked(err: &StoreError) -> bool {
     matches!(err, StoreError::Open { reason, .. } if reason.contains(LOCKED))
+}
+
+/// Opens, waiting a little for a lock that a handle on its way out still
+/// holds (our own after a reopen, `authgate demo`'s set-up, a previous
+/// process of a restart).
+fn open_trees_waiting(path: &Path) -> Result<Trees, StoreError> {
+    let mut tries = 0;
+    loop {
+        match open_trees(path) {
+            Err(e) if is_locked(&e) && tries < REOPEN_TRIES => {
+                tries += 1;
+                std::thread::sleep(REOPEN_EVERY);
+            }
+            result => return result,
+        }
+    }
 }
 
 fn describe_open_error(err: &sled::Error) -> String {
@@ -179,17 +201,7 @@ impl SessionStore for SledStore {
         };
         // Our handle goes first: sled's lock is free once the last one is.
         drop(self.trees.swap(None));
-        let mut tries = 0;
-        let trees = loop {
-            match open_trees(path) {
-                Ok(trees) => break trees,
-                Err(e) if is_locked(&e) && tries < REOPEN_TRIES => {
-                    tries += 1;
-                    std::thread::sleep(REOPEN_EVERY);
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let trees = open_trees_waiting(path)?;
         let probed = probe(&trees);
         self.trees.store(Some(Arc::new(trees)));
         probed
@@ -245,10 +257,96 @@ impl SessionStore for SledStore {
     }
 }
 
+impl SledStore {
+    fn user_factors(&self, email: &str) -> Result<UserFactors, StoreError> {
+        let value = self
+            .trees()?
+            .factors
+            .get(UserFactors::key(email))
+            .map_err(read_error)?;
+        value.map_or_else(|| Ok(UserFactors::default()), |v| UserFactors::decode(&v))
+    }
+
+    /// Applies `change` to the user's value with compare-and-swap, again on
+    /// a fresh read whenever another writer came first; `change` says
+    /// whether it changed anything (and is what this returns). `durable`
+    /// flushes before returning.
+    fn modify_factors(
+        &self,
+        email: &str,
+        durable: bool,
+        mut change: impl FnMut(&mut UserFactors) -> bool,
+    ) -> Result<bool, StoreError> {
+        let trees = self.trees()?;
+        let key = UserFactors::key(email);
+        loop {
+            let current = trees.factors.get(&key).map_err(read_error)?;
+            let mut factors = match &current {
+                Some(value) => UserFactors::decode(value)?,
+                None => UserFactors::default(),
+            };
+            if !change(&mut factors) {
+                return Ok(false);
+            }
+            let new = if factors.is_empty() {
+                None
+            } else {
+                Some(factors.encode()?)
+            };
+            let swapped = trees
+                .factors
+                .compare_and_swap(&key, current, new)
+                .map_err(write_error)?;
+            if swapped.is_ok() {
+                if durable {
+                    trees.db.flush().map_err(write_error)?;
+                }
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// Only enrolments and resets are flushed at once. A used step is not:
+/// the session it confirms is flushed right after (sled flushes every
+/// tree), and the periodic flush covers the rest.
+impl FactorStore for SledStore {
+    fn totp(&self, email: &str) -> Result<Option<TotpRecord>, StoreError> {
+        Ok(self.user_factors(email)?.totp)
+    }
+
+    fn set_totp(&self, email: &str, record: &TotpRecord) -> Result<(), StoreError> {
+        self.modify_factors(email, true, |f| f.set_totp(record))?;
+        Ok(())
+    }
+
+    fn remove_totp(&self, email: &str) -> Result<bool, StoreError> {
+        self.modify_factors(email, true, UserFactors::remove_totp)
+    }
+
+    fn use_totp_step(&self, email: &str, step: u64) -> Result<bool, StoreError> {
+        self.modify_factors(email, false, |f| f.use_totp_step(step))
+    }
+
+    fn reseal_totp(&self, email: &str, from: &str, to: &str) -> Result<bool, StoreError> {
+        self.modify_factors(email, false, |f| f.reseal_totp(from, to))
+    }
+
+    fn last_method(&self, email: &str) -> Result<Option<Method>, StoreError> {
+        Ok(self.user_factors(email)?.last_method())
+    }
+
+    fn set_last_method(&self, email: &str, method: Method) -> Result<(), StoreError> {
+        self.modify_factors(email, false, |f| f.set_last_method(method))?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::AuthLevel;
+    use crate::store::factors::contract;
 
     fn record(user: &str) -> SessionRecord {
         SessionRecord {
@@ -351,5 +449,68 @@ mod tests {
         store.flush().unwrap();
         drop(store);
         assert_eq!(reopen(dir.path()).load_all().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn factor_store_contract() {
+        contract::totp_records_are_kept_per_lower_cased_email(&SledStore::temporary().unwrap());
+        contract::a_step_is_used_once_and_only_forward(&SledStore::temporary().unwrap());
+        contract::reseal_only_replaces_the_expected_secret(&SledStore::temporary().unwrap());
+        contract::the_last_method_is_kept_beside_the_totp(&SledStore::temporary().unwrap());
+        contract::concurrent_uses_of_one_step_pass_once(Arc::new(SledStore::temporary().unwrap()));
+    }
+
+    #[test]
+    fn an_enrolment_is_on_disk_when_set_totp_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = TotpRecord {
+            sealed: "v1.abc".into(),
+            enrolled_at: 100,
+            last_step: 3,
+        };
+        let store = SledStore::open(dir.path()).unwrap();
+        store.set_totp("a@example.com", &record).unwrap();
+        let crashed = on_disk_now(dir.path());
+        drop(store);
+        let store = reopen(crashed.path());
+        assert_eq!(store.totp("A@example.com").unwrap(), Some(record));
+    }
+
+    #[test]
+    fn a_removal_is_on_disk_when_remove_totp_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = TotpRecord {
+            sealed: "v1.abc".into(),
+            enrolled_at: 100,
+            last_step: 3,
+        };
+        let store = SledStore::open(dir.path()).unwrap();
+        store.set_totp("a@example.com", &record).unwrap();
+        assert!(store.remove_totp("a@example.com").unwrap());
+        let crashed = on_disk_now(dir.path());
+        drop(store);
+        let store = reopen(crashed.path());
+        assert_eq!(store.totp("a@example.com").unwrap(), None);
+    }
+
+    /// A copy of the database files as they are now, while the store is
+    /// still open: what a crash would leave behind, without the flush that
+    /// sled does when the last handle is dropped.
+    fn on_disk_now(path: &Path) -> tempfile::TempDir {
+        fn copy_dir(from: &Path, to: &Path) {
+            for entry in std::fs::read_dir(from).unwrap() {
+                let entry = entry.unwrap();
+                let target = to.join(entry.file_name());
+                if entry.file_type().unwrap().is_dir() {
+                    std::fs::create_dir_all(&target).unwrap();
+                    copy_dir(&entry.path(), &target);
+                } else {
+                    std::fs::copy(entry.path(), target).unwrap();
+                }
+            }
+        }
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(path, copy.path());
+        copy
     }
 }

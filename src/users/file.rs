@@ -57,6 +57,15 @@ pub enum UsersFileError {
     Exists { path: PathBuf, email: String },
     #[error("users file {}: no user with email {email}", path.display())]
     NotFound { path: PathBuf, email: String },
+    #[error(
+        "users file {}: user {email}: second_factor {value:?} is not one of authy, totp, verify",
+        path.display()
+    )]
+    UnknownSecondFactor {
+        path: PathBuf,
+        email: String,
+        value: String,
+    },
     #[error("users file {}: cannot write it: {error}", path.display())]
     Write { path: PathBuf, error: io::Error },
 }
@@ -160,6 +169,7 @@ impl UsersFile {
         }
         // Checked here too, so `save` never writes a file `load` rejects.
         check_password(&self.path, &user)?;
+        check_second_factor(&self.path, &user)?;
         if self.position(&user.email).is_some() {
             return Err(UsersFileError::Exists {
                 path: self.path.clone(),
@@ -182,6 +192,26 @@ impl UsersFile {
                 email: email.trim().to_owned(),
             }),
         }
+    }
+
+    /// `authgate user reset-2fa`: a TOTP enrolled before `now` stops
+    /// counting, and the user may enrol again at their next login.
+    pub fn reset_second_factor(&mut self, email: &str, now: u64) -> Result<(), UsersFileError> {
+        match self.position(email) {
+            Some(index) => {
+                self.users[index].second_factor_reset = Some(now);
+                Ok(())
+            }
+            None => Err(UsersFileError::NotFound {
+                path: self.path.clone(),
+                email: email.trim().to_owned(),
+            }),
+        }
+    }
+
+    /// Whether a user with this email (in any letter case) is in the file.
+    pub fn contains(&self, email: &str) -> bool {
+        self.position(email).is_some()
     }
 
     /// Rewrites the file atomically with mode 0600 (it holds password
@@ -215,6 +245,7 @@ fn validate(path: &Path, users: &[User]) -> Result<(), UsersFileError> {
             });
         }
         check_password(path, user)?;
+        check_second_factor(path, user)?;
         if let Some(first) = seen.insert(user.email.to_lowercase(), index) {
             return Err(UsersFileError::Duplicate {
                 path: path.to_path_buf(),
@@ -235,6 +266,19 @@ fn check_password(path: &Path, user: &User) -> Result<(), UsersFileError> {
         path: path.to_path_buf(),
         email: user.email.clone(),
     })
+}
+
+fn check_second_factor(path: &Path, user: &User) -> Result<(), UsersFileError> {
+    match user.second_factor.as_deref() {
+        Some(value) if crate::factor::Method::parse(value).is_none() => {
+            Err(UsersFileError::UnknownSecondFactor {
+                path: path.to_path_buf(),
+                email: user.email.clone(),
+                value: value.to_owned(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// toml's own Display quotes the offending source line, which may be a
@@ -399,6 +443,7 @@ mod tests {
             password: PHC.to_owned(),
             groups: vec!["admins".to_owned(), "dev".to_owned()],
             second_factor: Some("authy".to_owned()),
+            second_factor_reset: None,
         }
     }
 
@@ -425,6 +470,7 @@ mod tests {
             password: PHC.to_owned(),
             groups: Vec::new(),
             second_factor: None,
+            second_factor_reset: None,
         };
         file.add(user("alice@example.com")).unwrap();
         file.add(minimal).unwrap();
@@ -473,6 +519,42 @@ mod tests {
         assert!(matches!(err, UsersFileError::Read { .. }));
         assert!(err.to_string().contains("users.toml"), "{err}");
         assert!(UsersFile::open_or_empty(&path).unwrap().users().is_empty());
+    }
+
+    #[test]
+    fn an_unknown_second_factor_is_refused_on_add_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = empty_in(&dir);
+        let mut bad = user("alice@example.com");
+        bad.second_factor = Some("sms".into());
+        let err = file.add(bad.clone()).unwrap_err();
+        assert!(
+            matches!(err, UsersFileError::UnknownSecondFactor { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("\"sms\""), "{err}");
+        let path = dir.path().join("users.toml");
+        let text = toml::to_string(&DocumentRef { user: &[bad] }).unwrap();
+        fs::write(&path, text).unwrap();
+        let err = UsersFile::load(&path).unwrap_err();
+        assert!(
+            matches!(err, UsersFileError::UnknownSecondFactor { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reset_marks_the_user_and_survives_a_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = empty_in(&dir);
+        file.add(user("alice@example.com")).unwrap();
+        file.reset_second_factor("ALICE@example.com", 1_700_000_000)
+            .unwrap();
+        file.save().unwrap();
+        let loaded = UsersFile::load(&dir.path().join("users.toml")).unwrap();
+        assert_eq!(loaded.users()[0].second_factor_reset, Some(1_700_000_000));
+        let err = file.reset_second_factor("bob@example.com", 1).unwrap_err();
+        assert!(matches!(err, UsersFileError::NotFound { .. }), "{err}");
     }
 
     #[test]

@@ -30,8 +30,14 @@ pub struct User {
     pub password: String,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// `authy`, `totp` or `verify`: the one method this user confirms with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second_factor: Option<String>,
+    /// When an admin last ran `authgate user reset-2fa` (Unix seconds): a
+    /// TOTP enrolled before it no longer counts, and the user may enrol
+    /// again at the next login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_factor_reset: Option<u64>,
 }
 
 /// Looks users up by email; the auth flow depends on this, not on the file.

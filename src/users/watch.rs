@@ -207,6 +207,7 @@ mod tests {
             password: PHC.to_owned(),
             groups: Vec::new(),
             second_factor: None,
+            second_factor_reset: None,
         }
     }
 

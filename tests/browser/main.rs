@@ -9,6 +9,7 @@
 
 mod harness;
 mod process;
+mod totp;
 
 use authgate::demo::{DEMO_EMAIL, DEMO_PASSWORD};
 use fantoccini::Locator;

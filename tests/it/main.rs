@@ -24,6 +24,8 @@ mod sessions;
 mod store_faults;
 mod streaming;
 mod tls;
+mod totp;
 mod upgrade;
 mod upstream_errors;
 mod users_reload;
+mod verify;

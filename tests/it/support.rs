@@ -915,3 +915,210 @@ pub fn spawn_serve(setup: &Setup) -> Child {
 pub fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+// ---------------------------------------------------------------------------
+// Second factors: TOTP codes as an authenticator app computes them, the
+// enrolment page, and posts of the second step
+// ---------------------------------------------------------------------------
+
+/// RFC 6238 step length.
+pub const TOTP_STEP_SECS: u64 = 30;
+
+fn unix_now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs()
+}
+
+/// The TOTP step the wall clock is in now.
+pub fn totp_step_now() -> u64 {
+    unix_now_secs() / TOTP_STEP_SECS
+}
+
+/// The 6-digit RFC 6238 (HMAC-SHA-1, 30 s) code of `step`, computed by
+/// totp-rs, independently of the gateway's own code.
+pub fn totp_code(secret: &[u8], step: u64) -> String {
+    use totp_rs::{Algorithm, Builder, Secret};
+    Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_step_duration(TOTP_STEP_SECS)
+        .with_skew(0)
+        .with_secret(Secret::new(secret.to_vec().into_boxed_slice()))
+        .build_noncompliant()
+        .generate(step * TOTP_STEP_SECS)
+        .to_string()
+}
+
+/// RFC 4648 base32 (spaces ignored, as the enrolment page groups it).
+pub fn base32_decode(text: &str) -> Vec<u8> {
+    let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    totp_rs::Secret::try_from_base32(&clean)
+        .unwrap_or_else(|e| panic!("{clean:?} is not base32: {e:?}"))
+        .as_bytes()
+        .to_vec()
+}
+
+/// A six-digit code that none of the steps around now (−2…+2) gives.
+pub fn wrong_totp_code(secret: &[u8]) -> String {
+    let now = totp_step_now();
+    let taken: Vec<String> = (now - 2..=now + 2).map(|s| totp_code(secret, s)).collect();
+    ["000000", "111111", "222222", "333333", "444444", "555555"]
+        .into_iter()
+        .find(|c| !taken.iter().any(|t| t == c))
+        .expect("six candidates, five taken at most")
+        .to_owned()
+}
+
+/// An authenticator app holding one secret, which also remembers the
+/// newest step it has handed out (the gateway takes each step once).
+pub struct TotpApp {
+    pub secret: Vec<u8>,
+    pub base32: String,
+    pub last_step: Option<u64>,
+}
+
+impl TotpApp {
+    /// From the secret as the enrolment page shows it.
+    pub fn from_base32(text: &str) -> TotpApp {
+        let base32: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        TotpApp {
+            secret: base32_decode(&base32),
+            base32,
+            last_step: None,
+        }
+    }
+
+    pub fn code(&self, step: u64) -> String {
+        totp_code(&self.secret, step)
+    }
+
+    /// The code of the newest step handed out.
+    pub fn last_code(&self) -> String {
+        self.code(self.last_step.expect("a code was handed out"))
+    }
+
+    /// A code of a step not handed out before that the gateway accepts now
+    /// (one step of drift either way), the oldest such one when `oldest`,
+    /// else one no older than the current step. Waits (bounded) when every
+    /// acceptable step is used up, and near a step's end so that the code
+    /// is still acceptable when it arrives.
+    async fn next(&mut self, oldest: bool) -> String {
+        for _ in 0..70 {
+            let now = unix_now_secs();
+            let current = now / TOTP_STEP_SECS;
+            let left_in_step = TOTP_STEP_SECS - now % TOTP_STEP_SECS;
+            let earliest = if oldest { current - 1 } else { current };
+            let step = self.last_step.map_or(earliest, |l| (l + 1).max(earliest));
+            let ripe = step <= current + 1;
+            // A code of the previous (or current, when asked for) step
+            // must not fall out of the window on its way.
+            let at_risk = step < current + 1 && left_in_step < 3;
+            if ripe && !at_risk {
+                self.last_step = Some(step);
+                return self.code(step);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("no acceptable TOTP step within 35 s");
+    }
+
+    /// The oldest acceptable fresh code (usually the previous step's), so
+    /// that two more fresh codes are acceptable right away.
+    pub async fn fresh_code(&mut self) -> String {
+        self.next(true).await
+    }
+
+    /// A fresh code of the current step (or later): its replay stays
+    /// inside the ±1 step window for at least 30 s.
+    pub async fn current_code(&mut self) -> String {
+        self.next(false).await
+    }
+}
+
+/// Decodes the entities minijinja's auto-escaping writes.
+pub fn html_unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&#x2F;", "/")
+        .replace("&amp;", "&")
+}
+
+/// The unescaped text of the element that opens with `<tag id="id">`
+/// (no nested element of the same tag).
+pub fn element_text(html: &str, tag: &str, id: &str) -> Option<String> {
+    let open = format!("<{tag} id=\"{id}\"");
+    let start = html.find(&open)?;
+    let content = start + html[start..].find('>')? + 1;
+    let end = content + html[content..].find(&format!("</{tag}>"))?;
+    Some(html_unescape(html[content..end].trim()))
+}
+
+/// `rd=…` form-encoded.
+pub fn rd_query(rd: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("rd", rd)
+        .finish()
+}
+
+/// `/_authgate/{page}?rd=…`.
+pub fn portal_path(page: &str, rd: &str) -> String {
+    format!("{PREFIX}/{page}?{}", rd_query(rd))
+}
+
+/// The value of cookie `name` that a reply sets (empty when it clears it).
+pub fn set_cookie_value(reply: &Reply, name: &str) -> Option<String> {
+    let line = reply.set_cookie(name)?;
+    let pair = line.split(';').next().unwrap_or_default();
+    pair.split_once('=').map(|(_, v)| v.to_owned())
+}
+
+impl Setup {
+    /// `authgate user reset-2fa EMAIL --config …` through the real CLI.
+    pub async fn reset_2fa(&self, email: &str) {
+        let config = self.config_path();
+        let args = [
+            "user",
+            "reset-2fa",
+            "--config",
+            config.to_str().unwrap(),
+            email,
+        ];
+        let out = self.run(&args, "", &[]).await;
+        assert_success(&out, "user reset-2fa");
+    }
+}
+
+impl Browser {
+    /// POSTs `fields` as a form to `path` with this browser's cookies.
+    pub async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let builder = self.request(Method::POST, path).form(fields);
+        self.send(builder).await
+    }
+
+    /// POSTs `fields` as a form asking for JSON (`Accept: application/json`).
+    pub async fn post_form_json(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let builder = self
+            .request(Method::POST, path)
+            .header("accept", "application/json")
+            .form(fields);
+        self.send(builder).await
+    }
+}
+
+#[test]
+fn the_test_totp_matches_rfc_6238() {
+    // RFC 6238 appendix B, SHA-1, T = 59 s: 94287082; six digits: 287082.
+    let secret = b"12345678901234567890";
+    assert_eq!(totp_code(secret, 59 / TOTP_STEP_SECS), "287082");
+    assert_eq!(totp_code(secret, 1_111_111_109 / TOTP_STEP_SECS), "081804");
+    assert_eq!(
+        base32_decode("GEZD GNBV GY3T QOJQ GEZD GNBV GY3T QOJQ"),
+        secret.to_vec()
+    );
+}

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::client::{ApprovalRequest, ApprovalStatus, AuthyClient, AuthyError, TokenCheck};
-use crate::factor::{CodeCheck, FactorError, FactorUser, PushRequest, PushStatus, SecondFactor};
+use crate::factor::{
+    CodeCheck, Delivery, FactorError, FactorUser, Method, PushRequest, PushStatus, SecondFactor,
+};
 use crate::metrics::{CallError, Metrics};
+use crate::store::SessionStore;
 
 pub struct AuthyFactor {
     client: AuthyClient,
@@ -14,15 +17,38 @@ pub struct AuthyFactor {
     send_install_link: bool,
     /// Latency and errors of every API call, by call.
     metrics: Arc<Metrics>,
+    /// Authy ids by email: a user is registered once, not on every login.
+    ids: Arc<dyn SessionStore>,
 }
 
 impl AuthyFactor {
-    pub fn new(client: AuthyClient, send_install_link: bool, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        client: AuthyClient,
+        send_install_link: bool,
+        metrics: Arc<Metrics>,
+        ids: Arc<dyn SessionStore>,
+    ) -> Self {
         AuthyFactor {
             client,
             send_install_link,
             metrics,
+            ids,
         }
+    }
+
+    /// Registers the user with Authy (idempotent on their phone there).
+    async fn register(&self, user: &FactorUser<'_>) -> Result<String, FactorError> {
+        let register = self.client.register_user(
+            user.email,
+            user.phone,
+            user.country_code,
+            self.send_install_link,
+        );
+        let id = self
+            .call("register_user", register)
+            .await
+            .map_err(factor_error)?;
+        Ok(id.to_string())
     }
 
     /// Times one API call and counts its failure. A code in the wrong
@@ -47,22 +73,32 @@ impl AuthyFactor {
 
 #[async_trait::async_trait]
 impl SecondFactor for AuthyFactor {
-    fn method(&self) -> &'static str {
-        "authy"
+    fn method(&self) -> Method {
+        Method::Authy
     }
 
-    async fn enroll(&self, user: &FactorUser<'_>) -> Result<String, FactorError> {
-        let register = self.client.register_user(
-            user.email,
-            user.phone,
-            user.country_code,
-            self.send_install_link,
-        );
-        let id = self
-            .call("register_user", register)
-            .await
-            .map_err(factor_error)?;
-        Ok(id.to_string())
+    fn delivery(&self) -> Delivery {
+        Delivery::Push
+    }
+
+    fn is_enrolled(&self, user: &FactorUser<'_>) -> Result<bool, FactorError> {
+        Ok(!user.country_code.is_empty() && !user.phone.is_empty())
+    }
+
+    async fn subject(&self, user: &FactorUser<'_>) -> Result<String, FactorError> {
+        let method = Method::Authy.as_str();
+        if let Some(id) = self
+            .ids
+            .factor_subject(method, user.email)
+            .map_err(store_error)?
+        {
+            return Ok(id);
+        }
+        let id = self.register(user).await?;
+        self.ids
+            .set_factor_subject(method, user.email, &id)
+            .map_err(store_error)?;
+        Ok(id)
     }
 
     async fn start_push(
@@ -122,6 +158,10 @@ fn authy_id(subject: &str) -> Result<u64, FactorError> {
     subject
         .parse()
         .map_err(|_| FactorError::Rejected(format!("not an Authy id: {subject:?}")))
+}
+
+fn store_error(err: crate::store::StoreError) -> FactorError {
+    FactorError::Unavailable(err.to_string())
 }
 
 fn factor_error(err: AuthyError) -> FactorError {

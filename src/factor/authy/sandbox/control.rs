@@ -10,6 +10,11 @@
 //! - `POST /_sandbox/api/users/{id}/registered` `{"registered":bool}`.
 //! - `POST /_sandbox/api/callbacks` `{"enabled":bool,"url":str|null,"method":"POST"|"GET"}`
 //!   (every member optional).
+//! - `GET  /_sandbox/api/verify/codes?to=%2B15551234567`: the last Verify
+//!   code sent there, `{"to","code","status","sid","channel","attempts"}`.
+//! - `POST /_sandbox/api/verify/fault` `{"mode":"none"|"error"|"hang"}`: the
+//!   Verify endpoints answer normally, 500, or not at all; the page's form
+//!   posts `mode=...` to `/_sandbox/verify/fault`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -21,6 +26,7 @@ use serde_json::{Value, json};
 
 use super::callback::{self, Delivery};
 use super::state::{Approval, Decision, Status};
+use super::verify::state::Fault;
 use super::wire::{Incoming, Reply, html_reply, json_error, json_reply, see_other, text};
 use super::{CallbackMethod, Shared, checked_callback_url, codes};
 
@@ -52,6 +58,12 @@ pub async fn handle(shared: &Shared, req: &Incoming) -> Reply {
         ("POST", ["_sandbox", "api", "approvals", uuid]) => api_decide(shared, req, uuid).await,
         ("POST", ["_sandbox", "api", "users", id, "registered"]) => set_registered(shared, req, id),
         ("POST", ["_sandbox", "api", "callbacks"]) => set_callbacks(shared, req),
+        ("GET", ["_sandbox", "api", "verify", "codes"]) => verify_code(shared, req),
+        ("POST", ["_sandbox", "api", "verify", "fault"]) => {
+            let body = req.json_body().unwrap_or(Value::Null);
+            set_fault(shared, body.get("mode"))
+        }
+        ("POST", ["_sandbox", "verify", "fault"]) => form_fault(shared, req),
         _ => json_error(StatusCode::NOT_FOUND, "no such sandbox endpoint"),
     }
 }
@@ -112,6 +124,12 @@ fn page_context(state: &Value) -> minijinja::Value {
         .collect();
     sent.sort_by_key(|s| std::cmp::Reverse(s["at"].as_u64()));
     let newest_first = |key: &str| Value::Array(list(key).into_iter().rev().collect());
+    let verify = &state["verify"];
+    let verifications = verify["verifications"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let verifications = Value::Array(verifications.into_iter().rev().collect());
     context! {
         pending => template_value(&Value::Array(pending)),
         finished => template_value(&Value::Array(finished)),
@@ -120,6 +138,8 @@ fn page_context(state: &Value) -> minijinja::Value {
         install_links => template_value(&newest_first("install_links")),
         callbacks => template_value(&newest_first("callbacks")),
         callback => template_value(&state["callback"]),
+        verifications => template_value(&verifications),
+        verify_fault => template_value(&verify["fault"]),
     }
 }
 
@@ -285,6 +305,56 @@ fn callback_change(body: &Value) -> Result<CallbackChange, String> {
         url,
         method,
     })
+}
+
+/// `?to=` with a raw `+` decodes to a space (form rules); a person typing
+/// the URL by hand meant the plus.
+fn verify_code(shared: &Shared, req: &Incoming) -> Reply {
+    let to = url::form_urlencoded::parse(req.query.as_bytes())
+        .find(|(name, _)| name == "to")
+        .map(|(_, value)| match value.strip_prefix(' ') {
+            Some(rest) => format!("+{rest}"),
+            None => value.into_owned(),
+        });
+    let Some(to) = to.filter(|to| !to.is_empty()) else {
+        return json_error(StatusCode::BAD_REQUEST, "give the recipient as ?to=");
+    };
+    let now = shared.now();
+    let state = shared.state();
+    match state.verify.last_for(&to) {
+        Some(v) => {
+            let body = json!({
+                "to": v.to, "code": v.code, "status": v.status(now).as_str(),
+                "sid": v.sid, "channel": v.channel, "attempts": v.attempts,
+            });
+            json_reply(StatusCode::OK, &body)
+        }
+        None => json_error(StatusCode::NOT_FOUND, "no Verify code was sent there"),
+    }
+}
+
+fn set_fault(shared: &Shared, mode: Option<&Value>) -> Reply {
+    let Some(fault) = text(mode).and_then(|m| Fault::parse(&m)) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "mode must be \"none\", \"error\" or \"hang\"",
+        );
+    };
+    shared.state().verify.fault = fault;
+    json_reply(StatusCode::OK, &json!({"mode": fault.as_str()}))
+}
+
+fn form_fault(shared: &Shared, req: &Incoming) -> Reply {
+    if !origin_is_loopback(req) {
+        return json_error(StatusCode::FORBIDDEN, "cross-site form post refused");
+    }
+    let form = req.params();
+    let reply = set_fault(shared, form.get("mode"));
+    if reply.status().is_success() {
+        see_other("/_sandbox/")
+    } else {
+        reply
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,14 @@
 //! surface approves pushes without a login, the sandbox refuses to listen on
 //! anything but a loopback address.
 //!
+//! It also speaks Twilio Verify v2 under `/v2/Services/...` (see
+//! `verify/mod.rs` for the endpoints and its simulator policies), with
+//! fixed credentials so tests and `authgate demo` need no flags:
+//! account SID [`DEFAULT_VERIFY_ACCOUNT_SID`], auth token
+//! [`DEFAULT_VERIFY_AUTH_TOKEN`], service SID [`DEFAULT_VERIFY_SERVICE_SID`].
+//! The codes it "sent" are on the page, in the state JSON and at
+//! `GET /_sandbox/api/verify/codes?to=...`.
+//!
 //! Simulator policies, where the real behaviour is unknown or unhelpful:
 //! - users are removed at once (real Authy waits up to 24 h);
 //! - there is no magic token such as the old sandbox's `0000000`;
@@ -22,6 +30,7 @@ mod codes;
 mod control;
 mod server;
 mod state;
+mod verify;
 mod wire;
 
 #[cfg(test)]
@@ -38,6 +47,14 @@ use tokio::sync::oneshot;
 use crate::auth::clock::{Clock, SystemClock};
 
 use self::state::State;
+
+/// The Verify account SID the sandbox accepts unless told otherwise.
+pub const DEFAULT_VERIFY_ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
+/// The Verify auth token the sandbox accepts unless told otherwise; a
+/// sandbox value, public on purpose.
+pub const DEFAULT_VERIFY_AUTH_TOKEN: &str = "5a4db0c0ffee5a4db0c0ffee5a4db0c0";
+/// The one Verify service the sandbox serves unless told otherwise.
+pub const DEFAULT_VERIFY_SERVICE_SID: &str = "VA00000000000000000000000000000001";
 
 /// How long the sandbox waits for a callback receiver to answer.
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -83,21 +100,30 @@ pub struct SandboxConfig {
     pub callback_method: CallbackMethod,
     /// Can also be switched at run time (`POST /_sandbox/api/callbacks`).
     pub callbacks_enabled: bool,
+    /// What Verify clients must send as HTTP Basic user and password.
+    pub verify_account_sid: String,
+    pub verify_auth_token: String,
+    /// The only service `/v2/Services/{sid}/...` knows.
+    pub verify_service_sid: String,
 }
 
 impl SandboxConfig {
-    /// Callbacks on, by POST, to no URL yet.
+    /// Callbacks on, by POST, to no URL yet; the default Verify credentials.
     pub fn new(api_key: impl Into<String>) -> Self {
         SandboxConfig {
             api_key: api_key.into(),
             callback_url: None,
             callback_method: CallbackMethod::Post,
             callbacks_enabled: true,
+            verify_account_sid: DEFAULT_VERIFY_ACCOUNT_SID.to_owned(),
+            verify_auth_token: DEFAULT_VERIFY_AUTH_TOKEN.to_owned(),
+            verify_service_sid: DEFAULT_VERIFY_SERVICE_SID.to_owned(),
         }
     }
 }
 
-// The API key is a secret even in a sandbox: it signs the callbacks.
+// The API key is a secret even in a sandbox: it signs the callbacks. The
+// Verify token is masked too, so a real one pasted here does not leak.
 impl std::fmt::Debug for SandboxConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SandboxConfig")
@@ -105,6 +131,9 @@ impl std::fmt::Debug for SandboxConfig {
             .field("callback_url", &self.callback_url)
             .field("callback_method", &self.callback_method)
             .field("callbacks_enabled", &self.callbacks_enabled)
+            .field("verify_account_sid", &self.verify_account_sid)
+            .field("verify_auth_token", &"***")
+            .field("verify_service_sid", &self.verify_service_sid)
             .finish()
     }
 }
@@ -175,7 +204,8 @@ impl Sandbox {
         self.addr
     }
 
-    /// The base URL to configure as the gateway's `authy.api_url`.
+    /// The base URL to configure as the gateway's `authy.api_url` and
+    /// `verify.api_url`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -252,6 +282,7 @@ fn checked_callback_url(url: String) -> Result<String, SandboxError> {
 /// What every request handler sees.
 pub(crate) struct Shared {
     api_key: String,
+    verify: verify::Credentials,
     state: Mutex<State>,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
@@ -271,6 +302,11 @@ impl Shared {
         state.callback.set_enabled(config.callbacks_enabled);
         Ok(Shared {
             api_key: config.api_key,
+            verify: verify::Credentials {
+                account_sid: config.verify_account_sid,
+                auth_token: config.verify_auth_token,
+                service_sid: config.verify_service_sid,
+            },
             state: Mutex::new(state),
             clock,
             http,

@@ -1,6 +1,6 @@
 //! The accept loop: one hyper-util auto connection (HTTP/1.1 or h2c) per
-//! TCP connection; `/_sandbox` goes to the control surface, the rest to the
-//! Authy API.
+//! TCP connection; `/_sandbox` goes to the control surface, `/v2/` to
+//! Twilio Verify, the rest to the Authy API.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use super::wire::{Incoming, Reply};
-use super::{Shared, api, control};
+use super::{Shared, api, control, verify};
 
 /// In-flight requests get this long after shutdown; a sandbox has no
 /// reason to linger.
@@ -62,6 +62,8 @@ async fn handle(shared: &Shared, req: hyper::Request<hyper::body::Incoming>) -> 
     };
     let reply = if req.path == "/_sandbox" || req.path.starts_with("/_sandbox/") {
         control::handle(shared, &req).await
+    } else if req.path.starts_with("/v2/") {
+        verify::handle(shared, &req).await
     } else {
         api::handle(shared, &req)
     };

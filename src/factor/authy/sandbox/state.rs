@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::CallbackMethod;
 use super::codes;
+use super::verify::state::VerifyState;
 
 /// An SMS or voice code stays valid this long.
 pub const CODE_TTL: u64 = 600;
@@ -325,6 +326,7 @@ pub struct State {
     install_links: Vec<InstallLink>,
     callbacks: Vec<CallbackLog>,
     pub callback: CallbackSettings,
+    pub verify: VerifyState,
 }
 
 impl Default for State {
@@ -338,6 +340,7 @@ impl Default for State {
             install_links: Vec::new(),
             callbacks: Vec::new(),
             callback: CallbackSettings::default(),
+            verify: VerifyState::default(),
         }
     }
 }
@@ -536,6 +539,7 @@ impl State {
             "install_links": self.install_links.iter().map(install_link_json).collect::<Vec<_>>(),
             "callbacks": self.callbacks.iter().map(callback_log_json).collect::<Vec<_>>(),
             "callback": self.callback.to_json(),
+            "verify": self.verify.to_json(now),
         })
     }
 }

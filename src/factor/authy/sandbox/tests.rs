@@ -688,3 +688,452 @@ async fn shutdown_stops_the_server() {
     let fresh = reqwest::Client::new();
     assert!(fresh.get(url).send().await.is_err());
 }
+
+// ---- Twilio Verify v2 ----
+
+const TO: &str = "+15551234567";
+
+fn service_path(resource: &str) -> String {
+    format!("/v2/Services/{DEFAULT_VERIFY_SERVICE_SID}/{resource}")
+}
+
+impl Client {
+    /// A Verify call with the default sandbox credentials.
+    async fn twilio(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let request =
+            request.basic_auth(DEFAULT_VERIFY_ACCOUNT_SID, Some(DEFAULT_VERIFY_AUTH_TOKEN));
+        self.send(request).await
+    }
+
+    async fn verify_start(&self, to: &str) -> (u16, Value) {
+        let url = format!("{}{}", self.base, service_path("Verifications"));
+        let form = [("To", to), ("Channel", "sms")];
+        self.twilio(self.http.post(url).form(&form)).await
+    }
+
+    async fn verify_check(&self, to: &str, code: &str) -> (u16, Value) {
+        let url = format!("{}{}", self.base, service_path("VerificationCheck"));
+        let form = [("To", to), ("Code", code)];
+        self.twilio(self.http.post(url).form(&form)).await
+    }
+
+    async fn verify_fetch(&self, sid: &str) -> (u16, Value) {
+        let url = format!(
+            "{}{}",
+            self.base,
+            service_path(&format!("Verifications/{sid}"))
+        );
+        self.twilio(self.http.get(url)).await
+    }
+
+    /// The control API's view of the last code sent to `to`.
+    async fn verify_sent(&self, to: &str) -> (u16, Value) {
+        let url = format!("{}/_sandbox/api/verify/codes", self.base);
+        self.send(self.http.get(url).query(&[("to", to)])).await
+    }
+
+    async fn verify_code(&self, to: &str) -> String {
+        let (status, body) = self.verify_sent(to).await;
+        assert_eq!(status, 200, "{body}");
+        body["code"].as_str().unwrap().to_owned()
+    }
+}
+
+fn keys(body: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = body
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+fn is_sid(sid: &Value, prefix: &str) -> bool {
+    sid.as_str().is_some_and(|s| {
+        s.len() == 34 && s.starts_with(prefix) && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+fn twilio_envelope(code: u64, message: &str, status: u16) -> Value {
+    json!({
+        "code": code,
+        "message": message,
+        "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+        "status": status,
+    })
+}
+
+fn wrong_code(code: &str) -> &'static str {
+    if code == "000000" { "111111" } else { "000000" }
+}
+
+#[tokio::test]
+async fn verify_start_fetch_and_check_answer_in_twilio_shapes() {
+    let (_sandbox, client) = started(config()).await;
+    let (status, body) = client.verify_start(TO).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        keys(&body),
+        [
+            "account_sid",
+            "amount",
+            "channel",
+            "date_created",
+            "date_updated",
+            "lookup",
+            "payee",
+            "send_code_attempts",
+            "service_sid",
+            "sid",
+            "sna",
+            "status",
+            "to",
+            "url",
+            "valid",
+        ]
+    );
+    assert!(is_sid(&body["sid"], "VE"), "{body}");
+    let sid = body["sid"].as_str().unwrap().to_owned();
+    assert_eq!(body["service_sid"], DEFAULT_VERIFY_SERVICE_SID);
+    assert_eq!(body["account_sid"], DEFAULT_VERIFY_ACCOUNT_SID);
+    assert_eq!(
+        (
+            &body["to"],
+            &body["channel"],
+            &body["status"],
+            &body["valid"]
+        ),
+        (&json!(TO), &json!("sms"), &json!("pending"), &json!(false))
+    );
+    assert_eq!((&body["lookup"], &body["sna"]), (&json!({}), &Value::Null));
+    let created = body["date_created"].as_str().unwrap();
+    assert!(humantime::parse_rfc3339(created).is_ok(), "{created}");
+    let attempt = &body["send_code_attempts"][0];
+    assert_eq!(attempt["channel"], "SMS");
+    assert!(is_sid(&attempt["attempt_sid"], "VL"), "{attempt}");
+    assert_eq!(attempt["time"], created);
+    assert_eq!(
+        body["url"],
+        format!(
+            "{}{}",
+            client.base,
+            service_path(&format!("Verifications/{sid}"))
+        )
+    );
+
+    let (status, fetched) = client.verify_fetch(&sid).await;
+    assert_eq!(
+        (status, &fetched["sid"], &fetched["status"]),
+        (200, &json!(sid), &json!("pending"))
+    );
+
+    let code = client.verify_code(TO).await;
+    assert_eq!(code.len(), 6);
+    assert!(code.bytes().all(|b| b.is_ascii_digit()));
+    let (status, body) = client.verify_check(TO, wrong_code(&code)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        keys(&body),
+        [
+            "account_sid",
+            "amount",
+            "channel",
+            "date_created",
+            "date_updated",
+            "payee",
+            "service_sid",
+            "sid",
+            "sna_attempts_error_codes",
+            "status",
+            "to",
+            "valid",
+        ]
+    );
+    assert_eq!(
+        (&body["status"], &body["valid"]),
+        (&json!("pending"), &json!(false))
+    );
+    let (status, body) = client.verify_check(TO, &code).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&body["sid"], &body["status"], &body["valid"]),
+        (&json!(sid), &json!("approved"), &json!(true))
+    );
+    assert_eq!(body["sna_attempts_error_codes"], json!([]));
+
+    // Approved means deleted: every later call is Twilio's 404.
+    let check_path = service_path("VerificationCheck");
+    let resource = check_path.strip_prefix("/v2").unwrap();
+    let gone = twilio_envelope(
+        20404,
+        &format!("The requested resource {resource} was not found"),
+        404,
+    );
+    assert_eq!(client.verify_check(TO, &code).await, (404, gone));
+    assert_eq!(client.verify_fetch(&sid).await.0, 404);
+    let (_, sent) = client.verify_sent(TO).await;
+    assert_eq!(
+        sent,
+        json!({"to": TO, "code": code, "status": "approved", "sid": sid, "channel": "sms", "attempts": 1})
+    );
+}
+
+#[tokio::test]
+async fn verify_restarts_keep_the_sid_and_the_sixth_start_is_429() {
+    // A fixed clock: Retry-After counts from the first send.
+    let clock = Arc::new(ManualClock::at(1_700_000_000));
+    let sandbox = Sandbox::start_with_clock(loopback(), config(), clock.clone())
+        .await
+        .unwrap();
+    let client = Client::new(&sandbox);
+    let (_, first) = client.verify_start(TO).await;
+    let mut last = first.clone();
+    for _ in 0..4 {
+        let (status, body) = client.verify_start(TO).await;
+        assert_eq!(status, 201);
+        last = body;
+    }
+    assert_eq!(last["sid"], first["sid"]);
+    assert_eq!(last["send_code_attempts"].as_array().unwrap().len(), 5);
+    let state = client.state().await;
+    let verifications = state["verify"]["verifications"].as_array().unwrap();
+    assert_eq!(verifications.len(), 1);
+    assert_eq!(verifications[0]["sends"], 5);
+    assert_eq!(
+        verifications[0]["code"],
+        client.verify_code(TO).await.as_str()
+    );
+
+    let url = format!("{}{}", client.base, service_path("Verifications"));
+    let request = client
+        .http
+        .post(url)
+        .basic_auth(DEFAULT_VERIFY_ACCOUNT_SID, Some(DEFAULT_VERIFY_AUTH_TOKEN))
+        .form(&[("To", TO), ("Channel", "call")]);
+    clock.advance(100);
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()["retry-after"], "500");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        twilio_envelope(60203, "Max send attempts reached", 429)
+    );
+    // Another recipient has its own budget.
+    assert_eq!(client.verify_start("+15557654321").await.0, 201);
+}
+
+#[tokio::test]
+async fn verify_five_wrong_checks_end_it_and_ten_minutes_expire_it() {
+    let clock = Arc::new(ManualClock::at(1_700_000_000));
+    let sandbox = Sandbox::start_with_clock(loopback(), config(), clock.clone())
+        .await
+        .unwrap();
+    let client = Client::new(&sandbox);
+    client.verify_start(TO).await;
+    let code = client.verify_code(TO).await;
+    for _ in 0..4 {
+        let (_, body) = client.verify_check(TO, wrong_code(&code)).await;
+        assert_eq!(body["status"], "pending");
+    }
+    let (status, body) = client.verify_check(TO, wrong_code(&code)).await;
+    assert_eq!(
+        (status, &body["status"], &body["valid"]),
+        (200, &json!("max_attempts_reached"), &json!(false))
+    );
+    assert_eq!(client.verify_check(TO, &code).await.0, 404);
+    let (_, sent) = client.verify_sent(TO).await;
+    assert_eq!(
+        (&sent["status"], &sent["attempts"]),
+        (&json!("max_attempts_reached"), &json!(5))
+    );
+
+    let other = "+15557654321";
+    let (_, started) = client.verify_start(other).await;
+    let sid = started["sid"].as_str().unwrap().to_owned();
+    let code = client.verify_code(other).await;
+    clock.advance(599);
+    assert_eq!(client.verify_fetch(&sid).await.0, 200);
+    clock.advance(1);
+    assert_eq!(client.verify_fetch(&sid).await.0, 404);
+    assert_eq!(client.verify_check(other, &code).await.0, 404);
+    assert_eq!(client.verify_sent(other).await.1["status"], "expired");
+    // After expiry a start is a new verification.
+    let (_, again) = client.verify_start(other).await;
+    assert_ne!(again["sid"], json!(sid));
+}
+
+#[tokio::test]
+async fn verify_checks_credentials_service_and_params() {
+    let (_sandbox, client) = started(config()).await;
+    let url = format!("{}{}", client.base, service_path("Verifications"));
+    let form = [("To", TO), ("Channel", "sms")];
+    let response = client.http.post(&url).form(&form).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(
+        response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    let denied = twilio_envelope(20003, "Authenticate", 401);
+    assert_eq!(response.json::<Value>().await.unwrap(), denied);
+    let wrong_token = client
+        .http
+        .post(&url)
+        .basic_auth(DEFAULT_VERIFY_ACCOUNT_SID, Some("wrong"))
+        .form(&form);
+    assert_eq!(client.send(wrong_token).await, (401, denied.clone()));
+    // The Authy key is no Verify credential.
+    let authy_key = client
+        .http
+        .post(&url)
+        .header("X-Authy-API-Key", KEY)
+        .form(&form);
+    assert_eq!(client.send(authy_key).await.0, 401);
+
+    let other_service = format!(
+        "{}/v2/Services/VA{}/Verifications",
+        client.base,
+        "f".repeat(32)
+    );
+    let (status, body) = client
+        .twilio(client.http.post(other_service).form(&form))
+        .await;
+    assert_eq!((status, &body["code"]), (404, &json!(20404)));
+
+    for bad in [
+        vec![("Channel", "sms")],
+        vec![("To", TO)],
+        vec![("To", TO), ("Channel", "whatsapp")],
+        vec![("To", "5551234567"), ("Channel", "sms")],
+        vec![("To", TO), ("Channel", "email")],
+    ] {
+        let (status, body) = client.twilio(client.http.post(&url).form(&bad)).await;
+        assert_eq!((status, &body["code"]), (400, &json!(60200)), "{bad:?}");
+    }
+    let (_, started) = client.verify_start(TO).await;
+    for code in ["12a456", "123", ""] {
+        let (status, body) = client.verify_check(TO, code).await;
+        assert_eq!((status, &body["code"]), (400, &json!(60200)), "{code:?}");
+    }
+    let check_url = format!("{}{}", client.base, service_path("VerificationCheck"));
+    let (status, _) = client
+        .twilio(client.http.post(&check_url).form(&[("Code", "123456")]))
+        .await;
+    assert_eq!(status, 400);
+    let code = client.verify_code(TO).await;
+    let by_sid = [
+        ("VerificationSid", started["sid"].as_str().unwrap()),
+        ("Code", code.as_str()),
+    ];
+    let (status, body) = client
+        .twilio(client.http.post(&check_url).form(&by_sid))
+        .await;
+    assert_eq!((status, &body["status"]), (200, &json!("approved")));
+    let (status, _) = client
+        .twilio(client.http.get(format!("{}/v2/Services", client.base)))
+        .await;
+    assert_eq!(status, 404);
+    // Malformed codes were refused before they could count as attempts.
+    assert_eq!(client.verify_sent(TO).await.1["attempts"], 0);
+}
+
+#[tokio::test]
+async fn verify_fault_knob_and_request_counters() {
+    let (_sandbox, client) = started(config()).await;
+    let (status, body) = client
+        .control("/_sandbox/api/verify/fault", json!({"mode": "error"}))
+        .await;
+    assert_eq!((status, body), (200, json!({"mode": "error"})));
+    assert_eq!(
+        client.verify_start(TO).await,
+        (500, twilio_envelope(20500, "Internal Server Error", 500))
+    );
+    client
+        .control("/_sandbox/api/verify/fault", json!({"mode": "hang"}))
+        .await;
+    let url = format!("{}{}", client.base, service_path("VerificationCheck"));
+    let hanging = client
+        .http
+        .post(url)
+        .timeout(Duration::from_millis(300))
+        .form(&[("To", TO), ("Code", "123456")])
+        .send()
+        .await;
+    assert!(hanging.unwrap_err().is_timeout());
+    let (status, _) = client
+        .control("/_sandbox/api/verify/fault", json!({"mode": "sometimes"}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(client.state().await["verify"]["fault"], "hang");
+    client
+        .control("/_sandbox/api/verify/fault", json!({"mode": "none"}))
+        .await;
+    assert_eq!(client.verify_start(TO).await.0, 201);
+    let verify = client.state().await["verify"].clone();
+    assert_eq!(
+        verify["requests"],
+        json!({"start": 2, "check": 1, "fetch": 0, "other": 0})
+    );
+    assert_eq!(verify["fault"], "none");
+}
+
+#[tokio::test]
+async fn verify_codes_endpoint_needs_a_recipient_and_takes_a_raw_plus() {
+    let (_sandbox, client) = started(config()).await;
+    let url = format!("{}/_sandbox/api/verify/codes", client.base);
+    assert_eq!(client.send(client.http.get(&url)).await.0, 400);
+    assert_eq!(client.verify_sent(TO).await.0, 404);
+    client.verify_start(TO).await;
+    let raw = client.http.get(format!("{url}?to=+15551234567"));
+    let (status, body) = client.send(raw).await;
+    assert_eq!(
+        (status, &body["to"], &body["status"]),
+        (200, &json!(TO), &json!("pending"))
+    );
+}
+
+#[tokio::test]
+async fn the_page_shows_verify_codes_and_its_fault_form_works() {
+    let (_sandbox, client) = started(config()).await;
+    client.verify_start(TO).await;
+    let code = client.verify_code(TO).await;
+    let page = client.http.get(format!("{}/_sandbox/", client.base));
+    let html = page.send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Twilio Verify codes sent"));
+    assert!(
+        html.contains(&format!("<td class=\"code\">{code}</td>")),
+        "{html}"
+    );
+    assert!(html.contains(TO));
+    let form_url = format!("{}/_sandbox/verify/fault", client.base);
+    let cross = client
+        .http
+        .post(&form_url)
+        .header("Origin", "https://evil.example")
+        .form(&[("mode", "error")]);
+    assert_eq!(cross.send().await.unwrap().status(), 403);
+    assert_eq!(client.state().await["verify"]["fault"], "none");
+    let response = client
+        .http
+        .post(&form_url)
+        .form(&[("mode", "error")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(client.state().await["verify"]["fault"], "error");
+}
+
+#[test]
+fn debug_of_the_config_masks_both_secrets() {
+    let shown = format!("{:?}", config());
+    assert!(
+        !shown.contains(KEY) && !shown.contains(DEFAULT_VERIFY_AUTH_TOKEN),
+        "{shown}"
+    );
+    assert!(shown.contains(DEFAULT_VERIFY_SERVICE_SID), "{shown}");
+}

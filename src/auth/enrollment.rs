@@ -1,0 +1,131 @@
+//! TOTP enrolment, the one way a factor is added from a password-only
+//! session:
+//!
+//! ```text
+//! one_factor (no second factor, may enrol) --enrolment page--> one_factor + pending secret
+//! pending secret --valid code--> secret kept, two_factor (new id)
+//! pending secret --5 wrong codes--> anonymous (session deleted)
+//! ```
+//!
+//! Only a user with no second factor may enrol, and with
+//! `totp.enrollment = "admin"` only one an admin reset: a password alone
+//! must never be enough to replace a factor.
+
+use crate::config::TotpEnrollment;
+use crate::factor::{CodeCheck, Method};
+use crate::store::Challenge;
+use crate::users::User;
+
+use super::challenge::provider_error;
+use super::flow::{AuthError, Authenticator};
+use super::session::SessionId;
+
+/// What the enrolment page shows.
+pub struct EnrolmentView {
+    /// The base32 secret, grouped for typing.
+    pub secret_text: String,
+    pub uri: String,
+    pub qr_svg: String,
+    /// An admin reset the user's factor: tell them why they enrol again.
+    pub was_reset: bool,
+    pub wrong_codes_left: u32,
+}
+
+impl Authenticator {
+    /// Whether the session's user has no second factor and may enrol TOTP
+    /// now; the verify page sends such a user to the enrolment page.
+    pub fn may_enrol(&self, id: &SessionId) -> Result<bool, AuthError> {
+        let (_, user) = self.pending_session(id)?;
+        self.may_enrol_user(&user)
+    }
+
+    fn may_enrol_user(&self, user: &User) -> Result<bool, AuthError> {
+        if self.totp.is_none() || !self.candidates(user).any(|p| p.method() == Method::Totp) {
+            return Ok(false);
+        }
+        if !self.methods_of(user)?.is_empty() {
+            return Ok(false);
+        }
+        Ok(match self.settings.totp_enrollment {
+            TotpEnrollment::FirstLogin => true,
+            TotpEnrollment::Admin => user.second_factor_reset.is_some(),
+        })
+    }
+
+    /// The enrolment page: a new pending secret, or the one this session
+    /// was shown already.
+    pub fn begin_enrolment(&self, id: &SessionId) -> Result<EnrolmentView, AuthError> {
+        let (session, user) = self.pending_session(id)?;
+        if !self.may_enrol_user(&user)? {
+            return Err(AuthError::NoSecondFactor);
+        }
+        let totp = self.totp.as_ref().ok_or(AuthError::NoSecondFactor)?;
+        let now = self.clock.now();
+        let live = session.challenge.as_ref().filter(|c| c.expires_at > now);
+        let (enrolment, wrong_codes) = match live.and_then(|c| Some((c.enrolling.as_ref()?, c))) {
+            Some((sealed, challenge)) => (
+                totp.show_enrolment(&user.email, sealed)
+                    .map_err(provider_error)?,
+                challenge.wrong_codes,
+            ),
+            None => {
+                let enrolment = totp.begin_enrolment(&user.email).map_err(provider_error)?;
+                let wrong_codes = session.challenge.as_ref().map_or(0, |c| c.wrong_codes);
+                let challenge = Challenge {
+                    method: Method::Totp.as_str().to_owned(),
+                    subject: user.email.to_lowercase(),
+                    push: None,
+                    push_failed: false,
+                    wrong_codes,
+                    expires_at: now + self.settings.challenge_timeout,
+                    last_code_sent: None,
+                    enrolling: Some(enrolment.sealed.clone()),
+                };
+                self.sessions.update(&id.key(), |s| {
+                    s.challenge = Some(challenge);
+                    true
+                })?;
+                (enrolment, wrong_codes)
+            }
+        };
+        Ok(EnrolmentView {
+            secret_text: enrolment.secret_text,
+            uri: enrolment.uri,
+            qr_svg: enrolment.qr_svg,
+            was_reset: user.second_factor_reset.is_some(),
+            wrong_codes_left: super::challenge::MAX_WRONG_CODES.saturating_sub(wrong_codes),
+        })
+    }
+
+    /// pending secret --valid code--> kept, and the session steps up to
+    /// `two_factor` under a new id; a wrong code counts like any other.
+    pub async fn finish_enrolment(
+        &self,
+        id: &SessionId,
+        code: &str,
+    ) -> Result<SessionId, AuthError> {
+        let (session, user) = self.pending_session(id)?;
+        // Checked again: another session of this user may have enrolled
+        // since the page was shown, and its secret must not be replaced.
+        if !self.may_enrol_user(&user)? {
+            return Err(AuthError::NoSecondFactor);
+        }
+        let totp = self.totp.as_ref().ok_or(AuthError::NoSecondFactor)?;
+        let challenge = self.live_challenge(&session)?;
+        let sealed = challenge
+            .enrolling
+            .as_ref()
+            .ok_or(AuthError::ChallengeExpired)?;
+        match totp
+            .finish_enrolment(&user.email, user.second_factor_reset, sealed, code.trim())
+            .map_err(provider_error)?
+        {
+            CodeCheck::Valid => {
+                tracing::info!(user = %user.email, "TOTP enrolled");
+                self.remember_method(&user, Method::Totp);
+                self.step_up(id, &session)
+            }
+            CodeCheck::Invalid => Err(self.count_wrong_code(id)?),
+        }
+    }
+}
