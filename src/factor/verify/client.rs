@@ -2,7 +2,7 @@
 //! verification (Twilio sends the code) and check the code the user typed.
 //!
 //! What decides security lives here: a code counts only on 200/201 with
-//! `"status":"approved"` and `"valid":true`; a code of the wrong shape never
+//! `"status":"approved"` (and `"valid":true` when present); a code of the wrong shape never
 //! leaves the process; every call has a timeout, and any failure to get an
 //! answer is `VerifyError::Unavailable`, never a wrong code.
 
@@ -359,12 +359,12 @@ fn parse_verification(body: &Value) -> Result<Verification, VerifyError> {
     })
 }
 
-/// Approved only when both the status and the legacy `valid` say so: an
-/// answer that contradicts itself is not a yes.
+/// Approved when the status says so and the legacy `valid`, if present,
+/// agrees: an answer that contradicts itself is not a yes.
 fn parse_check(body: &Value) -> Result<CheckOutcome, VerifyError> {
-    let valid = body["valid"].as_bool();
+    let valid = body.get("valid").map(Value::as_bool);
     match (status_of(body)?, valid) {
-        (VerificationStatus::Approved, Some(true)) => Ok(CheckOutcome::Approved),
+        (VerificationStatus::Approved, None | Some(Some(true))) => Ok(CheckOutcome::Approved),
         (VerificationStatus::Approved, _) => Err(VerifyError::Decode(
             "status approved without \"valid\":true".into(),
         )),
@@ -444,9 +444,14 @@ mod tests {
             parse_check(&closed),
             Ok(CheckOutcome::Closed(VerificationStatus::MaxAttemptsReached))
         );
+        assert_eq!(
+            parse_check(&json!({"status": "approved"})),
+            Ok(CheckOutcome::Approved),
+            "`valid` is legacy: its absence is no contradiction"
+        );
         for contradiction in [
             json!({"status": "approved", "valid": false}),
-            json!({"status": "approved"}),
+            json!({"status": "approved", "valid": null}),
             json!({"status": "approved", "valid": "true"}),
         ] {
             assert!(
