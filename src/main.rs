@@ -219,6 +219,8 @@ where
 fn serve(source: &ConfigSource, log_format: Option<&str>) -> anyhow::Result<()> {
     let config = config::load(source)?;
     authgate::logging::init(log_format_or(log_format, config.log.format));
+    // Before any thread starts: the arena limit covers only later threads.
+    authgate::server::tune_allocator();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(authgate::server::run(config))?;
     Ok(())

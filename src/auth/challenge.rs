@@ -117,7 +117,7 @@ impl Authenticator {
         let shown = self.view(&challenge, methods)?;
         let pushed = challenge.push.as_ref().map(|p| p.id.clone());
         self.sessions.update(&id.key(), |s| {
-            s.challenge = Some(challenge);
+            s.challenge = Some(Box::new(challenge));
             true
         })?;
         if let Some(push_id) = pushed {
@@ -257,7 +257,7 @@ impl Authenticator {
         };
         let stored = challenge.clone();
         self.sessions.update(&id.key(), |s| {
-            s.challenge = Some(stored);
+            s.challenge = Some(Box::new(stored));
             true
         })?;
         Ok(challenge)
@@ -317,7 +317,7 @@ impl Authenticator {
     ) -> Result<&'a Challenge, AuthError> {
         session
             .challenge
-            .as_ref()
+            .as_deref()
             .filter(|c| c.expires_at > self.clock.now())
             .ok_or(AuthError::ChallengeExpired)
     }

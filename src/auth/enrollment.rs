@@ -82,7 +82,7 @@ impl Authenticator {
                     enrolling: Some(enrolment.sealed.clone()),
                 };
                 self.sessions.update(&id.key(), |s| {
-                    s.challenge = Some(challenge);
+                    s.challenge = Some(Box::new(challenge));
                     true
                 })?;
                 (enrolment, wrong_codes)

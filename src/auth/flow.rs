@@ -274,7 +274,7 @@ impl Authenticator {
     /// any --logout--> anonymous. Returns the user whose session ended.
     pub fn logout(&self, id: &SessionId) -> Result<Option<String>, AuthError> {
         let key = id.key();
-        let user = self.sessions.get(&key).map(|s| s.user.clone());
+        let user = self.sessions.get(&key).map(|s| s.user.to_string());
         self.sessions.remove(&key)?;
         Ok(user)
     }
@@ -310,7 +310,7 @@ impl Authenticator {
 
 fn one_factor_session(user: &User, now: u64) -> SessionRecord {
     SessionRecord {
-        user: user.email.clone(),
+        user: user.email.as_str().into(),
         level: AuthLevel::OneFactor,
         auth_time: now,
         second_factor_time: None,
@@ -417,7 +417,7 @@ mod tests {
         let stored = f.store.load_all().unwrap();
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].0, ok.session_id.key());
-        assert_eq!(stored[0].1.user, "alice@example.com");
+        assert_eq!(&*stored[0].1.user, "alice@example.com");
     }
 
     #[tokio::test]

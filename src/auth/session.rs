@@ -102,6 +102,8 @@ pub struct LiveSessions {
     /// Sessions whose idle timer was refreshed since the last flush: the
     /// flush writes them, the request path never does.
     refreshed: Mutex<HashSet<SessionKey>>,
+    /// One copy of each user's email, shared by all of their sessions.
+    emails: Mutex<HashSet<Arc<str>>>,
     store: Arc<dyn SessionStore>,
     health: Health,
     /// Every write to the store holds this shared, taken before any map
@@ -151,13 +153,26 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Points the record at the known copy of its email, or makes its copy
+/// the known one.
+fn share_email(emails: &mut HashSet<Arc<str>>, record: &mut SessionRecord) {
+    match emails.get(&*record.user) {
+        Some(known) => record.user = known.clone(),
+        None => {
+            emails.insert(record.user.clone());
+        }
+    }
+}
+
 impl LiveSessions {
     /// Loads every stored session into memory.
     pub fn load(store: Arc<dyn SessionStore>) -> Result<Self, StoreError> {
         let mut stored = store.load_all()?;
         let live = LiveMap::with_capacity_and_hasher(stored.len(), Default::default());
         let step = stored.len().div_ceil(LOAD_STEPS).max(1);
-        while let Some((key, record)) = stored.pop() {
+        let mut emails = HashSet::new();
+        while let Some((key, mut record)) = stored.pop() {
+            share_email(&mut emails, &mut record);
             live.insert(key, Arc::new(record));
             if stored.len() % step == 0 {
                 stored.shrink_to_fit();
@@ -166,6 +181,7 @@ impl LiveSessions {
         Ok(LiveSessions {
             live,
             refreshed: Mutex::new(HashSet::new()),
+            emails: Mutex::new(emails),
             store,
             health: Health {
                 write_ok: AtomicBool::new(true),
@@ -183,7 +199,7 @@ impl LiveSessions {
     /// becomes live, so a cookie is only ever handed out for a session that
     /// survives a crash. On any failure the session does not exist, in
     /// memory or (once the store works again) on disk.
-    pub fn insert(&self, key: SessionKey, record: SessionRecord) -> Result<(), StoreError> {
+    pub fn insert(&self, key: SessionKey, mut record: SessionRecord) -> Result<(), StoreError> {
         let _writing = self.writing();
         let written = self.health.wrote(self.store.put(&key, &record));
         let durable = written.and_then(|()| self.health.flushed(blocking(|| self.store.flush())));
@@ -194,6 +210,10 @@ impl LiveSessions {
             tracing::error!(error = %err, "a new session could not be stored; none was issued");
             return Err(err);
         }
+        share_email(
+            &mut self.emails.lock().unwrap_or_else(|e| e.into_inner()),
+            &mut record,
+        );
         self.live.insert(key, Arc::new(record));
         Ok(())
     }
@@ -285,6 +305,10 @@ impl LiveSessions {
         for key in &dead {
             let _ = self.remove(key);
         }
+        self.emails
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|email| Arc::strong_count(email) > 1);
         dead.len()
     }
 
@@ -388,6 +412,33 @@ mod tests {
             last_seen,
             challenge: None,
         }
+    }
+
+    #[test]
+    fn the_sessions_of_a_user_share_one_copy_of_the_email() {
+        let store = Arc::new(MemoryStore::default());
+        let sessions = LiveSessions::load(store.clone()).unwrap();
+        let keys: Vec<SessionKey> = (0..3)
+            .map(|_| SessionId::generate().unwrap().key())
+            .collect();
+        for key in &keys {
+            sessions.insert(*key, record(100)).unwrap();
+        }
+        let first = sessions.get(&keys[0]).unwrap().user.clone();
+        for key in &keys {
+            assert!(Arc::ptr_eq(&sessions.get(key).unwrap().user, &first));
+        }
+        {
+            let reloaded = LiveSessions::load(store).unwrap();
+            let a = reloaded.get(&keys[0]).unwrap();
+            assert!(Arc::ptr_eq(&a.user, &reloaded.get(&keys[2]).unwrap().user));
+        }
+        drop(first);
+        sessions.sweep(|_| false);
+        assert!(
+            sessions.emails.lock().unwrap().is_empty(),
+            "the last session took its email along"
+        );
     }
 
     #[test]

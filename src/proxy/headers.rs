@@ -15,10 +15,10 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::users::User;
 
-pub static REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
-pub static REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
-pub static REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
-pub static REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
+static REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
+static REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
+static REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
+static REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -27,7 +27,7 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// The identity headers, in the order DESIGN.md lists them.
-pub fn identity_headers() -> [&'static HeaderName; 4] {
+fn identity_headers() -> [&'static HeaderName; 4] {
     [&REMOTE_USER, &REMOTE_NAME, &REMOTE_EMAIL, &REMOTE_GROUPS]
 }
 
@@ -75,40 +75,50 @@ impl Prepared {
     }
 }
 
-/// RFC 9110 7.6.1: the fixed list, and the headers named in `Connection`.
-/// Usually none or one of them is there: looking for them among the
+/// The hop-by-hop headers of RFC 9110 7.6.1 that every message drops.
+const HOP_BY_HOP: [&HeaderName; 9] = [
+    &CONNECTION,
+    &PROXY_AUTHENTICATE,
+    &PROXY_AUTHORIZATION,
+    &TE,
+    &TRAILER,
+    &TRANSFER_ENCODING,
+    &UPGRADE,
+    &KEEP_ALIVE,
+    &PROXY_CONNECTION,
+];
+
+/// RFC 9110 7.6.1: the headers named in `Connection`, then the fixed
+/// list. Usually none or one of them is there: finding them among the
 /// headers present costs less than removing each name blindly.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    while let Some(name) = first_hop_by_hop(headers) {
-        headers.remove(&name);
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| {
+            let token = token.trim();
+            headers
+                .keys()
+                .find(|name| name.as_str().eq_ignore_ascii_case(token))
+                .cloned()
+        })
+        .collect();
+    for name in named {
+        headers.remove(name);
     }
-    // Last: it names the others.
-    headers.remove(CONNECTION);
-}
-
-fn first_hop_by_hop(headers: &HeaderMap) -> Option<HeaderName> {
-    let fixed = [
-        &PROXY_AUTHENTICATE,
-        &PROXY_AUTHORIZATION,
-        &TE,
-        &TRAILER,
-        &TRANSFER_ENCODING,
-        &UPGRADE,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-    ];
-    let listed = headers.get_all(CONNECTION);
-    let named = |name: &HeaderName| {
-        listed
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
-    };
-    headers
-        .keys()
-        .find(|name| **name != CONNECTION && (fixed.contains(name) || named(name)))
-        .cloned()
+    // Names are unique, so at most one of each is found.
+    let mut fixed: [Option<HeaderName>; HOP_BY_HOP.len()] = Default::default();
+    for (slot, name) in fixed
+        .iter_mut()
+        .zip(headers.keys().filter(|name| HOP_BY_HOP.contains(name)))
+    {
+        *slot = Some(name.clone());
+    }
+    for name in fixed.into_iter().flatten() {
+        headers.remove(name);
+    }
 }
 
 /// Whether a `Connection` header lists `token` (case-insensitive).

@@ -2,9 +2,11 @@
 //! the http→https redirect listener, graceful shutdown, and the background
 //! tasks (store flush, session sweep, users reload, certificate reload).
 
+mod allocator;
 mod background;
 mod factors;
 
+pub use allocator::tune as tune_allocator;
 pub use factors::sealer as totp_sealer;
 mod listener;
 mod redirect;
@@ -61,6 +63,7 @@ pub enum ServerError {
 
 /// Opens everything the config names, then serves until SIGTERM/SIGINT.
 pub async fn run(config: Config) -> Result<(), ServerError> {
+    allocator::tune();
     // The certificate first: a bad pair stops the start before any state
     // is opened.
     let tls = load_tls(&config)?;

@@ -76,7 +76,7 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .as_secs();
     let record = SessionRecord {
-        user: args.user.clone(),
+        user: args.user.as_str().into(),
         level: AuthLevel::TwoFactor,
         auth_time: now,
         second_factor_time: Some(now),
