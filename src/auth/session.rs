@@ -334,15 +334,30 @@ impl LiveSessions {
         let mut keys: Vec<SessionKey> = taken.into_iter().collect();
         keys.sort_unstable_by_key(|key| key.0);
         for key in &keys {
-            // Written under the entry's lock: a logout or an update waits
-            // for this write and follows it, never the other way round, so
-            // an ended session is not written back and a newer state is
-            // not overwritten with an older one.
-            if let Some(entry) = self.live.get(key) {
-                self.store.put(key, entry.value())?;
-            }
+            self.write_current(key)?;
         }
         Ok(())
+    }
+
+    /// Writes the session as it is now, without holding the map's lock
+    /// over the store's I/O (a request touching the same shard would wait
+    /// for the disk). A logout or an update that lands meanwhile is seen
+    /// by looking again after the write: an ended session is deleted
+    /// again, a newer state is written over the older one.
+    fn write_current(&self, key: &SessionKey) -> Result<(), StoreError> {
+        let mut written: Option<Arc<SessionRecord>> = None;
+        loop {
+            let current = self.live.get(key).map(|entry| Arc::clone(entry.value()));
+            match (current, &written) {
+                (None, None) => return Ok(()),
+                (None, Some(_)) => return self.store.delete(key),
+                (Some(now), Some(done)) if Arc::ptr_eq(&now, done) => return Ok(()),
+                (Some(now), _) => {
+                    self.store.put(key, &now)?;
+                    written = Some(now);
+                }
+            }
+        }
     }
 
     /// Reopens the store and writes the memory's view back into it: every
@@ -533,6 +548,83 @@ mod tests {
         assert_eq!(reloaded.len(), 48);
         assert!(reloaded.get(&keys[0]).is_none() && reloaded.get(&keys[1]).is_none());
         assert_eq!(reloaded.get(&keys[2]).unwrap().last_seen, 200);
+    }
+
+    /// A store that runs `before_put` as its next write begins: a logout
+    /// or an update landing between the flush task's read of a refreshed
+    /// session and its write.
+    #[derive(Default)]
+    struct Racing {
+        inner: MemoryStore,
+        before_put: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    }
+
+    impl SessionStore for Racing {
+        fn put(&self, key: &SessionKey, session: &SessionRecord) -> Result<(), StoreError> {
+            let hook = self.before_put.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook();
+            }
+            self.inner.put(key, session)
+        }
+        fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+            self.inner.delete(key)
+        }
+        fn load_all(&self) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+            self.inner.load_all()
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn factor_subject(&self, m: &str, e: &str) -> Result<Option<String>, StoreError> {
+            self.inner.factor_subject(m, e)
+        }
+        fn set_factor_subject(&self, m: &str, e: &str, s: &str) -> Result<(), StoreError> {
+            self.inner.set_factor_subject(m, e, s)
+        }
+        fn signup_users(&self) -> Result<Vec<crate::users::User>, StoreError> {
+            self.inner.signup_users()
+        }
+        fn insert_signup_user(&self, u: &crate::users::User) -> Result<bool, StoreError> {
+            self.inner.insert_signup_user(u)
+        }
+    }
+
+    /// A refreshed session whose flush write races `during` (run after the
+    /// flush read the session, before its write lands).
+    fn flush_racing(during: impl FnOnce(&LiveSessions, SessionKey) + Send + 'static) -> Racing {
+        let store = Arc::new(Racing::default());
+        let sessions = Arc::new(LiveSessions::load(store.clone()).unwrap());
+        let key = SessionId::generate().unwrap().key();
+        sessions.insert(key, record(100)).unwrap();
+        sessions.touch(&key, 200, TOUCH_INTERVAL_SECS);
+        let racer = sessions.clone();
+        *store.before_put.lock().unwrap() = Some(Box::new(move || during(&racer, key)));
+        sessions.flush().unwrap();
+        drop(sessions);
+        Arc::into_inner(store).expect("the hook ran and let go of the sessions")
+    }
+
+    #[test]
+    fn a_logout_during_the_flush_write_is_not_undone() {
+        let store = flush_racing(|sessions, key| sessions.remove(&key).unwrap());
+        assert!(store.inner.load_all().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_update_during_the_flush_write_is_what_stays_stored() {
+        let store = flush_racing(|sessions, key| {
+            sessions
+                .update(&key, |s| {
+                    s.level = AuthLevel::TwoFactor;
+                    true
+                })
+                .unwrap();
+        });
+        let stored = store.inner.load_all().unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].1.level, AuthLevel::TwoFactor);
+        assert_eq!(stored[0].1.last_seen, 200);
     }
 
     #[test]
