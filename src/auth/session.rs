@@ -550,50 +550,10 @@ mod tests {
         assert_eq!(reloaded.get(&keys[2]).unwrap().last_seen, 200);
     }
 
-    /// A store that runs `before_put` as its next write begins: a logout
-    /// or an update landing between the flush task's read of a refreshed
-    /// session and its write.
-    #[derive(Default)]
-    struct Racing {
-        inner: MemoryStore,
-        before_put: Mutex<Option<Box<dyn FnOnce() + Send>>>,
-    }
-
-    impl SessionStore for Racing {
-        fn put(&self, key: &SessionKey, session: &SessionRecord) -> Result<(), StoreError> {
-            let hook = self.before_put.lock().unwrap().take();
-            if let Some(hook) = hook {
-                hook();
-            }
-            self.inner.put(key, session)
-        }
-        fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
-            self.inner.delete(key)
-        }
-        fn load_all(&self) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
-            self.inner.load_all()
-        }
-        fn flush(&self) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn factor_subject(&self, m: &str, e: &str) -> Result<Option<String>, StoreError> {
-            self.inner.factor_subject(m, e)
-        }
-        fn set_factor_subject(&self, m: &str, e: &str, s: &str) -> Result<(), StoreError> {
-            self.inner.set_factor_subject(m, e, s)
-        }
-        fn signup_users(&self) -> Result<Vec<crate::users::User>, StoreError> {
-            self.inner.signup_users()
-        }
-        fn insert_signup_user(&self, u: &crate::users::User) -> Result<bool, StoreError> {
-            self.inner.insert_signup_user(u)
-        }
-    }
-
     /// A refreshed session whose flush write races `during` (run after the
     /// flush read the session, before its write lands).
-    fn flush_racing(during: impl FnOnce(&LiveSessions, SessionKey) + Send + 'static) -> Racing {
-        let store = Arc::new(Racing::default());
+    fn flush_racing(during: impl FnOnce(&LiveSessions, SessionKey) + Send + 'static) -> Flaky {
+        let store = Arc::new(Flaky::default());
         let sessions = Arc::new(LiveSessions::load(store.clone()).unwrap());
         let key = SessionId::generate().unwrap().key();
         sessions.insert(key, record(100)).unwrap();
@@ -641,13 +601,16 @@ mod tests {
     }
 
     /// A MemoryStore whose writes and flushes can be made to fail, like
-    /// sled on a full disk.
+    /// sled on a full disk, and whose next write can first run
+    /// `before_put`: a logout or an update landing between the flush
+    /// task's read of a refreshed session and its write.
     #[derive(Default)]
     struct Flaky {
         inner: MemoryStore,
         broken: AtomicBool,
         reopened: std::sync::atomic::AtomicUsize,
         puts: std::sync::atomic::AtomicUsize,
+        before_put: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     }
 
     impl Flaky {
@@ -661,6 +624,10 @@ mod tests {
 
     impl SessionStore for Flaky {
         fn put(&self, key: &SessionKey, session: &SessionRecord) -> Result<(), StoreError> {
+            let hook = self.before_put.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook();
+            }
             self.check()?;
             self.puts.fetch_add(1, Ordering::SeqCst);
             self.inner.put(key, session)

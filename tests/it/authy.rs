@@ -18,8 +18,6 @@ use crate::support::*;
 const API_KEY: &str = "authy-it-sandbox-key-0123456789";
 const COUNTRY_CODE: &str = "1";
 const PHONE: &str = "5551234567";
-/// Where the test asks to go; it needs `two_factor` (the default policy).
-const APP_PATH: &str = "/app/dashboard?tab=1";
 /// `auth.challenge_timeout` left at its default, 5 min.
 const DEFAULT_CHALLENGE_SECS: u64 = 300;
 

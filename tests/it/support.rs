@@ -1122,3 +1122,48 @@ fn the_test_totp_matches_rfc_6238() {
         secret.to_vec()
     );
 }
+
+// ---------------------------------------------------------------------------
+// The second step, as the TOTP, Verify and Authy tests drive it
+// ---------------------------------------------------------------------------
+
+/// The page the second-factor tests ask for; it needs `two_factor`.
+pub const APP_PATH: &str = "/app/dashboard?tab=1";
+
+/// `rd` for `APP_PATH` on this gateway.
+pub fn app_rd(gw: &Gateway) -> String {
+    gw.url(APP_PATH)
+}
+
+/// The browser's session cookie.
+pub fn session_of(b: &Browser) -> String {
+    b.cookie(SESSION_COOKIE)
+        .expect("a session cookie")
+        .to_owned()
+}
+
+/// Posts a code to the verify form (with the browser's CSRF token).
+pub async fn post_code(b: &mut Browser, gw: &Gateway, code: &str) -> Reply {
+    let csrf = b.csrf().await;
+    let rd = app_rd(gw);
+    let form = [("code", code), ("csrf", csrf.as_str()), ("rd", rd.as_str())];
+    b.post_form(&format!("{PREFIX}/verify"), &form).await
+}
+
+/// The same post as JSON.
+pub async fn post_code_json(b: &mut Browser, gw: &Gateway, code: &str) -> Reply {
+    let csrf = b.csrf().await;
+    let rd = app_rd(gw);
+    let form = [("code", code), ("csrf", csrf.as_str()), ("rd", rd.as_str())];
+    b.post_form_json(&format!("{PREFIX}/verify"), &form).await
+}
+
+/// The app is still out of reach: 302 to the verify page.
+pub async fn still_needs_second_factor(b: &mut Browser, gw: &Gateway) {
+    let reply = b.get(APP_PATH).await;
+    assert_eq!(reply.status, reqwest::StatusCode::FOUND, "{reply:?}");
+    assert_eq!(
+        reply.location(),
+        gw.url(&portal_path("verify", &app_rd(gw)))
+    );
+}

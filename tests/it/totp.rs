@@ -13,8 +13,6 @@ use serde_json::Value;
 
 use crate::support::*;
 
-/// Where the test asks to go; it needs `two_factor` (the default policy).
-const APP_PATH: &str = "/app/dashboard?tab=1";
 const BOB: &str = "bob@example.com";
 const BOB_PW: &str = "bob's long password";
 
@@ -43,10 +41,6 @@ async fn start_env(tweak: impl FnOnce(&mut Setup)) -> Env {
     Env { upstream, gw }
 }
 
-fn rd(gw: &Gateway) -> String {
-    gw.url(APP_PATH)
-}
-
 // ---------------------------------------------------------------------------
 // Browser steps
 // ---------------------------------------------------------------------------
@@ -59,7 +53,7 @@ async fn logged_in(gw: &Gateway, email: &str, password: &str) -> Browser {
     assert_eq!(reply.status, StatusCode::FOUND, "{reply:?}");
     assert_eq!(
         reply.location(),
-        gw.url(&portal_path("verify", &rd(gw))),
+        gw.url(&portal_path("verify", &app_rd(gw))),
         "a one_factor session is sent to the second factor"
     );
     b
@@ -68,7 +62,7 @@ async fn logged_in(gw: &Gateway, email: &str, password: &str) -> Browser {
 /// The verify page of a user with no second factor: 303 to the enrolment
 /// page, which is then loaded.
 async fn sent_to_enrolment(gw: &Gateway, b: &mut Browser) -> Reply {
-    let reply = b.get(&portal_path("verify", &rd(gw))).await;
+    let reply = b.get(&portal_path("verify", &app_rd(gw))).await;
     assert_eq!(
         reply.status,
         StatusCode::SEE_OTHER,
@@ -76,9 +70,9 @@ async fn sent_to_enrolment(gw: &Gateway, b: &mut Browser) -> Reply {
     );
     assert_eq!(
         reply.location(),
-        gw.url(&portal_path("enroll/totp", &rd(gw)))
+        gw.url(&portal_path("enroll/totp", &app_rd(gw)))
     );
-    let page = b.get(&portal_path("enroll/totp", &rd(gw))).await;
+    let page = b.get(&portal_path("enroll/totp", &app_rd(gw))).await;
     assert_eq!(page.status, StatusCode::OK, "enrolment page: {page:?}");
     page
 }
@@ -101,7 +95,7 @@ fn enrol_page(html: &str) -> EnrolPage {
 }
 
 async fn post_enrol(b: &mut Browser, gw: &Gateway, csrf: &str, code: &str) -> Reply {
-    let rd = rd(gw);
+    let rd = app_rd(gw);
     b.post_form(
         &format!("{PREFIX}/enroll/totp"),
         &[("code", code), ("csrf", csrf), ("rd", &rd)],
@@ -110,7 +104,7 @@ async fn post_enrol(b: &mut Browser, gw: &Gateway, csrf: &str, code: &str) -> Re
 }
 
 async fn post_enrol_json(b: &mut Browser, gw: &Gateway, csrf: &str, code: &str) -> Reply {
-    let rd = rd(gw);
+    let rd = app_rd(gw);
     b.post_form_json(
         &format!("{PREFIX}/enroll/totp"),
         &[("code", code), ("csrf", csrf), ("rd", &rd)],
@@ -118,30 +112,10 @@ async fn post_enrol_json(b: &mut Browser, gw: &Gateway, csrf: &str, code: &str) 
     .await
 }
 
-async fn post_code(b: &mut Browser, gw: &Gateway, code: &str) -> Reply {
-    let csrf = b.csrf().await;
-    let rd = rd(gw);
-    b.post_form(
-        &format!("{PREFIX}/verify"),
-        &[("code", code), ("csrf", &csrf), ("rd", &rd)],
-    )
-    .await
-}
-
-async fn post_code_json(b: &mut Browser, gw: &Gateway, code: &str) -> Reply {
-    let csrf = b.csrf().await;
-    let rd = rd(gw);
-    b.post_form_json(
-        &format!("{PREFIX}/verify"),
-        &[("code", code), ("csrf", &csrf), ("rd", &rd)],
-    )
-    .await
-}
-
 /// 303 to the app with a new session cookie (not `old`); returns it.
 fn stepped_up(gw: &Gateway, reply: &Reply, old: &str) -> String {
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{reply:?}");
-    assert_eq!(reply.location(), rd(gw));
+    assert_eq!(reply.location(), app_rd(gw));
     let new = set_cookie_value(reply, SESSION_COOKIE)
         .unwrap_or_else(|| panic!("a new session cookie: {reply:?}"));
     assert!(!new.is_empty());
@@ -154,13 +128,6 @@ async fn reaches_app_as(b: &mut Browser, user: &str) {
     assert_eq!(echo.header("remote-user").as_deref(), Some(user));
 }
 
-/// The app is still out of reach: 302 to the verify page.
-async fn still_needs_second_factor(b: &mut Browser, gw: &Gateway) {
-    let reply = b.get(APP_PATH).await;
-    assert_eq!(reply.status, StatusCode::FOUND, "{reply:?}");
-    assert_eq!(reply.location(), gw.url(&portal_path("verify", &rd(gw))));
-}
-
 /// The session is gone: 302 to the login page.
 async fn sent_to_login(b: &mut Browser, gw: &Gateway) {
     let reply = b.get(APP_PATH).await;
@@ -168,15 +135,9 @@ async fn sent_to_login(b: &mut Browser, gw: &Gateway) {
     assert_eq!(reply.location(), login_redirect(&gw.base(), APP_PATH));
 }
 
-fn session(b: &Browser) -> String {
-    b.cookie(SESSION_COOKIE)
-        .expect("a session cookie")
-        .to_owned()
-}
-
 /// The verify page as JSON: a TOTP code form for an enrolled user.
 async fn totp_form(b: &mut Browser, gw: &Gateway) -> Value {
-    let reply = b.get_json(&portal_path("verify", &rd(gw))).await;
+    let reply = b.get_json(&portal_path("verify", &app_rd(gw))).await;
     assert_eq!(reply.status, StatusCode::OK, "verify page: {reply:?}");
     let page = reply.json();
     assert_eq!(page["method"], "totp", "{page}");
@@ -197,7 +158,7 @@ async fn enrol(gw: &Gateway, email: &str, password: &str, current: bool) -> (Bro
     } else {
         app.fresh_code().await
     };
-    let old = session(&b);
+    let old = session_of(&b);
     let reply = post_enrol(&mut b, gw, &page.csrf, &code).await;
     stepped_up(gw, &reply, &old);
     (b, app)
@@ -240,9 +201,9 @@ async fn first_login_enrols_totp_and_reaches_the_app() {
     assert!(query.contains(&("issuer".into(), "authgate".into())));
 
     // A reload and the JSON variant show the same pending secret.
-    let again = enrol_page(&b.get(&portal_path("enroll/totp", &rd(gw))).await.body);
+    let again = enrol_page(&b.get(&portal_path("enroll/totp", &app_rd(gw))).await.body);
     assert_eq!(again.secret_text, shown.secret_text);
-    let json = b.get_json(&portal_path("enroll/totp", &rd(gw))).await;
+    let json = b.get_json(&portal_path("enroll/totp", &app_rd(gw))).await;
     assert_eq!(json.status, StatusCode::OK, "{json:?}");
     let json = json.json();
     assert_eq!(json["secret"], base32.as_str(), "{json}");
@@ -255,7 +216,7 @@ async fn first_login_enrols_totp_and_reaches_the_app() {
     let hits = env.upstream.hits();
 
     let mut app = TotpApp::from_base32(&shown.secret_text);
-    let old = session(&b);
+    let old = session_of(&b);
     let reply = post_enrol(&mut b, gw, &shown.csrf, &app.fresh_code().await).await;
     stepped_up(gw, &reply, &old);
     reaches_app_as(&mut b, ALICE).await;
@@ -269,14 +230,14 @@ async fn first_login_enrols_totp_and_reaches_the_app() {
     // The next login asks for a TOTP code instead of enrolling again.
     let mut next = logged_in(gw, ALICE, ALICE_PW).await;
     totp_form(&mut next, gw).await;
-    let html = next.get(&portal_path("verify", &rd(gw))).await;
+    let html = next.get(&portal_path("verify", &app_rd(gw))).await;
     assert_eq!(html.status, StatusCode::OK);
     assert!(
         html.body.contains("authenticator app") && !html.body.contains("totp-secret"),
         "the code form, not the enrolment: {}",
         html.body
     );
-    let old = session(&next);
+    let old = session_of(&next);
     let reply = post_code(&mut next, gw, &app.fresh_code().await).await;
     stepped_up(gw, &reply, &old);
     reaches_app_as(&mut next, ALICE).await;
@@ -308,7 +269,7 @@ async fn a_replayed_code_is_refused_and_the_next_steps_code_works() {
     still_needs_second_factor(&mut b, gw).await;
 
     // The code of the next step is accepted already (one step of drift).
-    let old = session(&b);
+    let old = session_of(&b);
     let reply = post_code(&mut b, gw, &app.fresh_code().await).await;
     stepped_up(gw, &reply, &old);
     reaches_app_as(&mut b, ALICE).await;
@@ -326,7 +287,7 @@ async fn a_code_confirms_one_session_only() {
     totp_form(&mut b, gw).await;
 
     let code = app.fresh_code().await;
-    let old_a = session(&a);
+    let old_a = session_of(&a);
     let reply = post_code(&mut a, gw, &code).await;
     stepped_up(gw, &reply, &old_a);
 
@@ -343,7 +304,7 @@ async fn a_code_confirms_one_session_only() {
     );
     still_needs_second_factor(&mut b, gw).await;
 
-    let old_b = session(&b);
+    let old_b = session_of(&b);
     let reply = post_code(&mut b, gw, &app.fresh_code().await).await;
     stepped_up(gw, &reply, &old_b);
     reaches_app_as(&mut a, ALICE).await;
@@ -378,7 +339,7 @@ async fn five_wrong_codes_end_the_pending_session() {
     let page = enrol_page(&sent_to_enrolment(gw, &mut b).await.body);
     let mut pending = TotpApp::from_base32(&page.secret_text);
     let wrong = wrong_totp_code(&pending.secret);
-    let old = session(&b);
+    let old = session_of(&b);
     for left in (1..=4).rev() {
         let reply = post_enrol(&mut b, gw, &page.csrf, &wrong).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{reply:?}");
@@ -407,7 +368,7 @@ async fn five_wrong_codes_end_the_pending_session() {
     let mut b = logged_in(gw, ALICE, ALICE_PW).await;
     totp_form(&mut b, gw).await;
     let wrong = wrong_totp_code(&app.secret);
-    let old = session(&b);
+    let old = session_of(&b);
     for left in (1..=4).rev() {
         let reply = post_code_json(&mut b, gw, &wrong).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{reply:?}");
@@ -430,10 +391,10 @@ async fn five_wrong_codes_end_the_pending_session() {
 // ---------------------------------------------------------------------------
 
 async fn enrolment_refused(b: &mut Browser, gw: &Gateway) {
-    let page = b.get(&portal_path("enroll/totp", &rd(gw))).await;
+    let page = b.get(&portal_path("enroll/totp", &app_rd(gw))).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN, "{page:?}");
     assert!(!page.body.contains("totp-secret"), "{}", page.body);
-    let json = b.get_json(&portal_path("enroll/totp", &rd(gw))).await;
+    let json = b.get_json(&portal_path("enroll/totp", &app_rd(gw))).await;
     assert_eq!(json.status, StatusCode::FORBIDDEN, "{json:?}");
     assert_eq!(json.json()["error"], "no_second_factor", "{json:?}");
     assert!(json.json()["secret"].is_null());
@@ -442,12 +403,12 @@ async fn enrolment_refused(b: &mut Browser, gw: &Gateway) {
 /// Logs in until the verify page sends `email` to the enrolment (the
 /// gateway picks up the users file within about a second).
 async fn enrolment_after_reload(gw: &Gateway, email: &str, password: &str) -> Browser {
-    let target = gw.url(&portal_path("enroll/totp", &rd(gw)));
+    let target = gw.url(&portal_path("enroll/totp", &app_rd(gw)));
     let mut found = None;
     for _ in 0..RELOAD_TRIES {
         let mut b = gw.browser();
         b.login(email, password).await;
-        let reply = b.get(&portal_path("verify", &rd(gw))).await;
+        let reply = b.get(&portal_path("verify", &app_rd(gw))).await;
         if reply.status == StatusCode::SEE_OTHER && reply.location() == target {
             found = Some(b);
             break;
@@ -489,7 +450,7 @@ async fn a_user_with_totp_cannot_enrol_again_until_an_admin_resets_them() {
     next_second().await;
     gw.setup().reset_2fa(ALICE).await;
     let mut b = enrolment_after_reload(gw, ALICE, ALICE_PW).await;
-    let page = b.get(&portal_path("enroll/totp", &rd(gw))).await;
+    let page = b.get(&portal_path("enroll/totp", &app_rd(gw))).await;
     assert_eq!(page.status, StatusCode::OK, "{page:?}");
     assert!(
         page.body
@@ -498,7 +459,7 @@ async fn a_user_with_totp_cannot_enrol_again_until_an_admin_resets_them() {
         page.body
     );
     let json = b
-        .get_json(&portal_path("enroll/totp", &rd(gw)))
+        .get_json(&portal_path("enroll/totp", &app_rd(gw)))
         .await
         .json();
     assert_eq!(json["was_reset"], true, "{json}");
@@ -519,7 +480,7 @@ async fn a_user_with_totp_cannot_enrol_again_until_an_admin_resets_them() {
     still_needs_second_factor(&mut b, gw).await;
 
     let mut new_app = TotpApp::from_base32(&shown.secret_text);
-    let old = session(&b);
+    let old = session_of(&b);
     let reply = post_enrol(&mut b, gw, &shown.csrf, &new_app.fresh_code().await).await;
     stepped_up(gw, &reply, &old);
     reaches_app_as(&mut b, ALICE).await;
@@ -529,7 +490,7 @@ async fn a_user_with_totp_cannot_enrol_again_until_an_admin_resets_them() {
     totp_form(&mut next, gw).await;
     let refused = post_code(&mut next, gw, &old_app.fresh_code().await).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{refused:?}");
-    let old = session(&next);
+    let old = session_of(&next);
     let reply = post_code(&mut next, gw, &new_app.fresh_code().await).await;
     stepped_up(gw, &reply, &old);
     // And enrolling yet again is refused once more.
@@ -570,7 +531,7 @@ async fn a_reset_in_the_second_of_the_enrolment_still_counts() {
         let code = app.fresh_code().await;
         next_second().await;
         let enrolled = unix_secs();
-        let old = session(&b);
+        let old = session_of(&b);
         let reply = post_enrol(&mut b, gw, &page.csrf, &code).await;
         stepped_up(gw, &reply, &old);
         gw.setup().reset_2fa(ALICE).await;
@@ -582,7 +543,7 @@ async fn a_reset_in_the_second_of_the_enrolment_still_counts() {
         }
         // The reset must win: the next login enrols again, with the notice.
         let mut next = enrolment_after_reload(gw, ALICE, ALICE_PW).await;
-        let page = next.get(&portal_path("enroll/totp", &rd(gw))).await;
+        let page = next.get(&portal_path("enroll/totp", &app_rd(gw))).await;
         assert!(
             page.body
                 .contains("An administrator reset your second factor"),
@@ -605,14 +566,14 @@ async fn with_admin_enrolment_only_a_reset_user_may_enrol() {
 
     // No factor and no reset: no enrolment page, the no-factor error.
     let mut b = logged_in(gw, ALICE, ALICE_PW).await;
-    let verify = b.get(&portal_path("verify", &rd(gw))).await;
+    let verify = b.get(&portal_path("verify", &app_rd(gw))).await;
     assert_eq!(verify.status, StatusCode::FORBIDDEN, "{verify:?}");
     assert!(
         verify.body.contains("No second factor is set up"),
         "{}",
         verify.body
     );
-    let json = b.get_json(&portal_path("verify", &rd(gw))).await;
+    let json = b.get_json(&portal_path("verify", &app_rd(gw))).await;
     assert_eq!(json.status, StatusCode::FORBIDDEN, "{json:?}");
     assert_eq!(json.json()["error"], "no_second_factor");
     enrolment_refused(&mut b, gw).await;
@@ -623,7 +584,7 @@ async fn with_admin_enrolment_only_a_reset_user_may_enrol() {
 
     gw.setup().reset_2fa(ALICE).await;
     let mut b = enrolment_after_reload(gw, ALICE, ALICE_PW).await;
-    let page = b.get(&portal_path("enroll/totp", &rd(gw))).await;
+    let page = b.get(&portal_path("enroll/totp", &app_rd(gw))).await;
     assert_eq!(page.status, StatusCode::OK, "{page:?}");
     assert!(
         page.body
@@ -633,7 +594,7 @@ async fn with_admin_enrolment_only_a_reset_user_may_enrol() {
     );
     let shown = enrol_page(&page.body);
     let mut app = TotpApp::from_base32(&shown.secret_text);
-    let old = session(&b);
+    let old = session_of(&b);
     let reply = post_enrol(&mut b, gw, &shown.csrf, &app.fresh_code().await).await;
     stepped_up(gw, &reply, &old);
     reaches_app_as(&mut b, ALICE).await;
@@ -686,14 +647,14 @@ async fn the_otpauth_uri_names_the_configured_issuer() {
         );
     }
     let json = b
-        .get_json(&portal_path("enroll/totp", &rd(gw)))
+        .get_json(&portal_path("enroll/totp", &app_rd(gw)))
         .await
         .json();
     assert_eq!(json["uri"], shown.uri.as_str());
 
     // The issuer changes nothing about the codes.
     let mut app = TotpApp::from_base32(&shown.secret_text);
-    let old = session(&b);
+    let old = session_of(&b);
     let reply = post_enrol(&mut b, gw, &shown.csrf, &app.fresh_code().await).await;
     stepped_up(gw, &reply, &old);
 }
@@ -765,7 +726,7 @@ async fn a_restart_keeps_the_enrolment_sealed_in_the_store() {
     let gw = &env.gw;
     let mut b = logged_in(gw, ALICE, ALICE_PW).await;
     totp_form(&mut b, gw).await;
-    let old = session(&b);
+    let old = session_of(&b);
     let reply = post_code(&mut b, gw, &app.fresh_code().await).await;
     stepped_up(gw, &reply, &old);
     reaches_app_as(&mut b, ALICE).await;

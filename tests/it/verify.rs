@@ -20,8 +20,6 @@ const COUNTRY_CODE: &str = "1";
 const PHONE: &str = "5551234567";
 /// Alice's number as Twilio wants it.
 const TO: &str = "+15551234567";
-/// Where the test asks to go; it needs `two_factor` (the default policy).
-const APP_PATH: &str = "/app/dashboard?tab=1";
 
 // ---------------------------------------------------------------------------
 // Set-up
@@ -71,10 +69,6 @@ async fn start_env(tweak: impl FnOnce(&mut Setup, &str)) -> Env {
         sandbox,
         gw,
     }
-}
-
-fn rd(gw: &Gateway) -> String {
-    gw.url(APP_PATH)
 }
 
 // ---------------------------------------------------------------------------
@@ -148,69 +142,40 @@ async fn logged_in(gw: &Gateway) -> Browser {
     b.login(ALICE, ALICE_PW).await;
     let reply = b.get(APP_PATH).await;
     assert_eq!(reply.status, StatusCode::FOUND, "{reply:?}");
-    assert_eq!(reply.location(), gw.url(&portal_path("verify", &rd(gw))));
+    assert_eq!(
+        reply.location(),
+        gw.url(&portal_path("verify", &app_rd(gw)))
+    );
     b
 }
 
 /// The verify page as JSON (it starts or keeps the challenge).
 async fn verify_json(b: &mut Browser, gw: &Gateway, method: Option<&str>) -> Value {
     let path = match method {
-        Some(m) => format!("{PREFIX}/verify?method={m}&{}", rd_query(&rd(gw))),
-        None => portal_path("verify", &rd(gw)),
+        Some(m) => format!("{PREFIX}/verify?method={m}&{}", rd_query(&app_rd(gw))),
+        None => portal_path("verify", &app_rd(gw)),
     };
     let reply = b.get_json(&path).await;
     assert_eq!(reply.status, StatusCode::OK, "verify page: {reply:?}");
     reply.json()
 }
 
-async fn post_code(b: &mut Browser, gw: &Gateway, code: &str) -> Reply {
-    let csrf = b.csrf().await;
-    let rd = rd(gw);
-    b.post_form(
-        &format!("{PREFIX}/verify"),
-        &[("code", code), ("csrf", &csrf), ("rd", &rd)],
-    )
-    .await
-}
-
-async fn post_code_json(b: &mut Browser, gw: &Gateway, code: &str) -> Reply {
-    let csrf = b.csrf().await;
-    let rd = rd(gw);
-    b.post_form_json(
-        &format!("{PREFIX}/verify"),
-        &[("code", code), ("csrf", &csrf), ("rd", &rd)],
-    )
-    .await
-}
-
 async fn post_resend_json(b: &mut Browser, gw: &Gateway) -> Reply {
     let csrf = b.csrf().await;
-    let rd = rd(gw);
+    let rd = app_rd(gw);
     b.post_form_json(&format!("{PREFIX}/resend"), &[("csrf", &csrf), ("rd", &rd)])
         .await
-}
-
-fn session(b: &Browser) -> String {
-    b.cookie(SESSION_COOKIE)
-        .expect("a session cookie")
-        .to_owned()
 }
 
 /// 303 to the app with a new session id, and the app reached as alice.
 async fn confirmed(b: &mut Browser, gw: &Gateway, reply: &Reply, old: &str) {
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{reply:?}");
-    assert_eq!(reply.location(), rd(gw));
+    assert_eq!(reply.location(), app_rd(gw));
     let new = set_cookie_value(reply, SESSION_COOKIE)
         .unwrap_or_else(|| panic!("a new session cookie: {reply:?}"));
     assert!(!new.is_empty() && new != old, "a new session id");
     let echo = b.get(APP_PATH).await.echo();
     assert_eq!(echo.header("remote-user").as_deref(), Some(ALICE));
-}
-
-async fn still_needs_second_factor(b: &mut Browser, gw: &Gateway) {
-    let reply = b.get(APP_PATH).await;
-    assert_eq!(reply.status, StatusCode::FOUND, "{reply:?}");
-    assert_eq!(reply.location(), gw.url(&portal_path("verify", &rd(gw))));
 }
 
 fn error_of(reply: &Reply) -> String {
@@ -246,7 +211,7 @@ async fn the_verify_page_sends_a_code_that_reaches_the_app() {
     let code = sent["code"].as_str().unwrap().to_owned();
 
     // The HTML page keeps the live challenge: no second send.
-    let html = b.get(&portal_path("verify", &rd(gw))).await;
+    let html = b.get(&portal_path("verify", &app_rd(gw))).await;
     assert_eq!(html.status, StatusCode::OK);
     assert!(html.body.contains("We sent you a code"), "{}", html.body);
     assert!(
@@ -258,7 +223,7 @@ async fn the_verify_page_sends_a_code_that_reaches_the_app() {
     assert_eq!(verify_requests(&env.sandbox, "start"), 1);
     assert_eq!(code_sent_to(&env.sandbox, TO).await, code);
 
-    let old = session(&b);
+    let old = session_of(&b);
     let reply = post_code(&mut b, gw, &code).await;
     confirmed(&mut b, gw, &reply, &old).await;
     let after = sent_to(&env.sandbox, TO).await.unwrap();
@@ -283,7 +248,7 @@ async fn the_email_channel_sends_to_the_users_email() {
         .await
         .expect("a code sent by email");
     assert_eq!(sent["channel"], "email", "{sent}");
-    let old = session(&b);
+    let old = session_of(&b);
     let reply = post_code(&mut b, &gw, sent["code"].as_str().unwrap()).await;
     confirmed(&mut b, &gw, &reply, &old).await;
 }
@@ -327,7 +292,7 @@ async fn a_wrong_code_is_refused_and_the_sent_code_still_works() {
     assert_eq!(verify_requests(&env.sandbox, "start"), 1);
     assert_eq!(code_sent_to(&env.sandbox, TO).await, code);
 
-    let old = session(&b);
+    let old = session_of(&b);
     let reply = post_code(&mut b, gw, &code).await;
     confirmed(&mut b, gw, &reply, &old).await;
 }
@@ -352,7 +317,7 @@ async fn a_used_code_is_expired_for_every_other_session() {
     let code = code_sent_to(sandbox, TO).await;
     assert_eq!(verifications(sandbox).len(), 1, "one verification");
 
-    let old = session(&b);
+    let old = session_of(&b);
     let reply = post_code(&mut b, gw, &code).await;
     confirmed(&mut b, gw, &reply, &old).await;
 
@@ -388,7 +353,7 @@ async fn a_used_code_is_expired_for_every_other_session() {
     assert_eq!(resend.status, StatusCode::OK, "{resend:?}");
     assert_eq!(verify_requests(sandbox, "start"), starts + 1);
     let fresh = code_sent_to(sandbox, TO).await;
-    let old = session(&c);
+    let old = session_of(&c);
     let reply = post_code(&mut c, gw, &fresh).await;
     confirmed(&mut c, gw, &reply, &old).await;
 }
@@ -452,7 +417,7 @@ async fn verify_down_is_503_and_counts_no_wrong_code() {
         "{}",
         wrong.body
     );
-    let old = session(&b);
+    let old = session_of(&b);
     let reply = post_code(&mut b, gw, &code).await;
     confirmed(&mut b, gw, &reply, &old).await;
 }
@@ -470,7 +435,7 @@ async fn verify_unreachable_leaves_the_code_form_and_answers_503() {
     assert_eq!(page["method"], "verify", "{page}");
     assert_eq!(page["code_sent"], false, "{page}");
     assert_eq!(page["push_failed"], true, "{page}");
-    let html = b.get(&portal_path("verify", &rd(gw))).await;
+    let html = b.get(&portal_path("verify", &app_rd(gw))).await;
     assert_eq!(html.status, StatusCode::OK);
     assert!(
         html.body.contains("We could not send you a code"),
@@ -532,7 +497,7 @@ async fn a_user_switches_to_verify_and_it_comes_first_next_time() {
     assert_eq!(page["methods"], json!(["authy", "verify"]), "{page}");
     assert_eq!(approvals(sandbox).len(), 1, "the Authy push went out");
     assert!(sent_to(sandbox, TO).await.is_none(), "no Verify code yet");
-    let html = b.get(&portal_path("verify", &rd(gw))).await;
+    let html = b.get(&portal_path("verify", &app_rd(gw))).await;
     assert!(html.body.contains("Use another method:"), "{}", html.body);
     assert_eq!(switch_links(&html.body), ["verify"]);
 
@@ -553,14 +518,14 @@ async fn a_user_switches_to_verify_and_it_comes_first_next_time() {
     let html = b
         .get(&format!(
             "{PREFIX}/verify?method=verify&{}",
-            rd_query(&rd(gw))
+            rd_query(&app_rd(gw))
         ))
         .await;
     assert!(html.body.contains("We sent you a code"), "{}", html.body);
     assert_eq!(switch_links(&html.body), ["authy"]);
     assert_eq!(verify_requests(sandbox, "start"), 1, "the page kept it");
 
-    let old = session(&b);
+    let old = session_of(&b);
     let reply = post_code(&mut b, gw, &code).await;
     confirmed(&mut b, gw, &reply, &old).await;
     assert_eq!(b.logout().await.status, StatusCode::SEE_OTHER);
@@ -572,10 +537,10 @@ async fn a_user_switches_to_verify_and_it_comes_first_next_time() {
     assert_eq!(page["methods"], json!(["verify", "authy"]), "{page}");
     assert_eq!(page["code_sent"], true, "{page}");
     assert_eq!(approvals(sandbox).len(), 1, "no second push");
-    let html = again.get(&portal_path("verify", &rd(gw))).await;
+    let html = again.get(&portal_path("verify", &app_rd(gw))).await;
     assert_eq!(switch_links(&html.body), ["authy"]);
     let code = code_sent_to(sandbox, TO).await;
-    let old = session(&again);
+    let old = session_of(&again);
     let reply = post_code(&mut again, gw, &code).await;
     confirmed(&mut again, gw, &reply, &old).await;
 }
@@ -621,7 +586,7 @@ async fn a_user_pinned_to_authy_is_offered_nothing_else() {
     let asked = verify_json(&mut b, gw, Some("verify")).await;
     assert_eq!(asked["method"], "authy", "verify is not bob's: {asked}");
     assert!(sent_to(&env.sandbox, "+15557654321").await.is_none());
-    let html = b.get(&portal_path("verify", &rd(gw))).await;
+    let html = b.get(&portal_path("verify", &app_rd(gw))).await;
     assert!(!html.body.contains("Use another method"), "{}", html.body);
 }
 
@@ -659,7 +624,7 @@ async fn verify_send_limit_is_429_on_resend() {
     assert_eq!(verify_requests(sandbox, "start"), 7);
     // The last code sent still works for this session.
     let code = code_sent_to(sandbox, TO).await;
-    let old = session(&b);
+    let old = session_of(&b);
     let reply = post_code(&mut b, gw, &code).await;
     confirmed(&mut b, gw, &reply, &old).await;
 }
@@ -680,7 +645,7 @@ async fn totp_enrolment_is_only_for_users_without_a_usable_factor() {
 
     // Alice has a phone, so Verify: no TOTP enrolment from a password.
     let mut b = logged_in(gw).await;
-    let enrol = b.get(&portal_path("enroll/totp", &rd(gw))).await;
+    let enrol = b.get(&portal_path("enroll/totp", &app_rd(gw))).await;
     assert_eq!(enrol.status, StatusCode::FORBIDDEN, "{enrol:?}");
     assert!(!enrol.body.contains("totp-secret"));
     let page = verify_json(&mut b, gw, None).await;
@@ -688,12 +653,12 @@ async fn totp_enrolment_is_only_for_users_without_a_usable_factor() {
 
     // Carol has no phone: the verify page sends her to the enrolment.
     gw.setup().add_user(CAROL, "Carol", "", CAROL_PW).await;
-    let target = gw.url(&portal_path("enroll/totp", &rd(gw)));
+    let target = gw.url(&portal_path("enroll/totp", &app_rd(gw)));
     let mut sent = false;
     for _ in 0..100 {
         let mut c = gw.browser();
         if c.post_login(CAROL, CAROL_PW, None).await.status == StatusCode::SEE_OTHER {
-            let reply = c.get(&portal_path("verify", &rd(gw))).await;
+            let reply = c.get(&portal_path("verify", &app_rd(gw))).await;
             assert_eq!(reply.status, StatusCode::SEE_OTHER, "{reply:?}");
             assert_eq!(reply.location(), target);
             sent = true;
