@@ -3,6 +3,7 @@
 //! the session, owned by the auth flow.
 
 pub mod authy;
+mod http;
 pub mod totp;
 pub mod verify;
 

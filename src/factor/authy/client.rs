@@ -14,7 +14,7 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use url::{Host, Url};
+use url::Url;
 
 const API_KEY_HEADER: &str = "X-Authy-API-Key";
 /// The shortest limit among clients (seegno); py/rb allow 200.
@@ -124,18 +124,8 @@ impl AuthyClient {
         let mut api_key = HeaderValue::from_str(&api_key)
             .map_err(|_| unusable("the API key is not a valid header value"))?;
         api_key.set_sensitive(true);
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            // A redirect would carry the key header to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("authgate/", env!("CARGO_PKG_VERSION")));
-        if is_loopback(&base) {
-            // The sandbox: an HTTP(S)_PROXY from the environment must not
-            // capture calls to our own machine.
-            builder = builder.no_proxy();
-        }
-        let http = builder.build().map_err(|e| unusable(&e.to_string()))?;
+        let http =
+            crate::factor::http::client(&base, timeout).map_err(|e| unusable(&e.to_string()))?;
         Ok(Self {
             http,
             base,
@@ -278,7 +268,7 @@ impl AuthyClient {
         let detail = if e.is_timeout() {
             format!("no answer within {:?}", self.timeout)
         } else {
-            error_chain(&e)
+            crate::factor::http::error_chain(&e)
         };
         tracing::debug!(call = what, error = %detail, "Authy unreachable");
         AuthyError::Unavailable(detail)
@@ -297,28 +287,6 @@ fn base_url(api_url: &str) -> Result<Url, AuthyError> {
     url.set_query(None);
     url.set_fragment(None);
     Ok(url)
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
-/// reqwest's own message is short ("error sending request"); the causes
-/// say what happened (refused, reset, DNS).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Path-segment escape: unreserved bytes kept, everything else `%XX`.

@@ -6,13 +6,12 @@
 //! leaves the process; every call has a timeout, and any failure to get an
 //! answer is `VerifyError::Unavailable`, never a wrong code.
 
-use std::error::Error as _;
 use std::fmt;
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, HeaderMap, RETRY_AFTER};
 use serde_json::Value;
-use url::{Host, Url};
+use url::Url;
 
 use super::{Channel, VerifySettings, is_service_sid, is_verification_sid};
 
@@ -164,18 +163,8 @@ impl VerifyClient {
                 settings.service_sid
             )));
         }
-        let mut builder = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            // A redirect would carry the credentials to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("authgate/", env!("CARGO_PKG_VERSION")));
-        if is_loopback(base) {
-            // The sandbox: an HTTP(S)_PROXY from the environment must not
-            // capture calls to our own machine.
-            builder = builder.no_proxy();
-        }
-        let http = builder.build().map_err(|e| SettingsError(e.to_string()))?;
+        let http = crate::factor::http::client(base, settings.timeout)
+            .map_err(|e| SettingsError(e.to_string()))?;
         Ok(VerifyClient {
             http,
             base: base.clone(),
@@ -264,7 +253,7 @@ impl VerifyClient {
         let detail = if e.is_timeout() {
             format!("no answer within {:?}", self.timeout)
         } else {
-            error_chain(&e)
+            crate::factor::http::error_chain(&e)
         };
         tracing::debug!(call, error = %detail, "Twilio Verify unreachable");
         VerifyError::Unavailable(detail)
@@ -274,27 +263,6 @@ impl VerifyClient {
 /// 4 to 10 ASCII digits (Twilio's `CustomCode` range; the sandbox sends 6).
 pub fn is_code_format(code: &str) -> bool {
     (4..=10).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
-
-/// reqwest's own message hides the cause ("error sending request").
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The JSON of a 2xx answer, or the error a non-2xx one means. 5xx means
