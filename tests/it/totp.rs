@@ -112,6 +112,13 @@ async fn post_enrol_json(b: &mut Browser, gw: &Gateway, csrf: &str, code: &str) 
     .await
 }
 
+/// Posts `code` to the verify form and checks the step up.
+async fn code_steps_up(b: &mut Browser, gw: &Gateway, code: &str) {
+    let old = session_of(b);
+    let reply = post_code(b, gw, code).await;
+    stepped_up(gw, &reply, &old);
+}
+
 /// 303 to the app with a new session cookie (not `old`); returns it.
 fn stepped_up(gw: &Gateway, reply: &Reply, old: &str) -> String {
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{reply:?}");
@@ -237,9 +244,7 @@ async fn first_login_enrols_totp_and_reaches_the_app() {
         "the code form, not the enrolment: {}",
         html.body
     );
-    let old = session_of(&next);
-    let reply = post_code(&mut next, gw, &app.fresh_code().await).await;
-    stepped_up(gw, &reply, &old);
+    code_steps_up(&mut next, gw, &app.fresh_code().await).await;
     reaches_app_as(&mut next, ALICE).await;
 }
 
@@ -269,9 +274,7 @@ async fn a_replayed_code_is_refused_and_the_next_steps_code_works() {
     still_needs_second_factor(&mut b, gw).await;
 
     // The code of the next step is accepted already (one step of drift).
-    let old = session_of(&b);
-    let reply = post_code(&mut b, gw, &app.fresh_code().await).await;
-    stepped_up(gw, &reply, &old);
+    code_steps_up(&mut b, gw, &app.fresh_code().await).await;
     reaches_app_as(&mut b, ALICE).await;
 }
 
@@ -490,9 +493,7 @@ async fn a_user_with_totp_cannot_enrol_again_until_an_admin_resets_them() {
     totp_form(&mut next, gw).await;
     let refused = post_code(&mut next, gw, &old_app.fresh_code().await).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{refused:?}");
-    let old = session_of(&next);
-    let reply = post_code(&mut next, gw, &new_app.fresh_code().await).await;
-    stepped_up(gw, &reply, &old);
+    code_steps_up(&mut next, gw, &new_app.fresh_code().await).await;
     // And enrolling yet again is refused once more.
     let mut again = logged_in(gw, ALICE, ALICE_PW).await;
     enrolment_refused(&mut again, gw).await;
@@ -726,9 +727,7 @@ async fn a_restart_keeps_the_enrolment_sealed_in_the_store() {
     let gw = &env.gw;
     let mut b = logged_in(gw, ALICE, ALICE_PW).await;
     totp_form(&mut b, gw).await;
-    let old = session_of(&b);
-    let reply = post_code(&mut b, gw, &app.fresh_code().await).await;
-    stepped_up(gw, &reply, &old);
+    code_steps_up(&mut b, gw, &app.fresh_code().await).await;
     reaches_app_as(&mut b, ALICE).await;
     assert!(env.upstream.hits() >= 1);
 }

@@ -167,6 +167,13 @@ async fn post_resend_json(b: &mut Browser, gw: &Gateway) -> Reply {
         .await
 }
 
+/// Posts `code` and checks the step up: see [`confirmed`].
+async fn confirm_with(b: &mut Browser, gw: &Gateway, code: &str) {
+    let old = session_of(b);
+    let reply = post_code(b, gw, code).await;
+    confirmed(b, gw, &reply, &old).await;
+}
+
 /// 303 to the app with a new session id, and the app reached as alice.
 async fn confirmed(b: &mut Browser, gw: &Gateway, reply: &Reply, old: &str) {
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{reply:?}");
@@ -223,9 +230,7 @@ async fn the_verify_page_sends_a_code_that_reaches_the_app() {
     assert_eq!(verify_requests(&env.sandbox, "start"), 1);
     assert_eq!(code_sent_to(&env.sandbox, TO).await, code);
 
-    let old = session_of(&b);
-    let reply = post_code(&mut b, gw, &code).await;
-    confirmed(&mut b, gw, &reply, &old).await;
+    confirm_with(&mut b, gw, &code).await;
     let after = sent_to(&env.sandbox, TO).await.unwrap();
     assert_eq!(after["status"], "approved", "{after}");
 }
@@ -248,9 +253,7 @@ async fn the_email_channel_sends_to_the_users_email() {
         .await
         .expect("a code sent by email");
     assert_eq!(sent["channel"], "email", "{sent}");
-    let old = session_of(&b);
-    let reply = post_code(&mut b, &gw, sent["code"].as_str().unwrap()).await;
-    confirmed(&mut b, &gw, &reply, &old).await;
+    confirm_with(&mut b, &gw, sent["code"].as_str().unwrap()).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -292,9 +295,7 @@ async fn a_wrong_code_is_refused_and_the_sent_code_still_works() {
     assert_eq!(verify_requests(&env.sandbox, "start"), 1);
     assert_eq!(code_sent_to(&env.sandbox, TO).await, code);
 
-    let old = session_of(&b);
-    let reply = post_code(&mut b, gw, &code).await;
-    confirmed(&mut b, gw, &reply, &old).await;
+    confirm_with(&mut b, gw, &code).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -317,9 +318,7 @@ async fn a_used_code_is_expired_for_every_other_session() {
     let code = code_sent_to(sandbox, TO).await;
     assert_eq!(verifications(sandbox).len(), 1, "one verification");
 
-    let old = session_of(&b);
-    let reply = post_code(&mut b, gw, &code).await;
-    confirmed(&mut b, gw, &reply, &old).await;
+    confirm_with(&mut b, gw, &code).await;
 
     // Verify deleted the approved verification (404): the used code, or
     // any other, gets `code_expired`, never a step up.
@@ -353,9 +352,7 @@ async fn a_used_code_is_expired_for_every_other_session() {
     assert_eq!(resend.status, StatusCode::OK, "{resend:?}");
     assert_eq!(verify_requests(sandbox, "start"), starts + 1);
     let fresh = code_sent_to(sandbox, TO).await;
-    let old = session_of(&c);
-    let reply = post_code(&mut c, gw, &fresh).await;
-    confirmed(&mut c, gw, &reply, &old).await;
+    confirm_with(&mut c, gw, &fresh).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -417,9 +414,7 @@ async fn verify_down_is_503_and_counts_no_wrong_code() {
         "{}",
         wrong.body
     );
-    let old = session_of(&b);
-    let reply = post_code(&mut b, gw, &code).await;
-    confirmed(&mut b, gw, &reply, &old).await;
+    confirm_with(&mut b, gw, &code).await;
 }
 
 #[tokio::test]
@@ -525,9 +520,7 @@ async fn a_user_switches_to_verify_and_it_comes_first_next_time() {
     assert_eq!(switch_links(&html.body), ["authy"]);
     assert_eq!(verify_requests(sandbox, "start"), 1, "the page kept it");
 
-    let old = session_of(&b);
-    let reply = post_code(&mut b, gw, &code).await;
-    confirmed(&mut b, gw, &reply, &old).await;
+    confirm_with(&mut b, gw, &code).await;
     assert_eq!(b.logout().await.status, StatusCode::SEE_OTHER);
 
     // Next login: Verify, used last, comes first and starts at once.
@@ -540,9 +533,7 @@ async fn a_user_switches_to_verify_and_it_comes_first_next_time() {
     let html = again.get(&portal_path("verify", &app_rd(gw))).await;
     assert_eq!(switch_links(&html.body), ["authy"]);
     let code = code_sent_to(sandbox, TO).await;
-    let old = session_of(&again);
-    let reply = post_code(&mut again, gw, &code).await;
-    confirmed(&mut again, gw, &reply, &old).await;
+    confirm_with(&mut again, gw, &code).await;
 }
 
 #[tokio::test]
@@ -624,9 +615,7 @@ async fn verify_send_limit_is_429_on_resend() {
     assert_eq!(verify_requests(sandbox, "start"), 7);
     // The last code sent still works for this session.
     let code = code_sent_to(sandbox, TO).await;
-    let old = session_of(&b);
-    let reply = post_code(&mut b, gw, &code).await;
-    confirmed(&mut b, gw, &reply, &old).await;
+    confirm_with(&mut b, gw, &code).await;
 }
 
 // ---------------------------------------------------------------------------
