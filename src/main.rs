@@ -249,6 +249,7 @@ fn user_command(source: &ConfigSource, cmd: UserCommand) -> anyhow::Result<()> {
                 groups,
                 second_factor,
                 second_factor_reset: None,
+                identity: Default::default(),
             })?;
             file.save()?;
         }

@@ -239,15 +239,21 @@ pub(crate) fn normalize_host(raw: &str) -> Result<Cow<'_, str>, NormalizeError> 
 
 /// A lower-case name or a dotted quad, which [`rebuild_host`] would
 /// return unchanged (Rust's IPv4 parser takes no leading zeros, so a
-/// parsed quad is written back as it was).
+/// parsed quad is written back as it was). One pass over the bytes: the
+/// check of every request's host.
 fn is_normal_host(raw: &str) -> bool {
-    let plain = !raw.ends_with('.') && !raw.bytes().any(|b| b.is_ascii_uppercase() || b == b'[');
-    plain
-        && if looks_numeric(raw) {
-            raw.parse::<Ipv4Addr>().is_ok()
-        } else {
-            check_hostname(raw).is_ok()
+    let label_ok = |len: usize| (1..=MAX_LABEL).contains(&len);
+    let mut label = 0;
+    for b in raw.bytes() {
+        match b {
+            b'.' if label_ok(label) => label = 0,
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => label += 1,
+            _ => return false,
         }
+    }
+    raw.len() <= MAX_HOST
+        && label_ok(label)
+        && (!looks_numeric(raw) || raw.parse::<Ipv4Addr>().is_ok())
 }
 
 fn rebuild_host(raw: &str) -> Result<String, NormalizeError> {
@@ -272,9 +278,12 @@ fn looks_numeric(host: &str) -> bool {
     (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) || last.starts_with("0x")
 }
 
+const MAX_LABEL: usize = 63;
+const MAX_HOST: usize = 253;
+
 /// Labels of 1 to 63 letters, digits, `-` or `_`; 253 bytes at most.
 fn check_hostname(host: &str) -> Result<(), NormalizeError> {
-    let label_ok = |len: usize| (1..=63).contains(&len);
+    let label_ok = |len: usize| (1..=MAX_LABEL).contains(&len);
     let mut label = 0;
     for b in host.bytes() {
         match b {
@@ -283,7 +292,7 @@ fn check_hostname(host: &str) -> Result<(), NormalizeError> {
             _ => return Err(NormalizeError::Host),
         }
     }
-    if host.len() > 253 || !label_ok(label) {
+    if host.len() > MAX_HOST || !label_ok(label) {
         return Err(NormalizeError::Host);
     }
     Ok(())

@@ -468,6 +468,7 @@ mod tests {
             groups: list(groups),
             second_factor: None,
             second_factor_reset: None,
+            identity: Default::default(),
         }
     }
 

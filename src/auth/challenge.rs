@@ -587,6 +587,7 @@ mod tests {
             groups: vec![],
             second_factor: None,
             second_factor_reset: None,
+            identity: Default::default(),
         }
     }
 

@@ -349,6 +349,7 @@ mod tests {
             groups: vec!["admins".into()],
             second_factor: None,
             second_factor_reset: None,
+            identity: Default::default(),
         }
     }
 

@@ -49,6 +49,7 @@ impl Authenticator {
             groups: rules.groups.clone(),
             second_factor: Some(method.as_str().to_owned()),
             second_factor_reset: None,
+            identity: Default::default(),
         };
         self.enroll_signup(&user, method).await?;
         if self.sessions.store().insert_signup_user(&user)? {

@@ -87,6 +87,7 @@ fn write_files(
             groups: vec!["demo".into()],
             second_factor: Some(method.into()),
             second_factor_reset: None,
+            identity: Default::default(),
         })?;
     }
     users.save()?;

@@ -26,7 +26,7 @@ use crate::access::{AccessControl, Target, normalize};
 use crate::auth::{Access, Authenticator, LiveSessions, StepUp};
 use crate::config::{Config, Policy, SignupConfig};
 use crate::factor::authy::webhook::WebhookVerifier;
-use crate::metrics::{FactorMethod, FactorOutcome, Metrics};
+use crate::metrics::{FactorMethod, FactorOutcome, Metrics, RouteRequests};
 use crate::pages::Pages;
 use crate::proxy::{ForwardContext, Upstream};
 use crate::users::User;
@@ -54,6 +54,8 @@ pub struct Gateway {
     access: AccessControl,
     serve_authelia_paths: bool,
     metrics: Arc<Metrics>,
+    /// By `Route as usize`.
+    requests: [RouteRequests; Route::ALL.len()],
     /// `totp.issuer`, named on the enrolment page.
     totp_issuer: String,
 }
@@ -89,6 +91,7 @@ impl Gateway {
             max_form_bytes: config.server.max_form_bytes,
             access: config.access_control.clone(),
             serve_authelia_paths: config.upstream.is_none() || config.server.authelia_paths,
+            requests: Route::ALL.map(|route| metrics.requests_of(route_label(route))),
             metrics,
             totp_issuer: config.totp.issuer.clone(),
         }
@@ -128,7 +131,7 @@ impl Gateway {
             _ => Err(GatewayError::MethodNotAllowed),
         };
         let response = result.unwrap_or_else(|err| self.error_response(&err, format));
-        self.metrics.request(route_label(route), response.status());
+        self.requests[route as usize].answered(response.status());
         response
     }
 

@@ -23,6 +23,26 @@ pub enum Route {
     Proxy,
 }
 
+impl Route {
+    /// In declaration order, so that `route as usize` indexes it.
+    pub const ALL: [Route; 14] = [
+        Route::Login,
+        Route::Logout,
+        Route::Verify,
+        Route::Resend,
+        Route::Status,
+        Route::EnrollTotp,
+        Route::AuthyCallback,
+        Route::Signup,
+        Route::Healthz,
+        Route::AuthRequest,
+        Route::ForwardAuth,
+        Route::PortalRoot,
+        Route::NotFound,
+        Route::Proxy,
+    ];
+}
+
 /// `authelia_paths`: serve Authelia's forward-auth paths (always without
 /// an upstream; with one only when `server.authelia_paths` is on, so they
 /// never shadow the upstream's own paths).
@@ -74,6 +94,13 @@ fn proxy_or_not_found(has_upstream: bool) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_routes_are_listed_in_declaration_order() {
+        for (i, route) in Route::ALL.into_iter().enumerate() {
+            assert_eq!(route as usize, i);
+        }
+    }
 
     #[test]
     fn authelia_paths_only_when_asked_and_root_only_without_upstream() {

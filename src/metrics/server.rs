@@ -178,7 +178,7 @@ mod tests {
     async fn serves_metrics_on_its_own_port_and_nothing_else() {
         let sessions = Arc::new(LiveSessions::load(Arc::new(MemoryStore::default())).unwrap());
         let metrics = Arc::new(Metrics::new());
-        metrics.request("proxy", StatusCode::OK);
+        metrics.requests_of("proxy").answered(StatusCode::OK);
         let config = MetricsConfig {
             listen: Some("127.0.0.1:0".parse().unwrap()),
         };

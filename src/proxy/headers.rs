@@ -2,8 +2,6 @@
 //! headers, `X-Forwarded-*`, and the gateway's own cookies. Every name is
 //! a constant: parsing a name from a string costs more than the lookup.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -13,67 +11,13 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue};
 
-use crate::users::User;
-
-static REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
-static REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
-static REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
-static REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
+use crate::users::{IDENTITY_HEADERS, User};
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// The identity headers, in the order DESIGN.md lists them.
-fn identity_headers() -> [&'static HeaderName; 4] {
-    [&REMOTE_USER, &REMOTE_NAME, &REMOTE_EMAIL, &REMOTE_GROUPS]
-}
-
-/// A thread's prepared identities stay below this many users; past it the
-/// cache starts over.
-const PREPARED_MAX: usize = 4096;
-
-thread_local! {
-    /// The identity header values of the users this thread has served, by
-    /// email: built once per user rather than once per request, and per
-    /// thread so that the request path takes no lock for them.
-    static PREPARED: RefCell<HashMap<String, Prepared>> = RefCell::new(HashMap::new());
-}
-
-/// The values and what they were built from: a reloaded users file that
-/// changed the user's name or groups makes them stale.
-struct Prepared {
-    name: String,
-    groups: Vec<String>,
-    values: [HeaderValue; 4],
-}
-
-impl Prepared {
-    fn of(user: &User) -> Self {
-        // Values come from the users file; one that cannot be a header
-        // value is sent empty rather than dropped, so no client copy can
-        // stand in for it.
-        let value =
-            |text: String| HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static(""));
-        let email = value(user.email.clone());
-        Prepared {
-            name: user.name.clone(),
-            groups: user.groups.clone(),
-            values: [
-                email.clone(),
-                value(user.name.clone()),
-                email,
-                value(user.groups.join(",")),
-            ],
-        }
-    }
-
-    fn built_from(&self, user: &User) -> bool {
-        self.name == user.name && self.groups == user.groups
-    }
-}
 
 /// The hop-by-hop headers of RFC 9110 7.6.1 that every message drops.
 const HOP_BY_HOP: [&HeaderName; 9] = [
@@ -156,7 +100,7 @@ pub fn strip_identity(headers: &mut HeaderMap) {
 /// with any of its `-` written as `_`.
 fn is_identity_spelling(name: &str) -> bool {
     name.starts_with("remote")
-        && identity_headers().iter().any(|identity| {
+        && IDENTITY_HEADERS.iter().any(|identity| {
             let identity = identity.as_str().as_bytes();
             identity.len() == name.len()
                 && identity
@@ -168,29 +112,15 @@ fn is_identity_spelling(name: &str) -> bool {
 
 /// Sets all four identity headers from the user.
 pub fn set_identity(headers: &mut HeaderMap, user: &User) {
-    let values = PREPARED.with_borrow_mut(|prepared| {
-        if let Some(known) = prepared.get(&user.email)
-            && known.built_from(user)
-        {
-            return known.values.clone();
-        }
-        if prepared.len() >= PREPARED_MAX {
-            prepared.clear();
-        }
-        let built = Prepared::of(user);
-        let values = built.values.clone();
-        prepared.insert(user.email.clone(), built);
-        values
-    });
-    for (name, value) in identity_headers().into_iter().zip(values) {
-        headers.insert(name, value);
+    for (name, value) in user.identity_headers() {
+        headers.insert(name, value.clone());
     }
 }
 
 /// All four identity headers, empty: for an answer without a user, so a
 /// proxy that copies them never keeps a client's copy.
 pub fn set_no_identity(headers: &mut HeaderMap) {
-    for name in identity_headers() {
+    for name in &IDENTITY_HEADERS {
         headers.insert(name, HeaderValue::from_static(""));
     }
 }
@@ -394,6 +324,7 @@ mod tests {
             groups: vec!["admins".into(), "ops".into()],
             second_factor: None,
             second_factor_reset: None,
+            identity: Default::default(),
         };
         let mut h = HeaderMap::new();
         set_identity(&mut h, &user);
@@ -402,8 +333,7 @@ mod tests {
         assert_eq!(h["remote-email"], "a@example.com");
         assert_eq!(h["remote-groups"], "admins,ops");
 
-        // A reloaded users file with new groups or name: the prepared
-        // values follow.
+        // A reloaded users file makes new entries, with their own values.
         let renamed = User {
             name: "Ann B".into(),
             groups: vec!["ops".into()],
@@ -414,7 +344,7 @@ mod tests {
         assert_eq!(h["remote-groups"], "ops");
         let unprintable = User {
             name: "line\nbreak".into(),
-            ..user
+            ..user.clone()
         };
         set_identity(&mut h, &unprintable);
         assert_eq!(h["remote-name"], "");

@@ -444,6 +444,7 @@ mod tests {
             groups: vec!["admins".to_owned(), "dev".to_owned()],
             second_factor: Some("authy".to_owned()),
             second_factor_reset: None,
+            identity: Default::default(),
         }
     }
 
@@ -471,6 +472,7 @@ mod tests {
             groups: Vec::new(),
             second_factor: None,
             second_factor_reset: None,
+            identity: Default::default(),
         };
         file.add(user("alice@example.com")).unwrap();
         file.add(minimal).unwrap();

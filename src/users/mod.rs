@@ -6,10 +6,11 @@ mod file;
 mod watch;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 pub use file::{UsersFile, UsersFileError};
@@ -38,6 +39,69 @@ pub struct User {
     /// again at the next login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second_factor_reset: Option<u64>,
+    /// Built from the fields above on first use. An entry never changes
+    /// once loaded (a reload makes new ones), so they never go stale.
+    #[serde(skip)]
+    pub identity: IdentityValues,
+}
+
+/// The identity headers, in the order DESIGN.md lists them. Who the user
+/// is belongs here; the proxy layer sets them and strips client copies.
+pub static IDENTITY_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("remote-user"),
+    HeaderName::from_static("remote-name"),
+    HeaderName::from_static("remote-email"),
+    HeaderName::from_static("remote-groups"),
+];
+
+impl User {
+    /// The identity headers with this user's values: user and email are the
+    /// email, groups comma-separated. A field that cannot be a header
+    /// value is sent empty rather than dropped, so no client copy can stand
+    /// in for it. Built once; a forward-auth answer clones the whole map.
+    pub fn identity_headers(&self) -> &HeaderMap {
+        self.identity.0.get_or_init(|| {
+            let value =
+                |text: String| HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static(""));
+            let email = value(self.email.clone());
+            let values = [
+                email.clone(),
+                value(self.name.clone()),
+                email,
+                value(self.groups.join(",")),
+            ];
+            let mut headers = HeaderMap::with_capacity(IDENTITY_HEADERS.len());
+            for (name, value) in IDENTITY_HEADERS.iter().zip(values) {
+                headers.insert(name, value);
+            }
+            headers
+        })
+    }
+}
+
+/// [`User::identity_headers`], once built: derived data, so it plays no
+/// part in comparing, printing or copying an entry.
+#[derive(Default)]
+pub struct IdentityValues(OnceLock<HeaderMap>);
+
+impl Clone for IdentityValues {
+    fn clone(&self) -> Self {
+        IdentityValues::default()
+    }
+}
+
+impl PartialEq for IdentityValues {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for IdentityValues {}
+
+impl std::fmt::Debug for IdentityValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("..")
+    }
 }
 
 /// Looks users up by email; the auth flow depends on this, not on the file.

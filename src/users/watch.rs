@@ -208,6 +208,7 @@ mod tests {
             groups: Vec::new(),
             second_factor: None,
             second_factor_reset: None,
+            identity: Default::default(),
         }
     }
 
