@@ -1,27 +1,24 @@
-//! The pooled hyper-util client to `upstream.url`. Bodies stream both ways
-//! (`Incoming` in, `Incoming` out); nothing is buffered whole.
+//! Forwarding to `upstream.url` over the pool's keep-alive connections.
+//! Bodies stream both ways (`Incoming` in, `Incoming` out); nothing is
+//! buffered whole.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::UPGRADE;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::header::{HOST, UPGRADE};
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 
+use super::pool::{Endpoint, UpstreamPool};
 use super::{headers, upgrade};
 use crate::config::UpstreamConfig;
 use crate::gateway::response::Body;
 use crate::users::User;
-
-/// Idle pooled connections are dropped before a typical upstream's own
-/// keep-alive timeout, so a request is rarely sent on a closing socket.
-const POOL_IDLE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -47,35 +44,42 @@ pub struct ForwardContext<'a> {
 }
 
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
-    scheme: Scheme,
-    authority: Authority,
+    pool: Arc<UpstreamPool>,
+    /// `host[:port]` of `upstream.url`: the `Host` of a request that came
+    /// without one.
+    authority: HeaderValue,
     response_timeout: Duration,
 }
 
 impl Upstream {
     pub fn new(config: &UpstreamConfig) -> Result<Self, ProxyError> {
-        let (Some(scheme), Some(authority)) = (config.url.scheme(), config.url.authority()) else {
+        let url = &config.url;
+        let (Some(scheme), Some(authority)) = (url.scheme_str(), url.authority()) else {
             return Err(ProxyError::Config("needs a scheme and a host".into()));
         };
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        // The TLS layer takes https URIs; plain http ones pass through it.
-        http.enforce_http(false);
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(upstream_tls(config)?)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        let host = authority.host();
+        let tls = match scheme {
+            "http" => None,
+            "https" => Some(upstream_tls(config, host)?),
+            other => return Err(ProxyError::Config(format!("unsupported scheme {other}"))),
+        };
+        let port = authority
+            .port_u16()
+            .unwrap_or(if tls.is_some() { 443 } else { 80 });
+        let endpoint = Endpoint {
+            // A bracketed IPv6 literal resolves without its brackets.
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            tls,
+            connect_timeout: config.connect_timeout,
+        };
         Ok(Upstream {
-            client,
-            scheme: scheme.clone(),
-            authority: authority.clone(),
+            pool: UpstreamPool::new(endpoint),
+            authority: HeaderValue::from_str(authority.as_str())
+                .map_err(|e| ProxyError::Config(e.to_string()))?,
             response_timeout: config.response_timeout,
         })
     }
@@ -90,10 +94,9 @@ impl Upstream {
         // moves into the client; afterwards it is gone.
         let client_half = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let req = self.prepare(req, ctx, upgrade.clone())?;
-        let mut response = tokio::time::timeout(self.response_timeout, self.client.request(req))
+        let mut response = tokio::time::timeout(self.response_timeout, self.pool.send(req))
             .await
-            .map_err(|_| ProxyError::Timeout)?
-            .map_err(|e| classify(&e))?;
+            .map_err(|_| ProxyError::Timeout)??;
         let switched = if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let (Some(asked), Some(client_half)) = (upgrade, client_half) else {
                 return Err(ProxyError::Request(
@@ -135,17 +138,14 @@ impl Upstream {
         let (mut parts, body) = req.into_parts();
         let host = headers::request_host_value(&parts.uri, &parts.headers);
         // The client's own path when normalization left it as it was:
-        // shared, not parsed and copied again.
+        // shared, not parsed and copied again. Origin-form: the connection
+        // already goes to the upstream.
         let path = match std::mem::take(&mut parts.uri).into_parts().path_and_query {
             Some(sent) if sent.as_str() == ctx.path_and_query => sent,
             _ => PathAndQuery::try_from(ctx.path_and_query)
                 .map_err(|e| ProxyError::Request(e.to_string()))?,
         };
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(self.scheme.clone());
-        uri.authority = Some(self.authority.clone());
-        uri.path_and_query = Some(path);
-        parts.uri = Uri::from_parts(uri).map_err(|e| ProxyError::Request(e.to_string()))?;
+        parts.uri = Uri::from(path);
         // The upstream speaks HTTP/1.1 whatever the client spoke.
         parts.version = Version::HTTP_11;
         let h = &mut parts.headers;
@@ -160,17 +160,18 @@ impl Upstream {
         }
         headers::set_forwarded(h, ctx.peer, ctx.peer_trusted, ctx.proto, host.clone());
         // Keep the public host: what most apps build their links from.
-        if let Some(host) = host {
-            h.insert(http::header::HOST, host);
-        }
+        h.insert(HOST, host.unwrap_or_else(|| self.authority.clone()));
         Ok(Request::from_parts(parts, body))
     }
 }
 
 /// An https upstream is checked against `upstream.ca_file` alone when set,
 /// else against the Mozilla roots built in (webpki-roots), so the result
-/// does not depend on the machine's CA bundle. HTTP/1.1 only (no ALPN).
-fn upstream_tls(config: &UpstreamConfig) -> Result<rustls::ClientConfig, ProxyError> {
+/// does not depend on the machine's CA bundle. HTTP/1.1 only.
+fn upstream_tls(
+    config: &UpstreamConfig,
+    host: &str,
+) -> Result<(TlsConnector, ServerName<'static>), ProxyError> {
     let mut roots = rustls::RootCertStore::empty();
     match &config.ca {
         Some(ca) => {
@@ -178,20 +179,15 @@ fn upstream_tls(config: &UpstreamConfig) -> Result<rustls::ClientConfig, ProxyEr
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    // No ALPN here: the connector sets it from the enabled versions (and
-    // panics on a config that has one).
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ProxyError::Config(e.to_string()))?
         .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
-fn classify(err: &hyper_util::client::legacy::Error) -> ProxyError {
-    if err.is_connect() {
-        ProxyError::Connect(err.to_string())
-    } else {
-        ProxyError::Request(err.to_string())
-    }
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(name.to_owned())
+        .map_err(|e| ProxyError::Config(format!("{host}: {e}")))?;
+    Ok((TlsConnector::from(Arc::new(tls)), name))
 }

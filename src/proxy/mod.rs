@@ -2,6 +2,7 @@
 
 mod forward;
 pub mod headers;
+mod pool;
 mod upgrade;
 
 pub use forward::{ForwardContext, ProxyError, Upstream};
