@@ -199,9 +199,9 @@ impl Authenticator {
         })
     }
 
-    /// The per-request check: memory only, no disk write except the
-    /// once-a-minute idle refresh. Proxy mode: an approved push steps the
-    /// session up here.
+    /// The per-request check: memory only; the idle refresh (at most
+    /// every 24th of the idle timeout) is written by the next flush. Proxy
+    /// mode: an approved push steps the session up here.
     pub fn check(&self, id: Option<&SessionId>, policy: Policy) -> Access {
         self.authorize(self.identify(id).as_ref(), policy, StepUp::Allowed)
     }

@@ -28,7 +28,7 @@ pub struct SessionRecord {
     pub auth_time: u64,
     pub second_factor_time: Option<u64>,
     pub created_at: u64,
-    /// Refreshed at most about once a minute, see `LiveSessions::touch`.
+    /// Refreshed at most every 24th of the idle timeout, see `LiveSessions::touch`.
     pub last_seen: u64,
     /// The pending second factor of a `one_factor` session. Boxed: nearly
     /// every live session has none, and inline it took 112 of the 184
