@@ -303,10 +303,15 @@ fn check_hostname(host: &str) -> Result<(), NormalizeError> {
 type PathAndQuery<'a> = (Cow<'a, str>, Option<Cow<'a, str>>);
 
 fn parse_path_and_query(raw: &str) -> Result<PathAndQuery<'_>, NormalizeError> {
-    let without_fragment = raw.split('#').next().unwrap_or("");
-    let (path, query) = match without_fragment.split_once('?') {
-        Some((path, query)) => (path, Some(canonical_query(query)?)),
-        None => (without_fragment, None),
+    // The path ends at the first `?` or `#`, the query at the next `#`.
+    let (path, query) = match memchr::memchr2(b'?', b'#', raw.as_bytes()) {
+        Some(end) if raw.as_bytes()[end] == b'?' => {
+            let rest = &raw[end + 1..];
+            let query = memchr::memchr(b'#', rest.as_bytes()).map_or(rest, |i| &rest[..i]);
+            (&raw[..end], Some(canonical_query(query)?))
+        }
+        Some(end) => (&raw[..end], None),
+        None => (raw, None),
     };
     if !path.starts_with('/') {
         return Err(NormalizeError::NotAbsolutePath);
@@ -441,12 +446,27 @@ fn check_decoded(decoded: &[u8]) -> Result<(), NormalizeError> {
 
 /// RFC 3986 `unreserved`: the only escapes that are decoded, because
 /// decoding them never changes what the path means.
-fn is_unreserved(b: u8) -> bool {
+const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
 /// RFC 3986 `pchar` (without `%`, handled apart) plus the separator.
 fn is_pchar_or_slash(b: u8) -> bool {
+    PCHAR_OR_SLASH[b as usize]
+}
+
+/// [`pchar_or_slash`] of every byte: one lookup per byte of every path.
+static PCHAR_OR_SLASH: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = pchar_or_slash(b as u8);
+        b += 1;
+    }
+    table
+};
+
+const fn pchar_or_slash(b: u8) -> bool {
     is_unreserved(b)
         || matches!(
             b,
