@@ -140,8 +140,7 @@ fn keyed(key: &[u8]) -> Hmac<Sha256> {
 }
 
 /// The first cookie named `name` across every `Cookie` header (HTTP/2
-/// sends one header per cookie).
-/// The first cookie called `name`. Works on the header's bytes, split at
+/// sends one header per cookie). Works on the header's bytes, split at
 /// each `;` by `memchr`: only the value found has to be text.
 fn find_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     let value = headers.get_all(COOKIE).iter().find_map(|header| {

@@ -57,7 +57,12 @@ impl Upstream {
         let (Some(scheme), Some(authority)) = (url.scheme_str(), url.authority()) else {
             return Err(ProxyError::Config("needs a scheme and a host".into()));
         };
-        let host = authority.host();
+        // A bracketed IPv6 literal resolves and is verified without its
+        // brackets.
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         let tls = match scheme {
             "http" => None,
             "https" => Some(upstream_tls(config, host)?),
@@ -67,11 +72,7 @@ impl Upstream {
             .port_u16()
             .unwrap_or(if tls.is_some() { 443 } else { 80 });
         let endpoint = Endpoint {
-            // A bracketed IPv6 literal resolves without its brackets.
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
+            host: host.to_owned(),
             port,
             tls,
             connect_timeout: config.connect_timeout,
@@ -186,8 +187,7 @@ fn upstream_tls(
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let name = host.trim_start_matches('[').trim_end_matches(']');
-    let name = ServerName::try_from(name.to_owned())
+    let name = ServerName::try_from(host.to_owned())
         .map_err(|e| ProxyError::Config(format!("{host}: {e}")))?;
     Ok((TlsConnector::from(Arc::new(tls)), name))
 }

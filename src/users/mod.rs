@@ -42,7 +42,7 @@ pub struct User {
     /// Built from the fields above on first use. An entry never changes
     /// once loaded (a reload makes new ones), so they never go stale.
     #[serde(skip)]
-    pub identity: IdentityValues,
+    pub identity: IdentityHeaders,
 }
 
 /// The identity headers, in the order DESIGN.md lists them. Who the user
@@ -82,23 +82,23 @@ impl User {
 /// [`User::identity_headers`], once built: derived data, so it plays no
 /// part in comparing, printing or copying an entry.
 #[derive(Default)]
-pub struct IdentityValues(OnceLock<HeaderMap>);
+pub struct IdentityHeaders(OnceLock<HeaderMap>);
 
-impl Clone for IdentityValues {
+impl Clone for IdentityHeaders {
     fn clone(&self) -> Self {
-        IdentityValues::default()
+        IdentityHeaders::default()
     }
 }
 
-impl PartialEq for IdentityValues {
+impl PartialEq for IdentityHeaders {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl Eq for IdentityValues {}
+impl Eq for IdentityHeaders {}
 
-impl std::fmt::Debug for IdentityValues {
+impl std::fmt::Debug for IdentityHeaders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("..")
     }
