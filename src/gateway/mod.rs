@@ -126,7 +126,9 @@ impl Gateway {
             (Route::AuthRequest, _) => Ok(self.forward_auth(&req, conn, Flavor::Nginx)),
             (Route::ForwardAuth, _) => Ok(self.forward_auth(&req, conn, Flavor::Forward)),
             (Route::PortalRoot, Method::GET | Method::HEAD) => Ok(self.portal_root(&req)),
-            (Route::Proxy, _) => self.proxy(req, conn).await,
+            // Boxed: the proxy future is large, and the match arm would
+            // otherwise make every request's future that size.
+            (Route::Proxy, _) => Box::pin(self.proxy(req, conn)).await,
             (Route::NotFound, _) => Err(GatewayError::NotFound),
             _ => Err(GatewayError::MethodNotAllowed),
         };
