@@ -435,16 +435,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_sessions_of_a_user_share_one_copy_of_the_email() {
+    /// `n` sessions of one user, last seen at 100, in a memory store.
+    fn live_sessions(n: usize) -> (Arc<MemoryStore>, LiveSessions, Vec<SessionKey>) {
         let store = Arc::new(MemoryStore::default());
         let sessions = LiveSessions::load(store.clone()).unwrap();
-        let keys: Vec<SessionKey> = (0..3)
+        let keys: Vec<SessionKey> = (0..n)
             .map(|_| SessionId::generate().unwrap().key())
             .collect();
         for key in &keys {
             sessions.insert(*key, record(100)).unwrap();
         }
+        (store, sessions, keys)
+    }
+
+    #[test]
+    fn the_sessions_of_a_user_share_one_copy_of_the_email() {
+        let (store, sessions, keys) = live_sessions(3);
         let first = sessions.get(&keys[0]).unwrap().user.clone();
         for key in &keys {
             assert!(Arc::ptr_eq(&sessions.get(key).unwrap().user, &first));
@@ -538,13 +544,8 @@ mod tests {
 
     #[test]
     fn the_flush_writes_every_refresh_but_no_ended_session() {
-        let store = Arc::new(MemoryStore::default());
-        let sessions = LiveSessions::load(store.clone()).unwrap();
-        let keys: Vec<SessionKey> = (0..50)
-            .map(|_| SessionId::generate().unwrap().key())
-            .collect();
+        let (store, sessions, keys) = live_sessions(50);
         for key in &keys {
-            sessions.insert(*key, record(100)).unwrap();
             sessions.touch(key, 200, EVERY);
         }
         sessions.remove(&keys[0]).unwrap();

@@ -64,10 +64,7 @@ struct Idle<B> {
     since: Instant,
 }
 
-impl<B> UpstreamPool<B>
-where
-    B: RequestBody,
-{
+impl<B: RequestBody> UpstreamPool<B> {
     pub fn new(endpoint: Endpoint) -> Arc<Self> {
         Arc::new(UpstreamPool {
             endpoint,
@@ -203,18 +200,12 @@ where
 
 /// An upstream response body that gives its connection back to the pool
 /// once read to the end.
-pub struct PooledBody<B = Incoming>
-where
-    B: RequestBody,
-{
+pub struct PooledBody<B: RequestBody = Incoming> {
     inner: Incoming,
     lease: Option<(SendRequest<B>, Arc<UpstreamPool<B>>)>,
 }
 
-impl<B> PooledBody<B>
-where
-    B: RequestBody,
-{
+impl<B: RequestBody> PooledBody<B> {
     fn release(&mut self) {
         if let Some((sender, pool)) = self.lease.take() {
             pool.give_back(sender);
@@ -222,10 +213,7 @@ where
     }
 }
 
-impl<B> Body for PooledBody<B>
-where
-    B: RequestBody,
-{
+impl<B: RequestBody> Body for PooledBody<B> {
     type Data = Bytes;
     type Error = hyper::Error;
 
@@ -252,10 +240,7 @@ where
     }
 }
 
-impl<B> Drop for PooledBody<B>
-where
-    B: RequestBody,
-{
+impl<B: RequestBody> Drop for PooledBody<B> {
     /// A body read to its end (or empty) frees the connection; one dropped
     /// half-read does not: hyper closes that connection.
     fn drop(&mut self) {
@@ -329,6 +314,11 @@ mod tests {
         pool.send(req).await.unwrap()
     }
 
+    /// The whole body of `path`, read to the end.
+    async fn fetch(pool: &Pool, path: &str) -> Bytes {
+        read(get(pool, path).await).await
+    }
+
     async fn read(response: Response<PooledBody<Empty<Bytes>>>) -> Bytes {
         response.into_body().collect().await.unwrap().to_bytes()
     }
@@ -338,10 +328,10 @@ mod tests {
         let (port, accepted) = upstream().await;
         let pool = pool(port);
         for _ in 0..5 {
-            assert_eq!(read(get(&pool, "/").await).await, "hello");
+            assert_eq!(fetch(&pool, "/").await, "hello");
         }
-        assert_eq!(read(get(&pool, "/big").await).await.len(), 1 << 20);
-        assert_eq!(read(get(&pool, "/").await).await, "hello");
+        assert_eq!(fetch(&pool, "/big").await.len(), 1 << 20);
+        assert_eq!(fetch(&pool, "/").await, "hello");
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
@@ -353,7 +343,7 @@ mod tests {
         let first = big.frame().await.unwrap().unwrap();
         assert!(first.data_ref().is_some_and(|d| d.len() < 1 << 20));
         drop(big);
-        assert_eq!(read(get(&pool, "/").await).await, "hello");
+        assert_eq!(fetch(&pool, "/").await, "hello");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
@@ -361,9 +351,9 @@ mod tests {
     async fn a_connection_the_upstream_closed_is_replaced() {
         let (port, accepted) = upstream().await;
         let pool = pool(port);
-        assert_eq!(read(get(&pool, "/close").await).await, "hello");
-        assert_eq!(read(get(&pool, "/").await).await, "hello");
-        assert_eq!(read(get(&pool, "/").await).await, "hello");
+        assert_eq!(fetch(&pool, "/close").await, "hello");
+        assert_eq!(fetch(&pool, "/").await, "hello");
+        assert_eq!(fetch(&pool, "/").await, "hello");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
@@ -377,7 +367,7 @@ mod tests {
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 4);
         assert_eq!(pool.idle.lock().unwrap().len(), 4);
-        assert_eq!(read(get(&pool, "/").await).await, "hello");
+        assert_eq!(fetch(&pool, "/").await, "hello");
         assert_eq!(accepted.load(Ordering::SeqCst), 4);
     }
 
