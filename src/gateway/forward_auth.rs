@@ -4,8 +4,7 @@
 //! expect. No error path ever answers 2xx.
 
 use http::header::HeaderName;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use super::Gateway;
 use super::request::ConnInfo;
@@ -29,11 +28,11 @@ pub enum Flavor {
 impl Gateway {
     pub(super) fn forward_auth(
         &self,
-        req: &Request<Incoming>,
+        headers: &HeaderMap,
         conn: ConnInfo,
         flavor: Flavor,
     ) -> Response<Body> {
-        let (decision, answer) = self.forward_auth_decision(req, conn, flavor);
+        let (decision, answer) = self.forward_auth_decision(headers, conn, flavor);
         let endpoint = match flavor {
             Flavor::Nginx => AuthEndpoint::Nginx,
             Flavor::Forward => AuthEndpoint::Forward,
@@ -44,7 +43,7 @@ impl Gateway {
 
     fn forward_auth_decision(
         &self,
-        req: &Request<Incoming>,
+        headers: &HeaderMap,
         conn: ConnInfo,
         flavor: Flavor,
     ) -> (Decision, Response<Body>) {
@@ -53,25 +52,25 @@ impl Gateway {
             tracing::warn!(%peer, "forward-auth request from an untrusted peer refused");
             return (Decision::Refused, refusal(flavor));
         }
-        let client = self.client_of(req.headers(), conn);
-        let Some(target) = original_request(req.headers(), client, flavor) else {
+        let client = self.client_of(headers, conn);
+        let Some(target) = original_request(headers, client, flavor) else {
             return (Decision::Refused, refusal(flavor));
         };
         let who = self
             .auth
-            .identify(self.cookies.session_id(req.headers()).as_ref());
+            .identify(self.cookies.session_id(headers).as_ref());
         let user = who.as_ref().map(|w| w.user.as_ref());
-        let policy = self.policy_for(&target, user, req.headers());
+        let policy = self.policy_for(&target, user, headers);
         match self.auth.authorize(who.as_ref(), policy, StepUp::Deferred) {
             Access::Granted(user) => (Decision::Allowed, allowed(user.as_deref())),
             Access::Denied => (Decision::Denied, response::empty(StatusCode::FORBIDDEN)),
             Access::NeedsLogin => (
                 Decision::NeedsLogin,
-                self.login_needed(&target, req.headers(), flavor, "login"),
+                self.login_needed(&target, headers, flavor, "login"),
             ),
             Access::NeedsSecondFactor | Access::SteppedUp(..) => (
                 Decision::NeedsSecondFactor,
-                self.login_needed(&target, req.headers(), flavor, "verify"),
+                self.login_needed(&target, headers, flavor, "verify"),
             ),
         }
     }

@@ -101,12 +101,7 @@ impl Gateway {
     /// error would make hyper drop the connection without an answer.
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let format = request::response_format(req.headers());
-        let route = route::route(
-            req.uri().path(),
-            &self.prefix,
-            self.upstream.is_some(),
-            self.serve_authelia_paths,
-        );
+        let route = self.route(req.uri().path());
         let result = match (route, req.method().clone()) {
             (Route::Login, Method::GET) => Ok(self.login_page(&req, format)),
             (Route::Login, Method::POST) => Ok(self.login_submit(req, conn, format).await),
@@ -123,8 +118,8 @@ impl Gateway {
             (Route::Signup, Method::GET) => Ok(self.signup_page(&req, format)),
             (Route::Signup, Method::POST) => Ok(self.signup_submit(req, conn, format).await),
             (Route::Healthz, Method::GET | Method::HEAD) => Ok(self.healthz()),
-            (Route::AuthRequest, _) => Ok(self.forward_auth(&req, conn, Flavor::Nginx)),
-            (Route::ForwardAuth, _) => Ok(self.forward_auth(&req, conn, Flavor::Forward)),
+            (Route::AuthRequest, _) => Ok(self.forward_auth(req.headers(), conn, Flavor::Nginx)),
+            (Route::ForwardAuth, _) => Ok(self.forward_auth(req.headers(), conn, Flavor::Forward)),
             (Route::PortalRoot, Method::GET | Method::HEAD) => Ok(self.portal_root(&req)),
             // Boxed: the proxy future is large, and the match arm would
             // otherwise make every request's future that size.
@@ -135,6 +130,35 @@ impl Gateway {
         let response = result.unwrap_or_else(|err| self.error_response(&err, format));
         self.requests[route as usize].answered(response.status());
         response
+    }
+
+    /// The listener's fast path (`server/fast_path.rs`) asks here first: a
+    /// plain `GET` of a forward-auth path is answered without hyper, which
+    /// is most of what nginx and Traefik send. Anything else is `None`.
+    pub fn answer_plain_get(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        conn: ConnInfo,
+    ) -> Option<Response<Body>> {
+        let route = self.route(path);
+        let flavor = match route {
+            Route::AuthRequest => Flavor::Nginx,
+            Route::ForwardAuth => Flavor::Forward,
+            _ => return None,
+        };
+        let response = self.forward_auth(headers, conn, flavor);
+        self.requests[route as usize].answered(response.status());
+        Some(response)
+    }
+
+    fn route(&self, path: &str) -> Route {
+        route::route(
+            path,
+            &self.prefix,
+            self.upstream.is_some(),
+            self.serve_authelia_paths,
+        )
     }
 
     /// The client's address for rules, regulation and logs: the peer, or

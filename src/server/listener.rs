@@ -1,14 +1,16 @@
-//! The accept loop: one hyper-util auto connection (HTTP/1.1 or HTTP/2:
-//! h2c by prior knowledge in plain text, h2 by ALPN over TLS) per TCP
-//! connection, a header-read timeout, a connection cap, and graceful
-//! shutdown bounded by `server.shutdown_timeout`.
+//! The accept loop: per TCP connection, the plain-`GET` fast path
+//! (`fast_path.rs`), then a hyper-util auto connection (HTTP/1.1 or HTTP/2:
+//! h2c by prior knowledge in plain text, h2 by ALPN over TLS) for whatever
+//! the fast path leaves; a header-read timeout, a connection cap, and
+//! graceful shutdown bounded by `server.shutdown_timeout`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -17,7 +19,9 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
+use super::fast_path::{self, Limits, Outcome, Replay};
 use super::tls::{self, LiveTls};
 use crate::config::ServerConfig;
 use crate::gateway::Gateway;
@@ -39,6 +43,19 @@ pub trait Handler: Send + Sync + 'static {
         req: Request<Incoming>,
         conn: ConnInfo,
     ) -> impl Future<Output = Response<Body>> + Send;
+
+    /// A plain HTTP/1.1 `GET` (no body, no upgrade) that the listener parsed
+    /// itself (`fast_path.rs`): `Some` answers it there; `None` leaves it,
+    /// and the rest of its connection, to hyper and `handle`. The answer's
+    /// body must be whole at once.
+    fn answer_plain_get(
+        &self,
+        _path: &str,
+        _headers: &HeaderMap,
+        _conn: ConnInfo,
+    ) -> Option<Response<Body>> {
+        None
+    }
 }
 
 impl Handler for Gateway {
@@ -48,6 +65,15 @@ impl Handler for Gateway {
         conn: ConnInfo,
     ) -> impl Future<Output = Response<Body>> + Send {
         Gateway::handle(self, req, conn)
+    }
+
+    fn answer_plain_get(
+        &self,
+        path: &str,
+        headers: &HeaderMap,
+        conn: ConnInfo,
+    ) -> Option<Response<Body>> {
+        Gateway::answer_plain_get(self, path, headers, conn)
     }
 }
 
@@ -63,7 +89,10 @@ struct Connections<H> {
     handler: Arc<H>,
     /// `Some`: every connection starts with a TLS handshake.
     tls: Option<Arc<LiveTls>>,
-    handshake_timeout: Duration,
+    limits: Limits,
+    /// Cancelled at shutdown: ends the fast path's idle connections, as
+    /// `GracefulShutdown` does hyper's.
+    stop: CancellationToken,
 }
 
 pub async fn serve<H: Handler>(
@@ -77,8 +106,11 @@ pub async fn serve<H: Handler>(
         builder: connection_builder(server),
         handler,
         tls,
-        // The handshake is part of what a client must send promptly.
-        handshake_timeout: server.header_read_timeout,
+        limits: Limits {
+            header_read_timeout: server.header_read_timeout,
+            max_header_bytes: server.max_header_bytes,
+        },
+        stop: CancellationToken::new(),
     });
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(server.max_connections));
@@ -106,6 +138,7 @@ pub async fn serve<H: Handler>(
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
+    connections.stop.cancel();
     // Upgraded connections (WebSockets) left hyper's sight at the 101; they
     // are ended here too, within the same bound.
     let tunnels = crate::proxy::tunnels();
@@ -123,20 +156,38 @@ impl<H: Handler> Connections<H> {
     async fn run(&self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
         let Some(tls) = &self.tls else {
             let conn = ConnInfo { peer, tls: false };
-            return self.serve_http(TokioIo::new(stream), conn, watcher).await;
+            return self.serve(stream, conn, watcher).await;
         };
-        let Some(stream) = tls::handshake(tls.acceptor(), stream, self.handshake_timeout).await
-        else {
+        // The handshake is part of what a client must send promptly.
+        let limit = self.limits.header_read_timeout;
+        let Some(stream) = tls::handshake(tls.acceptor(), stream, limit).await else {
             return;
         };
         let conn = ConnInfo { peer, tls: true };
-        self.serve_http(TokioIo::new(stream), conn, watcher).await;
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            let io = Replay::new(Bytes::new(), stream);
+            return self.serve_http(io, conn, watcher).await;
+        }
+        self.serve(stream, conn, watcher).await;
     }
 
-    async fn serve_http<I>(&self, io: I, conn: ConnInfo, watcher: Watcher)
+    /// HTTP/1.1 (or h2c by prior knowledge): the fast path first.
+    async fn serve<I>(&self, io: I, conn: ConnInfo, watcher: Watcher)
     where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let handler = &*self.handler;
+        match fast_path::serve(io, handler, conn, self.limits, &self.stop).await {
+            Outcome::Closed => {}
+            Outcome::HandOff(io) => self.serve_http(io, conn, watcher).await,
+        }
+    }
+
+    async fn serve_http<I>(&self, io: Replay<I>, conn: ConnInfo, watcher: Watcher)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = TokioIo::new(io);
         let handler = self.handler.clone();
         let service = service_fn(move |req| {
             let handler = handler.clone();
@@ -154,14 +205,17 @@ impl<H: Handler> Connections<H> {
 fn log_connection_error(e: &(dyn std::error::Error + 'static), conn: &ConnInfo) {
     let peer = conn.peer;
     match e.downcast_ref::<hyper::Error>() {
-        Some(h) if h.is_timeout() => {
-            tracing::info!(%peer, "no request head within server.header_read_timeout (slow or idle client); connection closed");
-        }
+        Some(h) if h.is_timeout() => log_header_timeout(conn),
         Some(h) if h.is_parse_too_large() => {
             tracing::warn!(%peer, "request head over server.max_header_bytes; answered 431");
         }
         _ => tracing::debug!(error = %e, %peer, "connection ended with an error"),
     }
+}
+
+pub(super) fn log_header_timeout(conn: &ConnInfo) {
+    let peer = conn.peer;
+    tracing::info!(%peer, "no request head within server.header_read_timeout (slow or idle client); connection closed");
 }
 
 fn connection_builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {

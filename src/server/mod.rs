@@ -5,6 +5,7 @@
 mod allocator;
 mod background;
 mod factors;
+mod fast_path;
 
 pub use allocator::tune as tune_allocator;
 pub use factors::sealer as totp_sealer;

@@ -135,16 +135,29 @@ impl Ask {
         self.with("Cookie", &format!("theme=dark; {SESSION_COOKIE}={session}"))
     }
 
-    /// `GET path` on the gateway with exactly these headers (plus Host and
-    /// `Connection: close`, as the raw helper needs).
+    /// `GET path` on the gateway with exactly these headers (plus Host),
+    /// sent twice on one connection: kept alive, as a proxy sends it (the
+    /// listener's fast path answers), then with `Connection: close` (hyper
+    /// answers). Both answers must be the same but for their `date`.
     async fn send(&self, gw: &Gateway, path: &str) -> RawReply {
         let port = gw.setup().port;
         let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n");
         for (name, value) in &self.headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
-        request.push_str("Connection: close\r\n\r\n");
-        raw_request(port, request.as_bytes()).await
+        let pair = format!("{request}\r\n{request}Connection: close\r\n\r\n");
+        let [fast, hyper] = raw_exchange(port, pair.as_bytes(), 2)
+            .await
+            .try_into()
+            .unwrap();
+        let without_date = |reply: &RawReply| {
+            let mut headers = reply.headers.clone();
+            headers.retain(|(name, _)| name != "date" && name != "connection");
+            headers.sort();
+            (reply.status, headers, reply.body.clone())
+        };
+        assert_eq!(without_date(&fast), without_date(&hyper), "{path} {self:?}");
+        hyper
     }
 }
 
@@ -686,7 +699,8 @@ async fn authelia_paths_with_an_upstream_only_when_asked() {
     let reply = ask.send(&gw, "/api/verify").await;
     let echo = Echo(serde_json::from_str(&reply.body).expect("the upstream's echo"));
     assert_eq!(echo.uri(), "/api/verify");
-    assert_eq!(upstream.hits(), 1);
+    // `send` asks twice.
+    assert_eq!(upstream.hits(), 2);
     // ... while our own prefix always answers forward-auth.
     assert_identity(&ask.send(&gw, FORWARD_AUTH).await);
     drop(gw);
@@ -704,7 +718,7 @@ async fn authelia_paths_with_an_upstream_only_when_asked() {
         .send(&gw, "/api/verify")
         .await;
     assert_eq!(reply.status, 403, "{reply:?}");
-    assert_eq!(upstream.hits(), 1, "nothing more reached the upstream");
+    assert_eq!(upstream.hits(), 2, "nothing more reached the upstream");
 }
 
 #[tokio::test]

@@ -816,6 +816,11 @@ impl RawReply {
 /// Writes `request` as-is to the gateway and reads the answer until the
 /// connection closes (send `Connection: close`).
 pub async fn raw_request(port: u16, request: &[u8]) -> RawReply {
+    parse_raw(&written_and_read(port, request).await)
+}
+
+/// Everything the gateway sends back for `request` until it closes.
+async fn written_and_read(port: u16, request: &[u8]) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
     let io = async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
@@ -824,11 +829,29 @@ pub async fn raw_request(port: u16, request: &[u8]) -> RawReply {
         stream.read_to_end(&mut buf).await?;
         Ok::<_, std::io::Error>(buf)
     };
-    let buf = tokio::time::timeout(Duration::from_secs(10), io)
+    tokio::time::timeout(Duration::from_secs(10), io)
         .await
         .expect("raw request answered within 10 s")
-        .expect("raw request I/O");
-    parse_raw(&buf)
+        .expect("raw request I/O")
+}
+
+/// Writes `requests` (pipelined) as-is and reads `count` answers, each
+/// framed by its `content-length`, until the connection closes.
+pub async fn raw_exchange(port: u16, requests: &[u8], count: usize) -> Vec<RawReply> {
+    let buf = written_and_read(port, requests).await;
+    let mut rest = &buf[..];
+    let replies: Vec<RawReply> = (0..count)
+        .map(|_| {
+            let head_end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            let head = parse_raw(&rest[..head_end]);
+            let length: usize = head.header("content-length").unwrap().parse().unwrap();
+            let (one, more) = rest.split_at(head_end + length);
+            rest = more;
+            parse_raw(one)
+        })
+        .collect();
+    assert!(rest.is_empty(), "more than {count} answers");
+    replies
 }
 
 fn parse_raw(buf: &[u8]) -> RawReply {

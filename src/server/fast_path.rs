@@ -1,0 +1,576 @@
+//! Plain `GET`s answered without hyper. nginx `auth_request`, Traefik,
+//! Caddy and HAProxy ask the gateway one small question per request over
+//! keep-alive connections, and hyper's per-request machinery (dispatcher,
+//! body channel, a new header-timeout timer) costs more than the answer.
+//!
+//! Every connection starts here. A complete HTTP/1.1 `GET` with no body and
+//! no connection options is parsed with httparse and offered to
+//! [`Handler::answer_plain_get`]; the answers go out in order. At the first
+//! request that is anything else (another path, a body, an upgrade,
+//! HTTP/1.0, HTTP/2, a parse error, a head over `server.max_header_bytes`),
+//! the bytes read so far and the connection go to hyper for the rest of
+//! the connection's life. So every unusual request keeps hyper's handling,
+//! and this module only ever sees the simplest one.
+//!
+//! The same limits as hyper's: a request head must arrive within
+//! `server.header_read_timeout` of the wait for it starting (idle
+//! keep-alive included), and a shutdown closes connections between
+//! requests. Unlike hyper's, the timer is one per connection, moved forward
+//! per request, which costs no timer-wheel work.
+
+use std::cell::RefCell;
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use super::listener::Handler;
+use crate::gateway::request::ConnInfo;
+use crate::gateway::response::Body;
+
+/// hyper's default; a head with more headers goes to hyper, which answers 431.
+const MAX_HEADERS: usize = 100;
+/// Room made before each read.
+const READ_CHUNK: usize = 4096;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+}
+
+pub(super) enum Outcome<I> {
+    /// The connection is over: closed by either side, timed out, or shut down.
+    Closed,
+    /// A request this module leaves to hyper; it is read again from `Replay`.
+    HandOff(Replay<I>),
+}
+
+/// What the connection does after the requests in its buffer.
+enum Next {
+    Read,
+    Close,
+    HandOff(Bytes),
+}
+
+/// One connection until it closes or hands off.
+pub(super) async fn serve<I, H>(
+    mut io: I,
+    handler: &H,
+    conn: ConnInfo,
+    limits: Limits,
+    stop: &CancellationToken,
+) -> Outcome<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+    H: Handler,
+{
+    let mut buf = BytesMut::with_capacity(2 * READ_CHUNK);
+    let mut headers = HeaderMap::new();
+    let mut out = Vec::new();
+    let deadline = tokio::time::sleep(limits.header_read_timeout);
+    let stopped = stop.cancelled();
+    tokio::pin!(deadline, stopped);
+    loop {
+        let next = answer_buffered(&mut buf, &mut headers, &mut out, handler, conn, stop).await;
+        if !out.is_empty() {
+            let written = io.write_all(&out).await.and(io.flush().await);
+            out.clear();
+            if written.is_err() {
+                return Outcome::Closed;
+            }
+        }
+        match next {
+            Next::Read if buf.len() > limits.max_header_bytes => {
+                return Outcome::HandOff(Replay::new(buf.freeze(), io));
+            }
+            Next::Read => {}
+            Next::Close => return Outcome::Closed,
+            Next::HandOff(prefix) => return Outcome::HandOff(Replay::new(prefix, io)),
+        }
+        let idle = buf.is_empty();
+        if idle {
+            deadline
+                .as_mut()
+                .reset(Instant::now() + limits.header_read_timeout);
+        }
+        buf.reserve(READ_CHUNK);
+        match read_more(&mut io, &mut buf, deadline.as_mut(), stopped.as_mut(), idle).await {
+            Ok(true) => {}
+            Ok(false) => return Outcome::Closed,
+            Err(Interrupted::TimedOut) => {
+                super::listener::log_header_timeout(&conn);
+                return Outcome::Closed;
+            }
+            Err(Interrupted::Stopped) => return Outcome::Closed,
+        }
+    }
+}
+
+/// Answers every complete request in `buf` into `out`, in order.
+async fn answer_buffered<H: Handler>(
+    buf: &mut BytesMut,
+    headers: &mut HeaderMap,
+    out: &mut Vec<u8>,
+    handler: &H,
+    conn: ConnInfo,
+    stop: &CancellationToken,
+) -> Next {
+    loop {
+        let response = match next_request(buf, headers, handler, conn) {
+            Parsed::Answered(response) => response,
+            Parsed::Incomplete => return Next::Read,
+            Parsed::NotOurs(prefix) => return Next::HandOff(prefix),
+        };
+        let closing = stop.is_cancelled();
+        if encode(response, closing, out).await.is_err() || closing {
+            return Next::Close;
+        }
+    }
+}
+
+enum Parsed {
+    Answered(Response<Body>),
+    Incomplete,
+    /// Not a request for this module: every byte read so far, for hyper.
+    NotOurs(Bytes),
+}
+
+/// Parses the first request in `buf` and asks the handler; only an
+/// answered request's bytes are taken out of `buf`.
+fn next_request<H: Handler>(
+    buf: &mut BytesMut,
+    headers: &mut HeaderMap,
+    handler: &H,
+    conn: ConnInfo,
+) -> Parsed {
+    if buf.is_empty() {
+        return Parsed::Incomplete;
+    }
+    // Frozen first, so header values share the read buffer, as in hyper.
+    let bytes = buf.split().freeze();
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    let len = match request.parse_with_uninit_headers(&bytes, &mut slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            // Rare: a head split over reads. Copied back whole.
+            let mut again = BytesMut::with_capacity(bytes.len() + READ_CHUNK);
+            again.extend_from_slice(&bytes);
+            *buf = again;
+            return Parsed::Incomplete;
+        }
+        Err(_) => return Parsed::NotOurs(bytes),
+    };
+    let answer = plain_get_path(&request)
+        .filter(|_| fill_headers(headers, request.headers, &bytes))
+        .and_then(|path| handler.answer_plain_get(path, headers, conn));
+    headers.clear();
+    match answer {
+        Some(response) => {
+            buf.extend_from_slice(&bytes[len..]);
+            Parsed::Answered(response)
+        }
+        None => Parsed::NotOurs(bytes),
+    }
+}
+
+/// The path of an HTTP/1.1 `GET` in origin form, without its query.
+fn plain_get_path<'b>(request: &httparse::Request<'_, 'b>) -> Option<&'b str> {
+    if request.method != Some("GET") || request.version != Some(1) {
+        return None;
+    }
+    let target = request.path?;
+    let path = match memchr::memchr(b'?', target.as_bytes()) {
+        Some(query) => &target[..query],
+        None => target,
+    };
+    path.starts_with('/').then_some(path)
+}
+
+/// Fills `headers`; false for a header that could mean a body, an
+/// upgrade or a closing connection (all hyper's), or that `http` refuses.
+fn fill_headers(headers: &mut HeaderMap, parsed: &[httparse::Header], bytes: &Bytes) -> bool {
+    for header in parsed {
+        let Ok(name) = HeaderName::from_bytes(header.name.as_bytes()) else {
+            return false;
+        };
+        let not_plain = name == CONTENT_LENGTH
+            || name == TRANSFER_ENCODING
+            || name == UPGRADE
+            || name == EXPECT
+            || (name == CONNECTION && !header.value.eq_ignore_ascii_case(b"keep-alive"));
+        if not_plain {
+            return false;
+        }
+        let Ok(value) = HeaderValue::from_maybe_shared(bytes.slice_ref(header.value)) else {
+            return false;
+        };
+        headers.append(name, value);
+    }
+    true
+}
+
+/// Writes the response as hyper would: status line, the handler's
+/// headers, `content-length`, `date`, then the body.
+async fn encode(response: Response<Body>, closing: bool, out: &mut Vec<u8>) -> Result<(), ()> {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(drop)?.to_bytes();
+    let status = parts.status;
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        // The framing is ours to write.
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"content-length: ");
+    push_decimal(out, body.len());
+    out.extend_from_slice(b"\r\ndate: ");
+    push_http_date(out);
+    out.extend_from_slice(b"\r\n");
+    if closing {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&body);
+    Ok(())
+}
+
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    if n >= 10 {
+        push_decimal(out, n / 10);
+    }
+    out.push(b'0' + (n % 10) as u8);
+}
+
+thread_local! {
+    /// The `date` value, formatted once per second per thread.
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+}
+
+fn push_http_date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(cached, text)| {
+        if *cached != second || text.is_empty() {
+            *cached = second;
+            *text = httpdate::fmt_http_date(now);
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
+}
+
+enum Interrupted {
+    TimedOut,
+    Stopped,
+}
+
+/// `Ok(false)`: the client closed the connection (or it failed). A
+/// shutdown closes the connection only when it is `idle`, between requests.
+async fn read_more<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    deadline: Pin<&mut Sleep>,
+    stopped: Pin<&mut WaitForCancellationFuture<'_>>,
+    idle: bool,
+) -> Result<bool, Interrupted> {
+    tokio::select! {
+        biased;
+        read = io.read_buf(buf) => Ok(matches!(read, Ok(n) if n > 0)),
+        () = deadline => Err(Interrupted::TimedOut),
+        () = stopped, if idle => Err(Interrupted::Stopped),
+    }
+}
+
+/// A connection handed to hyper, with the bytes already read in front.
+pub(super) struct Replay<I> {
+    prefix: Bytes,
+    io: I,
+}
+
+impl<I> Replay<I> {
+    pub(super) fn new(prefix: Bytes, io: I) -> Self {
+        Replay { prefix, io }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Replay<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let n = self.prefix.len().min(buf.remaining());
+        buf.put_slice(&self.prefix[..n]);
+        self.prefix.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Replay<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, StatusCode};
+    use hyper::body::Incoming;
+    use tokio::io::DuplexStream;
+    use tokio::task::JoinHandle;
+
+    use crate::gateway::response;
+
+    const TIMEOUT: Duration = Duration::from_secs(30);
+    const LIMITS: Limits = Limits {
+        header_read_timeout: TIMEOUT,
+        max_header_bytes: 1024,
+    };
+
+    /// Answers `/fast` with the `X-Probe` it saw, as a header and in the
+    /// body; every other path is hyper's.
+    struct Probe;
+
+    impl Handler for Probe {
+        async fn handle(&self, _req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
+            response::empty(StatusCode::IM_A_TEAPOT)
+        }
+
+        fn answer_plain_get(
+            &self,
+            path: &str,
+            headers: &HeaderMap,
+            _conn: ConnInfo,
+        ) -> Option<Response<Body>> {
+            let probe = headers.get("x-probe")?.clone();
+            (path == "/fast").then(|| {
+                let body = format!("seen {}", probe.to_str().unwrap());
+                let mut answer = Response::new(response::full(body));
+                answer.headers_mut().insert("x-probe", probe);
+                answer
+            })
+        }
+    }
+
+    fn start(stop: &CancellationToken) -> (DuplexStream, JoinHandle<Outcome<DuplexStream>>) {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let conn = ConnInfo {
+            peer: "127.0.0.1:1".parse().unwrap(),
+            tls: false,
+        };
+        let stop = stop.clone();
+        let task = tokio::spawn(async move { serve(server, &Probe, conn, LIMITS, &stop).await });
+        (client, task)
+    }
+
+    fn get(path: &str, probe: &str) -> String {
+        format!("GET {path} HTTP/1.1\r\nHost: app\r\nX-Probe: {probe}\r\n\r\n")
+    }
+
+    /// One response: its head, then as many body bytes as it announces.
+    async fn read_response(client: &mut DuplexStream) -> String {
+        let mut seen = Vec::new();
+        loop {
+            let text = String::from_utf8_lossy(&seen).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text[..end]
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length: "))
+                    .expect("no content-length")
+                    .parse()
+                    .unwrap();
+                if seen.len() >= end + 4 + length {
+                    return text;
+                }
+            }
+            let mut chunk = [0u8; 512];
+            let n = client.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed after {text:?}");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn assert_answer(response: &str, probe: &str) {
+        let body = format!("seen {probe}");
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response:?}");
+        assert!(
+            response.contains(&format!("\r\nx-probe: {probe}\r\n")),
+            "{response:?}"
+        );
+        let length = format!("\r\ncontent-length: {}\r\n", body.len());
+        assert!(response.contains(&length), "{response:?}");
+        let date = response.split("\r\ndate: ").nth(1).expect("no date");
+        assert!(date.starts_with(&httpdate::fmt_http_date(SystemTime::now())[..5]));
+        assert!(
+            response.ends_with(&format!("\r\n\r\n{body}")),
+            "{response:?}"
+        );
+    }
+
+    async fn handed_off(task: JoinHandle<Outcome<DuplexStream>>) -> Vec<u8> {
+        let Outcome::HandOff(mut replay) = task.await.unwrap() else {
+            panic!("closed instead of handed to hyper");
+        };
+        let mut replayed = Vec::new();
+        replay.read_to_end(&mut replayed).await.unwrap();
+        replayed
+    }
+
+    #[tokio::test]
+    async fn answers_keep_alive_and_pipelined_requests_in_order() {
+        let (mut client, task) = start(&CancellationToken::new());
+        client
+            .write_all(get("/fast", "one").as_bytes())
+            .await
+            .unwrap();
+        assert_answer(&read_response(&mut client).await, "one");
+        let pipelined = get("/fast?q=1", "two") + &get("/fast", "three");
+        client.write_all(pipelined.as_bytes()).await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut rest = String::new();
+        client.read_to_string(&mut rest).await.unwrap();
+        let second = rest[1..].find("HTTP/1.1 200").unwrap() + 1;
+        assert_answer(&rest[..second], "two");
+        assert_answer(&rest[second..], "three");
+        assert!(matches!(task.await.unwrap(), Outcome::Closed));
+    }
+
+    #[tokio::test]
+    async fn anything_but_a_plain_get_goes_to_hyper_with_every_byte() {
+        let fast = "/fast HTTP/1.1\r\nHost: app\r\nX-Probe: p\r\n";
+        let cases = [
+            format!("POST {fast}\r\n"),
+            format!("GET {fast}Content-Length: 0\r\n\r\n"),
+            format!("GET {fast}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            format!("GET {fast}Connection: close\r\n\r\n"),
+            format!("GET {fast}Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"),
+            format!("GET {fast}Expect: 100-continue\r\n\r\n"),
+            "GET /fast HTTP/1.0\r\nX-Probe: p\r\n\r\n".to_owned(),
+            "GET http://app/fast HTTP/1.1\r\nX-Probe: p\r\n\r\n".to_owned(),
+            get("/other", "p"),
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_owned(),
+            "\u{16}\u{3}\u{1}\u{0}".to_owned(),
+        ];
+        for raw in cases {
+            let (mut client, task) = start(&CancellationToken::new());
+            client.write_all(raw.as_bytes()).await.unwrap();
+            client.shutdown().await.unwrap();
+            assert_eq!(handed_off(task).await, raw.as_bytes(), "{raw:?}");
+            let mut answered = Vec::new();
+            client.read_to_end(&mut answered).await.unwrap();
+            assert!(answered.is_empty(), "{raw:?} was answered");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_handed_off_after_the_answers_before() {
+        let (mut client, task) = start(&CancellationToken::new());
+        let other = get("/other", "two");
+        let both = get("/fast", "one") + &other;
+        client.write_all(both.as_bytes()).await.unwrap();
+        assert_answer(&read_response(&mut client).await, "one");
+        client.shutdown().await.unwrap();
+        assert_eq!(handed_off(task).await, other.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn a_head_over_the_limit_goes_to_hyper() {
+        let (mut client, task) = start(&CancellationToken::new());
+        let big = format!("GET /fast HTTP/1.1\r\nX-Big: {}", "a".repeat(2000));
+        client.write_all(big.as_bytes()).await.unwrap();
+        client.shutdown().await.unwrap();
+        assert_eq!(handed_off(task).await, big.as_bytes());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_must_arrive_within_the_timeout_however_it_trickles() {
+        let began = Instant::now();
+        let (mut client, task) = start(&CancellationToken::new());
+        client.write_all(b"GET /fast HTTP/1.1\r\n").await.unwrap();
+        tokio::time::sleep(TIMEOUT / 2).await;
+        client.write_all(b"Host: app\r\n").await.unwrap();
+        assert!(matches!(task.await.unwrap(), Outcome::Closed));
+        assert_eq!(began.elapsed(), TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_closed_a_timeout_after_its_last_answer() {
+        let (mut client, task) = start(&CancellationToken::new());
+        tokio::time::sleep(TIMEOUT / 2).await;
+        client
+            .write_all(get("/fast", "one").as_bytes())
+            .await
+            .unwrap();
+        assert_answer(&read_response(&mut client).await, "one");
+        let answered = Instant::now();
+        assert!(matches!(task.await.unwrap(), Outcome::Closed));
+        assert_eq!(answered.elapsed(), TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_closes_between_requests_and_finishes_a_started_one() {
+        let stop = CancellationToken::new();
+        let (_idle, idle_task) = start(&stop);
+        let (mut busy, busy_task) = start(&stop);
+        busy.write_all(b"GET /fast HTTP/1.1\r\n").await.unwrap();
+        tokio::task::yield_now().await;
+        let began = Instant::now();
+        stop.cancel();
+        assert!(matches!(idle_task.await.unwrap(), Outcome::Closed));
+        assert_eq!(began.elapsed(), Duration::ZERO);
+        busy.write_all(b"X-Probe: last\r\n\r\n").await.unwrap();
+        let last = read_response(&mut busy).await;
+        assert_answer(&last.replace("connection: close\r\n", ""), "last");
+        assert!(last.contains("\r\nconnection: close\r\n"), "{last:?}");
+        assert!(matches!(busy_task.await.unwrap(), Outcome::Closed));
+    }
+}
