@@ -29,6 +29,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
@@ -223,8 +224,13 @@ fn fill_headers(headers: &mut HeaderMap, parsed: &[httparse::Header], bytes: &By
 /// Writes the response as hyper would: status line, the handler's
 /// headers, `content-length`, `date`, then the body.
 async fn encode(response: Response<Body>, closing: bool, out: &mut Vec<u8>) -> Result<(), ()> {
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.map_err(drop)?.to_bytes();
+    let (parts, mut body) = response.into_parts();
+    // One frame at most: the handler's answers are whole (`Full`).
+    let body = match body.frame().await {
+        None => Bytes::new(),
+        Some(Ok(frame)) if body.is_end_stream() => frame.into_data().unwrap_or_default(),
+        Some(_) => return Err(()),
+    };
     let status = parts.status;
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -392,6 +398,12 @@ mod tests {
             _conn: ConnInfo,
         ) -> Option<Response<Body>> {
             let probe = headers.get("x-probe")?.clone();
+            if path == "/streamed" {
+                let frames =
+                    ["one", "two"].map(|part| Ok(hyper::body::Frame::data(Bytes::from(part))));
+                let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+                return Some(Response::new(BodyExt::boxed(body)));
+            }
             (path == "/fast").then(|| {
                 let body = format!("seen {}", probe.to_str().unwrap());
                 let mut answer = Response::new(response::full(body));
@@ -520,6 +532,18 @@ mod tests {
         assert_answer(&read_response(&mut client).await, "one");
         client.shutdown().await.unwrap();
         assert_eq!(handed_off(task).await, other.as_bytes());
+    }
+
+    #[tokio::test]
+    async fn an_answer_in_more_than_one_piece_closes_the_connection() {
+        let (mut client, task) = start(&CancellationToken::new());
+        let request = get("/fast", "one") + &get("/streamed", "two") + &get("/fast", "three");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(matches!(ended, Ok(Ok(Outcome::Closed))), "still open");
+        let mut answered = String::new();
+        client.read_to_string(&mut answered).await.unwrap();
+        assert_answer(&answered, "one");
     }
 
     #[tokio::test]
