@@ -83,7 +83,8 @@ where
     tokio::pin!(deadline, stopped);
     loop {
         let next = answer_buffered(&mut buf, &mut headers, &mut out, handler, conn, stop).await;
-        if !out.is_empty() {
+        let answered = !out.is_empty();
+        if answered {
             let written = io.write_all(&out).await.and(io.flush().await);
             out.clear();
             if written.is_err() {
@@ -98,8 +99,9 @@ where
             Next::Close => return Outcome::Closed,
             Next::HandOff(prefix) => return Outcome::HandOff(Replay::new(prefix, io)),
         }
+        // A new head starts after an answer, even one already in part read.
         let idle = buf.is_empty();
-        if idle {
+        if idle || answered {
             deadline
                 .as_mut()
                 .reset(Instant::now() + limits.header_read_timeout);
@@ -564,6 +566,20 @@ mod tests {
         client.write_all(b"Host: app\r\n").await.unwrap();
         assert!(matches!(task.await.unwrap(), Outcome::Closed));
         assert_eq!(began.elapsed(), TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_read_with_the_answer_before_it_gets_its_own_timeout() {
+        let (mut client, task) = start(&CancellationToken::new());
+        tokio::time::sleep(TIMEOUT - Duration::from_secs(1)).await;
+        let first_and_a_half = get("/fast", "one") + "GET /fast HTTP/1.1\r\n";
+        client.write_all(first_and_a_half.as_bytes()).await.unwrap();
+        assert_answer(&read_response(&mut client).await, "one");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        client.write_all(b"X-Probe: two\r\n\r\n").await.unwrap();
+        assert_answer(&read_response(&mut client).await, "two");
+        drop(client);
+        assert!(matches!(task.await.unwrap(), Outcome::Closed));
     }
 
     #[tokio::test(start_paused = true)]

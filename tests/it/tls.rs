@@ -376,6 +376,29 @@ async fn https_login_round_trip_with_secure_cookies() {
     assert_identity(&echo);
     assert_eq!(echo.header("x-forwarded-proto").as_deref(), Some("https"));
     assert!(upstream.hits() >= 1);
+
+    // Forward-auth over TLS on one kept-alive connection: the listener's
+    // fast path answers both through rustls.
+    let cookie = format!(
+        "{SESSION_COOKIE}={}",
+        session.jar.get(SESSION_COOKIE).unwrap()
+    );
+    let port = gw.setup.port;
+    let forward_auth = tls_client(&ca).http1_only().build().unwrap();
+    for uri in ["/app/one", "/app/two"] {
+        let resp = forward_auth
+            .get(gw.url(&format!("{PREFIX}/forward-auth")))
+            .header("cookie", &cookie)
+            .header("x-forwarded-method", "GET")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", format!("127.0.0.1:{port}"))
+            .header("x-forwarded-uri", uri)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+        assert_eq!(resp.headers()["remote-user"], ALICE, "{uri}");
+    }
 }
 
 /// ALPN picks h2 when the client offers it; an HTTP/2 request (no `Host`
