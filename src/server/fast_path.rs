@@ -4,7 +4,7 @@
 //! body channel, a new header-timeout timer) costs more than the answer.
 //!
 //! Every connection starts here. A complete HTTP/1.1 `GET` with no body and
-//! no connection options is parsed with httparse and offered to
+//! no connection option but keep-alive is parsed with httparse and offered to
 //! [`Handler::answer_plain_get`]; the answers go out in order. At the first
 //! request that is anything else (another path, a body, an upgrade,
 //! HTTP/1.0, HTTP/2, a parse error, a head over `server.max_header_bytes`),
