@@ -523,8 +523,42 @@ fn check_dot_parameters(segment: &str) -> Result<(), NormalizeError> {
     }
 }
 
+/// Whether a path as the client sent it (without query) has a dot
+/// segment (`.` or `..`, also escaped: `%2e`, `.%2E`) or an empty segment
+/// (`//`). [`normalize`] resolves them, but a front proxy in forward-auth
+/// forwards the path as sent, and the app behind it may resolve them
+/// differently (Flask routes `/admin/x/../../public/y` to `/admin/...`;
+/// Tomcat keeps `//`). Browsers never send either: they resolve dots
+/// first.
+pub fn has_dot_or_empty_segment(raw_path: &str) -> bool {
+    let mut segments = raw_path.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if (segment.is_empty() && !last) || is_dot_segment(segment) {
+            return true;
+        }
+    }
+    false
+}
+
+/// `.` or `..`, each dot possibly written `%2e` / `%2E`.
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', e, tail @ ..] if e.eq_ignore_ascii_case(&b'e') => tail,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    matches!(dots, 1 | 2)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::strategies::tricky_path;
     use super::*;
     use proptest::prelude::*;
 
@@ -787,29 +821,6 @@ mod tests {
         assert!(matches!(t.path, Cow::Owned(_)));
     }
 
-    /// Pieces that hit every branch: mostly harmless ones, so many paths
-    /// normalize and idempotence is really exercised, plus refused ones.
-    fn tricky_path() -> impl Strategy<Value = String> {
-        const GOOD: &[&str] = &[
-            "/", "//", ".", "..", "%2e", "%2E", ";", ";x=1", "%3b", "a", "Z", "%61", "%7e", "%20",
-            "%C3%A9", "é", "?", "#", "?x=/..", " ", "{", "~", "%25", "@:",
-        ];
-        const BAD: &[&str] = &[
-            "%2f", "%5c", "%00", "%", "%4", "%c3", "\\", "\u{85}", "\t", "%41%",
-        ];
-        let mixed = prop::collection::vec(
-            prop_oneof![9 => prop::sample::select(GOOD), 1 => prop::sample::select(BAD)],
-            0..24,
-        )
-        .prop_map(|v| v.concat());
-        prop_oneof![
-            4 => mixed.clone().prop_map(|s| format!("/{s}")),
-            1 => mixed,
-            1 => any::<String>(),
-            1 => any::<String>().prop_map(|s| format!("/{s}")),
-        ]
-    }
-
     fn tricky_host() -> impl Strategy<Value = String> {
         const LABELS: &[&str] = &["a", "App", "EXAMPLE", "x-y", "_svc", "10", "0x7f", "é", ""];
         const PORTS: &[&str] = &["", ":", ":80", ":443", ":08443", ":0", ":99999", ":x"];
@@ -885,9 +896,41 @@ mod tests {
                 prop_assert!(t.path.starts_with('/'));
                 prop_assert!(!t.path.contains("//"));
                 prop_assert!(t.path.split('/').all(|s| s != "." && s != ".."));
+                prop_assert!(!has_dot_or_empty_segment(&t.path), "{:?}", t);
                 prop_assert!(http::uri::PathAndQuery::try_from(&*t.path_and_query()).is_ok());
                 prop_assert!(t.url().parse::<http::Uri>().is_ok(), "{}", t.url());
             }
         }
+    }
+}
+
+/// Generators shared by the property tests of normalization and of the
+/// decisions made on its output.
+#[cfg(test)]
+pub(crate) mod strategies {
+    use proptest::prelude::*;
+
+    /// Pieces that hit every branch: mostly harmless ones, so many paths
+    /// normalize and idempotence is really exercised, plus refused ones.
+    pub(crate) fn tricky_path() -> impl Strategy<Value = String> {
+        const GOOD: &[&str] = &[
+            "/", "//", ".", "..", "%2e", "%2E", ";", ";x=1", "%3b", "a", "Z", "%61", "%7e", "%20",
+            "%C3%A9", "é", "?", "#", "?x=/..", " ", "{", "~", "%25", "@:", "public", "admin",
+            "publi%63", "%61dmin", "docs",
+        ];
+        const BAD: &[&str] = &[
+            "%2f", "%5c", "%00", "%", "%4", "%c3", "\\", "\u{85}", "\t", "%41%",
+        ];
+        let mixed = prop::collection::vec(
+            prop_oneof![9 => prop::sample::select(GOOD), 1 => prop::sample::select(BAD)],
+            0..24,
+        )
+        .prop_map(|v| v.concat());
+        prop_oneof![
+            4 => mixed.clone().prop_map(|s| format!("/{s}")),
+            1 => mixed,
+            1 => any::<String>(),
+            1 => any::<String>().prop_map(|s| format!("/{s}")),
+        ]
     }
 }

@@ -2,6 +2,7 @@
 //! when none matches. Rules are compiled once at load (regexes, networks,
 //! methods), so a per-request decision is a walk over plain data.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -189,6 +190,35 @@ impl AccessControl {
             }
         }
         self.default_decision()
+    }
+
+    /// The decision for a request whose next hop receives the path as the
+    /// client sent it (`raw_path`, no query), not our normalized one: in
+    /// forward-auth the front proxy forwards the raw target. When
+    /// normalization changed the path, the stricter of the two readings
+    /// decides, so no spelling can be more permissive than the path the
+    /// app is given. (Dot and empty segments are refused before this: no
+    /// reading of them is safe.)
+    pub fn decide_as_sent(
+        &self,
+        target: &Target,
+        raw_path: &str,
+        user: Option<&User>,
+    ) -> Decision<'_> {
+        let normalized = self.decide(target, user);
+        if target.path == raw_path {
+            return normalized;
+        }
+        let as_sent = Target {
+            path: Cow::Borrowed(raw_path),
+            ..target.clone()
+        };
+        let as_sent = self.decide(&as_sent, user);
+        if as_sent.policy > normalized.policy {
+            as_sent
+        } else {
+            normalized
+        }
     }
 
     /// CORS preflight: with `allow_preflight = true`, an `OPTIONS` request
@@ -796,5 +826,63 @@ mod tests {
             toml::from_str::<Section>(unknown).is_err(),
             "deny_unknown_fields"
         );
+    }
+
+    /// Every byte escape decoded: how an app such as Flask reads a path.
+    fn decode_all(path: &str) -> String {
+        let bytes = path.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(b) if bytes[i] == b'%' => {
+                    out.push(b);
+                    i += 3;
+                }
+                _ => {
+                    out.push(bytes[i]);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Whatever the spelling, the decision on the path as sent is never
+        /// more permissive than the rules say for any reading of it: ours
+        /// (normalized), the raw one, and an app's that decodes every
+        /// escape, whenever the path has no dot or empty segment (those
+        /// are refused before any decision).
+        #[test]
+        fn the_decision_as_sent_is_never_more_permissive_than_a_reading(
+            sent in crate::access::strategies::tricky_path(),
+        ) {
+            let ac = acl(&[
+                path_rule("^/public/", "bypass"),
+                path_rule("^/docs", "one_factor"),
+                path_rule("^/admin", "deny"),
+            ]);
+            let raw = sent.split(['?', '#']).next().unwrap_or_default();
+            let Ok(target) = normalize("https", "h.example", &sent, "GET", "192.0.2.1".parse().unwrap()) else {
+                return Ok(());
+            };
+            let decided = ac.decide_as_sent(&target, raw, None).policy;
+            let reading = |path: &str| {
+                let read = Target { path: Cow::Borrowed(path), ..target.clone() };
+                ac.decide(&read, None).policy
+            };
+            proptest::prop_assert!(decided >= reading(&target.path), "{sent}");
+            proptest::prop_assert!(decided >= reading(raw), "{sent}");
+            if !crate::access::has_dot_or_empty_segment(raw) {
+                let decoded = decode_all(raw);
+                proptest::prop_assert!(decided >= reading(&decoded), "{sent} read as {decoded}");
+            }
+        }
     }
 }

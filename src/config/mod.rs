@@ -230,7 +230,11 @@ pub struct RegulationConfig {
     pub ban: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Declared from the most permissive to the strictest, so `max` of two
+/// readings of one request is the stricter decision.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     Bypass,

@@ -203,8 +203,10 @@ impl Gateway {
         let who = self
             .auth
             .identify(self.cookies.session_id(req.headers()).as_ref());
+        // The normalized path is what goes upstream: it is the one reading.
         let policy = self.policy_for(
             &target,
+            &target.path,
             who.as_ref().map(|w| w.user.as_ref()),
             req.headers(),
         );
@@ -264,13 +266,21 @@ impl Gateway {
             .map_err(|_| GatewayError::BadRequest("The request path is not allowed."))
     }
 
-    /// The policy of the first rule that matches (or the default); a CORS
-    /// preflight passes when `access_control.allow_preflight` is on.
-    fn policy_for(&self, target: &Target, user: Option<&User>, headers: &HeaderMap) -> Policy {
+    /// The policy of the first rule that matches (or the default) for the
+    /// target, read also as `raw_path` when that is what the next hop gets
+    /// (see [`AccessControl::decide_as_sent`]); a CORS preflight passes
+    /// when `access_control.allow_preflight` is on.
+    fn policy_for(
+        &self,
+        target: &Target,
+        raw_path: &str,
+        user: Option<&User>,
+        headers: &HeaderMap,
+    ) -> Policy {
         let preflight = headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
         self.access
             .decide_preflight(target, preflight)
-            .unwrap_or_else(|| self.access.decide(target, user))
+            .unwrap_or_else(|| self.access.decide_as_sent(target, raw_path, user))
             .policy
     }
 

@@ -97,7 +97,15 @@ struct Proxy {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// nginx only: keep the example's own `Host` check.
+    host_check: bool,
 }
+
+/// The example nginx config's check of `Host`, which a test takes out to
+/// see that the gateway holds without it.
+const NGINX_HOST_CHECK: &str = r#"    if ($http_host !~ "^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]+)?$") {
+        return 400;
+    }"#;
 
 /// `template` with every `(from, to)` replaced; each `from` must occur, so
 /// an edit of the example that the test no longer matches fails loudly.
@@ -131,6 +139,7 @@ impl Proxy {
                 port: free_port(),
                 dir: tempfile::tempdir().expect("temp dir"),
                 child: None,
+                host_check: true,
             };
             proxy.spawn(gateway, app, auth_path);
             if proxy.wait_ready().await {
@@ -168,6 +177,9 @@ impl Proxy {
                 ];
                 if let Some(path) = auth_path {
                     replacements.push(("/_authgate/auth-request", path.to_owned()));
+                }
+                if !self.host_check {
+                    replacements.push((NGINX_HOST_CHECK, String::new()));
                 }
                 let site = render(&example("nginx/authgate.conf"), &replacements);
                 fs::write(self.path("authgate.conf"), site).expect("write authgate.conf");
@@ -334,6 +346,19 @@ impl Stack {
 
     fn base(&self) -> String {
         self.proxy.base()
+    }
+
+    /// nginx again on its port, from the example without its `Host` check.
+    async fn restart_nginx_without_host_check(&mut self) {
+        let gateway = format!("127.0.0.1:{}", self.gw.as_ref().unwrap().setup().port);
+        let app = self.upstream.url().trim_start_matches("http://").to_owned();
+        if let Some(mut child) = self.proxy.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.proxy.host_check = false;
+        self.proxy.spawn(&gateway, &app, None);
+        assert!(self.proxy.wait_ready().await, "{}", self.proxy.log());
     }
 
     /// For failure messages: both logs.
@@ -521,19 +546,22 @@ async fn round_trip(kind: Kind, auth_path: Option<&str>) {
 
     // A deny rule: 403 even with a session, and the app never sees it.
     let hits = stack.upstream.hits();
-    for path in [
-        "/admin",
-        "/admin/users",
-        "/public/../admin",
-        "/public/%2e%2e/admin",
-    ] {
+    for path in ["/admin", "/admin/users"] {
         let reply = stack.raw_get(path, None, &cookies, "").await;
         assert_eq!(reply.status, 403, "{path}: {reply:?}\n{}", stack.logs());
     }
-    // A path the gateway refuses to normalize is an error, never the app.
-    for path in ["/public/..%2fadmin", "/public/..;/admin"] {
+    // A path the gateway would read differently from the app (the proxy
+    // forwards it as sent) is refused: 400, 403 through nginx (whose
+    // auth_request takes only 2xx, 401 and 403). Never the app.
+    let refused = if kind == Kind::Nginx { 403 } else { 400 };
+    for path in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/..%2fadmin",
+        "/public/..;/admin",
+    ] {
         let reply = stack.raw_get(path, None, &cookies, "").await;
-        assert_eq!(reply.status, 400, "{path}: {reply:?}\n{}", stack.logs());
+        assert_eq!(reply.status, refused, "{path}: {reply:?}\n{}", stack.logs());
     }
     assert_eq!(
         stack.upstream.hits(),
@@ -660,6 +688,43 @@ async fn nginx_example_multi_host_under_the_cookie_domain() {
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{done:?}");
     assert_eq!(done.location(), format!("{portal}/"));
+}
+
+/// What the gateway decides on must be what nginx forwards: a `Host` with
+/// `?` (nginx takes it, and the example builds `X-Original-URL` from it)
+/// and dot or empty segments (nginx forwards `$request_uri` as sent) are
+/// refused, and the app never sees them. Once with the example as shipped
+/// (nginx refuses the odd `Host` itself), once without its `Host` check
+/// (the gateway must hold on its own).
+#[tokio::test]
+async fn nginx_example_forwards_nothing_the_gateway_decided_differently() {
+    for host_check in [true, false] {
+        let mut stack = Stack::start(Kind::Nginx, None, |_, _| {}).await;
+        if !host_check {
+            stack.restart_nginx_without_host_check().await;
+        }
+        let mut b = Browser::new(&stack.base());
+        let done = b.post_login(ALICE, ALICE_PW, None).await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{done:?}");
+        let cookies = b.cookie_header();
+        // Anonymous, `/public/` is a bypass; as sent these are under /admin.
+        for path in [
+            "/admin/secret/../../public/x",
+            "/admin/secret/%2e%2e/%2E%2e/public/x",
+            "/admin//..//public/x",
+        ] {
+            for cookie in ["", cookies.as_str()] {
+                let reply = stack.raw_get(path, None, cookie, "").await;
+                assert_eq!(reply.status, 403, "{path}: {reply:?}\n{}", stack.logs());
+            }
+        }
+        let host = format!("127.0.0.1:{}?", stack.proxy.port);
+        // alice may see `/` but not `/admin` (she is not in admins).
+        let reply = stack.raw_get("/admin", Some(&host), &cookies, "").await;
+        let expected = if host_check { 400 } else { 403 };
+        assert_eq!(reply.status, expected, "{reply:?}\n{}", stack.logs());
+        assert_eq!(stack.upstream.hits(), 0, "the app saw a refused request");
+    }
 }
 
 fn login_url(portal: &str, rd: &str) -> String {
