@@ -563,6 +563,17 @@ async fn round_trip(kind: Kind, auth_path: Option<&str>) {
         let reply = stack.raw_get(path, None, &cookies, "").await;
         assert_eq!(reply.status, refused, "{path}: {reply:?}\n{}", stack.logs());
     }
+    // A Host that is not a host (`?` and `#` pass nginx and HAProxy): the
+    // question would be about another path than the one forwarded.
+    for odd in ["?", "#", "?/public/x"] {
+        let host = format!("127.0.0.1:{}{odd}", stack.proxy.port);
+        let reply = stack.raw_get("/admin", Some(&host), &cookies, "").await;
+        assert!(
+            [400, 403].contains(&reply.status),
+            "Host {host}: {reply:?}\n{}",
+            stack.logs()
+        );
+    }
     assert_eq!(
         stack.upstream.hits(),
         hits,
