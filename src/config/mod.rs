@@ -37,6 +37,15 @@ pub struct Config {
     pub verify: Option<VerifyConfig>,
     pub signup: SignupConfig,
     pub metrics: MetricsConfig,
+    pub proxy: ProxyConfig,
+}
+
+/// `[proxy]`: what proxy mode does to requests beyond the built-in rules.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyConfig {
+    /// `proxy.strip_request_headers`: lower case, `_` written as `-`; a
+    /// trailing `*` makes the rest a prefix.
+    pub strip_request_headers: Vec<String>,
 }
 
 /// `[metrics]`: Prometheus text on its own listener, never the public one.
@@ -155,6 +164,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// `server.redirect_http`: a plain listener answering 301 to https.
     pub redirect_http: Option<SocketAddr>,
+    /// `server.allowed_upgrades`: lower-case protocol names that may be
+    /// tunnelled; any other `Upgrade` is taken off the request.
+    pub allowed_upgrades: Vec<String>,
 }
 
 /// The PEM files TLS is served from; read at start-up and again on SIGHUP

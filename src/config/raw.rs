@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub verify: RawVerify,
     pub signup: RawSignup,
     pub metrics: RawMetrics,
+    pub proxy: RawProxy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +46,8 @@ pub struct RawServer {
     pub tls_key: Option<String>,
     /// A plain-HTTP listener that only redirects to https.
     pub redirect_http: Option<String>,
+    /// `Upgrade` protocols that may open a tunnel to the upstream.
+    pub allowed_upgrades: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -64,6 +67,7 @@ impl Default for RawServer {
             tls_cert: None,
             tls_key: None,
             redirect_http: None,
+            allowed_upgrades: vec!["websocket".into()],
         }
     }
 }
@@ -390,6 +394,13 @@ impl<'de> de::Visitor<'de> for OptionalCount {
             .map(Some)
             .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
     }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawProxy {
+    /// Request headers removed before forwarding, besides the built-in ones.
+    pub strip_request_headers: Vec<String>,
 }
 
 /// An optional list of plain names (no commas or quotes inside a name).

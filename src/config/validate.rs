@@ -9,14 +9,14 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::raw::{
-    RawAccessControl, RawAuth, RawAuthy, RawConfig, RawLog, RawMetrics, RawRegulation, RawServer,
-    RawSession, RawSignup, RawStore, RawTotp, RawUpstream, RawUsers, RawVerify,
+    RawAccessControl, RawAuth, RawAuthy, RawConfig, RawLog, RawMetrics, RawProxy, RawRegulation,
+    RawServer, RawSession, RawSignup, RawStore, RawTotp, RawUpstream, RawUsers, RawVerify,
 };
 use super::{
     AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat, MetricsConfig, Policy,
-    RegulationConfig, SecondFactorMode, Secret, ServerConfig, SessionConfig, SignupConfig,
-    StoreConfig, TotpConfig, TotpEnrollment, UpstreamConfig, UsersConfig, VerifyChannel,
-    VerifyConfig,
+    ProxyConfig, RegulationConfig, SecondFactorMode, Secret, ServerConfig, SessionConfig,
+    SignupConfig, StoreConfig, TotpConfig, TotpEnrollment, UpstreamConfig, UsersConfig,
+    VerifyChannel, VerifyConfig,
 };
 use super::{CaBundle, TlsFiles};
 use crate::factor::Method;
@@ -51,6 +51,7 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config> {
         access_control: access_control(&raw.access_control)?,
         log: log(&raw.log)?,
         metrics: metrics(&raw.metrics)?,
+        proxy: proxy(&raw.proxy)?,
         server,
     })
 }
@@ -70,6 +71,7 @@ fn server(raw: &RawServer) -> Result<ServerConfig> {
         authelia_paths: raw.authelia_paths,
         tls: tls_files(raw)?,
         redirect_http: None,
+        allowed_upgrades: allowed_upgrades(&raw.allowed_upgrades)?,
     };
     server.redirect_http = redirect_http(raw.redirect_http.as_deref(), &server)?;
     Ok(server)
@@ -238,6 +240,62 @@ fn trusted_proxies(entries: &[String]) -> Result<Vec<IpNet>> {
             })
         })
         .collect()
+}
+
+/// Protocol names (RFC 9110 `token`, no version), lower-cased.
+fn allowed_upgrades(entries: &[String]) -> Result<Vec<String>> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let token = entry.trim();
+            if token.is_empty() || !token.bytes().all(is_tchar) {
+                return Err(ConfigError::at(
+                    format!("server.allowed_upgrades[{i}]"),
+                    format!("invalid protocol {entry:?}; expected a name such as \"websocket\""),
+                ));
+            }
+            Ok(token.to_ascii_lowercase())
+        })
+        .collect()
+}
+
+/// RFC 9110 5.6.2 `tchar`: what a header name or protocol name is made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn proxy(raw: &RawProxy) -> Result<ProxyConfig> {
+    let strip_request_headers = raw
+        .strip_request_headers
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            stripped_header(entry).ok_or_else(|| {
+                ConfigError::at(
+                    format!("proxy.strip_request_headers[{i}]"),
+                    format!(
+                        "invalid header name {entry:?}; expected a name such as \"X-Legacy-User\", \
+                         or a prefix ending in * such as \"X-Legacy-*\""
+                    ),
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(ProxyConfig {
+        strip_request_headers,
+    })
+}
+
+/// A header name, or a non-empty prefix followed by `*`; lower-cased with
+/// `_` as `-`, the spelling the proxy compares against.
+fn stripped_header(entry: &str) -> Option<String> {
+    let entry = entry.trim();
+    let name = entry.strip_suffix('*').unwrap_or(entry);
+    if name.is_empty() || !name.bytes().all(|b| is_tchar(b) && b != b'*') {
+        return None;
+    }
+    Some(entry.to_ascii_lowercase().replace('_', "-"))
 }
 
 /// A bare address means just that host (/32 or /128).
@@ -1746,5 +1804,50 @@ mod tests {
             assert!(!debug.contains(secret), "{secret} in {debug}");
         }
         assert!(debug.contains("Secret(********)"), "{debug}");
+    }
+
+    #[test]
+    fn allowed_upgrades_are_protocol_names() {
+        refused(
+            |r| r.server.allowed_upgrades = vec!["websocket".into(), "h2c/2.0".into()],
+            "server.allowed_upgrades[1]",
+            "h2c/2.0",
+        );
+        refused(
+            |r| r.server.allowed_upgrades = vec![" ".into()],
+            "server.allowed_upgrades[0]",
+            "websocket",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        assert_eq!(
+            validate(&raw).unwrap().server.allowed_upgrades,
+            ["websocket"]
+        );
+        raw.server.allowed_upgrades = vec!["WebSocket".into(), "IRC".into()];
+        assert_eq!(
+            validate(&raw).unwrap().server.allowed_upgrades,
+            ["websocket", "irc"]
+        );
+        raw.server.allowed_upgrades = vec![];
+        assert!(validate(&raw).unwrap().server.allowed_upgrades.is_empty());
+    }
+
+    #[test]
+    fn stripped_request_headers_are_names_or_prefixes() {
+        for bad in ["X Legacy", "*", "x-*-user", "", "x:y"] {
+            refused(
+                |r| r.proxy.strip_request_headers = vec!["x-ok".into(), bad.into()],
+                "proxy.strip_request_headers[1]",
+                "X-Legacy-User",
+            );
+        }
+        let users = users_file();
+        let mut raw = valid(&users);
+        raw.proxy.strip_request_headers = vec!["X_Legacy-User".into(), "X-SSO-*".into()];
+        assert_eq!(
+            validate(&raw).unwrap().proxy.strip_request_headers,
+            ["x-legacy-user", "x-sso-*"]
+        );
     }
 }

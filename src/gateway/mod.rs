@@ -189,12 +189,14 @@ impl Gateway {
         req: Request<Incoming>,
         conn: ConnInfo,
     ) -> Result<Response<Body>, GatewayError> {
+        // Routed here only when an upstream is set.
+        let upstream = self.upstream.as_ref().ok_or(GatewayError::NotFound)?;
         // Owned handles on the request's own buffers (shared, not copied):
         // the target borrows from them, so the request can move upstream.
         let host = crate::proxy::headers::request_host_value(req.uri(), req.headers());
         let sent = req.uri().path_and_query().cloned();
         let target = self.proxied_target(&req, conn, host.as_ref(), sent.as_ref())?;
-        let upgrade = crate::proxy::is_upgrade(&req);
+        let upgrade = upstream.is_upgrade(&req);
         if upgrade && !req.body().is_end_stream() {
             return Err(GatewayError::BadRequest(
                 "An upgrade request cannot carry a body.",
@@ -230,7 +232,6 @@ impl Gateway {
                 return Ok(self.needs_login(&target, req.headers(), "verify"));
             }
         };
-        let upstream = self.upstream.as_ref().ok_or(GatewayError::NotFound)?;
         let peer = conn.peer.ip().to_canonical();
         let path_and_query = target.path_and_query();
         let ctx = ForwardContext {
@@ -238,6 +239,7 @@ impl Gateway {
             peer_trusted: self.trusted_proxies.iter().any(|n| n.contains(&peer)),
             proto: conn.scheme(),
             path_and_query: &path_and_query,
+            decided_host: decided_host(&target, host.as_ref())?,
             identity: identity.as_deref(),
             own_cookies: self.cookies.own_names(),
         };
@@ -330,6 +332,32 @@ impl Gateway {
     }
 }
 
+/// The normalized target's `host[:port]` as a header value: the client's
+/// own host value (shared, not copied) when normalization left it as it
+/// was, which is the usual case.
+fn decided_host(target: &Target, sent: Option<&HeaderValue>) -> Result<HeaderValue, GatewayError> {
+    match sent {
+        Some(sent) if is_authority_of(target, sent.as_bytes()) => Ok(sent.clone()),
+        _ => HeaderValue::try_from(target.authority())
+            .map_err(|_| GatewayError::BadRequest("The request has no host.")),
+    }
+}
+
+/// Whether `sent` is exactly `target.authority()`, without building it.
+fn is_authority_of(target: &Target, sent: &[u8]) -> bool {
+    let Some(rest) = sent.strip_prefix(target.host.as_bytes()) else {
+        return false;
+    };
+    match target.port {
+        None => rest.is_empty(),
+        Some(port) => rest.strip_prefix(b":").is_some_and(|digits| {
+            !digits.starts_with(b"0")
+                && digits.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(digits).is_ok_and(|d| d.parse() == Ok(port))
+        }),
+    }
+}
+
 /// The `route` label of `authgate_http_requests_total`: a fixed word per
 /// kind of route, never the path.
 fn route_label(route: Route) -> &'static str {
@@ -348,5 +376,29 @@ fn route_label(route: Route) -> &'static str {
         Route::PortalRoot => "portal_root",
         Route::NotFound => "not_found",
         Route::Proxy => "proxy",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_decided_host_is_the_normalized_authority() {
+        let client = std::net::IpAddr::from([127, 0, 0, 1]);
+        for (sent, decided) in [
+            ("app.local", "app.local"),
+            ("App.Local:80", "app.local"),
+            ("app.local.", "app.local"),
+            ("app.local:8080", "app.local:8080"),
+            ("app.local:08080", "app.local:8080"),
+            ("[::1]:9000", "[::1]:9000"),
+        ] {
+            let target = normalize("http", sent, "/", "GET", client).unwrap();
+            let sent = HeaderValue::from_static(sent);
+            let host = decided_host(&target, Some(&sent)).unwrap();
+            assert_eq!(host, decided, "{sent:?}");
+            assert_eq!(is_authority_of(&target, sent.as_bytes()), sent == decided);
+        }
     }
 }

@@ -14,9 +14,10 @@ use hyper::body::Incoming;
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
+use super::headers::{self, StrippedHeaders};
 use super::pool::{Endpoint, UpstreamPool};
-use super::{headers, upgrade};
-use crate::config::UpstreamConfig;
+use super::upgrade::{self, ConnectionSlot};
+use crate::config::{ProxyConfig, UpstreamConfig};
 use crate::gateway::response::Body;
 use crate::users::User;
 
@@ -39,6 +40,9 @@ pub struct ForwardContext<'a> {
     pub proto: &'static str,
     /// The normalized target: what the rules decided on is what goes up.
     pub path_and_query: &'a str,
+    /// The normalized target's `host[:port]`, the host the rules decided
+    /// on: the upstream's `X-Forwarded-Host`.
+    pub decided_host: HeaderValue,
     pub identity: Option<&'a User>,
     pub own_cookies: [&'a str; 2],
 }
@@ -49,10 +53,17 @@ pub struct Upstream {
     /// without one.
     authority: HeaderValue,
     response_timeout: Duration,
+    /// `server.allowed_upgrades`, lower case.
+    allowed_upgrades: Vec<String>,
+    stripped: StrippedHeaders,
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Result<Self, ProxyError> {
+    pub fn new(
+        config: &UpstreamConfig,
+        allowed_upgrades: &[String],
+        proxy: &ProxyConfig,
+    ) -> Result<Self, ProxyError> {
         let url = &config.url;
         let (Some(scheme), Some(authority)) = (url.scheme_str(), url.authority()) else {
             return Err(ProxyError::Config("needs a scheme and a host".into()));
@@ -82,7 +93,17 @@ impl Upstream {
             authority: HeaderValue::from_str(authority.as_str())
                 .map_err(|e| ProxyError::Config(e.to_string()))?,
             response_timeout: config.response_timeout,
+            allowed_upgrades: allowed_upgrades.to_vec(),
+            stripped: StrippedHeaders::new(&proxy.strip_request_headers),
         })
+    }
+
+    /// Whether the request asks to switch to a protocol of
+    /// `server.allowed_upgrades` (WebSocket): HTTP/1.1 with
+    /// `Connection: upgrade` and an `Upgrade` header naming one. Any other
+    /// upgrade is forwarded as a plain request.
+    pub fn is_upgrade<B>(&self, req: &Request<B>) -> bool {
+        upgrade::requested(req, &self.allowed_upgrades).is_some()
     }
 
     pub async fn forward(
@@ -90,10 +111,11 @@ impl Upstream {
         mut req: Request<Incoming>,
         ctx: &ForwardContext<'_>,
     ) -> Result<Response<Body>, ProxyError> {
-        let upgrade = upgrade::requested(&req);
+        let upgrade = upgrade::requested(&req, &self.allowed_upgrades);
         // The client's half of an upgrade must be taken before the request
         // moves into the client; afterwards it is gone.
         let client_half = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let slot = req.extensions_mut().remove::<ConnectionSlot>();
         let req = self.prepare(req, ctx, upgrade.clone())?;
         let mut response = tokio::time::timeout(self.response_timeout, self.pool.send(req))
             .await
@@ -111,13 +133,14 @@ impl Upstream {
                 ));
             };
             let upstream_half = hyper::upgrade::on(&mut response);
-            upgrade::tunnels().open(client_half, upstream_half);
+            upgrade::tunnels().open(client_half, upstream_half, slot);
             Some(answered)
         } else {
             None
         };
         let (mut parts, body) = response.into_parts();
         headers::remove_hop_by_hop(&mut parts.headers);
+        headers::drop_accel(&mut parts.headers);
         headers::drop_own_set_cookies(&mut parts.headers, &ctx.own_cookies);
         let body = match switched {
             Some(protocol) => {
@@ -154,12 +177,13 @@ impl Upstream {
         if let Some(protocol) = upgrade {
             headers::set_upgrade(h, protocol);
         }
-        headers::strip_identity(h);
+        self.stripped.strip(h);
         headers::strip_own_cookies(h, &ctx.own_cookies);
         if let Some(user) = ctx.identity {
             headers::set_identity(h, user);
         }
-        headers::set_forwarded(h, ctx.peer, ctx.peer_trusted, ctx.proto, host.clone());
+        let decided_host = ctx.decided_host.clone();
+        headers::set_forwarded(h, ctx.peer, ctx.peer_trusted, ctx.proto, decided_host);
         // Keep the public host: what most apps build their links from.
         h.insert(HOST, host.unwrap_or_else(|| self.authority.clone()));
         Ok(Request::from_parts(parts, body))

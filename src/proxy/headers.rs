@@ -82,32 +82,142 @@ pub fn set_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(UPGRADE, protocol);
 }
 
-/// Removes every client copy of the identity headers, in any letter case
-/// and with `_` for `-` (`remote_user`), which some upstream frameworks
-/// treat as the same name.
-pub fn strip_identity(headers: &mut HeaderMap) {
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_identity_spelling(name.as_str()))
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(name);
+/// Identity headers of other gateways (oauth2-proxy, Authelia, nginx
+/// `auth_request` setups) that an app once behind one may still trust.
+const OTHER_GATEWAYS_IDENTITY: [&str; 4] = [
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+];
+
+/// oauth2-proxy's `X-Auth-Request-*`: every suffix.
+const OTHER_GATEWAYS_PREFIX: &str = "x-auth-request-";
+
+/// h2c's upgrade settings: never forwarded, since h2c is never tunnelled
+/// (`server.allowed_upgrades` cannot name a version) and the header has no
+/// meaning without the upgrade.
+const HTTP2_SETTINGS: &str = "http2-settings";
+
+/// Response headers an nginx in front obeys (`X-Accel-Redirect`,
+/// `X-Accel-Buffering`, ...): an app must not steer it through us.
+const X_ACCEL_PREFIX: &[u8] = b"x-accel-";
+
+/// The request headers no client may send upstream, found in one pass over
+/// the names: the identity headers (ours and other gateways'),
+/// `HTTP2-Settings`, and `proxy.strip_request_headers`. A name matches in
+/// any letter case and with `_` for `-` (`remote_user`), which some
+/// upstream frameworks treat as the same name.
+pub struct StrippedHeaders {
+    patterns: Vec<Pattern>,
+    /// Whether some pattern starts with this byte (`-` also marks `_`): most
+    /// names are passed over after this one lookup.
+    first_bytes: [bool; 256],
+}
+
+/// A lower-case name with `-` (never `_`); `prefix`: every name that starts
+/// with it.
+struct Pattern {
+    text: Box<str>,
+    prefix: bool,
+}
+
+impl Pattern {
+    fn matches(&self, name: &[u8]) -> bool {
+        let text = self.text.as_bytes();
+        let compared = if self.prefix {
+            name.get(..text.len())
+        } else {
+            (name.len() == text.len()).then_some(name)
+        };
+        compared.is_some_and(|compared| same_spelling(text, compared))
     }
 }
 
-/// `name` (lower case, as `HeaderName` keeps it) is an identity header
-/// with any of its `-` written as `_`.
-fn is_identity_spelling(name: &str) -> bool {
-    name.starts_with("remote")
-        && IDENTITY_HEADERS.iter().any(|identity| {
-            let identity = identity.as_str().as_bytes();
-            identity.len() == name.len()
-                && identity
-                    .iter()
-                    .zip(name.bytes())
-                    .all(|(&want, got)| want == got || (want == b'-' && got == b'_'))
+/// `got` (lower case, as `HeaderName` keeps it) is `want` with any of its
+/// `-` written as `_`.
+fn same_spelling(want: &[u8], got: &[u8]) -> bool {
+    want.len() == got.len()
+        && want
+            .iter()
+            .zip(got)
+            .all(|(&want, &got)| want == got || (want == b'-' && got == b'_'))
+}
+
+impl StrippedHeaders {
+    /// The built-in names and `configured` (validated: lower case, `-`
+    /// for `_`, a trailing `*` for a prefix).
+    pub fn new(configured: &[String]) -> Self {
+        let exact = IDENTITY_HEADERS
+            .iter()
+            .map(HeaderName::as_str)
+            .chain(OTHER_GATEWAYS_IDENTITY)
+            .chain([HTTP2_SETTINGS])
+            .map(|name| (name, false));
+        let prefixes = [(OTHER_GATEWAYS_PREFIX, true)].into_iter();
+        let configured = configured
+            .iter()
+            .map(|entry| match entry.strip_suffix('*') {
+                Some(prefix) => (prefix, true),
+                None => (entry.as_str(), false),
+            });
+        let mut stripped = StrippedHeaders {
+            patterns: Vec::new(),
+            first_bytes: [false; 256],
+        };
+        for (text, prefix) in exact.chain(prefixes).chain(configured) {
+            let text = text.to_ascii_lowercase().replace('_', "-");
+            let Some(&first) = text.as_bytes().first() else {
+                continue;
+            };
+            stripped.first_bytes[usize::from(first)] = true;
+            if first == b'-' {
+                stripped.first_bytes[usize::from(b'_')] = true;
+            }
+            stripped.patterns.push(Pattern {
+                text: text.into(),
+                prefix,
+            });
+        }
+        stripped
+    }
+
+    /// Removes every client copy of the stripped headers. Allocates only
+    /// when one is there.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        let spoofed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| self.is_stripped(name.as_str().as_bytes()))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            headers.remove(name);
+        }
+    }
+
+    fn is_stripped(&self, name: &[u8]) -> bool {
+        name.first()
+            .is_some_and(|&first| self.first_bytes[usize::from(first)])
+            && self.patterns.iter().any(|p| p.matches(name))
+    }
+}
+
+/// Drops the upstream's `X-Accel-*` response headers (any case, `_` for
+/// `-`). Allocates only when one is there.
+pub fn drop_accel(headers: &mut HeaderMap) {
+    let accel: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            name.as_str()
+                .as_bytes()
+                .get(..X_ACCEL_PREFIX.len())
+                .is_some_and(|start| same_spelling(X_ACCEL_PREFIX, start))
         })
+        .cloned()
+        .collect();
+    for name in accel {
+        headers.remove(name);
+    }
 }
 
 /// Sets all four identity headers from the user.
@@ -125,14 +235,16 @@ pub fn set_no_identity(headers: &mut HeaderMap) {
     }
 }
 
-/// `X-Forwarded-For/-Proto/-Host`. From a trusted proxy the chain is
-/// extended; from anyone else the client's values are replaced.
+/// `X-Forwarded-For/-Proto/-Host`. From a trusted proxy the chain and the
+/// protocol are kept; from anyone else the client's values are replaced.
+/// `X-Forwarded-Host` is always `host`, the host the access decision was
+/// made on, whoever sent one: the app must not act on another.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     peer: IpAddr,
     peer_trusted: bool,
     proto: &'static str,
-    host: Option<HeaderValue>,
+    host: HeaderValue,
 ) {
     let mut chain = String::new();
     if let Some(prev) = peer_trusted
@@ -151,12 +263,7 @@ pub fn set_forwarded(
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
-    if !(peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        match host {
-            Some(host) => headers.insert(&X_FORWARDED_HOST, host),
-            None => headers.remove(&X_FORWARDED_HOST),
-        };
-    }
+    headers.insert(&X_FORWARDED_HOST, host);
 }
 
 /// Appends the address as `Display` writes it, IPv4 without the
@@ -308,9 +415,66 @@ mod tests {
             ("remote-name", "x"),
             ("remote-user-agent", "keep me"),
         ]);
-        strip_identity(&mut h);
+        StrippedHeaders::new(&[]).strip(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("remote-user-agent"));
+    }
+
+    #[test]
+    fn other_gateways_identity_and_configured_headers_go_in_every_spelling() {
+        let mut h = map(&[
+            ("X-Forwarded-User", "m"),
+            ("x_forwarded_email", "m@evil"),
+            ("X_FORWARDED-GROUPS", "admins"),
+            ("x-forwarded-preferred_username", "m"),
+            ("X-Auth-Request-User", "m"),
+            ("x_auth_request_access_token", "t"),
+            ("HTTP2-Settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+            ("http2_settings", "x"),
+            ("x-legacy-user", "m"),
+            ("X_SSO_role", "admin"),
+            ("x-sso-", "empty suffix"),
+            // Kept: look-alikes and the gateway's own forwarding headers.
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-host", "a"),
+            ("x-forwarded-username", "not a family"),
+            ("x-auth-request", "no dash after"),
+            ("x-legacy-user-agent", "keep"),
+            ("x-ss0-role", "keep"),
+            ("accept", "*/*"),
+        ]);
+        let stripped = StrippedHeaders::new(&["x-legacy-user".into(), "x-sso-*".into()]);
+        stripped.strip(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [
+                "accept",
+                "x-auth-request",
+                "x-forwarded-for",
+                "x-forwarded-host",
+                "x-forwarded-username",
+                "x-legacy-user-agent",
+                "x-ss0-role",
+            ]
+        );
+    }
+
+    #[test]
+    fn x_accel_response_headers_go() {
+        let mut h = map(&[
+            ("X-Accel-Redirect", "/internal"),
+            ("x_accel_buffering", "no"),
+            ("X-ACCEL-EXPIRES", "0"),
+            ("x-accelerated", "keep"),
+            ("x-accel", "keep"),
+            ("content-type", "text/plain"),
+        ]);
+        drop_accel(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "x-accel", "x-accelerated"]);
     }
 
     #[test]
@@ -379,7 +543,7 @@ mod tests {
             peer,
             false,
             "http",
-            Some(HeaderValue::from_static("app.local")),
+            HeaderValue::from_static("app.local"),
         );
         assert_eq!(h["x-forwarded-for"], "192.0.2.7");
         assert_eq!(h["x-forwarded-host"], "app.local");
@@ -388,16 +552,20 @@ mod tests {
         let mut h = map(&[
             ("x-forwarded-for", "1.2.3.4"),
             ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "other.example"),
         ]);
         set_forwarded(
             &mut h,
             peer,
             true,
             "http",
-            Some(HeaderValue::from_static("app.local")),
+            HeaderValue::from_static("app.local"),
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 192.0.2.7");
         assert_eq!(h["x-forwarded-proto"], "https");
+        // The host the decision was made on, even from a trusted proxy.
+        assert_eq!(h.get_all("x-forwarded-host").iter().count(), 1);
+        assert_eq!(h["x-forwarded-host"], "app.local");
     }
 
     #[test]

@@ -32,12 +32,37 @@ use super::headers;
 /// about idle HTTP connections between requests.
 pub const TUNNEL_IDLE: Duration = Duration::from_secs(300);
 
-/// The protocol(s) an HTTP/1.1 request asks to switch to: only with a
+/// The protocol(s) an HTTP/1.1 request asks to switch to, of those in
+/// `allowed` (`server.allowed_upgrades`, lower case): only with a
 /// `Connection` header naming `upgrade` and an `Upgrade` header (hyper
 /// upgrades HTTP/1.1 connections only; HTTP/1.0 and h2 requests are
-/// ordinary requests whose `Upgrade` is stripped as hop-by-hop).
-pub fn requested<B>(req: &Request<B>) -> Option<HeaderValue> {
-    requested_in(req.version(), req.headers())
+/// ordinary requests whose `Upgrade` is stripped as hop-by-hop). `None`
+/// when no allowed protocol is offered: the request then goes upstream as
+/// plain HTTP/1.1, without `Upgrade`, so no other protocol (h2c) can open a
+/// tunnel past the gateway's checks.
+pub fn requested<B>(req: &Request<B>, allowed: &[String]) -> Option<HeaderValue> {
+    let offered = requested_in(req.version(), req.headers())?;
+    allowed_only(offered, allowed)
+}
+
+/// `offered` with only the allowed protocols (by name, any version and
+/// letter case); shared as it is when all are allowed, as WebSocket
+/// handshakes are.
+fn allowed_only(offered: HeaderValue, allowed: &[String]) -> Option<HeaderValue> {
+    let list = offered.to_str().ok()?;
+    let is_allowed = |protocol: &&str| {
+        let name = protocol.split_once('/').map_or(*protocol, |(name, _)| name);
+        allowed.iter().any(|a| a.eq_ignore_ascii_case(name.trim()))
+    };
+    let mut protocols = list.split(',').map(str::trim).filter(|p| !p.is_empty());
+    if protocols.clone().all(|p| is_allowed(&p)) {
+        return protocols.next().is_some().then_some(offered);
+    }
+    let kept: Vec<&str> = protocols.filter(is_allowed).collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join(", ")).ok()
 }
 
 fn requested_in(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
@@ -64,6 +89,14 @@ pub fn accepted(asked: &HeaderValue, answered: &HeaderValue) -> bool {
                 .any(|p| p.trim().eq_ignore_ascii_case(answered))
         })
 }
+
+/// The connection slot (`server.max_connections`) of the connection an
+/// upgrade request came on. The listener puts it in the request's
+/// extensions when hyper offers the upgrade; a tunnel holds it until it
+/// closes, since hyper's connection ends (and gives its own share back)
+/// at the switch.
+#[derive(Clone)]
+pub struct ConnectionSlot(pub Arc<tokio::sync::OwnedSemaphorePermit>);
 
 /// The open tunnels of this process. Their tasks outlive the HTTP
 /// connection that started them (hyper's connection future resolves when
@@ -103,14 +136,21 @@ impl Tunnels {
         self.tracker.wait().await;
     }
 
-    /// Joins the two halves once both have switched, in a tracked task.
-    pub(super) fn open(&self, client: OnUpgrade, upstream: OnUpgrade) {
+    /// Joins the two halves once both have switched, in a tracked task
+    /// that holds the client connection's slot until the tunnel closes.
+    pub(super) fn open(
+        &self,
+        client: OnUpgrade,
+        upstream: OnUpgrade,
+        slot: Option<ConnectionSlot>,
+    ) {
         let stop = self.stop.clone();
         self.tracker.spawn(async move {
             tokio::select! {
                 end = run(client, upstream) => tracing::debug!(end, "tunnel closed"),
                 () = stop.cancelled() => tracing::debug!("tunnel closed for shutdown"),
             }
+            drop(slot);
         });
     }
 }
@@ -264,6 +304,26 @@ mod tests {
         ]);
         assert!(requested_in(Version::HTTP_11, &split).is_some());
         assert!(!split.get(CONNECTION).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_allowed_protocols_are_kept() {
+        let allowed = ["websocket".to_owned()];
+        let only = |offered: &'static str| {
+            allowed_only(HeaderValue::from_static(offered), &allowed)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(only("websocket").as_deref(), Some("websocket"));
+        assert_eq!(only("WebSocket").as_deref(), Some("WebSocket"));
+        assert_eq!(only("h2c"), None);
+        assert_eq!(only("H2C, HTTP/2.0"), None);
+        assert_eq!(only("h2c, websocket").as_deref(), Some("websocket"));
+        assert_eq!(only("websocket/13, irc").as_deref(), Some("websocket/13"));
+        assert_eq!(only(" , "), None);
+        assert_eq!(
+            allowed_only(HeaderValue::from_static("websocket"), &[]),
+            None
+        );
     }
 
     #[test]

@@ -13,12 +13,13 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::fast_path::{self, Limits, Outcome, Replay};
@@ -27,6 +28,7 @@ use crate::config::ServerConfig;
 use crate::gateway::Gateway;
 use crate::gateway::request::ConnInfo;
 use crate::gateway::response::Body;
+use crate::proxy::ConnectionSlot;
 
 /// hyper refuses a smaller read buffer than this.
 const MIN_BUF_SIZE: usize = 8192;
@@ -127,8 +129,7 @@ pub async fn serve<H: Handler>(
                     let connections = connections.clone();
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
-                        connections.run(stream, peer, watcher).await;
-                        drop(slot);
+                        connections.run(stream, peer, watcher, slot).await;
                     });
                 }
                 Err(e) => accept_failed(e).await,
@@ -152,11 +153,19 @@ pub async fn serve<H: Handler>(
 
 impl<H: Handler> Connections<H> {
     /// One connection, in its own task: the TLS handshake (if any), then
-    /// HTTP until either side closes or shutdown drains it.
-    async fn run(&self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+    /// HTTP until either side closes or shutdown drains it. The slot is
+    /// given back when the connection ends, or when a tunnel it became
+    /// closes.
+    async fn run(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        watcher: Watcher,
+        slot: OwnedSemaphorePermit,
+    ) {
         let Some(tls) = &self.tls else {
             let conn = ConnInfo { peer, tls: false };
-            return self.serve(stream, conn, watcher).await;
+            return self.serve(stream, conn, watcher, slot).await;
         };
         // The handshake is part of what a client must send promptly.
         let limit = self.limits.header_read_timeout;
@@ -166,31 +175,42 @@ impl<H: Handler> Connections<H> {
         let conn = ConnInfo { peer, tls: true };
         if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
             let io = Replay::new(Bytes::new(), stream);
-            return self.serve_http(io, conn, watcher).await;
+            return self.serve_http(io, conn, watcher, slot).await;
         }
-        self.serve(stream, conn, watcher).await;
+        self.serve(stream, conn, watcher, slot).await;
     }
 
     /// HTTP/1.1 (or h2c by prior knowledge): the fast path first.
-    async fn serve<I>(&self, io: I, conn: ConnInfo, watcher: Watcher)
+    async fn serve<I>(&self, io: I, conn: ConnInfo, watcher: Watcher, slot: OwnedSemaphorePermit)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let handler = &*self.handler;
         match fast_path::serve(io, handler, conn, self.limits, &self.stop).await {
             Outcome::Closed => {}
-            Outcome::HandOff(io) => self.serve_http(io, conn, watcher).await,
+            Outcome::HandOff(io) => self.serve_http(io, conn, watcher, slot).await,
         }
     }
 
-    async fn serve_http<I>(&self, io: Replay<I>, conn: ConnInfo, watcher: Watcher)
-    where
+    /// A request hyper may upgrade carries the connection's slot to the
+    /// proxy, whose tunnel keeps it (`ConnectionSlot`); others never see it.
+    async fn serve_http<I>(
+        &self,
+        io: Replay<I>,
+        conn: ConnInfo,
+        watcher: Watcher,
+        slot: OwnedSemaphorePermit,
+    ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let io = TokioIo::new(io);
         let handler = self.handler.clone();
-        let service = service_fn(move |req| {
+        let slot = ConnectionSlot(Arc::new(slot));
+        let service = service_fn(move |mut req: Request<Incoming>| {
             let handler = handler.clone();
+            if req.extensions().get::<OnUpgrade>().is_some() {
+                req.extensions_mut().insert(slot.clone());
+            }
             async move { Ok::<_, Infallible>(handler.handle(req, conn).await) }
         });
         let connection = self.builder.serve_connection_with_upgrades(io, service);

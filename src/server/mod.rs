@@ -175,7 +175,11 @@ async fn build(config: &Config, metrics: &Arc<Metrics>) -> Result<Parts, ServerE
         UsersFile::load(&config.users.file)?.into_users(),
     ));
     let directory = Arc::new(Directory::new(users.clone(), signed_up));
-    let upstream = config.upstream.as_ref().map(Upstream::new).transpose()?;
+    let upstream = config
+        .upstream
+        .as_ref()
+        .map(|u| Upstream::new(u, &config.server.allowed_upgrades, &config.proxy))
+        .transpose()?;
     let hashes = config.auth.max_concurrent_hashes;
     let passwords = tokio::task::spawn_blocking(move || PasswordChecker::new(hashes))
         .await

@@ -241,9 +241,11 @@ async fn a_trusted_proxy_extends_the_forwarded_chain() {
         Some("203.0.113.9, 127.0.0.1")
     );
     assert_eq!(echo.header("x-forwarded-proto").as_deref(), Some("https"));
+    // The host the rules were decided on, not the proxy's (issue 13 item 7).
+    let host = format!("127.0.0.1:{}", gw.setup().port);
     assert_eq!(
         echo.header("x-forwarded-host").as_deref(),
-        Some("app.example.com")
+        Some(host.as_str())
     );
     // Trust in a proxy never extends to identity headers.
     assert_eq!(echo.header_all("remote-user"), [ALICE]);
@@ -361,4 +363,152 @@ async fn http2_clients_are_served_and_their_cookies_handled() {
     );
     let host = format!("127.0.0.1:{port}");
     assert_eq!(echo.header("host").as_deref(), Some(host.as_str()));
+}
+
+/// Issue 13 item 7: a trusted proxy's `X-Forwarded-Host` does not reach
+/// the app as the host: the rule was decided on `Host`, so the app gets
+/// that host (normalized) as `X-Forwarded-Host`.
+#[tokio::test]
+async fn the_upstream_gets_the_host_the_rule_was_decided_on() {
+    // Default trusted_proxies: 127.0.0.1 is a trusted proxy.
+    let upstream = Upstream::start().await;
+    let mut setup = Setup::new(Some(&upstream.url()));
+    let rules: toml::Table = toml::from_str(
+        r#"
+        [[rules]]
+        domain = ["app.local"]
+        policy = "bypass"
+        "#,
+    )
+    .expect("rules parse");
+    setup
+        .set("access_control.default_policy", "deny")
+        .set("access_control.rules", rules["rules"].clone());
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    let request = "GET /open HTTP/1.1\r\n\
+         Host: App.Local:80\r\n\
+         X-Forwarded-Host: other.example\r\n\
+         Connection: close\r\n\r\n";
+    let raw = raw_request(gw.setup().port, request.as_bytes()).await;
+    assert_eq!(raw.status, 200, "{raw:?}");
+    let echo = Echo(serde_json::from_str(&raw.body).expect("the upstream's echo"));
+    assert_eq!(
+        echo.header_all("x-forwarded-host"),
+        ["app.local"],
+        "{:?}",
+        echo.0
+    );
+}
+
+/// Headers that oauth2-proxy, Authelia and nginx setups use for identity,
+/// each in mixed case and with `_` for `-`.
+const OTHER_GATEWAYS_HEADERS: [&str; 12] = [
+    "X-Forwarded-User",
+    "x_forwarded_user",
+    "X-FORWARDED-EMAIL",
+    "X_Forwarded_Groups",
+    "X-Forwarded-Preferred-Username",
+    "x_forwarded_preferred_username",
+    "X-Auth-Request-User",
+    "X_Auth_Request_Email",
+    "x-auth-request-access-token",
+    "X-AUTH-REQUEST-GROUPS",
+    "x-auth-request-preferred-username",
+    "X-Auth-Request-Anything-Else",
+];
+
+/// The upstream's echo of one raw request from alice with `extra` header
+/// lines, asking the upstream to answer with `X-Accel-*` headers.
+async fn echo_with_headers(gw: &Gateway, b: &Browser, extra: &str) -> (RawReply, Echo) {
+    let port = gw.setup().port;
+    let request = format!(
+        "GET /headers HTTP/1.1\r\n\
+         Host: 127.0.0.1:{port}\r\n\
+         Cookie: {cookies}\r\n\
+         {extra}\
+         X-Request-Id: keep-me\r\n\
+         X-Forwarded-Userinfo: keep-me\r\n\
+         {UP_RESPONSE_HEADER}: X-Accel-Redirect: /internal/secret\r\n\
+         {UP_RESPONSE_HEADER}: x-accel-buffering: no\r\n\
+         {UP_RESPONSE_HEADER}: X-ACCEL-Limit-Rate: 1\r\n\
+         {UP_RESPONSE_HEADER}: X-Accelerated: kept\r\n\
+         Connection: close\r\n\r\n",
+        cookies = b.cookie_header()
+    );
+    let raw = raw_request(port, request.as_bytes()).await;
+    assert_eq!(raw.status, 200, "{raw:?}");
+    let echo = Echo(serde_json::from_str(&raw.body).expect("the upstream's echo"));
+    (raw, echo)
+}
+
+/// Issue 13 item 10: other gateways' identity headers never reach the
+/// upstream, and the upstream's `X-Accel-*` never reach the client (an
+/// nginx in front would obey them).
+#[tokio::test]
+async fn other_gateways_identity_headers_and_x_accel_are_stripped() {
+    let upstream = Upstream::start().await;
+    let setup = Setup::new(Some(&upstream.url()));
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    let mut b = gw.browser();
+    b.login(ALICE, ALICE_PW).await;
+    let extra: String = OTHER_GATEWAYS_HEADERS
+        .iter()
+        .map(|name| format!("{name}: mallory@evil.example\r\n"))
+        .collect();
+    let (raw, echo) = echo_with_headers(&gw, &b, &extra).await;
+
+    let names = echo.header_names();
+    for forged in OTHER_GATEWAYS_HEADERS {
+        let forged = forged.to_ascii_lowercase();
+        assert!(!names.contains(&forged), "{forged} reached the upstream");
+    }
+    assert!(!echo.0.to_string().contains("mallory"), "{:?}", echo.0);
+    assert_eq!(echo.header_all("x-request-id"), ["keep-me"]);
+    assert_eq!(echo.header_all("x-forwarded-userinfo"), ["keep-me"]);
+    assert_identity(&echo);
+
+    let accel: Vec<_> = raw
+        .headers
+        .iter()
+        .filter(|(name, _)| name.starts_with("x-accel-"))
+        .collect();
+    assert!(accel.is_empty(), "reached the client: {accel:?}");
+    assert_eq!(raw.header("x-accelerated"), Some("kept"), "{raw:?}");
+    assert_eq!(raw.header("x-test-upstream"), Some("1"), "{raw:?}");
+}
+
+/// `proxy.strip_request_headers` adds names (and `*` prefix families) to
+/// the stripped ones, in every spelling.
+#[tokio::test]
+async fn configured_request_headers_are_stripped_too() {
+    let upstream = Upstream::start().await;
+    let mut setup = Setup::new(Some(&upstream.url()));
+    setup.set(
+        "proxy.strip_request_headers",
+        vec!["X-Legacy-User".to_owned(), "x-sso-*".to_owned()],
+    );
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    let mut b = gw.browser();
+    b.login(ALICE, ALICE_PW).await;
+    let extra = "X-LEGACY-USER: mallory\r\n\
+                 x_legacy_user: mallory\r\n\
+                 X-Sso-Role: admin\r\n\
+                 X_SSO_Groups: admins\r\n\
+                 X-Legacy-User-Agent: keep-me\r\n";
+    let (_, echo) = echo_with_headers(&gw, &b, extra).await;
+    let names = echo.header_names();
+    for forged in [
+        "x-legacy-user",
+        "x_legacy_user",
+        "x-sso-role",
+        "x_sso_groups",
+    ] {
+        assert!(!names.contains(&forged.to_owned()), "{forged}: {names:?}");
+    }
+    assert_eq!(echo.header_all("x-legacy-user-agent"), ["keep-me"]);
+    assert_eq!(echo.header_all("x-request-id"), ["keep-me"]);
+    assert_identity(&echo);
 }

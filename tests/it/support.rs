@@ -70,6 +70,8 @@ where
 pub const UP_DELAY_MS: &str = "x-test-delay-ms";
 pub const UP_SET_COOKIE: &str = "x-test-set-cookie";
 pub const UP_RESPONSE_HOP: &str = "x-test-response-hop";
+/// Each value `name: value` becomes a header of the upstream's answer.
+pub const UP_RESPONSE_HEADER: &str = "x-test-response-header";
 
 /// A hyper HTTP/1.1 server on 127.0.0.1:0 that answers every request with
 /// 200 and a JSON echo: method, path and query, every header (name → list
@@ -165,6 +167,17 @@ async fn echo(
     if parts.headers.contains_key(UP_RESPONSE_HOP) {
         h.insert("connection", HeaderValue::from_static("x-upstream-hop"));
         h.insert("x-upstream-hop", HeaderValue::from_static("secret"));
+    }
+    for (name, value) in parts
+        .headers
+        .get_all(UP_RESPONSE_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split_once(':'))
+    {
+        h.append(
+            hyper::header::HeaderName::from_bytes(name.trim().as_bytes()).unwrap(),
+            HeaderValue::from_str(value.trim()).unwrap(),
+        );
     }
     Ok(response)
 }

@@ -314,3 +314,233 @@ async fn an_open_websocket_does_not_keep_the_gateway_from_stopping() {
         "{after:?}"
     );
 }
+
+/// An upstream that switches to h2c whenever asked (as an h2c-capable app
+/// would) and otherwise answers every request head with 200 and the head
+/// as the body. Records every head it receives.
+struct H2cUpstream {
+    addr: std::net::SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl H2cUpstream {
+    async fn start() -> H2cUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the h2c upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head: Vec<u8> = buf.drain(..end + 4).collect();
+                            let head = String::from_utf8_lossy(&head).into_owned();
+                            seen.lock().unwrap().push(head.clone());
+                            let answer = if head.to_ascii_lowercase().contains("upgrade: h2c") {
+                                "HTTP/1.1 101 Switching Protocols\r\n\
+                                 Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+                                    .to_owned()
+                            } else {
+                                format!(
+                                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}",
+                                    head.len()
+                                )
+                            };
+                            if stream.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        H2cUpstream { addr, heads, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+impl Drop for H2cUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One response from a kept-alive connection: status line and headers
+/// (lower-case names), and the body its `Content-Length` frames.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> (u16, String, String) {
+    use tokio::io::AsyncReadExt;
+    let read = async {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).await?;
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).await?;
+        Ok::<_, std::io::Error>((head, String::from_utf8_lossy(&body).into_owned()))
+    };
+    let (head, body) = tokio::time::timeout(WS_TIMEOUT, read)
+        .await
+        .expect("an answer within 10 s")
+        .expect("an answer");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad head {head:?}"));
+    (status, head, body)
+}
+
+/// Issue 13 item 4: `Upgrade: h2c` is not in `server.allowed_upgrades`, so
+/// it never reaches the app (nor does `HTTP2-Settings`): no tunnel opens,
+/// and the next request on the connection is checked by the gateway.
+#[tokio::test]
+async fn an_h2c_upgrade_is_forwarded_as_plain_http_and_opens_no_tunnel() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = H2cUpstream::start().await;
+    let setup = Setup::new(Some(&upstream.url()));
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    let mut b = gw.browser();
+    b.login(ALICE, ALICE_PW).await;
+    let port = gw.setup().port;
+
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let upgrade = format!(
+        "GET /first HTTP/1.1\r\n\
+         Host: 127.0.0.1:{port}\r\n\
+         Cookie: {cookies}\r\n\
+         Connection: Upgrade\r\n\
+         Upgrade: h2c\r\n\
+         HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\
+         \r\n",
+        cookies = b.cookie_header()
+    );
+    conn.write_all(upgrade.as_bytes()).await.unwrap();
+    let (status, head, body) = read_response(&mut conn).await;
+    assert_eq!(status, 200, "{head}{body}");
+    assert!(body.starts_with("GET /first "), "{body}");
+
+    // No cookie: outside a tunnel the gateway sends this to the login page.
+    let anonymous =
+        format!("GET /second HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/html\r\n\r\n");
+    conn.write_all(anonymous.as_bytes()).await.unwrap();
+    let (status, head, body) = read_response(&mut conn).await;
+    assert_eq!(status, 302, "{head}{body}");
+    assert!(
+        head.contains(
+            &format!("location: {}", login_redirect(&gw.base(), "/second")).to_ascii_lowercase()
+        ),
+        "{head}"
+    );
+
+    let heads = upstream.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let seen = heads[0].to_ascii_lowercase();
+    assert!(!seen.contains("h2c"), "{seen}");
+    assert!(!seen.contains("http2-settings"), "{seen}");
+    assert!(!seen.contains("upgrade"), "{seen}");
+}
+
+/// One WebSocket through the gateway, retried while the gateway answers
+/// 503 (a slot still held by a connection that is closing).
+async fn open_tunnel(
+    gw: &Gateway,
+    cookies: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    for _ in 0..100 {
+        let req = ws_request(gw, "/ws", &[("cookie", cookies)]);
+        match tokio::time::timeout(WS_TIMEOUT, tokio_tungstenite::connect_async(req))
+            .await
+            .expect("handshake within 10 s")
+        {
+            Ok((mut ws, _)) => {
+                ws.send(Message::text("open?")).await.expect("send");
+                let echoed = tokio::time::timeout(WS_TIMEOUT, ws.next()).await;
+                assert!(matches!(echoed, Ok(Some(Ok(_)))), "{echoed:?}");
+                return ws;
+            }
+            Err(WsError::Http(r)) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(other) => panic!("the upgrade failed: {other:?}"),
+        }
+    }
+    panic!("no connection slot came free in 5 s");
+}
+
+/// Issue 13 item 5: an open tunnel keeps its connection slot, so tunnels
+/// cannot exceed `server.max_connections`; closing one frees its slot.
+#[tokio::test]
+async fn websocket_tunnels_keep_their_connection_slots() {
+    const SLOTS: usize = 4;
+    let upstream = WsEcho::start().await;
+    let mut setup = Setup::new(Some(&upstream.url()));
+    setup.set("server.max_connections", SLOTS as i64);
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    let mut b = gw.browser();
+    b.login(ALICE, ALICE_PW).await;
+    let cookies = b.cookie_header();
+    // The browser's kept-alive connection gives its slot back as it closes.
+    drop(b);
+
+    let mut tunnels = Vec::new();
+    for _ in 0..SLOTS {
+        tunnels.push(open_tunnel(&gw, &cookies).await);
+    }
+    let port = gw.setup().port;
+    let request = format!(
+        "GET {PREFIX}/healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    );
+    let extra = raw_request(port, request.as_bytes()).await;
+    assert_eq!(
+        extra.status, 503,
+        "{SLOTS} open tunnels, max_connections {SLOTS}, and one more connection was served: {extra:?}"
+    );
+
+    let mut first = tunnels.remove(0);
+    first.close(None).await.expect("close");
+    drop(first);
+    let served = eventually(100, Duration::from_millis(50), || async {
+        raw_request(port, request.as_bytes()).await.status == 200
+    })
+    .await;
+    assert!(served, "a closed tunnel did not give its slot back");
+    // The others are still open.
+    for ws in &mut tunnels {
+        ws.send(Message::text("still here")).await.expect("send");
+        let echoed = tokio::time::timeout(WS_TIMEOUT, ws.next()).await;
+        assert!(matches!(echoed, Ok(Some(Ok(_)))), "{echoed:?}");
+    }
+}
