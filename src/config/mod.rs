@@ -155,6 +155,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// `server.redirect_http`: a plain listener answering 301 to https.
     pub redirect_http: Option<SocketAddr>,
+    /// `server.hsts`: `Strict-Transport-Security` on the portal's answers
+    /// when `public_url` is https.
+    pub hsts: bool,
 }
 
 /// The PEM files TLS is served from; read at start-up and again on SIGHUP

@@ -45,6 +45,8 @@ pub struct RawServer {
     pub tls_key: Option<String>,
     /// A plain-HTTP listener that only redirects to https.
     pub redirect_http: Option<String>,
+    /// `Strict-Transport-Security` on the portal's answers (https only).
+    pub hsts: bool,
 }
 
 impl Default for RawServer {
@@ -64,6 +66,7 @@ impl Default for RawServer {
             tls_cert: None,
             tls_key: None,
             redirect_http: None,
+            hsts: false,
         }
     }
 }

@@ -70,6 +70,7 @@ fn server(raw: &RawServer) -> Result<ServerConfig> {
         authelia_paths: raw.authelia_paths,
         tls: tls_files(raw)?,
         redirect_http: None,
+        hsts: raw.hsts,
     };
     server.redirect_http = redirect_http(raw.redirect_http.as_deref(), &server)?;
     Ok(server)
