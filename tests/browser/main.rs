@@ -262,7 +262,10 @@ async fn the_portal_refuses_inline_script_and_says_so_on_the_console() {
 /// The code form posts to the portal, which answers 303 to `rd` on another
 /// host under `session.cookie_domain`. Chromium checks that redirect
 /// against `form-action` too, so the policy must name those hosts: the
-/// user lands on the app's host, and no violation is reported.
+/// user lands on the app's host, and no violation is reported. (With
+/// `form-action 'self'` alone the redirect is blocked, reported under the
+/// URL posted to, and the waiting page's poll still gets the user there:
+/// only the console shows it, which `finish` reads.)
 #[tokio::test]
 async fn a_code_post_lands_on_another_host_under_the_cookie_domain() {
     let turn = ONE_AT_A_TIME.lock().await;
