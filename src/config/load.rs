@@ -856,4 +856,23 @@ mod tests {
         assert_eq!(known_keys()["auth.methods"], EnvKind::Optional);
         assert_eq!(known_keys()["totp.previous_encryption_keys"], EnvKind::List);
     }
+
+    #[test]
+    fn hsts_is_off_by_default_and_a_non_bool_names_the_key() {
+        Jail::expect_with(|jail| {
+            minimal(jail)?;
+            let config = load(&ConfigSource::Default).map_err(|e| e.to_string())?;
+            assert!(!config.server.hsts);
+            jail.create_file("authgate.toml", "[server]\nhsts = \"yes\"\n")?;
+            let err = expect_err(&ConfigSource::Default);
+            assert_key(&err, "server.hsts", "yes");
+            jail.create_file("authgate.toml", "[server]\nhsts = true\n")?;
+            let config = load(&ConfigSource::Default).map_err(|e| e.to_string())?;
+            assert!(config.server.hsts);
+            jail.set_env("AUTHGATE_SERVER__HSTS", "maybe");
+            let err = expect_err(&ConfigSource::Default);
+            assert_key(&err, "server.hsts", "maybe");
+            Ok(())
+        });
+    }
 }

@@ -167,6 +167,9 @@ pub struct ServerConfig {
     /// `server.allowed_upgrades`: lower-case protocol names that may be
     /// tunnelled; any other `Upgrade` is taken off the request.
     pub allowed_upgrades: Vec<String>,
+    /// `server.hsts`: `Strict-Transport-Security` on the portal's answers
+    /// when `public_url` is https.
+    pub hsts: bool,
 }
 
 /// The PEM files TLS is served from; read at start-up and again on SIGHUP

@@ -48,6 +48,8 @@ pub struct RawServer {
     pub redirect_http: Option<String>,
     /// `Upgrade` protocols that may open a tunnel to the upstream.
     pub allowed_upgrades: Vec<String>,
+    /// `Strict-Transport-Security` on the portal's answers (https only).
+    pub hsts: bool,
 }
 
 impl Default for RawServer {
@@ -68,6 +70,7 @@ impl Default for RawServer {
             tls_key: None,
             redirect_http: None,
             allowed_upgrades: vec!["websocket".into()],
+            hsts: false,
         }
     }
 }

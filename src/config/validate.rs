@@ -72,6 +72,7 @@ fn server(raw: &RawServer) -> Result<ServerConfig> {
         tls: tls_files(raw)?,
         redirect_http: None,
         allowed_upgrades: allowed_upgrades(&raw.allowed_upgrades)?,
+        hsts: raw.hsts,
     };
     server.redirect_http = redirect_http(raw.redirect_http.as_deref(), &server)?;
     Ok(server)

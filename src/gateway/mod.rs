@@ -13,6 +13,7 @@ pub mod request;
 pub mod response;
 mod route;
 mod second_factor;
+mod security_headers;
 mod signup;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use redirect::Redirects;
 use request::ConnInfo;
 use response::{Body, Format};
 use route::Route;
+use security_headers::SecurityHeaders;
 
 pub struct Gateway {
     auth: Arc<Authenticator>,
@@ -58,6 +60,8 @@ pub struct Gateway {
     requests: [RouteRequests; Route::ALL.len()],
     /// `totp.issuer`, named on the enrolment page.
     totp_issuer: String,
+    /// CSP and friends, on every answer the portal makes.
+    security_headers: SecurityHeaders,
 }
 
 impl Gateway {
@@ -79,7 +83,7 @@ impl Gateway {
                 &config.server.path_prefix,
                 config.session.cookie_domain.clone(),
             ),
-            pages: Pages::new(),
+            pages: Pages::new(&config.server.path_prefix),
             upstream,
             webhook: config
                 .authy
@@ -94,6 +98,11 @@ impl Gateway {
             requests: Route::ALL.map(|route| metrics.requests_of(route_label(route))),
             metrics,
             totp_issuer: config.totp.issuer.clone(),
+            security_headers: SecurityHeaders::new(
+                &config.server.public_url,
+                config.session.cookie_domain.as_deref(),
+                config.server.hsts,
+            ),
         }
     }
 
@@ -118,6 +127,7 @@ impl Gateway {
             (Route::Signup, Method::GET) => Ok(self.signup_page(&req, format)),
             (Route::Signup, Method::POST) => Ok(self.signup_submit(req, conn, format).await),
             (Route::Healthz, Method::GET | Method::HEAD) => Ok(self.healthz()),
+            (Route::Asset, Method::GET | Method::HEAD) => self.asset(req.uri().path()),
             (Route::AuthRequest, _) => Ok(self.forward_auth(req.headers(), conn, Flavor::Nginx)),
             (Route::ForwardAuth, _) => Ok(self.forward_auth(req.headers(), conn, Flavor::Forward)),
             (Route::PortalRoot, Method::GET | Method::HEAD) => Ok(self.portal_root(&req)),
@@ -127,7 +137,13 @@ impl Gateway {
             (Route::NotFound, _) => Err(GatewayError::NotFound),
             _ => Err(GatewayError::MethodNotAllowed),
         };
-        let response = result.unwrap_or_else(|err| self.error_response(&err, format));
+        // The portal's own answers, errors of every route included; not
+        // the forward-auth answers nor what the upstream sent (the hot path).
+        let defended = result.is_err() || route.is_portal();
+        let mut response = result.unwrap_or_else(|err| self.error_response(&err, format));
+        if defended {
+            self.security_headers.apply(response.headers_mut());
+        }
         self.requests[route as usize].answered(response.status());
         response
     }
@@ -173,6 +189,17 @@ impl Gateway {
         let rd = request::query_param(req, "rd").unwrap_or_default();
         let rd = self.redirects.safe_target(&rd);
         response::redirect(StatusCode::FOUND, &self.redirects.portal_url("login", &rd))
+    }
+
+    /// An embedded file the pages load: `{prefix}/static/{name}`.
+    fn asset(&self, path: &str) -> Result<Response<Body>, GatewayError> {
+        let name = path
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix("/static/"))
+            .unwrap_or_default();
+        crate::pages::assets::named(name)
+            .map(response::asset)
+            .ok_or(GatewayError::NotFound)
     }
 
     fn error_response(&self, err: &GatewayError, format: Format) -> Response<Body> {
@@ -371,6 +398,7 @@ fn route_label(route: Route) -> &'static str {
         Route::AuthyCallback => "authy_callback",
         Route::Signup => "signup",
         Route::Healthz => "healthz",
+        Route::Asset => "asset",
         Route::AuthRequest => "auth_request",
         Route::ForwardAuth => "forward_auth",
         Route::PortalRoot => "portal_root",

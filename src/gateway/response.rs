@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Full};
 
 use super::error::GatewayError;
 use crate::pages::Pages;
+use crate::pages::assets::Asset;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -41,6 +42,19 @@ pub fn html(status: StatusCode, page: String) -> Response<Body> {
 
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     build(status, "application/json", value.to_string())
+}
+
+/// An embedded page asset: the same for everyone, and its URL carries a
+/// hash of its content, so a browser may keep it for a year.
+pub fn asset(asset: &'static Asset) -> Response<Body> {
+    let mut response = Response::new(full(asset.body));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    response
 }
 
 pub fn empty(status: StatusCode) -> Response<Body> {

@@ -12,6 +12,8 @@ pub enum Route {
     AuthyCallback,
     Signup,
     Healthz,
+    /// An embedded file the pages load (`static/…`).
+    Asset,
     /// nginx `auth_request` (also Authelia's `/api/authz/auth-request`, `/api/verify`).
     AuthRequest,
     /// Traefik, Caddy, HAProxy (also Authelia's `/api/authz/forward-auth`).
@@ -25,7 +27,7 @@ pub enum Route {
 
 impl Route {
     /// In declaration order, so that `route as usize` indexes it.
-    pub const ALL: [Route; 14] = [
+    pub const ALL: [Route; 15] = [
         Route::Login,
         Route::Logout,
         Route::Verify,
@@ -35,12 +37,19 @@ impl Route {
         Route::AuthyCallback,
         Route::Signup,
         Route::Healthz,
+        Route::Asset,
         Route::AuthRequest,
         Route::ForwardAuth,
         Route::PortalRoot,
         Route::NotFound,
         Route::Proxy,
     ];
+
+    /// Answered by the portal itself: everything but the forward-auth
+    /// answers and the proxy.
+    pub fn is_portal(self) -> bool {
+        !matches!(self, Route::Proxy | Route::AuthRequest | Route::ForwardAuth)
+    }
 }
 
 /// `authelia_paths`: serve Authelia's forward-auth paths (always without
@@ -69,6 +78,7 @@ pub fn route(path: &str, prefix: &str, has_upstream: bool, authelia_paths: bool)
         "/forward-auth" => Route::ForwardAuth,
         "/healthz" => Route::Healthz,
         "" => Route::NotFound,
+        _ if rest.starts_with("/static/") => Route::Asset,
         _ if rest.starts_with('/') => Route::NotFound,
         // `/_authgatex` is an upstream path that merely shares the prefix.
         _ => proxy_or_not_found(has_upstream),
@@ -160,6 +170,14 @@ mod tests {
         assert_eq!(
             route("/_authgate/enroll/totp", "/_authgate", true, false),
             Route::EnrollTotp
+        );
+        assert_eq!(
+            route("/_authgate/static/push.js", "/_authgate", true, false),
+            Route::Asset
+        );
+        assert_eq!(
+            route("/static/push.js", "/_authgate", true, false),
+            Route::Proxy
         );
     }
 }

@@ -1,5 +1,7 @@
 //! HTML pages, rendered by minijinja with auto-escaping on (templates end
-//! in `.html`), embedded in the binary.
+//! in `.html`), embedded in the binary with the files they load.
+
+pub mod assets;
 
 use minijinja::{Environment, context};
 
@@ -70,13 +72,16 @@ pub struct Pages {
 }
 
 impl Pages {
-    pub fn new() -> Self {
+    /// `prefix`: `server.path_prefix`, where the assets are served.
+    pub fn new(prefix: &str) -> Self {
         let mut env = Environment::new();
         for (name, source) in TEMPLATES {
             // The templates are part of the binary and covered by tests.
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("template {name}: {e}"));
         }
+        env.add_global("stylesheet_url", assets::STYLESHEET.url(prefix));
+        env.add_global("push_script_url", assets::PUSH_SCRIPT.url(prefix));
         Pages { env }
     }
 
@@ -193,19 +198,13 @@ fn method_label(method: &str) -> &'static str {
     }
 }
 
-impl Default for Pages {
-    fn default() -> Self {
-        Pages::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn values_are_html_escaped() {
-        let pages = Pages::new();
+        let pages = Pages::new("/_authgate");
         let page = pages.login(&LoginView {
             action: "/_authgate/login",
             csrf: "tok\"en",
@@ -220,9 +219,121 @@ mod tests {
         assert!(page.contains("name=\"csrf\""), "{page}");
     }
 
+    /// Every page in every state the templates know, as the CSP sees it.
+    fn every_page(pages: &Pages) -> Vec<String> {
+        let fields = std::collections::HashMap::new();
+        let mut all = vec![
+            pages.login(&LoginView {
+                action: "/_authgate/login",
+                csrf: "t",
+                rd: "/",
+                email: "a@x",
+                message: Some("Invalid email or password."),
+            }),
+            pages.logout("/_authgate/logout", "t", Some("a@x")),
+            pages.logout("/_authgate/logout", "t", None),
+            pages.error(502, "Upstream down"),
+            pages.signup(&SignupView {
+                prefix: "/_authgate",
+                csrf: "t",
+                fields: &fields,
+                min_password: 12,
+                methods: &["authy", "totp"],
+                message: Some("Try again."),
+            }),
+            pages.enroll(&EnrollView {
+                prefix: "/_authgate",
+                csrf: "t",
+                rd: "/",
+                issuer: "Acme",
+                secret_text: "ABCD",
+                uri: "otpauth://totp/x?secret=ABCD",
+                qr_svg: "<svg id=\"qr\"></svg>",
+                was_reset: true,
+                message: Some("Wrong code."),
+            }),
+        ];
+        for push in [Some("pending"), Some("denied"), Some("expired"), None] {
+            for (method, sends_codes) in [("authy", true), ("totp", false), ("verify", true)] {
+                all.push(pages.verify(&VerifyView {
+                    prefix: "/_authgate",
+                    csrf: "t",
+                    rd: "/",
+                    method,
+                    push,
+                    push_failed: push.is_none(),
+                    sends_codes,
+                    others: &["totp"],
+                    message: Some("Wrong code."),
+                }));
+            }
+        }
+        all
+    }
+
+    /// Auto-escaping writes `/` as `&#x2f;`, also in attributes.
+    fn unescape_slashes(page: &str) -> String {
+        page.replace("&#x2f;", "/")
+    }
+
+    /// `on…=` attributes (`onclick=`, `onload=`), which a CSP without
+    /// 'unsafe-inline' blocks.
+    fn has_event_handler(page: &str) -> bool {
+        page.match_indices(" on").any(|(at, _)| {
+            let name: String = page[at + 3..]
+                .chars()
+                .take_while(char::is_ascii_alphabetic)
+                .collect();
+            !name.is_empty() && page[at + 3 + name.len()..].starts_with('=')
+        })
+    }
+
+    #[test]
+    fn no_page_has_inline_script_or_style() {
+        let pages = Pages::new("/_authgate");
+        for page in every_page(&pages) {
+            let page = unescape_slashes(&page);
+            let scripts = page.matches("<script").count();
+            let loaded = page.matches("<script src=\"/_authgate/static/").count();
+            assert_eq!(scripts, loaded, "inline script: {page}");
+            assert!(!page.contains("<style"), "inline style element: {page}");
+            assert!(!page.contains(" style="), "style attribute: {page}");
+            assert!(!has_event_handler(&page), "event handler: {page}");
+            assert!(
+                page.contains("<link rel=\"stylesheet\" href=\"/_authgate/static/authgate.css?v="),
+                "the style sheet: {page}"
+            );
+        }
+        assert!(has_event_handler("<a onclick=\"x()\">"));
+        assert!(!has_event_handler("<p>turn on=off</p> <b one>"));
+    }
+
+    #[test]
+    fn the_waiting_view_loads_the_push_script() {
+        let pages = Pages::new("/auth");
+        let page = pages.verify(&VerifyView {
+            prefix: "/auth",
+            csrf: "t",
+            rd: "/",
+            method: "authy",
+            push: Some("pending"),
+            push_failed: false,
+            sends_codes: true,
+            others: &[],
+            message: None,
+        });
+        let page = unescape_slashes(&page);
+        let src = assets::PUSH_SCRIPT.url("/auth");
+        assert!(
+            page.contains(&format!("<script src=\"{src}\" defer>")),
+            "{page}"
+        );
+        assert!(page.contains("data-status-url=\"/auth/status\""), "{page}");
+    }
+
     #[test]
     fn every_template_renders() {
-        let pages = Pages::new();
+        let pages = Pages::new("/_authgate");
         assert!(
             pages
                 .logout("/_authgate/logout", "t", Some("a@x"))

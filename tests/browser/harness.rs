@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator, elements::Element};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
@@ -95,13 +96,20 @@ impl Gateway {
     /// Starts the demo on a free port (a few tries in case another process
     /// takes the port first) and waits until `healthz` answers 200.
     pub async fn start() -> Gateway {
+        Gateway::start_with(|_| Vec::new()).await
+    }
+
+    /// The demo with config keys set through `AUTHGATE_*` variables, made
+    /// from the port it listens on.
+    pub async fn start_with(env: impl Fn(u16) -> Vec<(String, String)>) -> Gateway {
         let mut last_failure = String::new();
         for _ in 0..3 {
             let port = free_port();
             let mut command = Command::new(env!("CARGO_BIN_EXE_authgate"));
             command
                 .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
-                .env("RUST_LOG", "info");
+                .env("RUST_LOG", "info")
+                .envs(env(port));
             let mut process = Proc::spawn("authgate demo", command).expect("starting authgate");
             let base = format!("http://127.0.0.1:{port}");
             match Gateway::ready(&mut process, &base).await {
@@ -145,6 +153,14 @@ impl Gateway {
 
     pub fn url(&self, path_and_query: &str) -> String {
         format!("{}{path_and_query}", self.base)
+    }
+
+    /// The port the demo listens on.
+    pub fn port(&self) -> u16 {
+        url::Url::parse(&self.base)
+            .ok()
+            .and_then(|base| base.port())
+            .expect("the base URL has a port")
     }
 }
 
@@ -272,6 +288,11 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start(name: &str) -> Browser {
+        Browser::start_with(name, &[]).await
+    }
+
+    /// With more chromium command-line switches.
+    pub async fn start_with(name: &str, switches: &[String]) -> Browser {
         for path in [CHROMEDRIVER, CHROMIUM] {
             assert!(
                 Path::new(path).exists(),
@@ -283,7 +304,7 @@ impl Browser {
             .prefix("authgate-chromium-")
             .tempdir()
             .expect("a temporary chromium profile");
-        let capabilities = capabilities(profile.path());
+        let capabilities = capabilities(profile.path(), switches);
         let client = bounded(
             "opening a chromium session",
             ClientBuilder::new(HttpConnector::new())
@@ -369,6 +390,25 @@ impl Browser {
         Some(dir)
     }
 
+    /// The Content-Security-Policy violations chromium reported on its
+    /// console since the last call (it reports each one there, "Refused to
+    /// … because it violates the following Content Security Policy
+    /// directive …"), whatever page they happened on.
+    pub async fn csp_violations(&self) -> Vec<String> {
+        let log = bounded(
+            "reading the browser console log",
+            self.client.issue_cmd(ConsoleLog),
+        )
+        .await;
+        let entries = log.as_array().map(Vec::as_slice).unwrap_or_default();
+        entries
+            .iter()
+            .filter_map(|entry| entry["message"].as_str())
+            .filter(|message| message.contains("Content Security Policy"))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Ends the WebDriver session (chromium quits); dropping the browser
     /// after a failure kills the process group instead.
     pub async fn quit(self) {
@@ -376,8 +416,8 @@ impl Browser {
     }
 }
 
-fn capabilities(profile: &Path) -> serde_json::Map<String, Value> {
-    let args = [
+fn capabilities(profile: &Path, switches: &[String]) -> serde_json::Map<String, Value> {
+    let mut args = vec![
         "--headless=new".to_owned(),
         "--no-sandbox".to_owned(),
         "--disable-gpu".to_owned(),
@@ -391,11 +431,14 @@ fn capabilities(profile: &Path) -> serde_json::Map<String, Value> {
         "--window-size=1024,768".to_owned(),
         format!("--user-data-dir={}", profile.display()),
     ];
+    args.extend_from_slice(switches);
     let capabilities = json!({
         "browserName": "chrome",
         "pageLoadStrategy": "normal",
         "timeouts": {"pageLoad": COMMAND.as_millis() as u64, "script": COMMAND.as_millis() as u64, "implicit": 0},
         "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+        // Keeps the console (CSP violations included) for `csp_violations`.
+        "goog:loggingPrefs": {"browser": "ALL"},
     });
     match capabilities {
         Value::Object(map) => map,
@@ -441,4 +484,27 @@ async fn start_driver() -> (Proc, String) {
         }
     }
     panic!("chromedriver did not start: {last_failure}");
+}
+
+/// chromedriver's console log (an extension, not W3C WebDriver): the
+/// entries since the last read, kept because of `goog:loggingPrefs`.
+#[derive(Debug)]
+struct ConsoleLog;
+
+impl WebDriverCompatibleCommand for ConsoleLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({"type": "browser"}).to_string();
+        (http::Method::POST, Some(body))
+    }
 }

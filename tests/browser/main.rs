@@ -3,6 +3,9 @@
 //! `authgate demo`: the login page, the second-factor page, and the demo
 //! upstream page with the identity headers it received.
 //!
+//! Every test ends by reading chromium's console: a Content-Security-Policy
+//! violation on any page it visited fails it.
+//!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver`
 //! (`scripts/browser-deps` installs them). Run: `cargo test --test browser`.
 //! The tests take turns: one chromium at a time on a 2-core machine.
@@ -13,9 +16,10 @@ mod totp;
 
 use authgate::demo::{DEMO_EMAIL, DEMO_PASSWORD};
 use fantoccini::Locator;
+use serde_json::json;
 use tokio::sync::{Mutex, MutexGuard};
 
-use harness::{Browser, Gateway, PAGE, bounded};
+use harness::{Browser, Gateway, PAGE, bounded, wait_for};
 
 /// The page the user asks for before logging in.
 const TARGET: &str = "/some/page?x=1";
@@ -44,7 +48,13 @@ impl Stage {
         }
     }
 
+    /// Fails on any CSP violation chromium reported during the test.
     async fn finish(self) {
+        let violations = self.browser.csp_violations().await;
+        assert!(
+            violations.is_empty(),
+            "Content-Security-Policy violations on the pages visited: {violations:#?}"
+        );
         let Stage {
             browser,
             gateway,
@@ -57,8 +67,14 @@ impl Stage {
     /// Asks for `TARGET`, lands on the login page, logs in with the demo
     /// password, and lands on the second-factor page's waiting view.
     async fn log_in(&self) {
+        self.log_in_at(&self.gateway.url(TARGET)).await;
+    }
+
+    /// `log_in`, starting at `start` (a page that leads to the login page,
+    /// or the login page itself with `rd` ending in `TARGET`).
+    async fn log_in_at(&self, start: &str) {
         let b = &self.browser;
-        b.goto(&self.gateway.url(TARGET)).await;
+        b.goto(start).await;
         let (login, _) = b
             .wait_page("the login page", PAGE, |url, source| {
                 url.path() == "/_authgate/login" && source.contains(r#"name="password""#)
@@ -99,8 +115,8 @@ impl Stage {
     }
 
     /// Waits for the demo upstream page for `TARGET` and checks the
-    /// identity headers it shows.
-    async fn expect_upstream(&self, how: &str) {
+    /// identity headers it shows; the URL it is at.
+    async fn expect_upstream(&self, how: &str) -> url::Url {
         let b = &self.browser;
         let (url, _) = b
             .wait_page(&format!("the upstream page {how}"), PAGE, |url, source| {
@@ -123,6 +139,23 @@ impl Stage {
             let shown = bounded("reading a header cell", cell.text()).await;
             assert_eq!(shown.trim(), expected, "{header} as the upstream saw it");
         }
+        url
+    }
+
+    /// "Send me a code by SMS" on the waiting view, then the code.
+    async fn confirm_by_sms(&self) {
+        let sandbox = &self.gateway.sandbox;
+        let before = sandbox.sms_count().await;
+        self.browser
+            .click(r#"form[action$="/resend"] button[type=submit]"#)
+            .await;
+        self.browser
+            .wait_page("the verify page after resend", PAGE, |_, source| {
+                source.contains("We sent you a new code by SMS.")
+            })
+            .await;
+        let code = sandbox.sms_code_after(before).await;
+        self.enter_code(&code).await;
     }
 }
 
@@ -148,20 +181,7 @@ async fn sms_code_gets_to_the_page() {
     let stage = Stage::start("sms").await;
     stage.log_in().await;
 
-    let sandbox = &stage.gateway.sandbox;
-    let before = sandbox.sms_count().await;
-    stage
-        .browser
-        .click(r#"form[action$="/resend"] button[type=submit]"#)
-        .await;
-    stage
-        .browser
-        .wait_page("the verify page after resend", PAGE, |_, source| {
-            source.contains("We sent you a new code by SMS.")
-        })
-        .await;
-    let code = sandbox.sms_code_after(before).await;
-    stage.enter_code(&code).await;
+    stage.confirm_by_sms().await;
     stage.expect_upstream("after the SMS code").await;
     stage.finish().await;
 }
@@ -189,5 +209,97 @@ async fn denied_push_moves_to_the_code_form() {
     let code = sandbox.app_code(DEMO_EMAIL).await;
     stage.enter_code(&code).await;
     stage.expect_upstream("after the app code").await;
+    stage.finish().await;
+}
+
+/// Adds an inline script to the page; true when it ran.
+const INJECT_INLINE_SCRIPT: &str = r#"
+    var script = document.createElement("script");
+    script.textContent = "document.body.dataset.inlineRan = 'yes';";
+    document.head.appendChild(script);
+    return document.body.dataset.inlineRan === "yes";
+"#;
+
+/// The login button's background, set by the gateway's style sheet.
+const BUTTON_COLOUR: &str =
+    "return getComputedStyle(document.querySelector('button')).backgroundColor;";
+
+/// The policy is in force on the portal: the style sheet (a file of the
+/// gateway's) applies, an inline script does not run, and chromium reports
+/// the refusal on its console, where every test's `finish` looks.
+#[tokio::test]
+async fn the_portal_refuses_inline_script_and_says_so_on_the_console() {
+    let stage = Stage::start("csp").await;
+    let b = &stage.browser;
+    b.goto(&stage.gateway.url("/_authgate/login")).await;
+    b.wait_page("the login page", PAGE, |url, source| {
+        url.path() == "/_authgate/login" && source.contains(r#"name="password""#)
+    })
+    .await;
+    let colour = bounded("the button colour", b.client.execute(BUTTON_COLOUR, vec![])).await;
+    assert_eq!(colour, json!("rgb(36, 87, 197)"), "the style sheet applies");
+    let ran = bounded(
+        "adding an inline script",
+        b.client.execute(INJECT_INLINE_SCRIPT, vec![]),
+    )
+    .await;
+    assert_eq!(ran, json!(false), "an inline script ran on the login page");
+    // chromedriver may take the console entry a moment after the script.
+    let seen = std::cell::RefCell::new(Vec::new());
+    wait_for("the refusal on the console", PAGE, || async {
+        let new = b.csp_violations().await;
+        let mut seen = seen.borrow_mut();
+        seen.extend(new);
+        match seen.iter().any(|v| v.contains("script-src")) {
+            true => Ok(()),
+            false => Err(format!("{seen:?}")),
+        }
+    })
+    .await;
+    stage.finish().await;
+}
+
+/// The code form posts to the portal, which answers 303 to `rd` on another
+/// host under `session.cookie_domain`. Chromium checks that redirect
+/// against `form-action` too, so the policy must name those hosts: the
+/// user lands on the app's host, and no violation is reported. (With
+/// `form-action 'self'` alone the redirect is blocked, reported under the
+/// URL posted to, and the waiting page's poll still gets the user there:
+/// only the console shows it, which `finish` reads.)
+#[tokio::test]
+async fn a_code_post_lands_on_another_host_under_the_cookie_domain() {
+    let turn = ONE_AT_A_TIME.lock().await;
+    let gateway = Gateway::start_with(|port| {
+        vec![
+            (
+                "AUTHGATE_SESSION__COOKIE_DOMAIN".into(),
+                "example.test".into(),
+            ),
+            (
+                "AUTHGATE_SERVER__PUBLIC_URL".into(),
+                format!("http://auth.example.test:{port}"),
+            ),
+        ]
+    })
+    .await;
+    let switches = [
+        // Every *.example.test is this machine; plain http stays plain.
+        "--host-resolver-rules=MAP *.example.test 127.0.0.1".to_owned(),
+        "--disable-features=HttpsUpgrades".to_owned(),
+    ];
+    let browser = Browser::start_with("cross-host", &switches).await;
+    let stage = Stage {
+        browser,
+        gateway,
+        _turn: turn,
+    };
+    let port = stage.gateway.port();
+    let app = format!("http://app.example.test:{port}{TARGET}");
+    let rd: String = url::form_urlencoded::byte_serialize(app.as_bytes()).collect();
+    let login = format!("http://auth.example.test:{port}/_authgate/login?rd={rd}");
+    stage.log_in_at(&login).await;
+    stage.confirm_by_sms().await;
+    let landed = stage.expect_upstream("on the app's host").await;
+    assert_eq!(landed.host_str(), Some("app.example.test"), "{landed}");
     stage.finish().await;
 }

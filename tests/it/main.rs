@@ -16,6 +16,7 @@ mod limits;
 mod login;
 mod logout;
 mod metrics;
+mod portal_headers;
 mod proxies;
 mod proxy;
 mod regulation;

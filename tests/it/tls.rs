@@ -738,3 +738,39 @@ async fn https_upstream_with_the_wrong_ca_gives_502() {
     }
     assert_eq!(upstream.hits.load(Ordering::SeqCst), 0);
 }
+
+/// `server.hsts` over real TLS: the portal's answers carry
+/// `Strict-Transport-Security`; the upstream's answers and forward-auth's
+/// do not (the app keeps its own policy, forward-auth stays minimal).
+#[tokio::test]
+async fn hsts_on_the_portal_answers_over_https() {
+    let ca = TestCa::new("authgate test CA");
+    let upstream = Upstream::start().await;
+    let mut setup = Setup::new(Some(&upstream.url()));
+    with_tls(&mut setup, &ca.leaf("gateway"));
+    setup.set("server.hsts", true);
+    setup.add_alice().await;
+    let gw = TlsGateway::start(setup, &ca).await;
+
+    let client = tls_client(&ca).build().unwrap();
+    let mut session = Session::new(client, &gw.url(""));
+    let (page, posted) = session.login().await;
+    for (reply, what) in [(&page, "the login page"), (&posted, "the login post")] {
+        assert_eq!(
+            reply.header("strict-transport-security"),
+            Some("max-age=31536000; includeSubDomains"),
+            "{what}: {reply:?}"
+        );
+    }
+    let app = session.send(Method::GET, "/app/page", &[]).await;
+    assert_eq!(app.status, StatusCode::OK, "{app:?}");
+    assert_eq!(app.header("strict-transport-security"), None, "{app:?}");
+    let forward_auth = session
+        .send(Method::GET, &format!("{PREFIX}/auth-request"), &[])
+        .await;
+    assert_eq!(
+        forward_auth.header("strict-transport-security"),
+        None,
+        "{forward_auth:?}"
+    );
+}
