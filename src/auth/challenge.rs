@@ -10,6 +10,10 @@
 //!
 //! A challenge lives inside exactly one session; a push answer confirms
 //! that session only, and the move to `two_factor` happens once.
+//!
+//! A code is counted as wrong before it is checked (`reserve_code`), since
+//! a check may be a call to the provider: a burst of posts checks at most
+//! `MAX_WRONG_CODES` codes, and the rest are refused with 429 unchecked.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -27,6 +31,69 @@ use super::session::SessionId;
 pub const MAX_WRONG_CODES: u32 = 5;
 /// The shortest gap between two "resend code" requests of one session.
 pub const RESEND_EVERY_SECS: u64 = 30;
+/// The wait asked of a code refused while the tries left are taken by
+/// codes being checked: those end within a second or two.
+const CODES_IN_FLIGHT_RETRY_SECS: u64 = 1;
+
+/// A code counted as wrong before its check. Settled as `valid`, `wrong`
+/// or `unchecked` (the provider gave no answer: the try is given back);
+/// dropped unsettled (the client hung up during the check), it stays a
+/// wrong code.
+#[must_use = "an attempt that is not settled counts as a wrong code"]
+pub(super) struct CodeAttempt<'a> {
+    auth: &'a Authenticator,
+    key: SessionKey,
+    /// Which wrong code this is, 1 to `MAX_WRONG_CODES`.
+    number: u32,
+    settled: bool,
+}
+
+impl CodeAttempt<'_> {
+    /// The step up ends the session; its count goes with it.
+    pub(super) fn valid(mut self) {
+        self.settled = true;
+    }
+
+    /// The error to answer: the tries left, or the end of the session
+    /// when this was the last one.
+    pub(super) fn wrong(mut self) -> Result<AuthError, AuthError> {
+        self.settled = true;
+        let left = MAX_WRONG_CODES.saturating_sub(self.number);
+        if left == 0 {
+            self.auth.sessions.remove(&self.key)?;
+            return Ok(AuthError::TooManyWrongCodes);
+        }
+        Ok(AuthError::InvalidCode { left })
+    }
+
+    pub(super) fn unchecked(mut self) {
+        self.settled = true;
+        let given_back = self
+            .auth
+            .sessions
+            .update(&self.key, |s| match s.challenge.as_mut() {
+                Some(c) => {
+                    c.wrong_codes = c.wrong_codes.saturating_sub(1);
+                    true
+                }
+                None => false,
+            });
+        if let Err(err) = given_back {
+            tracing::warn!(error = %err, "giving back an unchecked code's try failed");
+        }
+    }
+}
+
+impl Drop for CodeAttempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled
+            && self.number >= MAX_WRONG_CODES
+            && let Err(err) = self.auth.sessions.remove(&self.key)
+        {
+            tracing::warn!(error = %err, "ending a session with no tries left failed");
+        }
+    }
+}
 
 /// What the page needs to show about the challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +153,6 @@ impl Authenticator {
             subject,
             push: None,
             push_failed: false,
-            // Switching methods must not reset the count of wrong codes.
             wrong_codes: session.challenge.as_ref().map_or(0, |c| c.wrong_codes),
             expires_at: now + self.settings.challenge_timeout,
             last_code_sent: None,
@@ -114,12 +180,16 @@ impl Authenticator {
             },
             Delivery::AppCode => {}
         }
-        let shown = self.view(&challenge, methods)?;
-        let pushed = challenge.push.as_ref().map(|p| p.id.clone());
         self.sessions.update(&id.key(), |s| {
-            s.challenge = Some(Box::new(challenge));
+            // Switching methods must not reset the count of wrong codes;
+            // the stored count includes the codes checked since `session`
+            // was read.
+            challenge.wrong_codes = s.challenge.as_ref().map_or(0, |c| c.wrong_codes);
+            s.challenge = Some(Box::new(challenge.clone()));
             true
         })?;
+        let shown = self.view(&challenge, methods)?;
+        let pushed = challenge.push.as_ref().map(|p| p.id.clone());
         if let Some(push_id) = pushed {
             self.pending_pushes.insert(push_id, id.key());
         }
@@ -224,16 +294,20 @@ impl Authenticator {
         if !self.methods_of(&user)?.contains(&method) {
             return Err(AuthError::NoSecondFactor);
         }
-        let check = self
-            .provider_for(method)?
-            .check_code(&challenge.subject, code.trim())
-            .await;
-        match check.map_err(provider_error)? {
-            CodeCheck::Valid => {
+        let provider = self.provider_for(method)?;
+        let attempt = self.reserve_code(id)?;
+        let check = provider.check_code(&challenge.subject, code.trim()).await;
+        match check {
+            Ok(CodeCheck::Valid) => {
+                attempt.valid();
                 self.remember_method(&user, method);
                 self.step_up(id, &session)
             }
-            CodeCheck::Invalid => Err(self.count_wrong_code(id)?),
+            Ok(CodeCheck::Invalid) => Err(attempt.wrong()?),
+            Err(err) => {
+                attempt.unchecked();
+                Err(provider_error(err))
+            }
         }
     }
 
@@ -255,12 +329,16 @@ impl Authenticator {
             last_code_sent: None,
             enrolling: None,
         };
-        let stored = challenge.clone();
+        // Concurrent first posts: the first challenge stored is kept, with
+        // its count.
+        let mut kept = None;
         self.sessions.update(&id.key(), |s| {
-            s.challenge = Some(Box::new(stored));
-            true
+            let created = s.challenge.is_none();
+            let current = s.challenge.get_or_insert_with(|| Box::new(challenge));
+            kept = Some(Challenge::clone(current));
+            created
         })?;
-        Ok(challenge)
+        kept.ok_or(AuthError::LoginRequired)
     }
 
     /// Sends a new code, at most once per 30 s per session.
@@ -322,22 +400,52 @@ impl Authenticator {
             .ok_or(AuthError::ChallengeExpired)
     }
 
-    pub(super) fn count_wrong_code(&self, id: &SessionId) -> Result<AuthError, AuthError> {
-        let mut left = 0;
-        self.sessions
-            .update(&id.key(), |s| match s.challenge.as_mut() {
+    /// Counts a code as wrong before it is checked, in the stored
+    /// challenge, or refuses it (429) while every try left is taken by
+    /// codes being checked.
+    pub(super) fn reserve_code(&self, id: &SessionId) -> Result<CodeAttempt<'_>, AuthError> {
+        let key = id.key();
+        let now = self.clock.now();
+        let mut reserved = Err(AuthError::LoginRequired);
+        self.sessions.update(&key, |s| {
+            reserved = match s.challenge.as_mut().filter(|c| c.expires_at > now) {
+                None => Err(AuthError::ChallengeExpired),
+                Some(c) if c.wrong_codes >= MAX_WRONG_CODES => Err(AuthError::RateLimited {
+                    retry_after: CODES_IN_FLIGHT_RETRY_SECS,
+                }),
                 Some(c) => {
                     c.wrong_codes += 1;
-                    left = MAX_WRONG_CODES.saturating_sub(c.wrong_codes);
-                    true
+                    Ok(c.wrong_codes)
                 }
-                None => false,
-            })?;
-        if left == 0 {
-            self.sessions.remove(&id.key())?;
-            return Ok(AuthError::TooManyWrongCodes);
+            };
+            reserved.is_ok()
+        })?;
+        Ok(CodeAttempt {
+            auth: self,
+            key,
+            number: reserved?,
+            settled: false,
+        })
+    }
+
+    /// Ends at start-up the sessions whose every try is spent: a stop
+    /// while their last code was being checked left it counted.
+    pub(super) fn end_spent_challenges(&self) {
+        let mut spent = Vec::new();
+        self.sessions
+            .for_each(|key: &SessionKey, s: &SessionRecord| {
+                if s.challenge
+                    .as_ref()
+                    .is_some_and(|c| c.wrong_codes >= MAX_WRONG_CODES)
+                {
+                    spent.push(*key);
+                }
+            });
+        for key in spent {
+            if let Err(err) = self.sessions.remove(&key) {
+                tracing::warn!(error = %err, "ending a session with no tries left failed");
+            }
         }
-        Ok(AuthError::InvalidCode { left })
     }
 
     /// challenge --> two_factor: a new id, the old one ends now. Removing
@@ -475,7 +583,10 @@ mod tests {
         enrolled: AtomicU32,
         pushes: AtomicU32,
         codes_sent: AtomicU32,
+        codes_checked: AtomicU32,
         down: AtomicBool,
+        /// `check_code` never answers, as a provider that stopped talking.
+        hangs: AtomicBool,
         push_answer: Mutex<Option<PushStatus>>,
         last_push: Mutex<Option<(String, PushRequest)>>,
     }
@@ -494,7 +605,9 @@ mod tests {
                 enrolled: AtomicU32::default(),
                 pushes: AtomicU32::default(),
                 codes_sent: AtomicU32::default(),
+                codes_checked: AtomicU32::default(),
                 down: AtomicBool::default(),
+                hangs: AtomicBool::default(),
                 push_answer: Mutex::default(),
                 last_push: Mutex::default(),
             }
@@ -561,6 +674,12 @@ mod tests {
         }
         async fn check_code(&self, _subject: &str, code: &str) -> Result<CodeCheck, FactorError> {
             self.fail_if_down()?;
+            self.codes_checked.fetch_add(1, Ordering::SeqCst);
+            if self.hangs.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            // A network call: every check of a burst is under way at once.
+            tokio::task::yield_now().await;
             Ok(if code == "1234567" {
                 CodeCheck::Valid
             } else {
@@ -620,6 +739,7 @@ mod tests {
                 max_failures_per_address: 50,
                 window: Duration::from_secs(600),
                 ban: Duration::from_secs(900),
+                ipv6_prefix: 64,
             }),
             clock,
             providers: factors,
@@ -805,6 +925,80 @@ mod tests {
         assert!(matches!(err, AuthError::TooManyWrongCodes), "{err}");
         assert!(matches!(
             f.auth.check(Some(&id), Policy::OneFactor),
+            Access::NeedsLogin
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_wrong_codes_checks_at_most_max_wrong_codes() {
+        let f = fixture();
+        let id = challenged(&f).await;
+        let posts = (0..40).map(|_| f.auth.verify_code(&id, "0000000"));
+        let outcomes = futures_util::future::join_all(posts).await;
+        let checked = f.factor.codes_checked.load(Ordering::SeqCst);
+        assert_eq!(checked, MAX_WRONG_CODES, "{outcomes:?}");
+        let answered = |wanted: fn(&AuthError) -> bool| {
+            outcomes
+                .iter()
+                .filter(|o| o.as_ref().is_err_and(wanted))
+                .count()
+        };
+        let wrong = answered(|e| {
+            matches!(
+                e,
+                AuthError::InvalidCode { .. } | AuthError::TooManyWrongCodes
+            )
+        });
+        let refused = answered(|e| matches!(e, AuthError::RateLimited { retry_after: 1 }));
+        assert_eq!((wrong, refused), (5, 35), "{outcomes:?}");
+        assert!(matches!(
+            f.auth.check(Some(&id), Policy::OneFactor),
+            Access::NeedsLogin
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_code_check_dropped_before_its_answer_counts_as_wrong() {
+        let f = fixture();
+        let id = challenged(&f).await;
+        f.factor.hangs.store(true, Ordering::SeqCst);
+        let cut = tokio::time::timeout(Duration::ZERO, f.auth.verify_code(&id, "1234567")).await;
+        assert!(cut.is_err(), "the check had not ended yet");
+        let view = f.auth.challenge_view(&id).unwrap();
+        assert_eq!(view.wrong_codes_left, MAX_WRONG_CODES - 1);
+        for _ in 1..MAX_WRONG_CODES {
+            let cut =
+                tokio::time::timeout(Duration::ZERO, f.auth.verify_code(&id, "1234567")).await;
+            assert!(cut.is_err(), "the check had not ended yet");
+        }
+        assert!(
+            matches!(
+                f.auth.check(Some(&id), Policy::OneFactor),
+                Access::NeedsLogin
+            ),
+            "the fifth ends the session"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_stopped_with_no_tries_left_ends_at_start_up() {
+        let f = fixture();
+        let id = challenged(&f).await;
+        f.auth
+            .sessions
+            .update(&id.key(), |s| {
+                s.challenge.as_mut().unwrap().wrong_codes = MAX_WRONG_CODES;
+                true
+            })
+            .unwrap();
+        let err = f.auth.verify_code(&id, "1234567").await.unwrap_err();
+        assert!(
+            matches!(err, AuthError::RateLimited { retry_after: 1 }),
+            "{err}"
+        );
+        let restarted = rebuild(&f);
+        assert!(matches!(
+            restarted.check(Some(&id), Policy::OneFactor),
             Access::NeedsLogin
         ));
     }

@@ -70,18 +70,22 @@ impl Authenticator {
             ),
             None => {
                 let enrolment = totp.begin_enrolment(&user.email).map_err(provider_error)?;
-                let wrong_codes = session.challenge.as_ref().map_or(0, |c| c.wrong_codes);
-                let challenge = Challenge {
+                let mut challenge = Challenge {
                     method: Method::Totp.as_str().to_owned(),
                     subject: user.email.to_lowercase(),
                     push: None,
                     push_failed: false,
-                    wrong_codes,
+                    wrong_codes: 0,
                     expires_at: now + self.settings.challenge_timeout,
                     last_code_sent: None,
                     enrolling: Some(enrolment.sealed.clone()),
                 };
+                // The stored count, which includes codes checked since
+                // `session` was read.
+                let mut wrong_codes = 0;
                 self.sessions.update(&id.key(), |s| {
+                    wrong_codes = s.challenge.as_ref().map_or(0, |c| c.wrong_codes);
+                    challenge.wrong_codes = wrong_codes;
                     s.challenge = Some(Box::new(challenge));
                     true
                 })?;
@@ -116,16 +120,19 @@ impl Authenticator {
             .enrolling
             .as_ref()
             .ok_or(AuthError::ChallengeExpired)?;
-        match totp
-            .finish_enrolment(&user.email, user.second_factor_reset, sealed, code.trim())
-            .map_err(provider_error)?
-        {
-            CodeCheck::Valid => {
+        let attempt = self.reserve_code(id)?;
+        match totp.finish_enrolment(&user.email, user.second_factor_reset, sealed, code.trim()) {
+            Ok(CodeCheck::Valid) => {
+                attempt.valid();
                 tracing::info!(user = %user.email, "TOTP enrolled");
                 self.remember_method(&user, Method::Totp);
                 self.step_up(id, &session)
             }
-            CodeCheck::Invalid => Err(self.count_wrong_code(id)?),
+            Ok(CodeCheck::Invalid) => Err(attempt.wrong()?),
+            Err(err) => {
+                attempt.unchecked();
+                Err(provider_error(err))
+            }
         }
     }
 }

@@ -160,6 +160,7 @@ impl Authenticator {
             settings,
             pending_pushes: DashMap::new(),
         };
+        auth.end_spent_challenges();
         auth.index_pending_pushes();
         auth
     }
@@ -176,16 +177,17 @@ impl Authenticator {
         if password.chars().count() > MAX_PASSWORD_CHARS {
             return Err(AuthError::PasswordTooLong);
         }
-        self.regulation.check(email, client, self.clock.now())?;
+        // Counted before argon2 runs, so a burst cannot outrun the count.
+        let attempt = self.regulation.reserve(email, client, self.clock.now())?;
         let user = self.users.find(email.trim());
         let hash = user.as_ref().map(|u| u.password.as_str());
         let matched = self.passwords.verify(hash, password).await;
         let now = self.clock.now();
         let Some(user) = user.filter(|_| matched) else {
-            self.regulation.record_failure(email, client, now);
+            attempt.failed(now);
             return Err(AuthError::InvalidCredentials);
         };
-        self.regulation.record_success(email, client);
+        attempt.succeeded();
         if let Some(previous) = previous {
             self.sessions.remove(&previous.key())?;
         }
@@ -370,6 +372,7 @@ mod tests {
             max_failures_per_address: 50,
             window: Duration::from_secs(600),
             ban: Duration::from_secs(900),
+            ipv6_prefix: 64,
         });
         let settings = AuthSettings {
             idle_timeout: 1800,
@@ -468,6 +471,50 @@ mod tests {
             );
         }
         assert!(f.store.load_all().unwrap().is_empty());
+    }
+
+    /// Counts a burst's outcomes: (passwords checked, refused).
+    fn checked_and_refused(outcomes: &[Result<LoginSuccess, AuthError>]) -> (usize, usize) {
+        let mut counts = (0, 0);
+        for outcome in outcomes {
+            match outcome {
+                Ok(_) | Err(AuthError::InvalidCredentials) => counts.0 += 1,
+                Err(AuthError::RateLimited { .. }) => counts.1 += 1,
+                Err(err) => panic!("unexpected {err}"),
+            }
+        }
+        counts
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_logins_checks_at_most_max_failures_passwords() {
+        let f = fixture(SecondFactorMode::Off);
+        // Every login is at argon2 (off the runtime) before any has ended.
+        let mut passwords: Vec<String> = (0..11).map(|i| format!("wrong {i}")).collect();
+        passwords.push("alice-pw".into());
+        let logins = passwords
+            .iter()
+            .map(|pw| f.auth.login("alice@example.com", pw, ADDR, None));
+        let outcomes = futures_util::future::join_all(logins).await;
+        let (checked, refused) = checked_and_refused(&outcomes);
+        assert_eq!((checked, refused), (3, 9), "limit 3: {outcomes:?}");
+    }
+
+    #[tokio::test]
+    async fn a_login_dropped_before_its_answer_counts_as_a_failure() {
+        let f = fixture(SecondFactorMode::Off);
+        for _ in 0..3 {
+            let login = f.auth.login("alice@example.com", "nope", ADDR, None);
+            // Ends it at argon2, as a client hanging up would.
+            let cut = tokio::time::timeout(Duration::ZERO, login).await;
+            assert!(cut.is_err(), "the login had not ended yet");
+        }
+        let err = f
+            .auth
+            .login("alice@example.com", "alice-pw", ADDR, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::RateLimited { .. }), "{err}");
     }
 
     #[tokio::test]

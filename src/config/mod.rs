@@ -243,6 +243,8 @@ pub struct RegulationConfig {
     pub max_failures_per_address: u32,
     pub window: Duration,
     pub ban: Duration,
+    /// IPv6 clients are counted by their address masked to this many bits.
+    pub ipv6_prefix: u8,
 }
 
 /// Declared from the most permissive to the strictest, so `max` of two

@@ -302,6 +302,7 @@ pub struct RawRegulation {
     pub max_failures_per_address: u32,
     pub window: String,
     pub ban: String,
+    pub ipv6_prefix: u32,
 }
 
 impl Default for RawRegulation {
@@ -311,6 +312,7 @@ impl Default for RawRegulation {
             max_failures_per_address: 50,
             window: "10m".into(),
             ban: "15m".into(),
+            ipv6_prefix: 64,
         }
     }
 }

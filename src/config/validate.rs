@@ -852,7 +852,21 @@ fn regulation(raw: &RawRegulation) -> Result<RegulationConfig> {
         )?,
         window: duration("regulation.window", &raw.window)?,
         ban: duration("regulation.ban", &raw.ban)?,
+        ipv6_prefix: ipv6_prefix(raw.ipv6_prefix)?,
     })
+}
+
+/// An IPv6 prefix length, in bits.
+fn ipv6_prefix(value: u32) -> Result<u8> {
+    u8::try_from(value)
+        .ok()
+        .filter(|bits| (1..=128).contains(bits))
+        .ok_or_else(|| {
+            ConfigError::at(
+                "regulation.ipv6_prefix",
+                format!("must be 1 to 128 bits, got {value}"),
+            )
+        })
 }
 
 fn access_control(raw: &RawAccessControl) -> Result<crate::access::AccessControl> {
@@ -1850,5 +1864,21 @@ mod tests {
             validate(&raw).unwrap().proxy.strip_request_headers,
             ["x-legacy-user", "x-sso-*"]
         );
+    }
+
+    #[test]
+    fn ipv6_prefix_is_1_to_128_bits() {
+        for bad in [0, 129, 300] {
+            refused(
+                |r| r.regulation.ipv6_prefix = bad,
+                "regulation.ipv6_prefix",
+                "1 to 128",
+            );
+        }
+        let users = users_file();
+        let mut raw = valid(&users);
+        assert_eq!(validate(&raw).unwrap().regulation.ipv6_prefix, 64);
+        raw.regulation.ipv6_prefix = 128;
+        assert_eq!(validate(&raw).unwrap().regulation.ipv6_prefix, 128);
     }
 }

@@ -580,6 +580,23 @@ async fn five_wrong_codes_end_the_session() {
     assert!(reply.set_cookie(SESSION_COOKIE).is_none());
 }
 
+/// Codes posted at once are counted before Authy is asked: at most five
+/// are checked, the others are refused unchecked.
+#[tokio::test]
+async fn a_concurrent_burst_of_wrong_codes_checks_at_most_five() {
+    let env = start_env(WEBHOOK_ONLY, |_| {}).await;
+    let (b, _rd, page) = challenged(&env).await;
+    let csrf = csrf_field(&page.body).unwrap();
+    let wrong = wrong_code(&env.sandbox);
+    let path = format!("{PREFIX}/verify");
+    let answers = code_burst(&b, &env.gw, &path, &csrf, &wrong, 40).await;
+    let checked = checked_codes(&answers);
+    assert!(
+        (1..=5).contains(&checked),
+        "{checked} codes checked: {answers:?}"
+    );
+}
+
 /// Test 9: the gateway sends `force=true` when it checks a code. The
 /// sandbox, like Authy, accepts any code for a user who never verified one
 /// unless `force=true` is sent; the gateway must still refuse a wrong code.

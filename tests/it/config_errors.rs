@@ -88,6 +88,12 @@ async fn serve_refuses_a_bad_config_naming_the_key() {
     s.set("server.listn", "127.0.0.1:1");
     cases.push(("misspelt key", s, "server.listn"));
 
+    for prefix in [0, 129] {
+        let mut s = setup();
+        s.set("regulation.ipv6_prefix", prefix);
+        cases.push(("ipv6_prefix out of range", s, "regulation.ipv6_prefix"));
+    }
+
     for (what, setup, key) in &cases {
         let out = serve(setup, &[]).await;
         assert_refused(&out, key, what);

@@ -112,3 +112,92 @@ async fn failures_across_emails_ban_the_address() {
     let r = b.post_login(ALICE, ALICE_PW, None).await;
     assert_banned(&r, "per-address limit");
 }
+
+/// Posts one login per password, all released at once with the browser's
+/// cookies and CSRF token; the statuses, in the order of `attempts`.
+async fn login_burst(b: &mut Browser, attempts: &[(String, String)]) -> Vec<StatusCode> {
+    let csrf = b.csrf().await;
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(attempts.len()));
+    let posts: Vec<_> = attempts
+        .iter()
+        .map(|(email, password)| {
+            let post = b
+                .request(Method::POST, &format!("{PREFIX}/login"))
+                // argon2 runs one at a time: a slow queue is not a failure.
+                .timeout(std::time::Duration::from_secs(120))
+                .form(&[("email", email), ("password", password), ("csrf", &csrf)]);
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                post.send().await.expect("login post").status()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for post in posts {
+        statuses.push(post.await.expect("login task"));
+    }
+    statuses
+}
+
+fn count(statuses: &[StatusCode], wanted: StatusCode) -> usize {
+    statuses.iter().filter(|s| **s == wanted).count()
+}
+
+#[tokio::test]
+async fn a_concurrent_burst_checks_at_most_max_failures_passwords() {
+    let upstream = Upstream::start().await;
+    let mut setup = Setup::new(Some(&upstream.url()));
+    setup
+        .set("regulation.max_failures", 5)
+        .set("regulation.max_failures_per_address", 1000);
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    let mut b = gw.browser();
+
+    // 59 wrong passwords, then the right one, all at once.
+    let mut attempts: Vec<_> = (0..59)
+        .map(|i| (ALICE.to_owned(), format!("wrong password {i}")))
+        .collect();
+    attempts.push((ALICE.to_owned(), ALICE_PW.to_owned()));
+    let statuses = login_burst(&mut b, &attempts).await;
+
+    // 401: a wrong password was checked; 303: the right one was (and was
+    // inside the limit); 429: refused before argon2 ran.
+    let wrong = count(&statuses, StatusCode::UNAUTHORIZED);
+    let right = count(&statuses, StatusCode::SEE_OTHER);
+    let refused = count(&statuses, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        wrong + right <= 5,
+        "{wrong} wrong and {right} right passwords checked, limit 5: {statuses:?}"
+    );
+    assert_eq!(wrong + right + refused, attempts.len(), "{statuses:?}");
+    if wrong == 5 {
+        let r = b.post_login(ALICE, ALICE_PW, None).await;
+        assert_banned(&r, "after five checked wrong passwords");
+    }
+}
+
+#[tokio::test]
+async fn a_concurrent_burst_over_many_emails_checks_at_most_the_address_limit() {
+    let upstream = Upstream::start().await;
+    let mut setup = Setup::new(Some(&upstream.url()));
+    setup
+        .set("regulation.max_failures", 100)
+        .set("regulation.max_failures_per_address", 4);
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    let mut b = gw.browser();
+
+    let attempts: Vec<_> = (0..30)
+        .map(|i| (format!("user{i}@example.com"), "wrong".to_owned()))
+        .collect();
+    let statuses = login_burst(&mut b, &attempts).await;
+    let checked = count(&statuses, StatusCode::UNAUTHORIZED);
+    let refused = count(&statuses, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        checked <= 4,
+        "{checked} passwords checked, limit 4: {statuses:?}"
+    );
+    assert_eq!(checked + refused, attempts.len(), "{statuses:?}");
+}

@@ -1203,3 +1203,63 @@ pub async fn still_needs_second_factor(b: &mut Browser, gw: &Gateway) {
         gw.url(&portal_path("verify", &app_rd(gw)))
     );
 }
+
+// ---------------------------------------------------------------------------
+// Bursts of second-factor codes, sent at once
+// ---------------------------------------------------------------------------
+
+/// Posts `code` `count` times at once to the form at `path` with the
+/// browser's cookies, asking for JSON; each answer's status and `error`.
+pub async fn code_burst(
+    b: &Browser,
+    gw: &Gateway,
+    path: &str,
+    csrf: &str,
+    code: &str,
+    count: usize,
+) -> Vec<(StatusCode, String)> {
+    let start = Arc::new(tokio::sync::Barrier::new(count));
+    let rd = app_rd(gw);
+    let posts: Vec<_> = (0..count)
+        .map(|_| {
+            let post = b
+                .request(Method::POST, path)
+                .header("accept", "application/json")
+                .form(&[("code", code), ("csrf", csrf), ("rd", rd.as_str())]);
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let reply = post.send().await.expect("code post");
+                let status = reply.status();
+                let body: Value = reply.json().await.unwrap_or_default();
+                (
+                    status,
+                    body["error"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for post in posts {
+        answers.push(post.await.expect("code task"));
+    }
+    answers
+}
+
+/// A checked wrong code answers `invalid_code`, or `too_many_attempts` for
+/// the one that ends the session; a post refused before any check answers
+/// 429 `rate_limited`, or `login_required` once the session is gone.
+pub fn checked_codes(answers: &[(StatusCode, String)]) -> usize {
+    for (status, error) in answers {
+        let expected = match error.as_str() {
+            "invalid_code" | "too_many_attempts" | "login_required" => StatusCode::UNAUTHORIZED,
+            "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
+            other => panic!("unexpected answer {status} {other:?}: {answers:?}"),
+        };
+        assert_eq!(*status, expected, "{error}: {answers:?}");
+    }
+    answers
+        .iter()
+        .filter(|(_, error)| error == "invalid_code" || error == "too_many_attempts")
+        .count()
+}

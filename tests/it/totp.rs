@@ -389,6 +389,39 @@ async fn five_wrong_codes_end_the_pending_session() {
     sent_to_login(&mut stale, gw).await;
 }
 
+#[tokio::test]
+async fn a_concurrent_burst_of_wrong_codes_checks_at_most_five() {
+    let env = start_env(|_| {}).await;
+    let gw = &env.gw;
+
+    // During the enrolment.
+    let mut b = logged_in(gw, ALICE, ALICE_PW).await;
+    let page = enrol_page(&sent_to_enrolment(gw, &mut b).await.body);
+    let pending = TotpApp::from_base32(&page.secret_text);
+    let wrong = wrong_totp_code(&pending.secret);
+    let path = format!("{PREFIX}/enroll/totp");
+    let answers = code_burst(&b, gw, &path, &page.csrf, &wrong, 40).await;
+    let checked = checked_codes(&answers);
+    assert!(
+        (1..=5).contains(&checked),
+        "{checked} codes checked: {answers:?}"
+    );
+
+    // On the verify page of an enrolled user.
+    let (_enrolled, app) = enrol(gw, ALICE, ALICE_PW, false).await;
+    let mut b = logged_in(gw, ALICE, ALICE_PW).await;
+    totp_form(&mut b, gw).await;
+    let wrong = wrong_totp_code(&app.secret);
+    let csrf = b.csrf().await;
+    let path = format!("{PREFIX}/verify");
+    let answers = code_burst(&b, gw, &path, &csrf, &wrong, 40).await;
+    let checked = checked_codes(&answers);
+    assert!(
+        (1..=5).contains(&checked),
+        "{checked} codes checked: {answers:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 4. No second enrolment from a password; admin enrolment; reset-2fa
 // ---------------------------------------------------------------------------
