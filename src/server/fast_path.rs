@@ -35,6 +35,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
@@ -208,9 +209,9 @@ fn next_request<H: Handler>(
         }
         Err(_) => return Parsed::NotOurs(bytes),
     };
-    let answer = plain_get_path(&request)
+    let answer = plain_get_target(&request, &bytes)
         .filter(|_| fill_headers(headers, request.headers, &bytes))
-        .and_then(|path| handler.answer_plain_get(path, headers, conn));
+        .and_then(|target| handler.answer_plain_get(target.path(), headers, conn));
     headers.clear();
     match answer {
         Some(response) => {
@@ -221,17 +222,19 @@ fn next_request<H: Handler>(
     }
 }
 
-/// The path of an HTTP/1.1 `GET` in origin form, without its query.
-fn plain_get_path<'b>(request: &httparse::Request<'_, 'b>) -> Option<&'b str> {
+/// The target of an HTTP/1.1 `GET` in origin form, read by `http` as
+/// hyper reads it: `None` for a target hyper refuses (400, 414), and the
+/// path without query or fragment, as hyper's handler sees it.
+fn plain_get_target(request: &httparse::Request<'_, '_>, bytes: &Bytes) -> Option<PathAndQuery> {
     if request.method != Some("GET") || request.version != Some(1) {
         return None;
     }
     let target = request.path.filter(|t| t.len() <= MAX_TARGET_BYTES)?;
-    let path = match memchr::memchr(b'?', target.as_bytes()) {
-        Some(query) => &target[..query],
-        None => target,
-    };
-    path.starts_with('/').then_some(path)
+    if !target.starts_with('/') {
+        return None;
+    }
+    // Shares `bytes`, as hyper's URI does: no copy.
+    PathAndQuery::from_maybe_shared(bytes.slice_ref(target.as_bytes())).ok()
 }
 
 /// Fills `headers`; false for a header that could mean a body, an
@@ -553,6 +556,9 @@ mod tests {
             "GET /fast HTTP/1.0\r\nX-Probe: p\r\n\r\n".to_owned(),
             "GET http://app/fast HTTP/1.1\r\nX-Probe: p\r\n\r\n".to_owned(),
             get("/other", "p"),
+            // Found by the differential test: targets `http` refuses (400).
+            get("/fast`b", "p"),
+            get("/fast\u{7f}", "p"),
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_owned(),
             "\u{16}\u{3}\u{1}\u{0}".to_owned(),
         ];
@@ -565,6 +571,24 @@ mod tests {
             client.read_to_end(&mut answered).await.unwrap();
             assert!(answered.is_empty(), "{raw:?} was answered");
         }
+    }
+
+    /// Found by the differential test: hyper's handler sees the path
+    /// without the fragment, and so does this one.
+    #[tokio::test]
+    async fn a_target_with_a_fragment_is_answered_for_its_path() {
+        let (mut client, task) = start(&CancellationToken::new());
+        let request = get("/fast#part", "one") + &get("/fast?q#part", "two");
+        client.write_all(request.as_bytes()).await.unwrap();
+        client.shutdown().await.unwrap();
+        let ended = task.await.unwrap();
+        assert!(matches!(ended, Outcome::Closed), "handed to hyper");
+        drop(ended);
+        let mut answered = String::new();
+        client.read_to_string(&mut answered).await.unwrap();
+        let second = answered[1..].find("HTTP/1.1 200").unwrap() + 1;
+        assert_answer(&answered[..second], "one");
+        assert_answer(&answered[second..], "two");
     }
 
     #[tokio::test]

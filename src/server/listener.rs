@@ -107,7 +107,7 @@ pub async fn serve<H: Handler>(
     server: &ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let connections = Arc::new(Connections::new(handler, tls, server));
+    let connections = Arc::new(Connections::new(handler, tls, HttpSettings::of(server)));
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(server.max_connections));
     tokio::pin!(shutdown);
@@ -147,15 +147,15 @@ pub async fn serve<H: Handler>(
 }
 
 impl<H: Handler> Connections<H> {
-    fn new(handler: Arc<H>, tls: Option<Arc<LiveTls>>, server: &ServerConfig) -> Self {
+    fn new(handler: Arc<H>, tls: Option<Arc<LiveTls>>, settings: HttpSettings) -> Self {
         Connections {
-            builder: connection_builder(server),
-            http1: http1_builder(server),
+            builder: connection_builder(settings),
+            http1: http1_builder(settings),
             handler,
             tls,
             limits: Limits {
-                header_read_timeout: server.header_read_timeout,
-                max_head_bytes: max_buf_size(server),
+                header_read_timeout: settings.header_read_timeout,
+                max_head_bytes: settings.max_buf_size(),
             },
             stop: CancellationToken::new(),
         }
@@ -272,13 +272,31 @@ pub(super) fn log_header_timeout(conn: &ConnInfo) {
     tracing::info!(%peer, "no request head within server.header_read_timeout (slow or idle client); connection closed");
 }
 
-/// hyper's head limit: its read buffer, which hyper keeps at least
-/// `MIN_BUF_SIZE`.
-fn max_buf_size(server: &ServerConfig) -> usize {
-    server.max_header_bytes.max(MIN_BUF_SIZE)
+/// What hyper and the fast path take from `server.*`.
+#[derive(Debug, Clone, Copy)]
+struct HttpSettings {
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
+    keepalive_timeout: Duration,
 }
 
-fn connection_builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
+impl HttpSettings {
+    fn of(server: &ServerConfig) -> Self {
+        HttpSettings {
+            header_read_timeout: server.header_read_timeout,
+            max_header_bytes: server.max_header_bytes,
+            keepalive_timeout: server.keepalive_timeout,
+        }
+    }
+
+    /// hyper's head limit: its read buffer, which hyper keeps at least
+    /// `MIN_BUF_SIZE`.
+    fn max_buf_size(self) -> usize {
+        self.max_header_bytes.max(MIN_BUF_SIZE)
+    }
+}
+
+fn connection_builder(server: HttpSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper silently skips the header timeout (slowloris).
     // The same settings as `http1_builder`.
@@ -286,7 +304,7 @@ fn connection_builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(server.header_read_timeout)
-        .max_buf_size(max_buf_size(server));
+        .max_buf_size(server.max_buf_size());
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -296,12 +314,12 @@ fn connection_builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
 
 /// The HTTP/1 settings of `connection_builder`, for a connection that
 /// must not become HTTP/2.
-fn http1_builder(server: &ServerConfig) -> http1::Builder {
+fn http1_builder(server: HttpSettings) -> http1::Builder {
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(server.header_read_timeout)
-        .max_buf_size(max_buf_size(server));
+        .max_buf_size(server.max_buf_size());
     builder
 }
 
@@ -346,3 +364,6 @@ pub async fn shutdown_signal() {
         () = term => {}
     }
 }
+
+#[cfg(test)]
+mod differential;
