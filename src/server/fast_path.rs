@@ -7,10 +7,18 @@
 //! no connection option but keep-alive is parsed with httparse and offered to
 //! [`Handler::answer_plain_get`]; the answers go out in order. At the first
 //! request that is anything else (another path, a body, an upgrade,
-//! HTTP/1.0, HTTP/2, a parse error, a head over `server.max_header_bytes`),
+//! HTTP/1.0, HTTP/2, a parse error, a head longer than hyper's limit),
 //! the bytes read so far and the connection go to hyper for the rest of
 //! the connection's life. So every unusual request keeps hyper's handling,
-//! and this module only ever sees the simplest one.
+//! and this module only ever sees the simplest one. A connection that had
+//! answers here goes to hyper as HTTP/1.1 only: hyper picks HTTP/2 on a
+//! connection's first bytes, and these were not.
+//!
+//! hyper's head limit is its read buffer (`max_buf_size`): a head that is
+//! complete within that many bytes is parsed, a longer one is answered 431
+//! once the buffer is full. Here a head is answered only if it is at most
+//! that long, and a partial head that long goes to hyper, so which of the
+//! two answers does not depend on how the bytes were split into reads.
 //!
 //! The same limits as hyper's: a request head must arrive within
 //! `server.header_read_timeout` of the wait for it starting (idle
@@ -27,6 +35,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
@@ -40,20 +49,27 @@ use crate::gateway::response::Body;
 
 /// hyper's default; a head with more headers goes to hyper, which answers 431.
 const MAX_HEADERS: usize = 100;
+/// hyper answers 414 to a longer target (`MAX_URI_LEN` in its `role.rs`).
+const MAX_TARGET_BYTES: usize = u16::MAX as usize - 1;
 /// Room made before each read.
 const READ_CHUNK: usize = 4096;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits {
     pub header_read_timeout: Duration,
-    pub max_header_bytes: usize,
+    /// hyper's read buffer limit (`max_buf_size`): a head of this many
+    /// bytes is parsed, one byte more is answered 431.
+    pub max_head_bytes: usize,
 }
 
 pub(super) enum Outcome<I> {
     /// The connection is over: closed by either side, timed out, or shut down.
     Closed,
     /// A request this module leaves to hyper; it is read again from `Replay`.
-    HandOff(Replay<I>),
+    /// `answered`: requests were answered here before it, so the connection
+    /// is HTTP/1.1 and must stay so (hyper's own choice between HTTP/1 and
+    /// h2 is made on a connection's first bytes, which these were not).
+    HandOff { io: Replay<I>, answered: bool },
 }
 
 /// What the connection does after the requests in its buffer.
@@ -81,23 +97,38 @@ where
     let deadline = tokio::time::sleep(limits.header_read_timeout);
     let stopped = stop.cancelled();
     tokio::pin!(deadline, stopped);
+    let mut answered_before = false;
     loop {
-        let next = answer_buffered(&mut buf, &mut headers, &mut out, handler, conn, stop).await;
+        let max_head = limits.max_head_bytes;
+        let next = answer_buffered(
+            &mut buf,
+            &mut headers,
+            &mut out,
+            handler,
+            conn,
+            stop,
+            max_head,
+        )
+        .await;
         let answered = !out.is_empty();
         if answered {
+            answered_before = true;
             let written = io.write_all(&out).await.and(io.flush().await);
             out.clear();
             if written.is_err() {
                 return Outcome::Closed;
             }
         }
+        let hand_off = |prefix: Bytes, io: I| Outcome::HandOff {
+            io: Replay::new(prefix, io),
+            answered: answered_before,
+        };
         match next {
-            Next::Read if buf.len() > limits.max_header_bytes => {
-                return Outcome::HandOff(Replay::new(buf.freeze(), io));
-            }
+            // hyper answers 431 to a partial head that fills its buffer.
+            Next::Read if buf.len() >= max_head => return hand_off(buf.freeze(), io),
             Next::Read => {}
             Next::Close => return Outcome::Closed,
-            Next::HandOff(prefix) => return Outcome::HandOff(Replay::new(prefix, io)),
+            Next::HandOff(prefix) => return hand_off(prefix, io),
         }
         // A new head starts after an answer, even one already in part read.
         let idle = buf.is_empty();
@@ -127,9 +158,10 @@ async fn answer_buffered<H: Handler>(
     handler: &H,
     conn: ConnInfo,
     stop: &CancellationToken,
+    max_head: usize,
 ) -> Next {
     loop {
-        let response = match next_request(buf, headers, handler, conn) {
+        let response = match next_request(buf, headers, handler, conn, max_head) {
             Parsed::Answered(response) => response,
             Parsed::Incomplete => return Next::Read,
             Parsed::NotOurs(prefix) => return Next::HandOff(prefix),
@@ -149,12 +181,14 @@ enum Parsed {
 }
 
 /// Parses the first request in `buf` and asks the handler; only an
-/// answered request's bytes are taken out of `buf`.
+/// answered request's bytes are taken out of `buf`. A head longer than
+/// `max_head` is hyper's (431), however it arrived.
 fn next_request<H: Handler>(
     buf: &mut BytesMut,
     headers: &mut HeaderMap,
     handler: &H,
     conn: ConnInfo,
+    max_head: usize,
 ) -> Parsed {
     if buf.is_empty() {
         return Parsed::Incomplete;
@@ -164,7 +198,8 @@ fn next_request<H: Handler>(
     let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut []);
     let len = match request.parse_with_uninit_headers(&bytes, &mut slots) {
-        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Complete(len)) if len <= max_head => len,
+        Ok(httparse::Status::Complete(_)) => return Parsed::NotOurs(bytes),
         Ok(httparse::Status::Partial) => {
             // Rare: a head split over reads. Copied back whole.
             let mut again = BytesMut::with_capacity(bytes.len() + READ_CHUNK);
@@ -174,9 +209,9 @@ fn next_request<H: Handler>(
         }
         Err(_) => return Parsed::NotOurs(bytes),
     };
-    let answer = plain_get_path(&request)
+    let answer = plain_get_target(&request, &bytes)
         .filter(|_| fill_headers(headers, request.headers, &bytes))
-        .and_then(|path| handler.answer_plain_get(path, headers, conn));
+        .and_then(|target| handler.answer_plain_get(target.path(), headers, conn));
     headers.clear();
     match answer {
         Some(response) => {
@@ -187,17 +222,19 @@ fn next_request<H: Handler>(
     }
 }
 
-/// The path of an HTTP/1.1 `GET` in origin form, without its query.
-fn plain_get_path<'b>(request: &httparse::Request<'_, 'b>) -> Option<&'b str> {
+/// The target of an HTTP/1.1 `GET` in origin form, read by `http` as
+/// hyper reads it: `None` for a target hyper refuses (400, 414), and the
+/// path without query or fragment, as hyper's handler sees it.
+fn plain_get_target(request: &httparse::Request<'_, '_>, bytes: &Bytes) -> Option<PathAndQuery> {
     if request.method != Some("GET") || request.version != Some(1) {
         return None;
     }
-    let target = request.path?;
-    let path = match memchr::memchr(b'?', target.as_bytes()) {
-        Some(query) => &target[..query],
-        None => target,
-    };
-    path.starts_with('/').then_some(path)
+    let target = request.path.filter(|t| t.len() <= MAX_TARGET_BYTES)?;
+    if !target.starts_with('/') {
+        return None;
+    }
+    // Shares `bytes`, as hyper's URI does: no copy.
+    PathAndQuery::from_maybe_shared(bytes.slice_ref(target.as_bytes())).ok()
 }
 
 /// Fills `headers`; false for a header that could mean a body, an
@@ -381,7 +418,7 @@ mod tests {
     const TIMEOUT: Duration = Duration::from_secs(30);
     const LIMITS: Limits = Limits {
         header_read_timeout: TIMEOUT,
-        max_header_bytes: 1024,
+        max_head_bytes: 1024,
     };
 
     /// Answers `/fast` with the `X-Probe` it saw, as a header and in the
@@ -470,12 +507,20 @@ mod tests {
         );
     }
 
-    async fn handed_off(task: JoinHandle<Outcome<DuplexStream>>) -> Vec<u8> {
-        let Outcome::HandOff(mut replay) = task.await.unwrap() else {
+    /// The bytes hyper reads, and whether requests were answered before.
+    async fn handed_off_after(task: JoinHandle<Outcome<DuplexStream>>) -> (Vec<u8>, bool) {
+        let Outcome::HandOff { mut io, answered } = task.await.unwrap() else {
             panic!("closed instead of handed to hyper");
         };
         let mut replayed = Vec::new();
-        replay.read_to_end(&mut replayed).await.unwrap();
+        io.read_to_end(&mut replayed).await.unwrap();
+        (replayed, answered)
+    }
+
+    /// The bytes hyper reads, on a connection that had no answer before.
+    async fn handed_off(task: JoinHandle<Outcome<DuplexStream>>) -> Vec<u8> {
+        let (replayed, answered) = handed_off_after(task).await;
+        assert!(!answered, "answered before");
         replayed
     }
 
@@ -511,6 +556,9 @@ mod tests {
             "GET /fast HTTP/1.0\r\nX-Probe: p\r\n\r\n".to_owned(),
             "GET http://app/fast HTTP/1.1\r\nX-Probe: p\r\n\r\n".to_owned(),
             get("/other", "p"),
+            // Found by the differential test: targets `http` refuses (400).
+            get("/fast`b", "p"),
+            get("/fast\u{7f}", "p"),
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_owned(),
             "\u{16}\u{3}\u{1}\u{0}".to_owned(),
         ];
@@ -525,6 +573,24 @@ mod tests {
         }
     }
 
+    /// Found by the differential test: hyper's handler sees the path
+    /// without the fragment, and so does this one.
+    #[tokio::test]
+    async fn a_target_with_a_fragment_is_answered_for_its_path() {
+        let (mut client, task) = start(&CancellationToken::new());
+        let request = get("/fast#part", "one") + &get("/fast?q#part", "two");
+        client.write_all(request.as_bytes()).await.unwrap();
+        client.shutdown().await.unwrap();
+        let ended = task.await.unwrap();
+        assert!(matches!(ended, Outcome::Closed), "handed to hyper");
+        drop(ended);
+        let mut answered = String::new();
+        client.read_to_string(&mut answered).await.unwrap();
+        let second = answered[1..].find("HTTP/1.1 200").unwrap() + 1;
+        assert_answer(&answered[..second], "one");
+        assert_answer(&answered[second..], "two");
+    }
+
     #[tokio::test]
     async fn a_connection_is_handed_off_after_the_answers_before() {
         let (mut client, task) = start(&CancellationToken::new());
@@ -533,7 +599,54 @@ mod tests {
         client.write_all(both.as_bytes()).await.unwrap();
         assert_answer(&read_response(&mut client).await, "one");
         client.shutdown().await.unwrap();
-        assert_eq!(handed_off(task).await, other.as_bytes());
+        assert_eq!(handed_off_after(task).await, (other.into_bytes(), true));
+    }
+
+    /// hyper's choice of HTTP/2 is for a connection's first bytes: after an
+    /// answer, the preface is an HTTP/1.1 request that hyper refuses.
+    #[tokio::test]
+    async fn a_connection_answered_here_is_handed_off_as_http1() {
+        let (mut client, task) = start(&CancellationToken::new());
+        let preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        client
+            .write_all(get("/fast", "one").as_bytes())
+            .await
+            .unwrap();
+        assert_answer(&read_response(&mut client).await, "one");
+        client.write_all(preface.as_bytes()).await.unwrap();
+        client.shutdown().await.unwrap();
+        assert_eq!(handed_off_after(task).await, (preface.into(), true));
+    }
+
+    /// A head of `max_head_bytes` is answered; one byte more is hyper's
+    /// (431), even when it comes whole in one read.
+    #[tokio::test]
+    async fn a_head_is_answered_up_to_the_limit_and_handed_off_above_it() {
+        let limit = LIMITS.max_head_bytes;
+        for size in limit - 2..=limit + 2 {
+            let head = padded_get(size);
+            let (mut client, task) = start(&CancellationToken::new());
+            client.write_all(head.as_bytes()).await.unwrap();
+            if size <= limit {
+                assert_answer(&read_response(&mut client).await, "p");
+                drop(client);
+                assert!(matches!(task.await.unwrap(), Outcome::Closed), "{size}");
+            } else {
+                client.shutdown().await.unwrap();
+                assert_eq!(handed_off(task).await, head.as_bytes(), "{size}");
+            }
+        }
+    }
+
+    /// A complete `GET /fast` head of exactly `size` bytes.
+    fn padded_get(size: usize) -> String {
+        let bare = get("/fast", "p").len() + "X-Pad: \r\n".len();
+        let head = get("/fast", "p").replace(
+            "\r\n\r\n",
+            &format!("\r\nX-Pad: {}\r\n\r\n", "a".repeat(size - bare)),
+        );
+        assert_eq!(head.len(), size);
+        head
     }
 
     #[tokio::test]

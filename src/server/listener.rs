@@ -1,7 +1,8 @@
 //! The accept loop: per TCP connection, the plain-`GET` fast path
 //! (`fast_path.rs`), then a hyper-util auto connection (HTTP/1.1 or HTTP/2:
 //! h2c by prior knowledge in plain text, h2 by ALPN over TLS) for whatever
-//! the fast path leaves; a header-read timeout, a connection cap, and
+//! the fast path leaves, or a hyper HTTP/1.1 connection when the fast path
+//! answered requests first; a header-read timeout, a connection cap, and
 //! graceful shutdown bounded by `server.shutdown_timeout`.
 
 use std::convert::Infallible;
@@ -12,7 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
+use hyper::server::conn::http1;
+use hyper::service::{Service, service_fn};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -88,6 +90,9 @@ impl Handler for super::redirect::RedirectToHttps {
 /// Everything a connection task needs, shared by all of a listener's.
 struct Connections<H> {
     builder: auto::Builder<TokioExecutor>,
+    /// The same HTTP/1 settings as `builder`'s, for connections that must
+    /// stay HTTP/1.1.
+    http1: http1::Builder,
     handler: Arc<H>,
     /// `Some`: every connection starts with a TLS handshake.
     tls: Option<Arc<LiveTls>>,
@@ -104,16 +109,7 @@ pub async fn serve<H: Handler>(
     server: &ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let connections = Arc::new(Connections {
-        builder: connection_builder(server),
-        handler,
-        tls,
-        limits: Limits {
-            header_read_timeout: server.header_read_timeout,
-            max_header_bytes: server.max_header_bytes,
-        },
-        stop: CancellationToken::new(),
-    });
+    let connections = Arc::new(Connections::new(handler, tls, HttpSettings::of(server)));
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(server.max_connections));
     tokio::pin!(shutdown);
@@ -152,6 +148,20 @@ pub async fn serve<H: Handler>(
 }
 
 impl<H: Handler> Connections<H> {
+    fn new(handler: Arc<H>, tls: Option<Arc<LiveTls>>, settings: HttpSettings) -> Self {
+        Connections {
+            builder: connection_builder(settings),
+            http1: http1_builder(settings),
+            handler,
+            tls,
+            limits: Limits {
+                header_read_timeout: settings.header_read_timeout,
+                max_head_bytes: settings.max_buf_size(),
+            },
+            stop: CancellationToken::new(),
+        }
+    }
+
     /// One connection, in its own task: the TLS handshake (if any), then
     /// HTTP until either side closes or shutdown drains it. The slot is
     /// given back when the connection ends, or when a tunnel it became
@@ -188,12 +198,16 @@ impl<H: Handler> Connections<H> {
         let handler = &*self.handler;
         match fast_path::serve(io, handler, conn, self.limits, &self.stop).await {
             Outcome::Closed => {}
-            Outcome::HandOff(io) => self.serve_http(io, conn, watcher, slot).await,
+            Outcome::HandOff {
+                io,
+                answered: false,
+            } => self.serve_http(io, conn, watcher, slot).await,
+            Outcome::HandOff { io, answered: true } => {
+                self.serve_http1(io, conn, watcher, slot).await
+            }
         }
     }
 
-    /// A request hyper may upgrade carries the connection's slot to the
-    /// proxy, whose tunnel keeps it (`ConnectionSlot`); others never see it.
     async fn serve_http<I>(
         &self,
         io: Replay<I>,
@@ -203,20 +217,69 @@ impl<H: Handler> Connections<H> {
     ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let io = TokioIo::new(io);
+        let service = self.service(conn, slot);
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        if let Err(e) = watcher.watch(connection).await {
+            log_connection_error(e.as_ref(), &conn);
+        }
+    }
+
+    /// HTTP/1.1 only. hyper-util's graceful shutdown does not take this
+    /// connection type, so the shutdown is asked for here; `_watcher`
+    /// holds the drain open until the connection ends.
+    async fn serve_http1<I>(
+        &self,
+        io: Replay<I>,
+        conn: ConnInfo,
+        _watcher: Watcher,
+        slot: OwnedSemaphorePermit,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = self.service(conn, slot);
+        let connection = self
+            .http1
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        tokio::pin!(connection);
+        let ended = tokio::select! {
+            ended = connection.as_mut() => ended,
+            () = self.stop.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = ended {
+            log_connection_error(&e, &conn);
+        }
+    }
+
+    /// The handler as hyper's service. A request hyper may upgrade carries
+    /// the connection's slot to the proxy, whose tunnel keeps it
+    /// (`ConnectionSlot`); others never see it.
+    fn service(
+        &self,
+        conn: ConnInfo,
+        slot: OwnedSemaphorePermit,
+    ) -> impl Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static {
         let handler = self.handler.clone();
         let slot = ConnectionSlot(Arc::new(slot));
-        let service = service_fn(move |mut req: Request<Incoming>| {
+        service_fn(move |mut req: Request<Incoming>| {
             let handler = handler.clone();
             if req.extensions().get::<OnUpgrade>().is_some() {
                 req.extensions_mut().insert(slot.clone());
             }
             async move { Ok::<_, Infallible>(handler.handle(req, conn).await) }
-        });
-        let connection = self.builder.serve_connection_with_upgrades(io, service);
-        if let Err(e) = watcher.watch(connection).await {
-            log_connection_error(e.as_ref(), &conn);
-        }
+        })
     }
 }
 
@@ -238,18 +301,54 @@ pub(super) fn log_header_timeout(conn: &ConnInfo) {
     tracing::info!(%peer, "no request head within server.header_read_timeout (slow or idle client); connection closed");
 }
 
-fn connection_builder(server: &ServerConfig) -> auto::Builder<TokioExecutor> {
+/// What hyper and the fast path take from `server.*`.
+#[derive(Debug, Clone, Copy)]
+struct HttpSettings {
+    header_read_timeout: Duration,
+    max_header_bytes: usize,
+    keepalive_timeout: Duration,
+}
+
+impl HttpSettings {
+    fn of(server: &ServerConfig) -> Self {
+        HttpSettings {
+            header_read_timeout: server.header_read_timeout,
+            max_header_bytes: server.max_header_bytes,
+            keepalive_timeout: server.keepalive_timeout,
+        }
+    }
+
+    /// hyper's head limit: its read buffer, which hyper keeps at least
+    /// `MIN_BUF_SIZE`.
+    fn max_buf_size(self) -> usize {
+        self.max_header_bytes.max(MIN_BUF_SIZE)
+    }
+}
+
+fn connection_builder(server: HttpSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper silently skips the header timeout (slowloris).
+    // The same settings as `http1_builder`.
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(server.header_read_timeout)
-        .max_buf_size(server.max_header_bytes.max(MIN_BUF_SIZE));
+        .max_buf_size(server.max_buf_size());
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(server.keepalive_timeout));
+    builder
+}
+
+/// The HTTP/1 settings of `connection_builder`, for a connection that
+/// must not become HTTP/2.
+fn http1_builder(server: HttpSettings) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_read_timeout)
+        .max_buf_size(server.max_buf_size());
     builder
 }
 
@@ -294,3 +393,6 @@ pub async fn shutdown_signal() {
         () = term => {}
     }
 }
+
+#[cfg(test)]
+mod differential;

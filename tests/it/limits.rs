@@ -174,3 +174,134 @@ async fn held_connection(port: u16) -> tokio::net::TcpStream {
     }
     panic!("no connection slot came free in 5 s");
 }
+
+/// Issue 13 item 6: a forward-auth head of every size around
+/// `server.max_header_bytes`, sent in one write, gets the same status from
+/// the listener's fast path (kept alive) as from hyper (`Connection:
+/// close`, which the fast path leaves to hyper): up to the limit the
+/// gateway's answer, above it 431.
+#[tokio::test]
+async fn forward_auth_heads_around_the_limit_get_the_same_status_either_way() {
+    const LIMIT: usize = 16384;
+    let mut setup = Setup::new(None);
+    setup.set("server.max_header_bytes", LIMIT as i64);
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    let port = gw.setup().port;
+    for size in LIMIT - 2..=LIMIT + 3000 {
+        let fast = one_status(port, &auth_request_head(port, size, "")).await;
+        let close = auth_request_head(port, size, "Connection: close\r\n");
+        let hyper = one_status(port, &close).await;
+        assert_eq!(fast, hyper, "a head of {size} bytes");
+        let expected = if size <= LIMIT { 401 } else { 431 };
+        assert_eq!(hyper, expected, "a head of {size} bytes");
+    }
+}
+
+/// Issue 13 item 6: a connection that began as HTTP/1.1 never becomes
+/// h2. After a fast-path answer, the HTTP/2 preface gets no SETTINGS frame
+/// and the connection is closed; on a fresh connection h2c by prior
+/// knowledge still works.
+#[tokio::test]
+async fn an_h2_preface_after_a_fast_path_answer_does_not_switch_to_h2() {
+    use tokio::io::AsyncWriteExt;
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    /// An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    const SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+    let setup = Setup::new(None);
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    let port = gw.setup().port;
+    let h2_start = [PREFACE, &SETTINGS].concat();
+
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let first = auth_request_head(port, 0, "");
+    conn.write_all(first.as_bytes()).await.unwrap();
+    assert_eq!(read_one_status(&mut conn).await, 401);
+    conn.write_all(&h2_start).await.unwrap();
+    let (rest, closed) = read_until_closed(&mut conn).await;
+    assert!(
+        rest.is_empty() || rest.starts_with(b"HTTP/1.1 "),
+        "an HTTP/2 answer: {rest:?}"
+    );
+    assert!(closed, "still open after {rest:?}");
+
+    let mut fresh = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    fresh.write_all(&h2_start).await.unwrap();
+    let mut frame = [0u8; 9];
+    tokio::io::AsyncReadExt::read_exact(&mut fresh, &mut frame)
+        .await
+        .unwrap();
+    assert_eq!(frame[3], 4, "h2c by prior knowledge: {frame:?}");
+}
+
+/// An anonymous nginx `auth_request` head (401) of exactly `size` bytes,
+/// padded with `X-Pad`, or unpadded for a `size` of 0; `extra` goes in
+/// before the padding.
+fn auth_request_head(port: u16, size: usize, extra: &str) -> String {
+    let head = format!(
+        "GET {PREFIX}/auth-request HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         X-Original-URL: http://app.example.com/\r\n{extra}"
+    );
+    if size == 0 {
+        return head + "\r\n";
+    }
+    let padding = size - head.len() - "X-Pad: \r\n\r\n".len();
+    let head = format!("{head}X-Pad: {}\r\n\r\n", "p".repeat(padding));
+    assert_eq!(head.len(), size);
+    head
+}
+
+/// The status of the one answer to `head`, sent in one write on a new
+/// connection.
+async fn one_status(port: u16, head: &str) -> u16 {
+    use tokio::io::AsyncWriteExt;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    read_one_status(&mut conn).await
+}
+
+/// Reads one response head and returns its status.
+async fn read_one_status(conn: &mut tokio::net::TcpStream) -> u16 {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let read = async {
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 1024];
+            let n = conn.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed after {seen:?}");
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("answered within 10 s");
+    let status = String::from_utf8_lossy(&seen[9..12]).into_owned();
+    status.parse().unwrap()
+}
+
+/// What the gateway sends until it closes the connection, and whether it
+/// did within 5 s.
+async fn read_until_closed(conn: &mut tokio::net::TcpStream) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let read = async {
+        loop {
+            let mut chunk = [0u8; 1024];
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .is_ok();
+    (seen, closed)
+}
