@@ -194,11 +194,7 @@ async fn every_portal_answer_carries_the_security_headers() {
 #[tokio::test]
 async fn proxied_answers_are_left_alone() {
     let upstream = Upstream::start().await;
-    let setup = Setup::new(Some(&upstream.url()));
-    setup.add_alice().await;
-    let gw = setup.start().await;
-    let mut b = gw.browser();
-    b.login(ALICE, ALICE_PW).await;
+    let (_gw, mut b) = alice_logged_in(&upstream.url()).await;
     let app = b.get(APP_PATH).await;
     assert_eq!(app.status, StatusCode::OK, "{app:?}");
     assert_untouched(&app, "a proxied answer");

@@ -224,11 +224,7 @@ async fn upstream_cannot_set_gateway_cookies_or_send_hop_by_hop_headers() {
 async fn a_trusted_proxy_extends_the_forwarded_chain() {
     // Default trusted_proxies: 127.0.0.1 is a trusted proxy.
     let upstream = Upstream::start().await;
-    let setup = Setup::new(Some(&upstream.url()));
-    setup.add_alice().await;
-    let gw = setup.start().await;
-    let mut b = gw.browser();
-    b.login(ALICE, ALICE_PW).await;
+    let (gw, mut b) = alice_logged_in(&upstream.url()).await;
     let req = b
         .request(Method::GET, "/chain")
         .header("x-forwarded-for", "203.0.113.9")
@@ -448,11 +444,7 @@ async fn echo_with_headers(gw: &Gateway, b: &Browser, extra: &str) -> (RawReply,
 #[tokio::test]
 async fn other_gateways_identity_headers_and_x_accel_are_stripped() {
     let upstream = Upstream::start().await;
-    let setup = Setup::new(Some(&upstream.url()));
-    setup.add_alice().await;
-    let gw = setup.start().await;
-    let mut b = gw.browser();
-    b.login(ALICE, ALICE_PW).await;
+    let (gw, b) = alice_logged_in(&upstream.url()).await;
     let extra: String = OTHER_GATEWAYS_HEADERS
         .iter()
         .map(|name| format!("{name}: mallory@evil.example\r\n"))

@@ -95,13 +95,7 @@ async fn max_failures_wrong_passwords_ban_the_email_even_with_the_right_password
 
 #[tokio::test]
 async fn failures_across_emails_ban_the_address() {
-    let upstream = Upstream::start().await;
-    let mut setup = Setup::new(Some(&upstream.url()));
-    setup
-        .set("regulation.max_failures", 100)
-        .set("regulation.max_failures_per_address", 4);
-    setup.add_alice().await;
-    let gw = setup.start().await;
+    let (_upstream, gw) = regulated(100, 4).await;
     let mut b = gw.browser();
     for i in 0..4 {
         let r = b
@@ -111,6 +105,19 @@ async fn failures_across_emails_ban_the_address() {
     }
     let r = b.post_login(ALICE, ALICE_PW, None).await;
     assert_banned(&r, "per-address limit");
+}
+
+/// A gateway with alice in front of an upstream, allowing `max_failures`
+/// per (email, address) and `per_address` per address.
+async fn regulated(max_failures: u32, per_address: u32) -> (Upstream, Gateway) {
+    let upstream = Upstream::start().await;
+    let mut setup = Setup::new(Some(&upstream.url()));
+    setup
+        .set("regulation.max_failures", max_failures)
+        .set("regulation.max_failures_per_address", per_address);
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    (upstream, gw)
 }
 
 /// Posts one login per password, all released at once with the browser's
@@ -146,13 +153,7 @@ fn count(statuses: &[StatusCode], wanted: StatusCode) -> usize {
 
 #[tokio::test]
 async fn a_concurrent_burst_checks_at_most_max_failures_passwords() {
-    let upstream = Upstream::start().await;
-    let mut setup = Setup::new(Some(&upstream.url()));
-    setup
-        .set("regulation.max_failures", 5)
-        .set("regulation.max_failures_per_address", 1000);
-    setup.add_alice().await;
-    let gw = setup.start().await;
+    let (_upstream, gw) = regulated(5, 1000).await;
     let mut b = gw.browser();
 
     // 59 wrong passwords, then the right one, all at once.
@@ -180,13 +181,7 @@ async fn a_concurrent_burst_checks_at_most_max_failures_passwords() {
 
 #[tokio::test]
 async fn a_concurrent_burst_over_many_emails_checks_at_most_the_address_limit() {
-    let upstream = Upstream::start().await;
-    let mut setup = Setup::new(Some(&upstream.url()));
-    setup
-        .set("regulation.max_failures", 100)
-        .set("regulation.max_failures_per_address", 4);
-    setup.add_alice().await;
-    let gw = setup.start().await;
+    let (_upstream, gw) = regulated(100, 4).await;
     let mut b = gw.browser();
 
     let attempts: Vec<_> = (0..30)

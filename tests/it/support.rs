@@ -401,6 +401,17 @@ fn clean_command(bin: &str, dir: &Path) -> Command {
     cmd
 }
 
+/// A gateway in front of `upstream` with alice logged in in a browser:
+/// how most proxy-mode tests begin.
+pub async fn alice_logged_in(upstream: &str) -> (Gateway, Browser) {
+    let setup = Setup::new(Some(upstream));
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    let mut b = gw.browser();
+    b.login(ALICE, ALICE_PW).await;
+    (gw, b)
+}
+
 pub async fn run_bin(dir: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     let mut cmd = tokio::process::Command::from(clean_command(BIN, dir));
     cmd.args(args)

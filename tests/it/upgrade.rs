@@ -99,11 +99,7 @@ fn ws_request(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> http::Reque
 #[tokio::test]
 async fn websocket_echoes_through_the_gateway_for_a_confirmed_session() {
     let upstream = WsEcho::start().await;
-    let setup = Setup::new(Some(&upstream.url()));
-    setup.add_alice().await;
-    let gw = setup.start().await;
-    let mut b = gw.browser();
-    b.login(ALICE, ALICE_PW).await;
+    let (gw, b) = alice_logged_in(&upstream.url()).await;
 
     // A forged identity rides along in every spelling; only the gateway's
     // own values may reach the upstream.
@@ -227,11 +223,7 @@ async fn an_upgrade_without_a_session_gets_401_and_never_reaches_the_upstream() 
 #[tokio::test]
 async fn an_upgrade_with_a_body_is_refused() {
     let upstream = WsEcho::start().await;
-    let setup = Setup::new(Some(&upstream.url()));
-    setup.add_alice().await;
-    let gw = setup.start().await;
-    let mut b = gw.browser();
-    b.login(ALICE, ALICE_PW).await;
+    let (gw, b) = alice_logged_in(&upstream.url()).await;
     let port = gw.setup().port;
     let request = format!(
         "GET /ws HTTP/1.1\r\n\
@@ -257,11 +249,7 @@ async fn an_upgrade_with_a_body_is_refused() {
 #[tokio::test]
 async fn an_upstream_that_declines_the_upgrade_is_relayed() {
     let upstream = Upstream::start().await;
-    let setup = Setup::new(Some(&upstream.url()));
-    setup.add_alice().await;
-    let gw = setup.start().await;
-    let mut b = gw.browser();
-    b.login(ALICE, ALICE_PW).await;
+    let (gw, b) = alice_logged_in(&upstream.url()).await;
     let port = gw.setup().port;
     let request = format!(
         "GET /not-a-socket HTTP/1.1\r\n\
@@ -426,11 +414,7 @@ async fn read_response(stream: &mut tokio::net::TcpStream) -> (u16, String, Stri
 async fn an_h2c_upgrade_is_forwarded_as_plain_http_and_opens_no_tunnel() {
     use tokio::io::AsyncWriteExt;
     let upstream = H2cUpstream::start().await;
-    let setup = Setup::new(Some(&upstream.url()));
-    setup.add_alice().await;
-    let gw = setup.start().await;
-    let mut b = gw.browser();
-    b.login(ALICE, ALICE_PW).await;
+    let (gw, b) = alice_logged_in(&upstream.url()).await;
     let port = gw.setup().port;
 
     let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
