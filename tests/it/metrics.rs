@@ -116,6 +116,10 @@ async fn metrics_listener_counts_requests_logins_decisions_and_latency() {
     );
     let r = alice.send(auth_request(&alice, &app)).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    // A target the app could read differently (a dot segment, forwarded
+    // as sent): refused, and counted as such.
+    let r = alice.send(auth_request(&alice, &gw.url("/x/../app"))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
 
     // /metrics on the public listener is the upstream's path, behind the
     // login like any other; it never answers with our numbers.
@@ -150,6 +154,8 @@ async fn metrics_listener_counts_requests_logins_decisions_and_latency() {
         "authgate_forward_auth_decisions_total{endpoint=\"nginx\",outcome=\"allowed\"} 1",
         "authgate_forward_auth_decisions_total{endpoint=\"nginx\",outcome=\"needs_login\"} 1",
         "authgate_forward_auth_decisions_total{endpoint=\"nginx\",outcome=\"denied\"} 0",
+        "authgate_forward_auth_decisions_total{endpoint=\"nginx\",outcome=\"refused\"} 1",
+        "authgate_http_requests_total{route=\"auth_request\",status=\"403\"} 1",
         // Live sessions and the store.
         "authgate_live_sessions 1",
         "authgate_store_healthy 1",
