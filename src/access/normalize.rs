@@ -528,8 +528,9 @@ fn check_dot_parameters(segment: &str) -> Result<(), NormalizeError> {
 /// (`//`). [`normalize`] resolves them, but a front proxy in forward-auth
 /// forwards the path as sent, and the app behind it may resolve them
 /// differently (Flask routes `/admin/x/../../public/y` to `/admin/...`;
-/// Tomcat keeps `//`). Browsers never send either: they resolve dots
-/// first.
+/// Tomcat keeps `//`). Browsers resolve dots before sending, so a dot
+/// segment is always crafted; a `//` can come from a sloppy link, and is
+/// refused all the same (when in doubt, deny).
 pub fn has_dot_or_empty_segment(raw_path: &str) -> bool {
     let mut segments = raw_path.split('/').skip(1).peekable();
     while let Some(segment) = segments.next() {
