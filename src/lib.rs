@@ -5,15 +5,20 @@
 //! the operator wrote.
 
 pub mod access;
+pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod factor;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod pages;
 pub mod proxy;
+pub mod sandbox;
 pub mod server;
 pub mod store;
 pub mod users;
+pub mod wire;

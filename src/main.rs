@@ -11,11 +11,13 @@ use clap::{Args, Parser, Subcommand};
 
 use std::net::SocketAddr;
 
+use authgate::app::App;
 use authgate::config::{self, ConfigSource, LogFormat};
-use authgate::factor::authy::sandbox::{self, SandboxConfig};
-use authgate::server::shutdown_signal;
+use authgate::model::User;
+use authgate::sandbox::{self, SandboxConfig};
+use authgate::server::{self, shutdown_signal};
 use authgate::store::{FactorStore, SessionStore};
-use authgate::users::{User, UsersFile};
+use authgate::users::UsersFile;
 
 #[derive(Parser)]
 #[command(
@@ -130,7 +132,7 @@ enum UserCommand {
     /// Remove a user; their sessions end at their next request.
     Remove { email: String },
     /// Reset a user's second factor: their TOTP no longer counts and they
-    /// enrol again at their next login (and are told why).
+    /// enroll again at their next login (and are told why).
     #[command(name = "reset-2fa")]
     Reset2fa { email: String },
 }
@@ -169,7 +171,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             method,
             client,
         } => check_access(&source, &url, user.as_deref(), &method, client),
-        Command::Demo { listen } => in_runtime(log_format, authgate::demo::run(listen)),
+        Command::Demo { listen } => {
+            authgate::logging::init(log_format_or(log_format, LogFormat::Text));
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(async {
+                let demo = authgate::demo::Demo::start(listen).await?;
+                run_gateway(&demo.config).await
+            })
+        }
         Command::Sandbox {
             listen,
             api_key,
@@ -220,9 +229,18 @@ fn serve(source: &ConfigSource, log_format: Option<&str>) -> anyhow::Result<()> 
     let config = config::load(source)?;
     authgate::logging::init(log_format_or(log_format, config.log.format));
     // Before any thread starts: the arena limit covers only later threads.
-    authgate::server::tune_allocator();
+    server::tune_allocator();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(authgate::server::run(config))?;
+    runtime.block_on(run_gateway(&config))
+}
+
+/// The gateway: the application assembled from `config`, served by the
+/// transport until SIGTERM/SIGINT, then stopped with every session flushed.
+async fn run_gateway(config: &config::Config) -> anyhow::Result<()> {
+    let tls = server::load_tls(&config.server)?;
+    let app = App::build(config).await?;
+    server::run(&config.server, tls, app.handler()).await?;
+    app.stop()?;
     Ok(())
 }
 
@@ -277,7 +295,7 @@ fn user_command(source: &ConfigSource, cmd: UserCommand) -> anyhow::Result<()> {
 
 /// A sign-up user lives in the store, which a running gateway holds
 /// locked: the reset needs the gateway stopped. Their TOTP is removed, so
-/// they enrol again at their next login.
+/// they enroll again at their next login.
 fn reset_signup_user(source: &ConfigSource, email: &str) -> anyhow::Result<()> {
     let config = config::load(source)?;
     let store = authgate::store::SledStore::open(&config.store.path).with_context(|| {
@@ -369,7 +387,7 @@ fn check_access(
 fn healthcheck(source: &ConfigSource) -> anyhow::Result<()> {
     let config = config::load(source)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let healthy = runtime.block_on(authgate::server::probe_health(&config))?;
+    let healthy = runtime.block_on(server::probe_health(&config.server))?;
     if !healthy {
         bail!("the gateway at {} is not healthy", config.server.listen);
     }

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::normalize::{Target, is_tchar, normalize_host};
-use crate::config::Policy;
-use crate::users::User;
+use crate::model::Policy;
+use crate::model::User;
 
 /// Compiled size limit of one path regex: an operator typo like
 /// `(a{1000}){1000}` is refused at load instead of eating memory.

@@ -19,13 +19,14 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::factor::{CodeCheck, Delivery, FactorError, Method, PushRequest, PushStatus};
+use crate::factor::{CodeCheck, FactorError, PushRequest};
+use crate::model::User;
+use crate::model::{Delivery, Method, PushStatus};
 use crate::store::{AuthLevel, Challenge, Push, SessionKey, SessionRecord};
-use crate::users::User;
 
 use super::flow::{AuthError, Authenticator};
 use super::methods::factor_user;
-use super::session::SessionId;
+use crate::store::SessionId;
 
 /// Wrong codes that end the pending session.
 pub const MAX_WRONG_CODES: u32 = 5;
@@ -563,13 +564,14 @@ fn format_utc(unix: u64) -> String {
 mod tests {
     use super::*;
     use crate::auth::Access;
-    use crate::auth::clock::testing::ManualClock;
     use crate::auth::flow::{AuthDeps, AuthSettings};
     use crate::auth::password::{PasswordChecker, hash_password};
     use crate::auth::regulation::Regulation;
-    use crate::auth::session::LiveSessions;
-    use crate::config::{Policy, RegulationConfig, SecondFactorMode};
+    use crate::clock::testing::ManualClock;
+    use crate::config::{RegulationConfig, SecondFactorMode};
     use crate::factor::{FactorError, FactorUser, SecondFactor};
+    use crate::model::Policy;
+    use crate::store::LiveSessions;
     use crate::store::MemoryStore;
     use crate::users::LiveUsers;
     use std::sync::Mutex;

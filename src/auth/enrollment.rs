@@ -1,45 +1,46 @@
-//! TOTP enrolment, the one way a factor is added from a password-only
+//! TOTP enrollment, the one way a factor is added from a password-only
 //! session:
 //!
 //! ```text
-//! one_factor (no second factor, may enrol) --enrolment page--> one_factor + pending secret
+//! one_factor (no second factor, may enroll) --enrollment page--> one_factor + pending secret
 //! pending secret --valid code--> secret kept, two_factor (new id)
 //! pending secret --5 wrong codes--> anonymous (session deleted)
 //! ```
 //!
-//! Only a user with no second factor may enrol, and with
+//! Only a user with no second factor may enroll, and with
 //! `totp.enrollment = "admin"` only one an admin reset: a password alone
 //! must never be enough to replace a factor.
 
 use crate::config::TotpEnrollment;
-use crate::factor::{CodeCheck, Method};
+use crate::factor::CodeCheck;
+use crate::model::Method;
+use crate::model::User;
 use crate::store::Challenge;
-use crate::users::User;
 
 use super::challenge::provider_error;
 use super::flow::{AuthError, Authenticator};
-use super::session::SessionId;
+use crate::store::SessionId;
 
-/// What the enrolment page shows.
-pub struct EnrolmentView {
+/// What the enrollment page shows.
+pub struct EnrollmentView {
     /// The base32 secret, grouped for typing.
     pub secret_text: String,
     pub uri: String,
     pub qr_svg: String,
-    /// An admin reset the user's factor: tell them why they enrol again.
+    /// An admin reset the user's factor: tell them why they enroll again.
     pub was_reset: bool,
     pub wrong_codes_left: u32,
 }
 
 impl Authenticator {
-    /// Whether the session's user has no second factor and may enrol TOTP
-    /// now; the verify page sends such a user to the enrolment page.
-    pub fn may_enrol(&self, id: &SessionId) -> Result<bool, AuthError> {
+    /// Whether the session's user has no second factor and may enroll TOTP
+    /// now; the verify page sends such a user to the enrollment page.
+    pub fn may_enroll(&self, id: &SessionId) -> Result<bool, AuthError> {
         let (_, user) = self.pending_session(id)?;
-        self.may_enrol_user(&user)
+        self.may_enroll_user(&user)
     }
 
-    fn may_enrol_user(&self, user: &User) -> Result<bool, AuthError> {
+    fn may_enroll_user(&self, user: &User) -> Result<bool, AuthError> {
         if self.totp.is_none() || !self.candidates(user).any(|p| p.method() == Method::Totp) {
             return Ok(false);
         }
@@ -52,24 +53,24 @@ impl Authenticator {
         })
     }
 
-    /// The enrolment page: a new pending secret, or the one this session
+    /// The enrollment page: a new pending secret, or the one this session
     /// was shown already.
-    pub fn begin_enrolment(&self, id: &SessionId) -> Result<EnrolmentView, AuthError> {
+    pub fn begin_enrollment(&self, id: &SessionId) -> Result<EnrollmentView, AuthError> {
         let (session, user) = self.pending_session(id)?;
-        if !self.may_enrol_user(&user)? {
+        if !self.may_enroll_user(&user)? {
             return Err(AuthError::NoSecondFactor);
         }
         let totp = self.totp.as_ref().ok_or(AuthError::NoSecondFactor)?;
         let now = self.clock.now();
         let live = session.challenge.as_ref().filter(|c| c.expires_at > now);
-        let (enrolment, wrong_codes) = match live.and_then(|c| Some((c.enrolling.as_ref()?, c))) {
+        let (enrollment, wrong_codes) = match live.and_then(|c| Some((c.enrolling.as_ref()?, c))) {
             Some((sealed, challenge)) => (
-                totp.show_enrolment(&user.email, sealed)
+                totp.show_enrollment(&user.email, sealed)
                     .map_err(provider_error)?,
                 challenge.wrong_codes,
             ),
             None => {
-                let enrolment = totp.begin_enrolment(&user.email).map_err(provider_error)?;
+                let enrollment = totp.begin_enrollment(&user.email).map_err(provider_error)?;
                 let mut challenge = Challenge {
                     method: Method::Totp.as_str().to_owned(),
                     subject: user.email.to_lowercase(),
@@ -78,7 +79,7 @@ impl Authenticator {
                     wrong_codes: 0,
                     expires_at: now + self.settings.challenge_timeout,
                     last_code_sent: None,
-                    enrolling: Some(enrolment.sealed.clone()),
+                    enrolling: Some(enrollment.sealed.clone()),
                 };
                 // The stored count, which includes codes checked since
                 // `session` was read.
@@ -89,13 +90,13 @@ impl Authenticator {
                     s.challenge = Some(Box::new(challenge));
                     true
                 })?;
-                (enrolment, wrong_codes)
+                (enrollment, wrong_codes)
             }
         };
-        Ok(EnrolmentView {
-            secret_text: enrolment.secret_text,
-            uri: enrolment.uri,
-            qr_svg: enrolment.qr_svg,
+        Ok(EnrollmentView {
+            secret_text: enrollment.secret_text,
+            uri: enrollment.uri,
+            qr_svg: enrollment.qr_svg,
             was_reset: user.second_factor_reset.is_some(),
             wrong_codes_left: super::challenge::MAX_WRONG_CODES.saturating_sub(wrong_codes),
         })
@@ -103,7 +104,7 @@ impl Authenticator {
 
     /// pending secret --valid code--> kept, and the session steps up to
     /// `two_factor` under a new id; a wrong code counts like any other.
-    pub async fn finish_enrolment(
+    pub async fn finish_enrollment(
         &self,
         id: &SessionId,
         code: &str,
@@ -111,7 +112,7 @@ impl Authenticator {
         let (session, user) = self.pending_session(id)?;
         // Checked again: another session of this user may have enrolled
         // since the page was shown, and its secret must not be replaced.
-        if !self.may_enrol_user(&user)? {
+        if !self.may_enroll_user(&user)? {
             return Err(AuthError::NoSecondFactor);
         }
         let totp = self.totp.as_ref().ok_or(AuthError::NoSecondFactor)?;
@@ -121,7 +122,7 @@ impl Authenticator {
             .as_ref()
             .ok_or(AuthError::ChallengeExpired)?;
         let attempt = self.reserve_code(id)?;
-        match totp.finish_enrolment(&user.email, user.second_factor_reset, sealed, code.trim()) {
+        match totp.finish_enrollment(&user.email, user.second_factor_reset, sealed, code.trim()) {
             Ok(CodeCheck::Valid) => {
                 attempt.valid();
                 tracing::info!(user = %user.email, "TOTP enrolled");

@@ -10,16 +10,19 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::config::{Policy, SecondFactorMode, TotpEnrollment};
+use crate::config::{SecondFactorMode, TotpEnrollment};
+use crate::factor::SecondFactor;
 use crate::factor::totp::TotpFactor;
-use crate::factor::{PushStatus, SecondFactor};
+use crate::model::Policy;
+use crate::model::PushStatus;
+use crate::model::User;
 use crate::store::{AuthLevel, FactorStore, SessionKey, SessionRecord, StoreError};
-use crate::users::{User, UserDirectory};
+use crate::users::UserDirectory;
 
-use super::clock::Clock;
 use super::password::{MAX_PASSWORD_CHARS, PasswordChecker};
 use super::regulation::{Banned, Regulation};
-use super::session::{LiveSessions, SessionId};
+use crate::clock::Clock;
+use crate::store::{LiveSessions, SessionId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -50,7 +53,7 @@ pub enum AuthError {
     #[error("the code expired or was used already")]
     CodeExpired,
     /// The user has no second factor this gateway offers (and may not
-    /// enrol one now).
+    /// enroll one now).
     #[error("no second factor is set up for this account")]
     NoSecondFactor,
     /// A sign-up form the gateway will not take; the text is for the user.
@@ -125,7 +128,7 @@ pub struct AuthDeps {
     /// The offered second factors in `auth.methods` order; none with
     /// `auth.second_factor = "off"`.
     pub providers: Vec<Arc<dyn SecondFactor>>,
-    /// TOTP's enrolment, when `totp` is offered (it is in `providers` too).
+    /// TOTP's enrollment, when `totp` is offered (it is in `providers` too).
     pub totp: Option<Arc<TotpFactor>>,
     /// Per-user factor state (the last method used).
     pub factor_store: Option<Arc<dyn FactorStore>>,
@@ -233,7 +236,7 @@ impl Authenticator {
             return Access::NeedsLogin;
         };
         if self.level_satisfies(who.session.level, policy) {
-            let every = super::session::touch_interval(self.settings.idle_timeout);
+            let every = crate::store::touch_interval(self.settings.idle_timeout);
             self.sessions.touch(&who.key, self.clock.now(), every);
             return Access::Granted(Some(who.user.clone()));
         }
@@ -325,8 +328,8 @@ fn one_factor_session(user: &User, now: u64) -> SessionRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::clock::testing::ManualClock;
     use crate::auth::password::hash_password;
+    use crate::clock::testing::ManualClock;
     use crate::config::RegulationConfig;
     use crate::store::{MemoryStore, SessionStore};
     use crate::users::LiveUsers;

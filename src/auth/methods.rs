@@ -3,8 +3,9 @@
 //! order. A users-file entry naming `second_factor` pins the user to that
 //! one method.
 
-use crate::factor::{FactorUser, Method, SecondFactor};
-use crate::users::User;
+use crate::factor::{FactorUser, SecondFactor};
+use crate::model::Method;
+use crate::model::User;
 
 use super::challenge::provider_error;
 use super::flow::{AuthError, Authenticator};

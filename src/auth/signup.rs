@@ -4,8 +4,8 @@
 //! so sign-up cannot be used to find out which accounts exist.
 
 use crate::config::{SignupConfig, TotpEnrollment};
-use crate::factor::Method;
-use crate::users::User;
+use crate::model::Method;
+use crate::model::User;
 
 use super::challenge::provider_error;
 use super::flow::{AuthError, Authenticator};

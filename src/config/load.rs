@@ -249,8 +249,9 @@ mod tests {
     use figment::Jail;
 
     use super::*;
-    use crate::config::{LogFormat, Policy, SecondFactorMode, TotpEnrollment, VerifyChannel};
-    use crate::factor::Method;
+    use crate::config::{LogFormat, SecondFactorMode, TotpEnrollment, VerifyChannel};
+    use crate::model::Method;
+    use crate::model::Policy;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
     const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";

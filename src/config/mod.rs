@@ -92,7 +92,7 @@ pub struct TotpConfig {
     pub previous_encryption_keys: Vec<Secret>,
 }
 
-/// Who may enrol a TOTP authenticator.
+/// Who may enroll a TOTP authenticator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TotpEnrollment {
     /// Any user without a second factor, at their first login.
@@ -234,7 +234,7 @@ pub struct AuthConfig {
     pub max_concurrent_hashes: usize,
     /// The second factors offered, in the order offered; no duplicates,
     /// each one configured. Empty only with `second_factor` off.
-    pub methods: Vec<crate::factor::Method>,
+    pub methods: Vec<crate::model::Method>,
 }
 
 #[derive(Debug, Clone)]
@@ -247,34 +247,10 @@ pub struct RegulationConfig {
     pub ipv6_prefix: u8,
 }
 
-/// Declared from the most permissive to the strictest, so `max` of two
-/// readings of one request is the stricter decision.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Policy {
-    Bypass,
-    OneFactor,
-    TwoFactor,
-    Deny,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
-}
-
-impl Policy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Policy::Bypass => "bypass",
-            Policy::OneFactor => "one_factor",
-            Policy::TwoFactor => "two_factor",
-            Policy::Deny => "deny",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

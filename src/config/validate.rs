@@ -13,13 +13,14 @@ use super::raw::{
     RawServer, RawSession, RawSignup, RawStore, RawTotp, RawUpstream, RawUsers, RawVerify,
 };
 use super::{
-    AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat, MetricsConfig, Policy,
-    ProxyConfig, RegulationConfig, SecondFactorMode, Secret, ServerConfig, SessionConfig,
-    SignupConfig, StoreConfig, TotpConfig, TotpEnrollment, UpstreamConfig, UsersConfig,
-    VerifyChannel, VerifyConfig,
+    AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat, MetricsConfig, ProxyConfig,
+    RegulationConfig, SecondFactorMode, Secret, ServerConfig, SessionConfig, SignupConfig,
+    StoreConfig, TotpConfig, TotpEnrollment, UpstreamConfig, UsersConfig, VerifyChannel,
+    VerifyConfig,
 };
 use super::{CaBundle, TlsFiles};
-use crate::factor::Method;
+use crate::model::Method;
+use crate::model::Policy;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 

@@ -8,20 +8,21 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::config::{self, ConfigSource};
-use crate::factor::authy::sandbox::{
+use crate::model::User;
+use crate::sandbox::{
     DEFAULT_VERIFY_ACCOUNT_SID, DEFAULT_VERIFY_AUTH_TOKEN, DEFAULT_VERIFY_SERVICE_SID, Sandbox,
     SandboxConfig, SandboxError,
 };
-use crate::users::{User, UsersFile};
+use crate::users::UsersFile;
 
 pub const DEMO_EMAIL: &str = "demo@example.com";
 pub const DEMO_PASSWORD: &str = "demo-password";
-/// Confirms with built-in TOTP; the demo enrols them and prints the secret.
+/// Confirms with built-in TOTP; the demo enrolls them and prints the secret.
 pub const TOTP_EMAIL: &str = "totp@example.com";
 /// Confirms with Twilio Verify (the sandbox's).
 pub const VERIFY_EMAIL: &str = "verify@example.com";
-/// Has no second factor yet: enrols TOTP at the first login.
-pub const ENROL_EMAIL: &str = "new@example.com";
+/// Has no second factor yet: enrolls TOTP at the first login.
+pub const ENROLL_EMAIL: &str = "new@example.com";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -33,32 +34,50 @@ pub enum DemoError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Users(#[from] crate::users::UsersFileError),
-    #[error(transparent)]
-    Server(#[from] crate::server::ServerError),
     #[error("demo: {0}")]
     Password(#[from] crate::auth::password::PasswordError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
 
-/// Runs until SIGTERM/SIGINT; everything lives in a temporary directory.
-pub async fn run(listen: SocketAddr) -> Result<(), DemoError> {
-    let dir = tempfile::tempdir()?;
-    let api_key = random_key()?;
-    let gateway_url = format!("http://{listen}");
-    let mut sandbox_config = SandboxConfig::new(api_key.clone());
-    sandbox_config.callback_url = Some(format!("{gateway_url}/_authgate/authy/callback"));
-    let sandbox = Sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)), sandbox_config).await?;
-    let (listener, upstream_addr) = upstream::bind().await?;
-    let app = tokio::spawn(upstream::serve(listener));
-    let config_path = write_files(dir.path(), listen, &sandbox.url(), upstream_addr, &api_key)?;
-    let config = config::load(&ConfigSource::Explicit(config_path))?;
-    let totp_secret = enrol_totp_user(&config)?;
-    print_banner(&gateway_url, &sandbox.page_url(), &totp_secret);
-    let result = crate::server::run(config).await;
-    app.abort();
-    sandbox.shutdown();
-    Ok(result?)
+/// The demo's world: a temporary directory with the config, users and
+/// store, the sandbox and the demo upstream, running until dropped. The
+/// caller runs the gateway on `config`.
+pub struct Demo {
+    pub config: config::Config,
+    /// Stops when dropped.
+    _sandbox: Sandbox,
+    upstream: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Demo {
+    pub async fn start(listen: SocketAddr) -> Result<Demo, DemoError> {
+        let dir = tempfile::tempdir()?;
+        let api_key = random_key()?;
+        let gateway_url = format!("http://{listen}");
+        let mut sandbox_config = SandboxConfig::new(api_key.clone());
+        sandbox_config.callback_url = Some(format!("{gateway_url}/_authgate/authy/callback"));
+        let sandbox = Sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)), sandbox_config).await?;
+        let (listener, upstream_addr) = upstream::bind().await?;
+        let upstream = tokio::spawn(upstream::serve(listener));
+        let config_path = write_files(dir.path(), listen, &sandbox.url(), upstream_addr, &api_key)?;
+        let config = config::load(&ConfigSource::Explicit(config_path))?;
+        let totp_secret = enroll_totp_user(&config)?;
+        print_banner(&gateway_url, &sandbox.page_url(), &totp_secret);
+        Ok(Demo {
+            config,
+            _sandbox: sandbox,
+            upstream,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        self.upstream.abort();
+    }
 }
 
 fn write_files(
@@ -75,7 +94,7 @@ fn write_files(
         (DEMO_EMAIL, "Demo User", "5551234567", "authy"),
         (TOTP_EMAIL, "TOTP User", "", "totp"),
         (VERIFY_EMAIL, "Verify User", "5557654321", "verify"),
-        (ENROL_EMAIL, "New User", "", "totp"),
+        (ENROLL_EMAIL, "New User", "", "totp"),
     ];
     for (email, name, phone, method) in people {
         users.add(User {
@@ -133,18 +152,18 @@ service_sid = "{DEFAULT_VERIFY_SERVICE_SID}"
     Ok(config_path)
 }
 
-/// Enrols the TOTP demo user before the gateway starts, so any
+/// Enrolls the TOTP demo user before the gateway starts, so any
 /// authenticator app (or `oathtool --totp -b SECRET`) gives their codes.
-fn enrol_totp_user(config: &config::Config) -> Result<String, DemoError> {
+fn enroll_totp_user(config: &config::Config) -> Result<String, DemoError> {
     let store = std::sync::Arc::new(crate::store::SledStore::open(&config.store.path)?);
     let totp = crate::factor::totp::TotpFactor::new(
         store.clone(),
-        crate::server::totp_sealer(config),
+        crate::app::totp_sealer(config),
         config.totp.issuer.clone(),
-        std::sync::Arc::new(crate::auth::SystemClock),
+        std::sync::Arc::new(crate::clock::SystemClock),
     );
     let secret = totp
-        .enrol_unconfirmed(TOTP_EMAIL)
+        .enroll_unconfirmed(TOTP_EMAIL)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     crate::store::SessionStore::flush(store.as_ref())?;
     Ok(secret)
@@ -159,7 +178,7 @@ fn print_banner(gateway_url: &str, sandbox_page: &str, totp_secret: &str) {
          {TOTP_EMAIL:<20} TOTP: add the key {totp_secret} to an authenticator app,\n  \
          {:<20}   or run `oathtool --totp -b {totp_secret}`\n  \
          {VERIFY_EMAIL:<20} Twilio Verify: read the code \"sent\" by SMS at {sandbox_page}\n  \
-         {ENROL_EMAIL:<20} no second factor yet: the first login shows the TOTP set-up page\n\n\
+         {ENROLL_EMAIL:<20} no second factor yet: the first login shows the TOTP set-up page\n\n\
          Everything is on this machine; stop with Ctrl-C.\n",
         ""
     );

@@ -9,28 +9,7 @@ pub mod verify;
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-/// Where a push approval request stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PushStatus {
-    Pending,
-    Approved,
-    Denied,
-    Expired,
-}
-
-impl PushStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PushStatus::Pending => "pending",
-            PushStatus::Approved => "approved",
-            PushStatus::Denied => "denied",
-            PushStatus::Expired => "expired",
-        }
-    }
-}
+use crate::model::{Delivery, Method, PushStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeCheck {
@@ -53,43 +32,6 @@ pub enum FactorError {
     /// The provider throttles this user (Verify's 429).
     #[error("the provider asks to retry in {retry_after}s")]
     RateLimited { retry_after: u64 },
-}
-
-/// The second factors the gateway knows, as named in `auth.methods`,
-/// the users file and `?method=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Method {
-    Authy,
-    Totp,
-    Verify,
-}
-
-impl Method {
-    pub const ALL: [Method; 3] = [Method::Authy, Method::Totp, Method::Verify];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Authy => "authy",
-            Method::Totp => "totp",
-            Method::Verify => "verify",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Method> {
-        Method::ALL.into_iter().find(|m| m.as_str() == name)
-    }
-}
-
-/// How the user gets what they confirm with; decides what the verify page
-/// offers and what starting a challenge does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// A push to approve on the phone, with a code as the fallback (Authy).
-    Push,
-    /// A code the provider sends when the challenge starts (Verify).
-    SentCode,
-    /// A code the user reads from an app; nothing is sent (TOTP).
-    AppCode,
 }
 
 /// What a provider needs to know about a user.

@@ -17,8 +17,8 @@ use http::header::COOKIE;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::auth::SessionId;
 use crate::config::SessionConfig;
+use crate::store::SessionId;
 
 pub const CSRF_COOKIE: &str = "authgate_csrf";
 

@@ -1,4 +1,4 @@
-//! The TOTP enrolment page: thin glue over `auth::enrollment`.
+//! The TOTP enrollment page: thin glue over `auth::enrollment`.
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -6,13 +6,16 @@ use serde_json::json;
 
 use super::Gateway;
 use super::error::GatewayError;
-use super::request::{ConnInfo, field, query_param};
-use super::response::{self, Body, Format};
+use super::request::{field, query_param};
+use super::response::{self, Format};
 use super::second_factor::ChallengePost;
-use crate::auth::enrollment::EnrolmentView;
-use crate::auth::{AuthError, SessionId};
+use crate::auth::AuthError;
+use crate::auth::enrollment::EnrollmentView;
 use crate::metrics::{FactorMethod, FactorOutcome};
 use crate::pages::EnrollView;
+use crate::store::SessionId;
+use crate::wire::Body;
+use crate::wire::ConnInfo;
 
 impl Gateway {
     pub(super) fn enroll_page(
@@ -26,7 +29,7 @@ impl Gateway {
         let Some(id) = self.cookies.session_id(req.headers()) else {
             return Ok(self.to_login(&rd, format));
         };
-        self.enrolment(req, &id, format, StatusCode::OK, &rd, None)
+        self.enrollment(req, &id, format, StatusCode::OK, &rd, None)
     }
 
     pub(super) async fn enroll_submit(
@@ -37,7 +40,7 @@ impl Gateway {
     ) -> Result<Response<Body>, GatewayError> {
         let client = self.client_of(req.headers(), conn);
         let ChallengePost { req, form, rd, id } = self.challenge_post(req).await?;
-        let finished = self.auth.finish_enrolment(&id, field(&form, "code")).await;
+        let finished = self.auth.finish_enrollment(&id, field(&form, "code")).await;
         match finished {
             Ok(new_id) => {
                 self.metrics
@@ -46,7 +49,7 @@ impl Gateway {
                 Ok(self.to_target(&rd, format, Some(&new_id)))
             }
             Err(AuthError::TooManyWrongCodes) => {
-                tracing::warn!(client = %client, "too many wrong enrolment codes; session ended");
+                tracing::warn!(client = %client, "too many wrong enrollment codes; session ended");
                 Ok(self.session_ended(format))
             }
             Err(AuthError::InvalidCode { left }) => {
@@ -57,15 +60,15 @@ impl Gateway {
                     return Ok(response::error(&err, format, &self.pages));
                 }
                 let message = format!("Wrong code. {left} tries left.");
-                self.enrolment(&req, &id, format, err.status(), &rd, Some(&message))
+                self.enrollment(&req, &id, format, err.status(), &rd, Some(&message))
             }
             Err(err) => Err(err.into()),
         }
     }
 
     /// The page with the pending secret; refused (403) to anyone who has a
-    /// second factor or may not enrol one.
-    fn enrolment<B>(
+    /// second factor or may not enroll one.
+    fn enrollment<B>(
         &self,
         req: &Request<B>,
         id: &SessionId,
@@ -74,24 +77,24 @@ impl Gateway {
         rd: &str,
         message: Option<&str>,
     ) -> Result<Response<Body>, GatewayError> {
-        let view = match self.auth.begin_enrolment(id) {
+        let view = match self.auth.begin_enrollment(id) {
             Ok(view) => view,
             Err(AuthError::LoginRequired) => return Ok(self.to_login(rd, format)),
             Err(AuthError::AlreadyConfirmed) => return Ok(self.to_target(rd, format, None)),
             Err(err) => return Err(err.into()),
         };
         Ok(self.form_page(req, format, |csrf| {
-            self.enrolment_page(format, status, csrf, rd, &view, message)
+            self.enrollment_page(format, status, csrf, rd, &view, message)
         }))
     }
 
-    fn enrolment_page(
+    fn enrollment_page(
         &self,
         format: Format,
         status: StatusCode,
         csrf: &str,
         rd: &str,
-        view: &EnrolmentView,
+        view: &EnrollmentView,
         message: Option<&str>,
     ) -> Response<Body> {
         match format {

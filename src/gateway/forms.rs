@@ -10,7 +10,8 @@ use hyper::body::Incoming;
 use super::Gateway;
 use super::error::GatewayError;
 use super::request;
-use super::response::{self, Body, Format};
+use super::response::{self, Format};
+use crate::wire::Body;
 
 const CSRF_HEADER: &str = "x-csrf-token";
 

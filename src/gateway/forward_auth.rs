@@ -9,13 +9,14 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use thiserror::Error;
 
 use super::Gateway;
-use super::request::ConnInfo;
-use super::response::{self, Body};
+use super::response;
 use crate::access::{NormalizeError, Target, has_dot_or_empty_segment, normalize};
 use crate::auth::{Access, StepUp};
 use crate::metrics::{AuthEndpoint, Decision};
+use crate::model::User;
 use crate::proxy::headers::set_no_identity;
-use crate::users::User;
+use crate::wire::Body;
+use crate::wire::ConnInfo;
 
 /// Which proxy is asking: it decides how "no" is said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,20 +24,23 @@ use hyper::body::{Body as _, Incoming};
 use ipnet::IpNet;
 
 use crate::access::{AccessControl, Target, normalize};
-use crate::auth::{Access, Authenticator, LiveSessions, StepUp};
-use crate::config::{Config, Policy, SignupConfig};
+use crate::auth::{Access, Authenticator, StepUp};
+use crate::config::{Config, SignupConfig};
 use crate::factor::authy::webhook::WebhookVerifier;
 use crate::metrics::{FactorMethod, FactorOutcome, Metrics, RouteRequests};
+use crate::model::Policy;
+use crate::model::User;
 use crate::pages::Pages;
 use crate::proxy::{ForwardContext, Upstream};
-use crate::users::User;
+use crate::store::LiveSessions;
 
+use crate::wire::Body;
+use crate::wire::ConnInfo;
 use cookies::Cookies;
 use error::GatewayError;
 use forward_auth::Flavor;
 use redirect::Redirects;
-use request::ConnInfo;
-use response::{Body, Format};
+use response::Format;
 use route::Route;
 use security_headers::SecurityHeaders;
 
@@ -58,7 +61,7 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     /// By `Route as usize`.
     requests: [RouteRequests; Route::ALL.len()],
-    /// `totp.issuer`, named on the enrolment page.
+    /// `totp.issuer`, named on the enrollment page.
     totp_issuer: String,
     /// CSP and friends, on every answer the portal makes.
     security_headers: SecurityHeaders,

@@ -9,11 +9,13 @@ use serde_json::json;
 use super::Gateway;
 use super::error::GatewayError;
 use super::forms::Posted;
-use super::request::{ConnInfo, field, query_param};
-use super::response::{self, Body, Format};
+use super::request::{field, query_param};
+use super::response::{self, Format};
 use crate::auth::AuthError;
 use crate::metrics::LoginOutcome;
 use crate::pages::LoginView;
+use crate::wire::Body;
+use crate::wire::ConnInfo;
 
 impl Gateway {
     pub(super) fn login_page(&self, req: &Request<Incoming>, format: Format) -> Response<Body> {
@@ -75,7 +77,7 @@ impl Gateway {
         &self,
         level: crate::store::AuthLevel,
         rd: &str,
-        user: &crate::users::User,
+        user: &crate::model::User,
         client: std::net::IpAddr,
     ) -> String {
         let target = self.redirects.safe_target(rd);
@@ -194,7 +196,7 @@ impl Gateway {
 
     fn current_user<B>(&self, req: &Request<B>) -> Option<String> {
         let id = self.cookies.session_id(req.headers())?;
-        match self.auth.check(Some(&id), crate::config::Policy::OneFactor) {
+        match self.auth.check(Some(&id), crate::model::Policy::OneFactor) {
             crate::auth::Access::Granted(user) => user.map(|u| u.email.clone()),
             _ => None,
         }

@@ -15,21 +15,6 @@ use super::error::GatewayError;
 use super::response::Format;
 use crate::proxy::headers::X_FORWARDED_FOR;
 
-/// Per-connection facts handed down from the accept loop.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    /// The connection came in over TLS (our own, not a proxy's in front).
-    pub tls: bool,
-}
-
-impl ConnInfo {
-    /// The scheme the client used to reach this listener.
-    pub fn scheme(&self) -> &'static str {
-        if self.tls { "https" } else { "http" }
-    }
-}
-
 pub fn response_format(headers: &HeaderMap) -> Format {
     let wants_json = headers
         .get_all(ACCEPT)

@@ -4,26 +4,17 @@
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use http::{HeaderValue, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
 
 use super::error::GatewayError;
 use crate::pages::Pages;
 use crate::pages::assets::Asset;
-
-pub type Body = BoxBody<Bytes, hyper::Error>;
+use crate::wire::{Body, full};
 
 /// Whether the client gets pages or JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Html,
     Json,
-}
-
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
 }
 
 fn build(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {

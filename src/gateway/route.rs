@@ -7,7 +7,7 @@ pub enum Route {
     Verify,
     Resend,
     Status,
-    /// TOTP enrolment for a user with no second factor.
+    /// TOTP enrollment for a user with no second factor.
     EnrollTotp,
     AuthyCallback,
     Signup,

@@ -8,13 +8,16 @@ use serde_json::json;
 
 use super::Gateway;
 use super::error::GatewayError;
-use super::request::{self, ConnInfo, field, query_param};
-use super::response::{self, Body, Format};
-use crate::auth::{AuthError, ChallengeView, Requester, SessionId, StatusOutcome};
+use super::request::{self, field, query_param};
+use super::response::{self, Format};
+use crate::auth::{AuthError, ChallengeView, Requester, StatusOutcome};
 use crate::factor::authy::webhook::{CallbackRequest, WebhookError};
-use crate::factor::{Delivery, Method, PushStatus};
 use crate::metrics::{FactorMethod, FactorOutcome};
+use crate::model::{Delivery, Method, PushStatus};
 use crate::pages::VerifyView;
+use crate::store::SessionId;
+use crate::wire::Body;
+use crate::wire::ConnInfo;
 
 /// A webhook body larger than this is not Authy's.
 const MAX_CALLBACK_BYTES: usize = 64 * 1024;
@@ -53,7 +56,7 @@ impl Gateway {
             Ok(view) => Ok(self.verify_form(req, format, StatusCode::OK, &rd, &view, None)),
             Err(AuthError::AlreadyConfirmed) => Ok(self.to_target(&rd, format, None)),
             Err(AuthError::LoginRequired) => Ok(self.to_login(&rd, format)),
-            Err(AuthError::NoSecondFactor) if self.auth.may_enrol(&id)? => {
+            Err(AuthError::NoSecondFactor) if self.auth.may_enroll(&id)? => {
                 Ok(self.to_portal_page("enroll/totp", &rd, format))
             }
             Err(err) => Err(err.into()),

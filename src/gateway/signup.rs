@@ -9,10 +9,12 @@ use serde_json::json;
 use super::Gateway;
 use super::error::GatewayError;
 use super::forms::Posted;
-use super::request::{ConnInfo, field};
-use super::response::{self, Body, Format};
+use super::request::field;
+use super::response::{self, Format};
 use crate::auth::SignUpForm;
 use crate::pages::SignupView;
+use crate::wire::Body;
+use crate::wire::ConnInfo;
 
 impl Gateway {
     pub(super) fn signup_page(&self, req: &Request<Incoming>, format: Format) -> Response<Body> {

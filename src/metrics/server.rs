@@ -18,8 +18,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::Metrics;
-use crate::auth::LiveSessions;
 use crate::config::MetricsConfig;
+use crate::store::LiveSessions;
 
 /// A scraper needs one or two connections; more are refused, not queued.
 const MAX_CONNECTIONS: usize = 16;

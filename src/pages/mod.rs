@@ -42,7 +42,7 @@ pub struct VerifyView<'a> {
     pub message: Option<&'a str>,
 }
 
-/// What the TOTP enrolment page shows.
+/// What the TOTP enrollment page shows.
 pub struct EnrollView<'a> {
     pub prefix: &'a str,
     pub csrf: &'a str,

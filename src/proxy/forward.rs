@@ -18,8 +18,8 @@ use super::headers::{self, StrippedHeaders};
 use super::pool::{Endpoint, UpstreamPool};
 use super::upgrade::{self, ConnectionSlot};
 use crate::config::{ProxyConfig, UpstreamConfig};
-use crate::gateway::response::Body;
-use crate::users::User;
+use crate::model::User;
+use crate::wire::Body;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

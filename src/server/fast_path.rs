@@ -44,8 +44,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::listener::Handler;
-use crate::gateway::request::ConnInfo;
-use crate::gateway::response::Body;
+use crate::wire::Body;
+use crate::wire::ConnInfo;
 
 /// hyper's default; a head with more headers goes to hyper, which answers 431.
 const MAX_HEADERS: usize = 100;
@@ -445,7 +445,7 @@ mod tests {
             }
             (path == "/fast").then(|| {
                 let body = format!("seen {}", probe.to_str().unwrap());
-                let mut answer = Response::new(response::full(body));
+                let mut answer = Response::new(crate::wire::full(body));
                 answer.headers_mut().insert("x-probe", probe);
                 answer
             })

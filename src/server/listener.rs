@@ -28,9 +28,9 @@ use super::fast_path::{self, Limits, Outcome, Replay};
 use super::tls::{self, LiveTls};
 use crate::config::ServerConfig;
 use crate::gateway::Gateway;
-use crate::gateway::request::ConnInfo;
-use crate::gateway::response::Body;
 use crate::proxy::ConnectionSlot;
+use crate::wire::Body;
+use crate::wire::ConnInfo;
 
 /// hyper refuses a smaller read buffer than this.
 const MIN_BUF_SIZE: usize = 8192;

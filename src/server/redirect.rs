@@ -5,7 +5,8 @@
 
 use http::{Request, Response, StatusCode};
 
-use crate::gateway::response::{self, Body};
+use crate::gateway::response::{self};
+use crate::wire::Body;
 
 pub struct RedirectToHttps {
     /// `https://host[:port]`, no trailing slash.

@@ -8,14 +8,14 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use crate::factor::Method;
+use crate::model::Method;
 
 /// A user's enrolled TOTP secret.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TotpRecord {
     /// The secret as `SecretSealer` sealed it (bound to the email).
     pub sealed: String,
-    /// Unix seconds; an admin reset after it voids the enrolment.
+    /// Unix seconds; an admin reset after it voids the enrollment.
     pub enrolled_at: u64,
     /// The newest TOTP step accepted: no code of this step or an older one
     /// is accepted again.
@@ -36,7 +36,7 @@ impl fmt::Debug for TotpRecord {
 pub trait FactorStore: Send + Sync {
     fn totp(&self, email: &str) -> Result<Option<TotpRecord>, StoreError>;
     /// Replaces the user's record; on disk before it returns, so a user
-    /// who enrolled does not lose the enrolment in a crash.
+    /// who enrolled does not lose the enrollment in a crash.
     fn set_totp(&self, email: &str, record: &TotpRecord) -> Result<(), StoreError>;
     /// Forgets the user's TOTP (an admin reset); on disk before it returns.
     /// True when there was one.
@@ -46,7 +46,7 @@ pub trait FactorStore: Send + Sync {
     /// one code (from any sessions) exactly one gets true.
     fn use_totp_step(&self, email: &str, step: u64) -> Result<bool, StoreError>;
     /// Swaps the sealed secret for one sealed under the current key, only
-    /// while the record still holds `from`: a re-enrolment or a reset that
+    /// while the record still holds `from`: a re-enrollment or a reset that
     /// came in between wins. True when swapped.
     fn reseal_totp(&self, email: &str, from: &str, to: &str) -> Result<bool, StoreError>;
     fn last_method(&self, email: &str) -> Result<Option<Method>, StoreError>;
@@ -72,7 +72,7 @@ impl UserFactors {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         // An unreadable value is an error, not "nothing enrolled": treating
-        // it as absent would let the user enrol a second secret silently.
+        // it as absent would let the user enroll a second secret silently.
         serde_json::from_slice(bytes).map_err(|e| StoreError::Read(format!("user factors: {e}")))
     }
 

@@ -3,10 +3,11 @@ use std::sync::Mutex;
 
 use super::factors::UserFactors;
 use super::{
-    FactorStore, SessionKey, SessionRecord, SessionStore, StoreError, TotpRecord, subject_key,
+    FactorStore, SessionKey, SessionRecord, SessionStore, StoreError, SubjectCache, TotpRecord,
+    subject_key,
 };
-use crate::factor::Method;
-use crate::users::User;
+use crate::model::Method;
+use crate::model::User;
 
 /// A store that forgets everything on exit; for tests of the auth flow.
 #[derive(Default)]
@@ -105,6 +106,23 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    fn signup_users(&self) -> Result<Vec<User>, StoreError> {
+        let signups = self.signups.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(signups.values().cloned().collect())
+    }
+
+    fn insert_signup_user(&self, user: &User) -> Result<bool, StoreError> {
+        let mut signups = self.signups.lock().unwrap_or_else(|e| e.into_inner());
+        let key = user.email.to_lowercase();
+        if signups.contains_key(&key) {
+            return Ok(false);
+        }
+        signups.insert(key, user.clone());
+        Ok(true)
+    }
+}
+
+impl SubjectCache for MemoryStore {
     fn factor_subject(&self, method: &str, email: &str) -> Result<Option<String>, StoreError> {
         let subjects = self.subjects.lock().unwrap_or_else(|e| e.into_inner());
         Ok(subjects.get(&subject_key(method, email)).cloned())
@@ -119,21 +137,6 @@ impl SessionStore for MemoryStore {
         let mut subjects = self.subjects.lock().unwrap_or_else(|e| e.into_inner());
         subjects.insert(subject_key(method, email), subject.to_owned());
         Ok(())
-    }
-
-    fn signup_users(&self) -> Result<Vec<User>, StoreError> {
-        let signups = self.signups.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(signups.values().cloned().collect())
-    }
-
-    fn insert_signup_user(&self, user: &User) -> Result<bool, StoreError> {
-        let mut signups = self.signups.lock().unwrap_or_else(|e| e.into_inner());
-        let key = user.email.to_lowercase();
-        if signups.contains_key(&key) {
-            return Ok(false);
-        }
-        signups.insert(key, user.clone());
-        Ok(true)
     }
 }
 

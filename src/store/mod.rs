@@ -1,19 +1,21 @@
 //! Durable storage behind a trait. sled is the default; `MemoryStore` keeps
 //! the same contract without a disk for the flow's unit tests. The request
-//! path never reads from here: `auth::session::LiveSessions` holds the live
-//! sessions in memory and writes through.
+//! path never reads from the durable store: `LiveSessions` (`live.rs`) holds
+//! the live sessions in memory and writes through.
 
 mod factors;
+mod live;
 mod memory;
 mod record;
 mod sled;
 
 pub use factors::{FactorStore, TotpRecord};
+pub use live::{LiveSessions, SessionId, touch_interval};
 pub use memory::MemoryStore;
 pub use record::{AuthLevel, Challenge, Push, SessionKey, SessionRecord};
 pub use sled::SledStore;
 
-use crate::users::User;
+use crate::model::User;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -41,7 +43,16 @@ pub trait SessionStore: Send + Sync {
     fn reopen(&self) -> Result<(), StoreError> {
         Ok(())
     }
-    /// The cached provider id of a user (`method` `authy`: the Authy id).
+    /// Users who signed up themselves (they live beside the users file).
+    fn signup_users(&self) -> Result<Vec<User>, StoreError>;
+    /// Stores a sign-up user unless the email is taken; true when stored.
+    fn insert_signup_user(&self, user: &User) -> Result<bool, StoreError>;
+}
+
+/// The provider's id for a user (for `authy`, the Authy id), kept so that
+/// a user is registered with the provider once. Apart from the sessions:
+/// a provider needs this and nothing else of the store.
+pub trait SubjectCache: Send + Sync {
     fn factor_subject(&self, method: &str, email: &str) -> Result<Option<String>, StoreError>;
     fn set_factor_subject(
         &self,
@@ -49,10 +60,6 @@ pub trait SessionStore: Send + Sync {
         email: &str,
         subject: &str,
     ) -> Result<(), StoreError>;
-    /// Users who signed up themselves (they live beside the users file).
-    fn signup_users(&self) -> Result<Vec<User>, StoreError>;
-    /// Stores a sign-up user unless the email is taken; true when stored.
-    fn insert_signup_user(&self, user: &User) -> Result<bool, StoreError>;
 }
 
 /// The key of a cached provider id: method and lower-cased email.

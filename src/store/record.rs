@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::factor::PushStatus;
+use crate::model::PushStatus;
 
 /// How far a session has come in the login flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -50,7 +50,7 @@ pub struct Challenge {
     pub wrong_codes: u32,
     pub expires_at: u64,
     pub last_code_sent: Option<u64>,
-    /// A TOTP enrolment in progress: the new secret, sealed, kept only
+    /// A TOTP enrollment in progress: the new secret, sealed, kept only
     /// once the user proves their app has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrolling: Option<String>,

@@ -14,10 +14,11 @@ use arc_swap::ArcSwapOption;
 
 use super::factors::UserFactors;
 use super::{
-    FactorStore, SessionKey, SessionRecord, SessionStore, StoreError, TotpRecord, subject_key,
+    FactorStore, SessionKey, SessionRecord, SessionStore, StoreError, SubjectCache, TotpRecord,
+    subject_key,
 };
-use crate::factor::Method;
-use crate::users::User;
+use crate::model::Method;
+use crate::model::User;
 
 /// sled's page cache; the request path reads memory, not sled (only the
 /// flush task writes refreshed sessions), so a small cache is enough: with
@@ -208,28 +209,6 @@ impl SessionStore for SledStore {
         probed
     }
 
-    fn factor_subject(&self, method: &str, email: &str) -> Result<Option<String>, StoreError> {
-        let value = self
-            .trees()?
-            .subjects
-            .get(subject_key(method, email))
-            .map_err(read_error)?;
-        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    fn set_factor_subject(
-        &self,
-        method: &str,
-        email: &str,
-        subject: &str,
-    ) -> Result<(), StoreError> {
-        self.trees()?
-            .subjects
-            .insert(subject_key(method, email), subject.as_bytes())
-            .map_err(write_error)?;
-        Ok(())
-    }
-
     fn signup_users(&self) -> Result<Vec<User>, StoreError> {
         let mut users = Vec::new();
         for entry in self.trees()?.signups.iter() {
@@ -308,7 +287,7 @@ impl SledStore {
     }
 }
 
-/// Only enrolments and resets are flushed at once. A used step is not:
+/// Only enrollments and resets are flushed at once. A used step is not:
 /// the session it confirms is flushed right after (sled flushes every
 /// tree), and the periodic flush covers the rest.
 impl FactorStore for SledStore {
@@ -339,6 +318,30 @@ impl FactorStore for SledStore {
 
     fn set_last_method(&self, email: &str, method: Method) -> Result<(), StoreError> {
         self.modify_factors(email, false, |f| f.set_last_method(method))?;
+        Ok(())
+    }
+}
+
+impl SubjectCache for SledStore {
+    fn factor_subject(&self, method: &str, email: &str) -> Result<Option<String>, StoreError> {
+        let value = self
+            .trees()?
+            .subjects
+            .get(subject_key(method, email))
+            .map_err(read_error)?;
+        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    fn set_factor_subject(
+        &self,
+        method: &str,
+        email: &str,
+        subject: &str,
+    ) -> Result<(), StoreError> {
+        self.trees()?
+            .subjects
+            .insert(subject_key(method, email), subject.as_bytes())
+            .map_err(write_error)?;
         Ok(())
     }
 }
@@ -462,7 +465,7 @@ mod tests {
     }
 
     #[test]
-    fn an_enrolment_is_on_disk_when_set_totp_returns() {
+    fn an_enrollment_is_on_disk_when_set_totp_returns() {
         let dir = tempfile::tempdir().unwrap();
         let record = TotpRecord {
             sealed: "v1.abc".into(),

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::User;
+use crate::model::User;
 
 const PHC_PREFIX: &str = "$argon2id$";
 
@@ -195,7 +195,7 @@ impl UsersFile {
     }
 
     /// `authgate user reset-2fa`: a TOTP enrolled before `now` stops
-    /// counting, and the user may enrol again at their next login.
+    /// counting, and the user may enroll again at their next login.
     pub fn reset_second_factor(&mut self, email: &str, now: u64) -> Result<(), UsersFileError> {
         match self.position(email) {
             Some(index) => {
@@ -270,7 +270,7 @@ fn check_password(path: &Path, user: &User) -> Result<(), UsersFileError> {
 
 fn check_second_factor(path: &Path, user: &User) -> Result<(), UsersFileError> {
     match user.second_factor.as_deref() {
-        Some(value) if crate::factor::Method::parse(value).is_none() => {
+        Some(value) if crate::model::Method::parse(value).is_none() => {
             Err(UsersFileError::UnknownSecondFactor {
                 path: path.to_path_buf(),
                 email: user.email.clone(),

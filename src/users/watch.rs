@@ -194,7 +194,8 @@ fn file_id(_meta: &Metadata) -> FileId {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::users::{User, UserDirectory};
+    use crate::model::User;
+    use crate::users::UserDirectory;
 
     const PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$aGFzaA";
 

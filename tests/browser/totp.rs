@@ -1,8 +1,8 @@
-//! TOTP enrolment in a real browser: the demo's user without a second
-//! factor logs in through the form, lands on the enrolment page, and types
+//! TOTP enrollment in a real browser: the demo's user without a second
+//! factor logs in through the form, lands on the enrollment page, and types
 //! the code an authenticator app would show for the key on the page.
 
-use authgate::demo::{DEMO_PASSWORD, ENROL_EMAIL};
+use authgate::demo::{DEMO_PASSWORD, ENROLL_EMAIL};
 use fantoccini::Locator;
 
 use crate::Stage;
@@ -34,20 +34,20 @@ fn totp_now(base32: &str) -> String {
 }
 
 #[tokio::test]
-async fn totp_enrolment_through_the_pages() {
-    let stage = Stage::start("totp-enrol").await;
+async fn totp_enrollment_through_the_pages() {
+    let stage = Stage::start("totp-enroll").await;
     let b = &stage.browser;
     b.goto(&stage.gateway.url(TARGET)).await;
     b.wait_page("the login page", PAGE, |url, source| {
         url.path() == "/_authgate/login" && source.contains(r#"name="password""#)
     })
     .await;
-    b.type_into("input[name=email]", ENROL_EMAIL).await;
+    b.type_into("input[name=email]", ENROLL_EMAIL).await;
     b.type_into("input[name=password]", DEMO_PASSWORD).await;
     b.click("form button[type=submit]").await;
 
     let (url, source) = b
-        .wait_page("the TOTP enrolment page", PAGE, |url, source| {
+        .wait_page("the TOTP enrollment page", PAGE, |url, source| {
             url.path() == "/_authgate/enroll/totp" && source.contains("totp-secret")
         })
         .await;
@@ -70,7 +70,7 @@ async fn totp_enrolment_through_the_pages() {
         .await;
     let (url, _) = b
         .wait_page(
-            "the upstream page after the enrolment",
+            "the upstream page after the enrollment",
             PAGE,
             |url, source| url.path() == TARGET_PATH && source.contains(HELLO),
         )
@@ -83,6 +83,6 @@ async fn totp_enrolment_through_the_pages() {
     )
     .await;
     let shown = bounded("reading the remote-user cell", cell.text()).await;
-    assert_eq!(shown.trim(), ENROL_EMAIL);
+    assert_eq!(shown.trim(), ENROLL_EMAIL);
     stage.finish().await;
 }

@@ -1,5 +1,5 @@
 //! The Authy second factor end to end: the real gateway binary, the Authy
-//! sandbox in this process (`authgate::factor::authy::sandbox`), and the
+//! sandbox in this process (`authgate::sandbox`), and the
 //! echo upstream. Pushes confirmed by the webhook and by polling, bound to
 //! their session; denied pushes; SMS and app codes; the webhook's signature
 //! and matching rules; Authy down or slow; `force=true`; sign-up; and the
@@ -8,8 +8,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use authgate::factor::authy::sandbox::{Sandbox, SandboxConfig};
 use authgate::factor::authy::signature::{canonical_params, sign};
+use authgate::sandbox::{Sandbox, SandboxConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

@@ -213,7 +213,7 @@ async fn a_forward_auth_deployment_does_not_serve_metrics_publicly() {
 /// because Authy is gone.
 #[tokio::test]
 async fn second_factor_outcomes_and_authy_calls_are_counted() {
-    use authgate::factor::authy::sandbox::{Sandbox, SandboxConfig};
+    use authgate::sandbox::{Sandbox, SandboxConfig};
 
     const API_KEY: &str = "authy-metrics-sandbox-key-0123456789";
     let upstream = Upstream::start().await;

@@ -5,7 +5,7 @@
 //! not. `Strict-Transport-Security` only with `server.hsts` and an https
 //! `public_url` (over real TLS: `tls.rs`).
 
-use authgate::factor::authy::sandbox::{Sandbox, SandboxConfig};
+use authgate::sandbox::{Sandbox, SandboxConfig};
 use reqwest::{Method, StatusCode};
 
 use crate::support::*;
@@ -172,14 +172,14 @@ async fn every_portal_answer_carries_the_security_headers() {
     assert_eq!(logout.status, StatusCode::SEE_OTHER);
     assert_defended(&logout, "the logout post's redirect");
 
-    // bob has no second factor: the TOTP enrolment page with its QR code.
+    // bob has no second factor: the TOTP enrollment page with its QR code.
     let mut bob = gw.browser();
     let posted = bob.post_login(BOB, BOB_PW, Some(&rd)).await;
     assert_eq!(posted.status, StatusCode::SEE_OTHER, "{posted:?}");
     let enroll = bob.get(&portal_path("enroll/totp", &rd)).await;
     assert_eq!(enroll.status, StatusCode::OK, "{enroll:?}");
     assert!(enroll.body.contains("<svg"), "{}", enroll.body);
-    assert_defended(&enroll, "the enrolment page");
+    assert_defended(&enroll, "the enrollment page");
 
     // Not on forward-auth answers, whatever they say.
     for path in ["auth-request", "forward-auth"] {

@@ -965,7 +965,7 @@ pub fn stderr_of(out: &Output) -> String {
 
 // ---------------------------------------------------------------------------
 // Second factors: TOTP codes as an authenticator app computes them, the
-// enrolment page, and posts of the second step
+// enrollment page, and posts of the second step
 // ---------------------------------------------------------------------------
 
 /// RFC 6238 step length.
@@ -998,7 +998,7 @@ pub fn totp_code(secret: &[u8], step: u64) -> String {
         .to_string()
 }
 
-/// RFC 4648 base32 (spaces ignored, as the enrolment page groups it).
+/// RFC 4648 base32 (spaces ignored, as the enrollment page groups it).
 pub fn base32_decode(text: &str) -> Vec<u8> {
     let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     totp_rs::Secret::try_from_base32(&clean)
@@ -1027,7 +1027,7 @@ pub struct TotpApp {
 }
 
 impl TotpApp {
-    /// From the secret as the enrolment page shows it.
+    /// From the secret as the enrollment page shows it.
     pub fn from_base32(text: &str) -> TotpApp {
         let base32: String = text.chars().filter(|c| !c.is_whitespace()).collect();
         TotpApp {

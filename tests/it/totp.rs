@@ -1,8 +1,8 @@
 //! Built-in TOTP end to end, with a config that has no Authy and no Verify
-//! at all (`auth.methods` left out, so TOTP is the default): enrolment at
+//! at all (`auth.methods` left out, so TOTP is the default): enrollment at
 //! the first login, codes computed here as an authenticator app would
 //! (RFC 6238 via totp-rs, see `support`), each code taken once, five wrong
-//! codes ending the pending session, admin enrolment and `authgate user
+//! codes ending the pending session, admin enrollment and `authgate user
 //! reset-2fa`, the issuer in the otpauth URI, and the secret surviving a
 //! restart sealed in the store.
 
@@ -59,42 +59,42 @@ async fn logged_in(gw: &Gateway, email: &str, password: &str) -> Browser {
     b
 }
 
-/// The verify page of a user with no second factor: 303 to the enrolment
+/// The verify page of a user with no second factor: 303 to the enrollment
 /// page, which is then loaded.
-async fn sent_to_enrolment(gw: &Gateway, b: &mut Browser) -> Reply {
+async fn sent_to_enrollment(gw: &Gateway, b: &mut Browser) -> Reply {
     let reply = b.get(&portal_path("verify", &app_rd(gw))).await;
     assert_eq!(
         reply.status,
         StatusCode::SEE_OTHER,
-        "the verify page sends a user without a factor to the enrolment: {reply:?}"
+        "the verify page sends a user without a factor to the enrollment: {reply:?}"
     );
     assert_eq!(
         reply.location(),
         gw.url(&portal_path("enroll/totp", &app_rd(gw)))
     );
     let page = b.get(&portal_path("enroll/totp", &app_rd(gw))).await;
-    assert_eq!(page.status, StatusCode::OK, "enrolment page: {page:?}");
+    assert_eq!(page.status, StatusCode::OK, "enrollment page: {page:?}");
     page
 }
 
-/// What the enrolment page shows.
-struct EnrolPage {
+/// What the enrollment page shows.
+struct EnrollPage {
     secret_text: String,
     uri: String,
     csrf: String,
 }
 
-fn enrol_page(html: &str) -> EnrolPage {
-    EnrolPage {
+fn enroll_page(html: &str) -> EnrollPage {
+    EnrollPage {
         secret_text: element_text(html, "code", "totp-secret")
             .unwrap_or_else(|| panic!("no #totp-secret on the page: {html}")),
         uri: element_text(html, "code", "totp-uri")
             .unwrap_or_else(|| panic!("no #totp-uri on the page: {html}")),
-        csrf: csrf_field(html).expect("a csrf field on the enrolment page"),
+        csrf: csrf_field(html).expect("a csrf field on the enrollment page"),
     }
 }
 
-async fn post_enrol(b: &mut Browser, gw: &Gateway, csrf: &str, code: &str) -> Reply {
+async fn post_enroll(b: &mut Browser, gw: &Gateway, csrf: &str, code: &str) -> Reply {
     let rd = app_rd(gw);
     b.post_form(
         &format!("{PREFIX}/enroll/totp"),
@@ -103,7 +103,7 @@ async fn post_enrol(b: &mut Browser, gw: &Gateway, csrf: &str, code: &str) -> Re
     .await
 }
 
-async fn post_enrol_json(b: &mut Browser, gw: &Gateway, csrf: &str, code: &str) -> Reply {
+async fn post_enroll_json(b: &mut Browser, gw: &Gateway, csrf: &str, code: &str) -> Reply {
     let rd = app_rd(gw);
     b.post_form_json(
         &format!("{PREFIX}/enroll/totp"),
@@ -153,12 +153,12 @@ async fn totp_form(b: &mut Browser, gw: &Gateway) -> Value {
     page
 }
 
-/// Logs in and enrols through the enrolment page with a code of the
+/// Logs in and enrolls through the enrollment page with a code of the
 /// current step (`current`) or the oldest acceptable one; returns the
 /// two_factor browser and the app holding the secret.
-async fn enrol(gw: &Gateway, email: &str, password: &str, current: bool) -> (Browser, TotpApp) {
+async fn enroll(gw: &Gateway, email: &str, password: &str, current: bool) -> (Browser, TotpApp) {
     let mut b = logged_in(gw, email, password).await;
-    let page = enrol_page(&sent_to_enrolment(gw, &mut b).await.body);
+    let page = enroll_page(&sent_to_enrollment(gw, &mut b).await.body);
     let mut app = TotpApp::from_base32(&page.secret_text);
     let code = if current {
         app.current_code().await
@@ -166,23 +166,23 @@ async fn enrol(gw: &Gateway, email: &str, password: &str, current: bool) -> (Bro
         app.fresh_code().await
     };
     let old = session_of(&b);
-    let reply = post_enrol(&mut b, gw, &page.csrf, &code).await;
+    let reply = post_enroll(&mut b, gw, &page.csrf, &code).await;
     stepped_up(gw, &reply, &old);
     (b, app)
 }
 
 // ---------------------------------------------------------------------------
-// 1. Enrolment at the first login
+// 1. Enrollment at the first login
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
-async fn first_login_enrols_totp_and_reaches_the_app() {
+async fn first_login_enrolls_totp_and_reaches_the_app() {
     let env = start_env(|_| {}).await;
     let gw = &env.gw;
     let mut b = logged_in(gw, ALICE, ALICE_PW).await;
-    let page = sent_to_enrolment(gw, &mut b).await;
+    let page = sent_to_enrollment(gw, &mut b).await;
     assert!(page.body.contains("<svg"), "an inline SVG QR code");
-    let shown = enrol_page(&page.body);
+    let shown = enroll_page(&page.body);
 
     // 160 bits of base32 (32 characters), shown in groups of four.
     let groups: Vec<&str> = shown.secret_text.split(' ').collect();
@@ -208,7 +208,7 @@ async fn first_login_enrols_totp_and_reaches_the_app() {
     assert!(query.contains(&("issuer".into(), "authgate".into())));
 
     // A reload and the JSON variant show the same pending secret.
-    let again = enrol_page(&b.get(&portal_path("enroll/totp", &app_rd(gw))).await.body);
+    let again = enroll_page(&b.get(&portal_path("enroll/totp", &app_rd(gw))).await.body);
     assert_eq!(again.secret_text, shown.secret_text);
     let json = b.get_json(&portal_path("enroll/totp", &app_rd(gw))).await;
     assert_eq!(json.status, StatusCode::OK, "{json:?}");
@@ -218,13 +218,13 @@ async fn first_login_enrols_totp_and_reaches_the_app() {
     assert_eq!(json["was_reset"], false);
     assert!(json["csrf"].as_str().is_some_and(|c| !c.is_empty()));
 
-    // A pending enrolment grants nothing yet.
+    // A pending enrollment grants nothing yet.
     still_needs_second_factor(&mut b, gw).await;
     let hits = env.upstream.hits();
 
     let mut app = TotpApp::from_base32(&shown.secret_text);
     let old = session_of(&b);
-    let reply = post_enrol(&mut b, gw, &shown.csrf, &app.fresh_code().await).await;
+    let reply = post_enroll(&mut b, gw, &shown.csrf, &app.fresh_code().await).await;
     stepped_up(gw, &reply, &old);
     reaches_app_as(&mut b, ALICE).await;
     assert_eq!(env.upstream.hits(), hits + 1);
@@ -241,7 +241,7 @@ async fn first_login_enrols_totp_and_reaches_the_app() {
     assert_eq!(html.status, StatusCode::OK);
     assert!(
         html.body.contains("authenticator app") && !html.body.contains("totp-secret"),
-        "the code form, not the enrolment: {}",
+        "the code form, not the enrollment: {}",
         html.body
     );
     code_steps_up(&mut next, gw, &app.fresh_code().await).await;
@@ -256,9 +256,9 @@ async fn first_login_enrols_totp_and_reaches_the_app() {
 async fn a_replayed_code_is_refused_and_the_next_steps_code_works() {
     let env = start_env(|_| {}).await;
     let gw = &env.gw;
-    // The enrolment takes the current step: its replay stays inside the
+    // The enrollment takes the current step: its replay stays inside the
     // ±1 step window for at least 30 s.
-    let (mut first, mut app) = enrol(gw, ALICE, ALICE_PW, true).await;
+    let (mut first, mut app) = enroll(gw, ALICE, ALICE_PW, true).await;
     let used = app.last_step.unwrap();
     assert_eq!(first.logout().await.status, StatusCode::SEE_OTHER);
 
@@ -282,7 +282,7 @@ async fn a_replayed_code_is_refused_and_the_next_steps_code_works() {
 async fn a_code_confirms_one_session_only() {
     let env = start_env(|_| {}).await;
     let gw = &env.gw;
-    let (_enrolled, mut app) = enrol(gw, ALICE, ALICE_PW, false).await;
+    let (_enrolled, mut app) = enroll(gw, ALICE, ALICE_PW, false).await;
 
     let mut a = logged_in(gw, ALICE, ALICE_PW).await;
     let mut b = logged_in(gw, ALICE, ALICE_PW).await;
@@ -337,14 +337,14 @@ async fn five_wrong_codes_end_the_pending_session() {
     let env = start_env(|_| {}).await;
     let gw = &env.gw;
 
-    // During the enrolment.
+    // During the enrollment.
     let mut b = logged_in(gw, ALICE, ALICE_PW).await;
-    let page = enrol_page(&sent_to_enrolment(gw, &mut b).await.body);
+    let page = enroll_page(&sent_to_enrollment(gw, &mut b).await.body);
     let mut pending = TotpApp::from_base32(&page.secret_text);
     let wrong = wrong_totp_code(&pending.secret);
     let old = session_of(&b);
     for left in (1..=4).rev() {
-        let reply = post_enrol(&mut b, gw, &page.csrf, &wrong).await;
+        let reply = post_enroll(&mut b, gw, &page.csrf, &wrong).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{reply:?}");
         assert!(
             reply
@@ -353,19 +353,19 @@ async fn five_wrong_codes_end_the_pending_session() {
             "{}",
             reply.body
         );
-        let shown = enrol_page(&reply.body);
+        let shown = enroll_page(&reply.body);
         assert_eq!(shown.secret_text, page.secret_text, "the same secret again");
     }
-    session_ended(&post_enrol_json(&mut b, gw, &page.csrf, &wrong).await);
+    session_ended(&post_enroll_json(&mut b, gw, &page.csrf, &wrong).await);
     assert_eq!(b.cookie(SESSION_COOKIE), None);
     let mut stale = gw.browser();
     stale.set_cookie_value(SESSION_COOKIE, &old);
-    let late = post_enrol(&mut stale, gw, &page.csrf, &pending.fresh_code().await).await;
+    let late = post_enroll(&mut stale, gw, &page.csrf, &pending.fresh_code().await).await;
     assert_ne!(late.status, StatusCode::SEE_OTHER, "{late:?}");
     sent_to_login(&mut stale, gw).await;
 
-    // The enrolment itself still works from a new login.
-    let (_enrolled, mut app) = enrol(gw, ALICE, ALICE_PW, false).await;
+    // The enrollment itself still works from a new login.
+    let (_enrolled, mut app) = enroll(gw, ALICE, ALICE_PW, false).await;
 
     // On the verify page of an enrolled user.
     let mut b = logged_in(gw, ALICE, ALICE_PW).await;
@@ -394,9 +394,9 @@ async fn a_concurrent_burst_of_wrong_codes_checks_at_most_five() {
     let env = start_env(|_| {}).await;
     let gw = &env.gw;
 
-    // During the enrolment.
+    // During the enrollment.
     let mut b = logged_in(gw, ALICE, ALICE_PW).await;
-    let page = enrol_page(&sent_to_enrolment(gw, &mut b).await.body);
+    let page = enroll_page(&sent_to_enrollment(gw, &mut b).await.body);
     let pending = TotpApp::from_base32(&page.secret_text);
     let wrong = wrong_totp_code(&pending.secret);
     let path = format!("{PREFIX}/enroll/totp");
@@ -408,7 +408,7 @@ async fn a_concurrent_burst_of_wrong_codes_checks_at_most_five() {
     );
 
     // On the verify page of an enrolled user.
-    let (_enrolled, app) = enrol(gw, ALICE, ALICE_PW, false).await;
+    let (_enrolled, app) = enroll(gw, ALICE, ALICE_PW, false).await;
     let mut b = logged_in(gw, ALICE, ALICE_PW).await;
     totp_form(&mut b, gw).await;
     let wrong = wrong_totp_code(&app.secret);
@@ -423,10 +423,10 @@ async fn a_concurrent_burst_of_wrong_codes_checks_at_most_five() {
 }
 
 // ---------------------------------------------------------------------------
-// 4. No second enrolment from a password; admin enrolment; reset-2fa
+// 4. No second enrollment from a password; admin enrollment; reset-2fa
 // ---------------------------------------------------------------------------
 
-async fn enrolment_refused(b: &mut Browser, gw: &Gateway) {
+async fn enrollment_refused(b: &mut Browser, gw: &Gateway) {
     let page = b.get(&portal_path("enroll/totp", &app_rd(gw))).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN, "{page:?}");
     assert!(!page.body.contains("totp-secret"), "{}", page.body);
@@ -436,9 +436,9 @@ async fn enrolment_refused(b: &mut Browser, gw: &Gateway) {
     assert!(json.json()["secret"].is_null());
 }
 
-/// Logs in until the verify page sends `email` to the enrolment (the
+/// Logs in until the verify page sends `email` to the enrollment (the
 /// gateway picks up the users file within about a second).
-async fn enrolment_after_reload(gw: &Gateway, email: &str, password: &str) -> Browser {
+async fn enrollment_after_reload(gw: &Gateway, email: &str, password: &str) -> Browser {
     let target = gw.url(&portal_path("enroll/totp", &app_rd(gw)));
     let mut found = None;
     for _ in 0..RELOAD_TRIES {
@@ -453,13 +453,13 @@ async fn enrolment_after_reload(gw: &Gateway, email: &str, password: &str) -> Br
     }
     found.unwrap_or_else(|| {
         panic!(
-            "the reset did not send {email} to the enrolment; stderr:\n{}",
+            "the reset did not send {email} to the enrollment; stderr:\n{}",
             gw.stderr()
         )
     })
 }
 
-/// The next wall-clock second: an enrolment and a reset in different
+/// The next wall-clock second: an enrollment and a reset in different
 /// seconds (the reset is kept with one-second precision).
 async fn next_second() {
     let now = std::time::SystemTime::now()
@@ -470,22 +470,22 @@ async fn next_second() {
 }
 
 #[tokio::test]
-async fn a_user_with_totp_cannot_enrol_again_until_an_admin_resets_them() {
+async fn a_user_with_totp_cannot_enroll_again_until_an_admin_resets_them() {
     let env = start_env(|_| {}).await;
     let gw = &env.gw;
-    let (_enrolled, mut old_app) = enrol(gw, ALICE, ALICE_PW, false).await;
+    let (_enrolled, mut old_app) = enroll(gw, ALICE, ALICE_PW, false).await;
 
     // A password-only session cannot replace the factor.
     let mut b = logged_in(gw, ALICE, ALICE_PW).await;
-    enrolment_refused(&mut b, gw).await;
+    enrollment_refused(&mut b, gw).await;
     let csrf = b.csrf().await;
-    let forged = post_enrol(&mut b, gw, &csrf, &old_app.last_code()).await;
+    let forged = post_enroll(&mut b, gw, &csrf, &old_app.last_code()).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN, "{forged:?}");
     totp_form(&mut b, gw).await;
 
     next_second().await;
     gw.setup().reset_2fa(ALICE).await;
-    let mut b = enrolment_after_reload(gw, ALICE, ALICE_PW).await;
+    let mut b = enrollment_after_reload(gw, ALICE, ALICE_PW).await;
     let page = b.get(&portal_path("enroll/totp", &app_rd(gw))).await;
     assert_eq!(page.status, StatusCode::OK, "{page:?}");
     assert!(
@@ -499,7 +499,7 @@ async fn a_user_with_totp_cannot_enrol_again_until_an_admin_resets_them() {
         .await
         .json();
     assert_eq!(json["was_reset"], true, "{json}");
-    let shown = enrol_page(&page.body);
+    let shown = enroll_page(&page.body);
     assert_ne!(
         shown.secret_text.replace(' ', ""),
         old_app.base32,
@@ -511,13 +511,13 @@ async fn a_user_with_totp_cannot_enrol_again_until_an_admin_resets_them() {
     let on_verify = post_code(&mut b, gw, &old_code).await;
     assert_ne!(on_verify.status, StatusCode::SEE_OTHER, "{on_verify:?}");
     assert!(on_verify.status.is_client_error(), "{on_verify:?}");
-    let on_enrol = post_enrol(&mut b, gw, &shown.csrf, &old_code).await;
-    assert_eq!(on_enrol.status, StatusCode::UNAUTHORIZED, "{on_enrol:?}");
+    let on_enroll = post_enroll(&mut b, gw, &shown.csrf, &old_code).await;
+    assert_eq!(on_enroll.status, StatusCode::UNAUTHORIZED, "{on_enroll:?}");
     still_needs_second_factor(&mut b, gw).await;
 
     let mut new_app = TotpApp::from_base32(&shown.secret_text);
     let old = session_of(&b);
-    let reply = post_enrol(&mut b, gw, &shown.csrf, &new_app.fresh_code().await).await;
+    let reply = post_enroll(&mut b, gw, &shown.csrf, &new_app.fresh_code().await).await;
     stepped_up(gw, &reply, &old);
     reaches_app_as(&mut b, ALICE).await;
 
@@ -529,7 +529,7 @@ async fn a_user_with_totp_cannot_enrol_again_until_an_admin_resets_them() {
     code_steps_up(&mut next, gw, &new_app.fresh_code().await).await;
     // And enrolling yet again is refused once more.
     let mut again = logged_in(gw, ALICE, ALICE_PW).await;
-    enrolment_refused(&mut again, gw).await;
+    enrollment_refused(&mut again, gw).await;
 }
 
 /// `second_factor_reset` of `email` in the users file.
@@ -555,28 +555,28 @@ fn unix_secs() -> i64 {
 /// wall-clock second, as a script or a quick admin does) must still reset
 /// them: the reset is the newer event.
 #[tokio::test]
-async fn a_reset_in_the_second_of_the_enrolment_still_counts() {
+async fn a_reset_in_the_second_of_the_enrollment_still_counts() {
     let env = start_env(|_| {}).await;
     let gw = &env.gw;
     let mut b = logged_in(gw, ALICE, ALICE_PW).await;
     for _attempt in 0..3 {
-        let page = enrol_page(&sent_to_enrolment(gw, &mut b).await.body);
+        let page = enroll_page(&sent_to_enrollment(gw, &mut b).await.body);
         let mut app = TotpApp::from_base32(&page.secret_text);
         let code = app.fresh_code().await;
         next_second().await;
         let enrolled = unix_secs();
         let old = session_of(&b);
-        let reply = post_enrol(&mut b, gw, &page.csrf, &code).await;
+        let reply = post_enroll(&mut b, gw, &page.csrf, &code).await;
         stepped_up(gw, &reply, &old);
         gw.setup().reset_2fa(ALICE).await;
         let same_second = reset_time(gw.setup(), ALICE) == Some(enrolled);
         if !same_second {
-            // A slow run: not the case under test; enrol again and retry.
-            b = enrolment_after_reload(gw, ALICE, ALICE_PW).await;
+            // A slow run: not the case under test; enroll again and retry.
+            b = enrollment_after_reload(gw, ALICE, ALICE_PW).await;
             continue;
         }
-        // The reset must win: the next login enrols again, with the notice.
-        let mut next = enrolment_after_reload(gw, ALICE, ALICE_PW).await;
+        // The reset must win: the next login enrolls again, with the notice.
+        let mut next = enrollment_after_reload(gw, ALICE, ALICE_PW).await;
         let page = next.get(&portal_path("enroll/totp", &app_rd(gw))).await;
         assert!(
             page.body
@@ -586,11 +586,11 @@ async fn a_reset_in_the_second_of_the_enrolment_still_counts() {
         );
         return;
     }
-    panic!("could not enrol and reset within one second in 3 attempts");
+    panic!("could not enroll and reset within one second in 3 attempts");
 }
 
 #[tokio::test]
-async fn with_admin_enrolment_only_a_reset_user_may_enrol() {
+async fn with_admin_enrollment_only_a_reset_user_may_enroll() {
     let env = start_env(|s| {
         s.set("totp.enrollment", "admin");
     })
@@ -598,7 +598,7 @@ async fn with_admin_enrolment_only_a_reset_user_may_enrol() {
     let gw = &env.gw;
     gw.setup().add_user(BOB, "Bob", "", BOB_PW).await;
 
-    // No factor and no reset: no enrolment page, the no-factor error.
+    // No factor and no reset: no enrollment page, the no-factor error.
     let mut b = logged_in(gw, ALICE, ALICE_PW).await;
     let verify = b.get(&portal_path("verify", &app_rd(gw))).await;
     assert_eq!(verify.status, StatusCode::FORBIDDEN, "{verify:?}");
@@ -610,14 +610,14 @@ async fn with_admin_enrolment_only_a_reset_user_may_enrol() {
     let json = b.get_json(&portal_path("verify", &app_rd(gw))).await;
     assert_eq!(json.status, StatusCode::FORBIDDEN, "{json:?}");
     assert_eq!(json.json()["error"], "no_second_factor");
-    enrolment_refused(&mut b, gw).await;
+    enrollment_refused(&mut b, gw).await;
     let csrf = b.csrf().await;
-    let forged = post_enrol(&mut b, gw, &csrf, "123456").await;
+    let forged = post_enroll(&mut b, gw, &csrf, "123456").await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN, "{forged:?}");
     still_needs_second_factor(&mut b, gw).await;
 
     gw.setup().reset_2fa(ALICE).await;
-    let mut b = enrolment_after_reload(gw, ALICE, ALICE_PW).await;
+    let mut b = enrollment_after_reload(gw, ALICE, ALICE_PW).await;
     let page = b.get(&portal_path("enroll/totp", &app_rd(gw))).await;
     assert_eq!(page.status, StatusCode::OK, "{page:?}");
     assert!(
@@ -626,22 +626,22 @@ async fn with_admin_enrolment_only_a_reset_user_may_enrol() {
         "{}",
         page.body
     );
-    let shown = enrol_page(&page.body);
+    let shown = enroll_page(&page.body);
     let mut app = TotpApp::from_base32(&shown.secret_text);
     let old = session_of(&b);
-    let reply = post_enrol(&mut b, gw, &shown.csrf, &app.fresh_code().await).await;
+    let reply = post_enroll(&mut b, gw, &shown.csrf, &app.fresh_code().await).await;
     stepped_up(gw, &reply, &old);
     reaches_app_as(&mut b, ALICE).await;
 
-    // Enrolled now: a password-only session may not enrol again, and the
+    // Enrolled now: a password-only session may not enroll again, and the
     // verify page asks for the code.
     let mut next = logged_in(gw, ALICE, ALICE_PW).await;
-    enrolment_refused(&mut next, gw).await;
+    enrollment_refused(&mut next, gw).await;
     totp_form(&mut next, gw).await;
 
     // Bob, never reset, is still refused.
     let mut bob = logged_in(gw, BOB, BOB_PW).await;
-    enrolment_refused(&mut bob, gw).await;
+    enrollment_refused(&mut bob, gw).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -657,13 +657,13 @@ async fn the_otpauth_uri_names_the_configured_issuer() {
     .await;
     let gw = &env.gw;
     let mut b = logged_in(gw, ALICE, ALICE_PW).await;
-    let page = sent_to_enrolment(gw, &mut b).await;
+    let page = sent_to_enrollment(gw, &mut b).await;
     assert!(
         page.body.contains("<strong>ACME Ops &amp; Co</strong>"),
         "the issuer named for typing the key in by hand: {}",
         page.body
     );
-    let shown = enrol_page(&page.body);
+    let shown = enroll_page(&page.body);
     let uri = url::Url::parse(&shown.uri).expect("the otpauth URI parses");
     assert_eq!(uri.scheme(), "otpauth");
     assert_eq!(uri.path(), "/ACME%20Ops%20%26%20Co:alice%40example.com");
@@ -689,12 +689,12 @@ async fn the_otpauth_uri_names_the_configured_issuer() {
     // The issuer changes nothing about the codes.
     let mut app = TotpApp::from_base32(&shown.secret_text);
     let old = session_of(&b);
-    let reply = post_enrol(&mut b, gw, &shown.csrf, &app.fresh_code().await).await;
+    let reply = post_enroll(&mut b, gw, &shown.csrf, &app.fresh_code().await).await;
     stepped_up(gw, &reply, &old);
 }
 
 // ---------------------------------------------------------------------------
-// 6. A restart keeps the enrolment; the secret is sealed at rest
+// 6. A restart keeps the enrollment; the secret is sealed at rest
 // ---------------------------------------------------------------------------
 
 /// Every regular file under `dir`, read whole.
@@ -719,7 +719,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 #[tokio::test]
-async fn a_restart_keeps_the_enrolment_sealed_in_the_store() {
+async fn a_restart_keeps_the_enrollment_sealed_in_the_store() {
     let mut env = start_env(|s| {
         s.set(
             "totp.encryption_key",
@@ -727,7 +727,7 @@ async fn a_restart_keeps_the_enrolment_sealed_in_the_store() {
         );
     })
     .await;
-    let (_enrolled, mut app) = enrol(&env.gw, ALICE, ALICE_PW, false).await;
+    let (_enrolled, mut app) = enroll(&env.gw, ALICE, ALICE_PW, false).await;
     let status = env.gw.stop().await;
     assert!(status.success(), "graceful stop: {status:?}");
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use authgate::factor::authy::sandbox::{
+use authgate::sandbox::{
     DEFAULT_VERIFY_ACCOUNT_SID, DEFAULT_VERIFY_AUTH_TOKEN, DEFAULT_VERIFY_SERVICE_SID, Sandbox,
     SandboxConfig,
 };
@@ -623,7 +623,7 @@ async fn verify_send_limit_is_429_on_resend() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
-async fn totp_enrolment_is_only_for_users_without_a_usable_factor() {
+async fn totp_enrollment_is_only_for_users_without_a_usable_factor() {
     const CAROL: &str = "carol@example.com";
     const CAROL_PW: &str = "carol's long password";
     let env = start_env(|setup, _| {
@@ -632,15 +632,15 @@ async fn totp_enrolment_is_only_for_users_without_a_usable_factor() {
     .await;
     let gw = &env.gw;
 
-    // Alice has a phone, so Verify: no TOTP enrolment from a password.
+    // Alice has a phone, so Verify: no TOTP enrollment from a password.
     let mut b = logged_in(gw).await;
-    let enrol = b.get(&portal_path("enroll/totp", &app_rd(gw))).await;
-    assert_eq!(enrol.status, StatusCode::FORBIDDEN, "{enrol:?}");
-    assert!(!enrol.body.contains("totp-secret"));
+    let enroll = b.get(&portal_path("enroll/totp", &app_rd(gw))).await;
+    assert_eq!(enroll.status, StatusCode::FORBIDDEN, "{enroll:?}");
+    assert!(!enroll.body.contains("totp-secret"));
     let page = verify_json(&mut b, gw, None).await;
     assert_eq!(page["methods"], json!(["verify"]), "{page}");
 
-    // Carol has no phone: the verify page sends her to the enrolment.
+    // Carol has no phone: the verify page sends her to the enrollment.
     gw.setup().add_user(CAROL, "Carol", "", CAROL_PW).await;
     let target = gw.url(&portal_path("enroll/totp", &app_rd(gw)));
     let mut sent = false;

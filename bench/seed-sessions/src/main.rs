@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use authgate::auth::SessionId;
+use authgate::store::SessionId;
 use authgate::config::{self, ConfigSource};
 use authgate::gateway::cookies::Cookies;
 use authgate::store::{AuthLevel, SessionRecord, SessionStore, SledStore};

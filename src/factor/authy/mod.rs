@@ -1,9 +1,8 @@
-//! Authy: the REST client, the OneTouch webhook signature, and the sandbox
-//! that speaks the same wire format for tests and `authgate demo`.
+//! Authy: the REST client, the OneTouch webhook and its signature. The
+//! simulator that speaks the same wire format lives in `crate::sandbox`.
 
 pub mod client;
 pub mod params;
 pub mod provider;
-pub mod sandbox;
 pub mod signature;
 pub mod webhook;

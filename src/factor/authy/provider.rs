@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::client::{ApprovalRequest, ApprovalStatus, AuthyClient, AuthyError, TokenCheck};
-use crate::factor::{
-    CodeCheck, Delivery, FactorError, FactorUser, Method, PushRequest, PushStatus, SecondFactor,
-};
+use crate::factor::{CodeCheck, FactorError, FactorUser, PushRequest, SecondFactor};
 use crate::metrics::{CallError, Metrics};
-use crate::store::SessionStore;
+use crate::model::{Delivery, Method, PushStatus};
+use crate::store::SubjectCache;
 
 pub struct AuthyFactor {
     client: AuthyClient,
@@ -18,7 +17,7 @@ pub struct AuthyFactor {
     /// Latency and errors of every API call, by call.
     metrics: Arc<Metrics>,
     /// Authy ids by email: a user is registered once, not on every login.
-    ids: Arc<dyn SessionStore>,
+    ids: Arc<dyn SubjectCache>,
 }
 
 impl AuthyFactor {
@@ -26,7 +25,7 @@ impl AuthyFactor {
         client: AuthyClient,
         send_install_link: bool,
         metrics: Arc<Metrics>,
-        ids: Arc<dyn SessionStore>,
+        ids: Arc<dyn SubjectCache>,
     ) -> Self {
         AuthyFactor {
             client,

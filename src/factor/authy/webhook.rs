@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::{params, signature};
 use crate::config::Secret;
-use crate::factor::PushStatus;
+use crate::model::PushStatus;
 
 /// How long a (nonce, signature) pair is remembered against replays.
 const REPLAY_WINDOW_SECS: u64 = 3600;

@@ -6,7 +6,7 @@
 //! a newer one passes, whichever session submits it.
 
 mod code;
-mod enrol;
+mod enroll;
 mod seal;
 
 use std::fmt;
@@ -15,14 +15,15 @@ use std::sync::Arc;
 pub use seal::{SealError, SecretSealer};
 
 use self::code::{TotpSecret, matching_step, well_formed};
-use super::{CodeCheck, Delivery, FactorError, FactorUser, Method, SecondFactor};
-use crate::auth::clock::Clock;
+use super::{CodeCheck, FactorError, FactorUser, SecondFactor};
+use crate::clock::Clock;
+use crate::model::{Delivery, Method};
 use crate::store::{FactorStore, StoreError, TotpRecord};
 
-/// A pending enrolment as the enrolment page shows it.
-pub struct Enrolment {
+/// A pending enrollment as the enrollment page shows it.
+pub struct Enrollment {
     /// The new secret sealed for this user; the caller keeps it (in the
-    /// session) until `finish_enrolment` and never shows it.
+    /// session) until `finish_enrollment` and never shows it.
     pub sealed: String,
     /// The secret in base32, in groups of four.
     pub secret_text: String,
@@ -31,9 +32,9 @@ pub struct Enrolment {
 }
 
 /// Every field but `sealed` carries the secret in the clear.
-impl fmt::Debug for Enrolment {
+impl fmt::Debug for Enrollment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Enrolment").finish_non_exhaustive()
+        f.debug_struct("Enrollment").finish_non_exhaustive()
     }
 }
 
@@ -80,24 +81,24 @@ impl TotpFactor {
     }
 
     /// A new secret for `email`, not kept anywhere yet.
-    pub fn begin_enrolment(&self, email: &str) -> Result<Enrolment, FactorError> {
+    pub fn begin_enrollment(&self, email: &str) -> Result<Enrollment, FactorError> {
         let secret = new_secret()?;
         let sealed = self.seal(email, &secret)?;
         self.render(email, sealed, &secret)
     }
 
-    /// The pending enrolment again (a reload of the page), same secret.
-    pub fn show_enrolment(&self, email: &str, sealed: &str) -> Result<Enrolment, FactorError> {
+    /// The pending enrollment again (a reload of the page), same secret.
+    pub fn show_enrollment(&self, email: &str, sealed: &str) -> Result<Enrollment, FactorError> {
         let secret = self.open_pending(email, sealed)?;
         self.render(email, sealed.to_owned(), &secret)
     }
 
     /// Keeps the pending secret once the user proves their app has it: a
     /// code of the current step (±1). That step counts as used, so the
-    /// enrolment code cannot log in again. Replaces an earlier enrolment.
-    /// `reset_at`: the admin reset this enrolment follows; the enrolment
+    /// enrollment code cannot log in again. Replaces an earlier enrollment.
+    /// `reset_at`: the admin reset this enrollment follows; the enrollment
     /// counts as after it even within the same second.
-    pub fn finish_enrolment(
+    pub fn finish_enrollment(
         &self,
         email: &str,
         reset_at: Option<u64>,
@@ -126,8 +127,8 @@ impl TotpFactor {
 
     /// Keeps a new secret at once, with no code to confirm it, and returns
     /// it in base32 for the operator to hand over (`authgate demo`'s
-    /// ready-made user). Replaces an earlier enrolment.
-    pub fn enrol_unconfirmed(&self, email: &str) -> Result<String, FactorError> {
+    /// ready-made user). Replaces an earlier enrollment.
+    pub fn enroll_unconfirmed(&self, email: &str) -> Result<String, FactorError> {
         let secret = new_secret()?;
         let record = TotpRecord {
             sealed: self.seal(email, &secret)?,
@@ -151,12 +152,12 @@ impl TotpFactor {
 
     /// A pending secret that does not open came from somewhere else (another
     /// user's session, an edited record) or outlived a key: the user starts
-    /// the enrolment again.
+    /// the enrollment again.
     fn open_pending(&self, email: &str, sealed: &str) -> Result<TotpSecret, FactorError> {
         self.sealer
             .open(email, sealed)
             .map(|opened| opened.secret)
-            .map_err(|e| FactorError::Rejected(format!("pending TOTP enrolment: {e}")))
+            .map_err(|e| FactorError::Rejected(format!("pending TOTP enrollment: {e}")))
     }
 
     fn render(
@@ -164,14 +165,14 @@ impl TotpFactor {
         email: &str,
         sealed: String,
         secret: &TotpSecret,
-    ) -> Result<Enrolment, FactorError> {
-        let uri = enrol::otpauth_uri(&self.issuer, email, secret);
-        let qr_svg = enrol::qr_svg(&uri).map_err(|e| {
+    ) -> Result<Enrollment, FactorError> {
+        let uri = enroll::otpauth_uri(&self.issuer, email, secret);
+        let qr_svg = enroll::qr_svg(&uri).map_err(|e| {
             FactorError::Rejected(format!("otpauth URI does not fit a QR code: {e}"))
         })?;
-        Ok(Enrolment {
+        Ok(Enrollment {
             sealed,
-            secret_text: enrol::grouped(&secret.to_base32()),
+            secret_text: enroll::grouped(&secret.to_base32()),
             uri,
             qr_svg,
         })
@@ -265,7 +266,7 @@ impl TotpFactor {
             Ok(true) => {
                 tracing::info!(user = %email, "TOTP secret sealed again under the current key")
             }
-            // A re-enrolment or reset came in between: it holds a newer value.
+            // A re-enrollment or reset came in between: it holds a newer value.
             Ok(false) => {}
             Err(err) => {
                 tracing::warn!(user = %email, error = %err, "sealing a TOTP secret under the current key failed")
@@ -278,7 +279,7 @@ impl TotpFactor {
 mod tests {
     use super::code::{DIGITS, code_at, step_of};
     use super::*;
-    use crate::auth::clock::testing::ManualClock;
+    use crate::clock::testing::ManualClock;
     use crate::store::{MemoryStore, SledStore};
 
     /// A Unix time at the start of a step, so `advance` moves whole steps.
@@ -325,14 +326,14 @@ mod tests {
         code_at(secret, step, DIGITS)
     }
 
-    /// Enrols and moves the clock past the step of the enrolment code.
+    /// Enrolls and moves the clock past the step of the enrollment code.
     fn enrolled(f: &Fixture) -> TotpSecret {
-        let enrolment = f.totp.begin_enrolment(EMAIL).unwrap();
-        let secret = secret_of(f, &enrolment.sealed);
+        let enrollment = f.totp.begin_enrollment(EMAIL).unwrap();
+        let secret = secret_of(f, &enrollment.sealed);
         let code = app_code(f, &secret, 0);
         assert_eq!(
             f.totp
-                .finish_enrolment(EMAIL, None, &enrolment.sealed, &code)
+                .finish_enrollment(EMAIL, None, &enrollment.sealed, &code)
                 .unwrap(),
             CodeCheck::Valid
         );
@@ -377,23 +378,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn enrolment_keeps_the_secret_and_the_subject_is_the_lower_cased_email() {
+    async fn enrollment_keeps_the_secret_and_the_subject_is_the_lower_cased_email() {
         let f = fixture();
-        let enrolment = f.totp.begin_enrolment("Alice@Example.com").unwrap();
+        let enrollment = f.totp.begin_enrollment("Alice@Example.com").unwrap();
         assert!(!f.totp.is_enrolled(&user(None)).unwrap(), "pending only");
-        let secret = f.totp.sealer.open(EMAIL, &enrolment.sealed).unwrap().secret;
-        assert_eq!(enrolment.secret_text.replace(' ', ""), secret.to_base32());
-        assert!(enrolment.uri.contains(&secret.to_base32()));
+        let secret = f
+            .totp
+            .sealer
+            .open(EMAIL, &enrollment.sealed)
+            .unwrap()
+            .secret;
+        assert_eq!(enrollment.secret_text.replace(' ', ""), secret.to_base32());
+        assert!(enrollment.uri.contains(&secret.to_base32()));
         assert!(
-            enrolment
+            enrollment
                 .uri
                 .starts_with("otpauth://totp/authgate:Alice%40Example.com?")
         );
-        assert!(enrolment.qr_svg.starts_with("<svg"));
+        assert!(enrollment.qr_svg.starts_with("<svg"));
         let code = app_code(&f, &secret, 0);
         assert_eq!(
             f.totp
-                .finish_enrolment("Alice@Example.com", None, &enrolment.sealed, &code)
+                .finish_enrollment("Alice@Example.com", None, &enrollment.sealed, &code)
                 .unwrap(),
             CodeCheck::Valid
         );
@@ -409,15 +415,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn showing_the_enrolment_again_renders_the_same_secret() {
+    async fn showing_the_enrollment_again_renders_the_same_secret() {
         let f = fixture();
-        let first = f.totp.begin_enrolment(EMAIL).unwrap();
-        let again = f.totp.show_enrolment(EMAIL, &first.sealed).unwrap();
+        let first = f.totp.begin_enrollment(EMAIL).unwrap();
+        let again = f.totp.show_enrollment(EMAIL, &first.sealed).unwrap();
         assert_eq!(again.sealed, first.sealed);
         assert_eq!(again.secret_text, first.secret_text);
         assert_eq!(again.uri, first.uri);
         assert_eq!(again.qr_svg, first.qr_svg);
-        let other = f.totp.begin_enrolment(EMAIL).unwrap();
+        let other = f.totp.begin_enrollment(EMAIL).unwrap();
         assert_ne!(
             other.secret_text, first.secret_text,
             "a new secret each time"
@@ -425,15 +431,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_wrong_code_does_not_finish_the_enrolment() {
+    async fn a_wrong_code_does_not_finish_the_enrollment() {
         let f = fixture();
-        let enrolment = f.totp.begin_enrolment(EMAIL).unwrap();
-        let secret = secret_of(&f, &enrolment.sealed);
+        let enrollment = f.totp.begin_enrollment(EMAIL).unwrap();
+        let secret = secret_of(&f, &enrollment.sealed);
         let late = app_code(&f, &secret, 2);
         for code in [late.as_str(), "abcdef", "12345"] {
             assert_eq!(
                 f.totp
-                    .finish_enrolment(EMAIL, None, &enrolment.sealed, code)
+                    .finish_enrollment(EMAIL, None, &enrollment.sealed, code)
                     .unwrap(),
                 CodeCheck::Invalid,
                 "{code}"
@@ -445,27 +451,27 @@ mod tests {
     #[tokio::test]
     async fn another_users_pending_secret_is_refused() {
         let f = fixture();
-        let enrolment = f.totp.begin_enrolment("mallory@example.com").unwrap();
+        let enrollment = f.totp.begin_enrollment("mallory@example.com").unwrap();
         assert!(matches!(
-            f.totp.show_enrolment(EMAIL, &enrolment.sealed),
+            f.totp.show_enrollment(EMAIL, &enrollment.sealed),
             Err(FactorError::Rejected(_))
         ));
         assert!(matches!(
             f.totp
-                .finish_enrolment(EMAIL, None, &enrolment.sealed, "123456"),
+                .finish_enrollment(EMAIL, None, &enrollment.sealed, "123456"),
             Err(FactorError::Rejected(_))
         ));
         assert_eq!(f.store.totp(EMAIL).unwrap(), None);
     }
 
     #[tokio::test]
-    async fn the_enrolment_code_cannot_log_in() {
+    async fn the_enrollment_code_cannot_log_in() {
         let f = fixture();
-        let enrolment = f.totp.begin_enrolment(EMAIL).unwrap();
-        let secret = secret_of(&f, &enrolment.sealed);
+        let enrollment = f.totp.begin_enrollment(EMAIL).unwrap();
+        let secret = secret_of(&f, &enrollment.sealed);
         let code = app_code(&f, &secret, 0);
         f.totp
-            .finish_enrolment(EMAIL, None, &enrolment.sealed, &code)
+            .finish_enrollment(EMAIL, None, &enrollment.sealed, &code)
             .unwrap();
         assert_eq!(check(&f, &code).await, CodeCheck::Invalid);
     }
@@ -559,10 +565,10 @@ mod tests {
             "authgate".into(),
             clock.clone(),
         ));
-        let enrolment = totp.begin_enrolment(EMAIL).unwrap();
-        let secret = totp.sealer.open(EMAIL, &enrolment.sealed).unwrap().secret;
-        let enrol_code = code_at(&secret, step_of(T0), DIGITS);
-        totp.finish_enrolment(EMAIL, None, &enrolment.sealed, &enrol_code)
+        let enrollment = totp.begin_enrollment(EMAIL).unwrap();
+        let secret = totp.sealer.open(EMAIL, &enrollment.sealed).unwrap().secret;
+        let enroll_code = code_at(&secret, step_of(T0), DIGITS);
+        totp.finish_enrollment(EMAIL, None, &enrollment.sealed, &enroll_code)
             .unwrap();
         clock.advance(30);
         let code = code_at(&secret, step_of(clock.now()), DIGITS);
@@ -596,7 +602,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_enrolment_from_before_a_reset_no_longer_counts() {
+    async fn an_enrollment_from_before_a_reset_no_longer_counts() {
         let f = fixture();
         let secret = enrolled(&f);
         let reset_at = f.clock.now();
@@ -608,24 +614,24 @@ mod tests {
         ));
         assert!(
             !f.totp.is_enrolled(&user(Some(T0))).unwrap(),
-            "a reset in the second of the enrolment is the newer event"
+            "a reset in the second of the enrollment is the newer event"
         );
         // Re-enrolling after the reset counts again, even in its second.
         let reset_now = f.clock.now();
-        let enrolment = f.totp.begin_enrolment(EMAIL).unwrap();
-        let fresh = secret_of(&f, &enrolment.sealed);
+        let enrollment = f.totp.begin_enrollment(EMAIL).unwrap();
+        let fresh = secret_of(&f, &enrollment.sealed);
         assert_ne!(fresh, secret);
         let code = app_code(&f, &fresh, 0);
         f.totp
-            .finish_enrolment(EMAIL, Some(reset_now), &enrolment.sealed, &code)
+            .finish_enrollment(EMAIL, Some(reset_now), &enrollment.sealed, &code)
             .unwrap();
         assert!(f.totp.is_enrolled(&user(Some(reset_now))).unwrap());
     }
 
     #[tokio::test]
-    async fn an_unconfirmed_enrolment_is_kept_and_its_codes_work() {
+    async fn an_unconfirmed_enrollment_is_kept_and_its_codes_work() {
         let f = fixture();
-        let base32 = f.totp.enrol_unconfirmed(EMAIL).unwrap();
+        let base32 = f.totp.enroll_unconfirmed(EMAIL).unwrap();
         assert_eq!(base32.len(), 32);
         let kept = f.store.totp(EMAIL).unwrap().unwrap();
         let secret = secret_of(&f, &kept.sealed);
@@ -676,14 +682,14 @@ mod tests {
     async fn a_pending_secret_under_a_previous_key_is_kept_under_the_current_one() {
         let store = Arc::new(MemoryStore::default());
         let old = fixture_with(store.clone(), SecretSealer::new(OLD_KEY, &[]));
-        let enrolment = old.totp.begin_enrolment(EMAIL).unwrap();
-        let secret = secret_of(&old, &enrolment.sealed);
+        let enrollment = old.totp.begin_enrollment(EMAIL).unwrap();
+        let secret = secret_of(&old, &enrollment.sealed);
 
         let f = fixture_with(store.clone(), SecretSealer::new(KEY, &[OLD_KEY]));
         let code = app_code(&f, &secret, 0);
         assert_eq!(
             f.totp
-                .finish_enrolment(EMAIL, None, &enrolment.sealed, &code)
+                .finish_enrollment(EMAIL, None, &enrollment.sealed, &code)
                 .unwrap(),
             CodeCheck::Valid
         );
@@ -725,8 +731,8 @@ mod tests {
     #[test]
     fn debug_output_shows_no_secret() {
         let f = fixture();
-        let enrolment = f.totp.begin_enrolment(EMAIL).unwrap();
-        let shown = format!("{enrolment:?}");
-        assert_eq!(shown, "Enrolment { .. }");
+        let enrollment = f.totp.begin_enrollment(EMAIL).unwrap();
+        let shown = format!("{enrollment:?}");
+        assert_eq!(shown, "Enrollment { .. }");
     }
 }

@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use super::Channel;
 use super::client::{CheckOutcome, VerifyClient, VerifyError};
-use crate::factor::{CodeCheck, Delivery, FactorError, FactorUser, Method, SecondFactor};
+use crate::factor::{CodeCheck, FactorError, FactorUser, SecondFactor};
 use crate::metrics::{CallError, Metrics};
+use crate::model::{Delivery, Method};
 
 /// E.164: at most 15 digits, country code included.
 const E164_MAX_DIGITS: usize = 15;
@@ -143,11 +144,11 @@ mod tests {
 
     use serde_json::{Value, json};
 
-    use crate::factor::authy::sandbox::{
+    use crate::factor::verify::VerifySettings;
+    use crate::sandbox::{
         DEFAULT_VERIFY_ACCOUNT_SID, DEFAULT_VERIFY_AUTH_TOKEN, DEFAULT_VERIFY_SERVICE_SID, Sandbox,
         SandboxConfig,
     };
-    use crate::factor::verify::VerifySettings;
 
     const TO: &str = "+15551234567";
 
@@ -218,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn enrolment_depends_on_the_channel() {
+    fn enrollment_depends_on_the_channel() {
         let sms = factor_with(&settings("https://verify.twilio.com", Channel::Sms)).0;
         let email = factor_with(&settings("https://verify.twilio.com", Channel::Email)).0;
         let full = user("a@example.com", "1", "5551234567");

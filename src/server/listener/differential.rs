@@ -33,8 +33,8 @@ use proptest::test_runner::{Config, TestRunner};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Connections, Handler, HttpSettings, MIN_BUF_SIZE, Replay};
-use crate::gateway::request::ConnInfo;
-use crate::gateway::response::{self, Body};
+use crate::wire::Body;
+use crate::wire::ConnInfo;
 
 const DEFAULT_CASES: u32 = 20_000;
 /// hyper's smallest head limit, so heads around it stay small.
@@ -92,7 +92,7 @@ fn record(
         seen += &format!("{name}: {}\n", value.as_bytes().escape_ascii());
     }
     seen += body;
-    Response::new(response::full(seen))
+    Response::new(crate::wire::full(seen))
 }
 
 /// The client side of one connection: each read gets at most one of the

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use crate::auth::{Authenticator, LiveSessions};
+use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::store::LiveSessions;
 use crate::users::{LiveUsers, watch_users_file};
 
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -90,7 +91,7 @@ async fn sweep_loop(auth: Arc<Authenticator>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::SessionId;
+    use crate::store::SessionId;
     use crate::store::{AuthLevel, MemoryStore, SessionRecord, SessionStore};
 
     #[tokio::test]

@@ -24,8 +24,7 @@
 //!   consecutive failed deliveries the callback URL is disabled, like real
 //!   Authy does (see `callback.rs`).
 
-mod api;
-mod callback;
+mod authy;
 mod codes;
 mod control;
 mod server;
@@ -44,7 +43,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::auth::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock};
 
 use self::state::State;
 

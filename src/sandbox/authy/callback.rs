@@ -16,12 +16,12 @@ use http::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 
 use super::api::{APP_ID, APP_SERIAL_ID};
-use super::state::{Approval, CALLBACK_STRIKES, CallbackLog, Status, Target};
-use super::{CallbackMethod, Shared, codes};
 use crate::factor::authy::params::{flatten, form_encode};
 use crate::factor::authy::signature::{
     callback_url_for_signing, canonical_params, canonical_query, sign,
 };
+use crate::sandbox::state::{Approval, CALLBACK_STRIKES, CallbackLog, Status, Target};
+use crate::sandbox::{CallbackMethod, Shared, codes};
 
 const NONCE_HEADER: &str = "X-Authy-Signature-Nonce";
 const SIGNATURE_HEADER: &str = "X-Authy-Signature";

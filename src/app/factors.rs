@@ -2,17 +2,18 @@
 
 use std::sync::Arc;
 
-use crate::auth::SystemClock;
+use crate::clock::SystemClock;
 use crate::config::{Config, VerifyChannel, VerifyConfig};
+use crate::factor::SecondFactor;
 use crate::factor::authy::client::AuthyClient;
 use crate::factor::authy::provider::AuthyFactor;
 use crate::factor::totp::{SecretSealer, TotpFactor};
 use crate::factor::verify::{Channel, VerifyClient, VerifyFactor, VerifySettings};
-use crate::factor::{Method, SecondFactor};
 use crate::metrics::Metrics;
+use crate::model::Method;
 use crate::store::{FactorStore, SledStore};
 
-use super::ServerError;
+use super::AppError;
 
 pub struct Factors {
     /// In `auth.methods` order.
@@ -25,7 +26,7 @@ pub fn build(
     config: &Config,
     metrics: &Arc<Metrics>,
     store: &Arc<SledStore>,
-) -> Result<Factors, ServerError> {
+) -> Result<Factors, AppError> {
     let mut providers: Vec<Arc<dyn SecondFactor>> = Vec::new();
     let mut totp = None;
     for method in &config.auth.methods {
@@ -81,14 +82,14 @@ fn authy(
     config: &Config,
     metrics: &Arc<Metrics>,
     store: &Arc<SledStore>,
-) -> Result<Arc<dyn SecondFactor>, ServerError> {
+) -> Result<Arc<dyn SecondFactor>, AppError> {
     let authy = config
         .authy
         .as_ref()
-        .ok_or_else(|| ServerError::Provider("authy: no [authy] api_key".into()))?;
+        .ok_or_else(|| AppError::Provider("authy: no [authy] api_key".into()))?;
     let key = authy.api_key.expose().to_owned();
     let client = AuthyClient::new(authy.api_url.as_str(), key, authy.timeout)
-        .map_err(|e| ServerError::Provider(format!("authy: {e}")))?;
+        .map_err(|e| AppError::Provider(format!("authy: {e}")))?;
     Ok(Arc::new(AuthyFactor::new(
         client,
         authy.send_install_link,
@@ -97,13 +98,13 @@ fn authy(
     )))
 }
 
-fn verify(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<dyn SecondFactor>, ServerError> {
+fn verify(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<dyn SecondFactor>, AppError> {
     let verify = config
         .verify
         .as_ref()
-        .ok_or_else(|| ServerError::Provider("verify: no [verify] account_sid".into()))?;
+        .ok_or_else(|| AppError::Provider("verify: no [verify] account_sid".into()))?;
     let client = VerifyClient::new(&settings(verify))
-        .map_err(|e| ServerError::Provider(format!("verify: {e}")))?;
+        .map_err(|e| AppError::Provider(format!("verify: {e}")))?;
     Ok(Arc::new(VerifyFactor::new(client, metrics.clone())))
 }
 

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::auth::clock::testing::ManualClock;
+use crate::clock::testing::ManualClock;
 use crate::factor::authy::params;
 use crate::factor::authy::signature::{canonical_params, canonical_query, sign};
 

@@ -1,4 +1,4 @@
-//! What the enrolment page shows for a new secret: the otpauth URI, its QR
+//! What the enrollment page shows for a new secret: the otpauth URI, its QR
 //! code drawn here as inline SVG (no image service ever sees the secret),
 //! and the secret as text for typing in by hand.
 

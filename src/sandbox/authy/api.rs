@@ -6,13 +6,13 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::Shared;
-use super::codes;
-use super::state::DEFAULT_EXPIRY;
-use super::state::{
+use crate::sandbox::Shared;
+use crate::sandbox::codes;
+use crate::sandbox::state::DEFAULT_EXPIRY;
+use crate::sandbox::state::{
     Approval, Channel, NewApproval, NewUser, SendOutcome, State, VerifyOutcome, Via,
 };
-use super::wire::{Incoming, Reply, authy_error, is_true, json_reply, text};
+use crate::sandbox::wire::{Incoming, Reply, authy_error, is_true, json_reply, text};
 
 const API_KEY_HEADER: &str = "x-authy-api-key";
 pub const APP_NAME: &str = "authgate sandbox";

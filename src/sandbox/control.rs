@@ -24,7 +24,7 @@ use http::uri::Authority;
 use minijinja::{Environment, context};
 use serde_json::{Value, json};
 
-use super::callback::{self, Delivery};
+use super::authy::callback::{self, Delivery};
 use super::state::{Approval, Decision, Status};
 use super::verify::state::Fault;
 use super::wire::{Incoming, Reply, html_reply, json_error, json_reply, see_other, text};

@@ -12,8 +12,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use super::authy::api;
 use super::wire::{Incoming, Reply};
-use super::{Shared, api, control, verify};
+use super::{Shared, control, verify};
 
 /// In-flight requests get this long after shutdown; a sandbox has no
 /// reason to linger.

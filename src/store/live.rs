@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
-use crate::store::{SessionKey, SessionRecord, SessionStore, StoreError};
+use super::{SessionKey, SessionRecord, SessionStore, StoreError};
 
 /// Refreshes per idle timeout: `last_seen` lags real use by at most a
 /// 24th of the timeout, so an idle session ends at most about 4 % early.
@@ -654,16 +654,10 @@ mod tests {
             self.reopened.fetch_add(1, Ordering::SeqCst);
             self.check()
         }
-        fn factor_subject(&self, m: &str, e: &str) -> Result<Option<String>, StoreError> {
-            self.inner.factor_subject(m, e)
-        }
-        fn set_factor_subject(&self, m: &str, e: &str, s: &str) -> Result<(), StoreError> {
-            self.inner.set_factor_subject(m, e, s)
-        }
-        fn signup_users(&self) -> Result<Vec<crate::users::User>, StoreError> {
+        fn signup_users(&self) -> Result<Vec<crate::model::User>, StoreError> {
             self.inner.signup_users()
         }
-        fn insert_signup_user(&self, u: &crate::users::User) -> Result<bool, StoreError> {
+        fn insert_signup_user(&self, u: &crate::model::User) -> Result<bool, StoreError> {
             self.inner.insert_signup_user(u)
         }
     }

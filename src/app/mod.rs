@@ -1,0 +1,132 @@
+//! Assembles the application from the config: opens the store, loads the
+//! users, builds the second-factor providers, the authenticator and the
+//! gateway, and runs the background tasks and the metrics listener. The
+//! transport (`server`) gets only the finished handler.
+
+mod background;
+mod factors;
+
+pub use factors::sealer as totp_sealer;
+
+use std::sync::Arc;
+
+use crate::auth::password::{PasswordChecker, PasswordError};
+use crate::auth::regulation::Regulation;
+use crate::auth::{AuthDeps, AuthSettings, Authenticator};
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::metrics::{Metrics, MetricsServer};
+use crate::proxy::{ProxyError, Upstream};
+use crate::store::{LiveSessions, SessionStore, SledStore, StoreError};
+use crate::users::{Directory, LiveUsers, UsersFile, UsersFileError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("users.file: {0}")]
+    Users(#[from] UsersFileError),
+    #[error(transparent)]
+    Upstream(#[from] ProxyError),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// A second-factor provider could not be set up; starts with its name.
+    #[error("{0}")]
+    Provider(String),
+    /// The metrics listener could not start; the message names the key.
+    #[error("{0}")]
+    Metrics(#[from] std::io::Error),
+}
+
+/// The running application: what the listener serves, and what must stop
+/// (and flush) after it.
+pub struct App {
+    gateway: Arc<Gateway>,
+    sessions: Arc<LiveSessions>,
+    metrics: MetricsServer,
+    tasks: background::Tasks,
+}
+
+impl App {
+    /// Everything the config names, started; the listener comes next.
+    pub async fn build(config: &Config) -> Result<App, AppError> {
+        let metrics = Arc::new(Metrics::new());
+        let store = Arc::new(SledStore::open(&config.store.path)?);
+        let signed_up = store.signup_users()?;
+        let factors = factors::build(config, &metrics, &store)?;
+        let sessions = Arc::new(LiveSessions::load(store)?);
+        let users = Arc::new(LiveUsers::new(
+            UsersFile::load(&config.users.file)?.into_users(),
+        ));
+        let directory = Arc::new(Directory::new(users.clone(), signed_up));
+        let upstream = config
+            .upstream
+            .as_ref()
+            .map(|u| Upstream::new(u, &config.server.allowed_upgrades, &config.proxy))
+            .transpose()?;
+        let deps = AuthDeps {
+            sessions: sessions.clone(),
+            users: directory,
+            passwords: password_checker(config).await?,
+            regulation: Regulation::new(&config.regulation),
+            clock: Arc::new(SystemClock),
+            providers: factors.providers,
+            totp: factors.totp,
+            factor_store: Some(factors.store),
+        };
+        let auth = Arc::new(Authenticator::new(deps, settings(config)));
+        let gateway = Gateway::new(
+            config,
+            auth.clone(),
+            sessions.clone(),
+            upstream,
+            metrics.clone(),
+        );
+        let metrics = crate::metrics::serve(&config.metrics, metrics, sessions.clone()).await?;
+        let tasks = background::start(config, sessions.clone(), auth, users);
+        tracing::info!(sessions = sessions.len(), "sessions loaded");
+        Ok(App {
+            gateway: Arc::new(gateway),
+            sessions,
+            metrics,
+            tasks,
+        })
+    }
+
+    /// What the listener serves.
+    pub fn handler(&self) -> Arc<Gateway> {
+        self.gateway.clone()
+    }
+
+    /// After the listener has drained: stops the background work and makes
+    /// every session write durable.
+    pub fn stop(self) -> Result<(), AppError> {
+        self.metrics.stop();
+        self.tasks.stop();
+        self.sessions.flush()?;
+        tracing::info!("authgate stopped");
+        Ok(())
+    }
+}
+
+async fn password_checker(config: &Config) -> Result<PasswordChecker, PasswordError> {
+    let hashes = config.auth.max_concurrent_hashes;
+    tokio::task::spawn_blocking(move || PasswordChecker::new(hashes))
+        .await
+        .map_err(|e| PasswordError::Hash(e.to_string()))?
+}
+
+fn settings(config: &Config) -> AuthSettings {
+    AuthSettings {
+        idle_timeout: config.session.idle_timeout.as_secs(),
+        lifetime: config.session.lifetime.as_secs(),
+        second_factor: config.auth.second_factor,
+        challenge_timeout: config.auth.challenge_timeout.as_secs(),
+        onetouch_message: config
+            .authy
+            .as_ref()
+            .map_or_else(String::new, |a| a.onetouch_message.clone()),
+        totp_enrollment: config.totp.enrollment,
+    }
+}

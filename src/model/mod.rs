@@ -1,0 +1,10 @@
+//! The shared vocabulary: second-factor methods, access policies and user
+//! records. A leaf: it imports nothing of ours, so every layer may use it.
+
+mod method;
+mod policy;
+mod user;
+
+pub use method::{Delivery, Method, PushStatus};
+pub use policy::Policy;
+pub use user::{IDENTITY_HEADERS, IdentityHeaders, User};

@@ -1,0 +1,34 @@
+//! The HTTP vocabulary that transport, routing and the proxy share: one
+//! response body type for generated pages and streamed upstream bodies, and
+//! what the accept loop knows of a connection. A leaf: it imports nothing
+//! of ours.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// A body that is whole at once.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// Per-connection facts handed down from the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The connection came in over TLS (our own, not a proxy's in front).
+    pub tls: bool,
+}
+
+impl ConnInfo {
+    /// The scheme the client used to reach this listener.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+}
