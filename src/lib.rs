@@ -1,8 +1,26 @@
-//! authgate: a two-factor authentication gateway. The modules follow the
-//! layers of DESIGN.md, top to bottom: `server` (transport) → `gateway`
-//! (routing) → `auth` (the login state machine) → `store`; `proxy` forwards
-//! confirmed requests, `pages` renders HTML, `config` and `users` load what
-//! the operator wrote.
+//! authgate: a two-factor authentication gateway.
+//!
+//! The modules are layers. Each imports only modules of the layers below
+//! it, never one above and never one beside it; `tests/it/layers.rs` reads
+//! the imports and holds the code to this list. Top to bottom:
+//!
+//! | layer | modules |
+//! | --- | --- |
+//! | the demo: a whole world on one machine | demo |
+//! | assembly: build the application from the config; logging set-up | app, logging |
+//! | transport: listeners, TLS, the fast path, shutdown | server |
+//! | routing: portal, webhook, forward-auth or proxy, per request | gateway |
+//! | forwarding upstream; rendering pages | proxy, pages |
+//! | the login state machine, over traits | auth |
+//! | the Authy and Verify simulators | sandbox |
+//! | second-factor providers | factor |
+//! | counters | metrics |
+//! | sessions and durable state; the users file | store, users |
+//! | the operator's config, raw → validated | config |
+//! | access rules and request normalization | access |
+//! | shared vocabulary, imports nothing of ours | model, clock, wire |
+//!
+//! `docs/architecture.md` walks a request through them.
 
 pub mod access;
 pub mod app;

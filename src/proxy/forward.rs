@@ -14,24 +14,13 @@ use hyper::body::Incoming;
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
+use super::ProxyError;
 use super::headers::{self, StrippedHeaders};
 use super::pool::{Endpoint, UpstreamPool};
 use super::upgrade::{self, ConnectionSlot};
 use crate::config::{ProxyConfig, UpstreamConfig};
 use crate::model::User;
 use crate::wire::Body;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
-    #[error("upstream connection failed: {0}")]
-    Connect(String),
-    #[error("upstream did not answer in time")]
-    Timeout,
-    #[error("upstream request failed: {0}")]
-    Request(String),
-    #[error("upstream.url: {0}")]
-    Config(String),
-}
 
 /// What the gateway decided about the request, for the headers upstream.
 pub struct ForwardContext<'a> {

@@ -1,10 +1,12 @@
 //! Forwarding a confirmed request to the upstream and its answer back.
 
+mod error;
 mod forward;
 pub mod headers;
 mod pool;
 mod upgrade;
 
-pub use forward::{ForwardContext, ProxyError, Upstream};
+pub use error::ProxyError;
+pub use forward::{ForwardContext, Upstream};
 pub use headers::StrippedHeaders;
 pub use upgrade::{ConnectionSlot, TUNNEL_IDLE, Tunnels, tunnels};

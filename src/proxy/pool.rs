@@ -21,7 +21,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::forward::ProxyError;
+use super::ProxyError;
 
 /// Idle connections are dropped before a typical upstream's own keep-alive
 /// timeout, so a request is rarely sent on a closing socket.

@@ -12,6 +12,7 @@ mod cli;
 mod config_errors;
 mod crash;
 mod forward_auth;
+mod layers;
 mod limits;
 mod login;
 mod logout;
