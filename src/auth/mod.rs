@@ -4,14 +4,15 @@
 
 pub mod challenge;
 pub mod enrollment;
+pub mod error;
 pub mod flow;
 pub mod methods;
 pub mod password;
 pub mod regulation;
 pub mod signup;
+mod state;
 
 pub use challenge::{ChallengeView, Requester, StatusOutcome};
-pub use flow::{
-    Access, AuthDeps, AuthError, AuthSettings, Authenticator, Identified, LoginSuccess, StepUp,
-};
+pub use error::AuthError;
+pub use flow::{Access, AuthDeps, AuthSettings, Authenticator, Identified, LoginSuccess, StepUp};
 pub use signup::SignUpForm;
