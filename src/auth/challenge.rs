@@ -27,7 +27,7 @@ use crate::store::{AuthLevel, Challenge, Phase, SessionId, SessionKey, SessionRe
 use super::error::{AuthError, provider_error};
 use super::flow::{Authenticator, Identified};
 use super::methods::factor_user;
-pub use super::state::MAX_WRONG_CODES;
+use super::state::MAX_WRONG_CODES;
 use super::state::{self, Event, Transition};
 
 /// The shortest gap between two "resend code" requests of one session.
@@ -144,7 +144,7 @@ impl Authenticator {
             method,
             subject,
             phase: Phase::AwaitingCode,
-            wrong_codes: 0,
+            wrong_codes: session.challenge.as_ref().map_or(0, |c| c.wrong_codes),
             expires_at: now + self.settings.challenge_timeout,
             last_code_sent: None,
         };
@@ -175,11 +175,13 @@ impl Authenticator {
         // stored count includes the codes checked since `session` was read.
         let mut started = None;
         self.sessions.update(&id.key(), |s| {
-            state::on(&mut s.challenge, Event::Started(challenge), now);
+            state::on(&mut s.challenge, Event::Started(challenge.clone()), now);
             started = s.challenge.clone();
             true
         })?;
-        let started = started.ok_or(AuthError::LoginRequired)?;
+        // A session ended meanwhile still gets its page; the next request
+        // finds it gone.
+        let started = started.unwrap_or_else(|| Box::new(challenge));
         let shown = self.view(&started, methods)?;
         if let Phase::AwaitingPush { push_id, .. } = &started.phase {
             self.pending_pushes.insert(push_id.clone(), id.key());
