@@ -130,3 +130,101 @@ pub(super) fn on(challenge: &mut Option<Box<Challenge>>, event: Event<'_>, now: 
         (None, Event::CodeUnchecked | Event::CodeSent) => Transition::Ignored { stale: true },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Method;
+    use crate::store::Phase;
+
+    const NOW: u64 = 1_000;
+
+    fn pushed(wrong_codes: u32) -> Option<Box<Challenge>> {
+        Some(Box::new(Challenge {
+            method: Method::Authy,
+            subject: "1001".into(),
+            phase: Phase::AwaitingPush {
+                push_id: "p-1".into(),
+                status: PushStatus::Pending,
+            },
+            wrong_codes,
+            expires_at: NOW + 300,
+            last_code_sent: None,
+        }))
+    }
+
+    fn answer<'a>(push_id: &'a str, subject: Option<&'a str>) -> Event<'a> {
+        Event::PushAnswered {
+            push_id,
+            subject,
+            status: PushStatus::Approved,
+        }
+    }
+
+    #[test]
+    fn a_push_answer_applies_once_to_its_pending_push_and_subject() {
+        let mut challenge = pushed(0);
+        let other_subject = on(&mut challenge, answer("p-1", Some("9999")), NOW);
+        assert!(matches!(
+            other_subject,
+            Transition::Ignored { stale: false }
+        ));
+        let other_push = on(&mut challenge, answer("p-2", Some("1001")), NOW);
+        assert!(matches!(other_push, Transition::Ignored { stale: true }));
+        assert!(matches!(
+            on(&mut challenge, answer("p-1", None), NOW),
+            Transition::Moved
+        ));
+        assert_eq!(
+            challenge.as_ref().unwrap().push_status(),
+            Some(PushStatus::Approved)
+        );
+        let again = on(&mut challenge, answer("p-1", Some("1001")), NOW);
+        assert!(matches!(again, Transition::Ignored { stale: true }));
+        let gone = on(&mut None, answer("p-1", Some("1001")), NOW);
+        assert!(matches!(gone, Transition::Ignored { stale: true }));
+    }
+
+    #[test]
+    fn codes_are_counted_until_the_last_try_and_only_while_live() {
+        let mut challenge = pushed(MAX_WRONG_CODES - 1);
+        let last = on(&mut challenge, Event::CodePosted, NOW);
+        assert!(matches!(last, Transition::Counted(MAX_WRONG_CODES)));
+        let beyond = on(&mut challenge, Event::CodePosted, NOW);
+        assert!(matches!(
+            beyond,
+            Transition::Refused(AuthError::RateLimited { retry_after: 1 })
+        ));
+        assert!(on(&mut challenge, Event::CodeUnchecked, NOW).changed());
+        let expired = on(&mut challenge, Event::CodePosted, NOW + 300);
+        assert!(matches!(
+            expired,
+            Transition::Refused(AuthError::ChallengeExpired)
+        ));
+        let none = on(&mut None, Event::CodePosted, NOW);
+        assert!(matches!(
+            none,
+            Transition::Refused(AuthError::ChallengeExpired)
+        ));
+    }
+
+    #[test]
+    fn a_new_challenge_keeps_the_count_and_a_first_code_keeps_the_first() {
+        let mut challenge = pushed(3);
+        let code = Challenge {
+            method: Method::Verify,
+            phase: Phase::AwaitingCode,
+            last_code_sent: Some(NOW),
+            ..*pushed(0).unwrap()
+        };
+        assert!(on(&mut challenge, Event::Started(code.clone()), NOW).changed());
+        assert_eq!(challenge.as_deref().map(|c| c.method), Some(Method::Verify));
+        assert_eq!(challenge.as_ref().unwrap().wrong_codes, 3);
+        let first = on(&mut challenge, Event::CodeFirst(*pushed(0).unwrap()), NOW);
+        assert!(matches!(first, Transition::Ignored { stale: false }));
+        assert_eq!(challenge.as_deref().map(|c| c.method), Some(Method::Verify));
+        let mut none = None;
+        assert!(on(&mut none, Event::CodeFirst(code), NOW).changed());
+        assert_eq!(none.unwrap().wrong_codes, 0);
+    }
+}
