@@ -19,22 +19,19 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::factor::{CodeCheck, FactorError, PushRequest};
+use crate::factor::{CodeCheck, PushRequest};
 use crate::model::User;
 use crate::model::{Delivery, Method, PushStatus};
-use crate::store::{AuthLevel, Challenge, Push, SessionKey, SessionRecord};
+use crate::store::{AuthLevel, Challenge, Phase, SessionId, SessionKey, SessionRecord};
 
-use super::flow::{AuthError, Authenticator};
+use super::error::{AuthError, provider_error};
+use super::flow::{Authenticator, Identified};
 use super::methods::factor_user;
-use crate::store::SessionId;
+use super::state::MAX_WRONG_CODES;
+use super::state::{self, Event, Transition};
 
-/// Wrong codes that end the pending session.
-pub const MAX_WRONG_CODES: u32 = 5;
 /// The shortest gap between two "resend code" requests of one session.
 pub const RESEND_EVERY_SECS: u64 = 30;
-/// The wait asked of a code refused while the tries left are taken by
-/// codes being checked: those end within a second or two.
-const CODES_IN_FLIGHT_RETRY_SECS: u64 = 1;
 
 /// A code counted as wrong before its check. Settled as `valid`, `wrong`
 /// or `unchecked` (the provider gave no answer: the try is given back);
@@ -69,16 +66,10 @@ impl CodeAttempt<'_> {
 
     pub(super) fn unchecked(mut self) {
         self.settled = true;
-        let given_back = self
-            .auth
-            .sessions
-            .update(&self.key, |s| match s.challenge.as_mut() {
-                Some(c) => {
-                    c.wrong_codes = c.wrong_codes.saturating_sub(1);
-                    true
-                }
-                None => false,
-            });
+        let now = self.auth.clock.now();
+        let given_back = self.auth.sessions.update(&self.key, |s| {
+            state::on(&mut s.challenge, Event::CodeUnchecked, now).changed()
+        });
         if let Err(err) = given_back {
             tracing::warn!(error = %err, "giving back an unchecked code's try failed");
         }
@@ -141,7 +132,7 @@ impl Authenticator {
         let methods = self.methods_of(&user)?;
         let method = pick(&methods, wanted)?;
         let live = session.challenge.as_ref().filter(|c| c.expires_at > now);
-        if let Some(challenge) = live.filter(|c| c.method == method.as_str()) {
+        if let Some(challenge) = live.filter(|c| c.method == method) {
             return self.view(challenge, methods);
         }
         let provider = self.provider_for(method)?;
@@ -150,49 +141,50 @@ impl Authenticator {
             .await
             .map_err(provider_error)?;
         let mut challenge = Challenge {
-            method: method.as_str().to_owned(),
+            method,
             subject,
-            push: None,
-            push_failed: false,
+            phase: Phase::AwaitingCode,
             wrong_codes: session.challenge.as_ref().map_or(0, |c| c.wrong_codes),
             expires_at: now + self.settings.challenge_timeout,
             last_code_sent: None,
-            enrolling: None,
         };
         match provider.delivery() {
             Delivery::Push => {
                 let request = self.push_request(&user, requester, now);
                 match provider.start_push(&challenge.subject, &request).await {
-                    Ok(push) => {
-                        challenge.push = push.map(|id| Push {
-                            id,
+                    Ok(Some(push_id)) => {
+                        challenge.phase = Phase::AwaitingPush {
+                            push_id,
                             status: PushStatus::Pending,
-                        });
+                        };
                     }
-                    Err(_) => challenge.push_failed = true,
+                    Ok(None) => {}
+                    Err(_) => challenge.phase = Phase::SendFailed,
                 }
             }
             Delivery::SentCode => match provider.send_code(&challenge.subject).await {
                 Ok(()) => challenge.last_code_sent = Some(now),
                 Err(err) => {
                     tracing::warn!(error = %err, method = method.as_str(), "sending a code failed");
-                    challenge.push_failed = true;
+                    challenge.phase = Phase::SendFailed;
                 }
             },
             Delivery::AppCode => {}
         }
+        // Switching methods must not reset the count of wrong codes; the
+        // stored count includes the codes checked since `session` was read.
+        let mut started = None;
         self.sessions.update(&id.key(), |s| {
-            // Switching methods must not reset the count of wrong codes;
-            // the stored count includes the codes checked since `session`
-            // was read.
-            challenge.wrong_codes = s.challenge.as_ref().map_or(0, |c| c.wrong_codes);
-            s.challenge = Some(Box::new(challenge.clone()));
+            state::on(&mut s.challenge, Event::Started(challenge.clone()), now);
+            started = s.challenge.clone();
             true
         })?;
-        let shown = self.view(&challenge, methods)?;
-        let pushed = challenge.push.as_ref().map(|p| p.id.clone());
-        if let Some(push_id) = pushed {
-            self.pending_pushes.insert(push_id, id.key());
+        // A session ended meanwhile still gets its page; the next request
+        // finds it gone.
+        let started = started.unwrap_or_else(|| Box::new(challenge));
+        let shown = self.view(&started, methods)?;
+        if let Phase::AwaitingPush { push_id, .. } = &started.phase {
+            self.pending_pushes.insert(push_id.clone(), id.key());
         }
         Ok(shown)
     }
@@ -211,24 +203,18 @@ impl Authenticator {
         let Some(key) = self.pending_pushes.get(push_id).map(|k| *k) else {
             return false;
         };
-        // Stale: the session or its pending push is gone. A mismatched
-        // subject is not stale: the real answer may still come.
+        // Stale until the session is found with that pending push.
         let mut stale = true;
+        let answer = Event::PushAnswered {
+            push_id,
+            subject,
+            status,
+        };
+        let now = self.clock.now();
         let applied = self.sessions.update(&key, |s| {
-            let Some(challenge) = s.challenge.as_mut() else {
-                return false;
-            };
-            let subject_matches = subject.is_none_or(|sub| sub == challenge.subject);
-            match challenge.push.as_mut() {
-                Some(push) if push.id == push_id && push.status == PushStatus::Pending => {
-                    stale = false;
-                    if subject_matches {
-                        push.status = status;
-                    }
-                    subject_matches
-                }
-                _ => false,
-            }
+            let moved = state::on(&mut s.challenge, answer, now);
+            stale = matches!(moved, Transition::Ignored { stale: true });
+            moved.changed()
         });
         let applied = matches!(applied, Ok(true));
         if applied || stale {
@@ -270,12 +256,29 @@ impl Authenticator {
         let Some(challenge) = session.challenge.as_ref() else {
             return Ok(StatusOutcome::Waiting(None));
         };
-        match challenge.push.as_ref().map(|p| p.status) {
+        match challenge.push_status() {
             Some(PushStatus::Approved) => Ok(StatusOutcome::Confirmed(self.step_up(id, &session)?)),
             Some(PushStatus::Pending) if challenge.expires_at <= now => {
                 Ok(StatusOutcome::Waiting(Some(PushStatus::Expired)))
             }
             status => Ok(StatusOutcome::Waiting(status)),
+        }
+    }
+
+    /// Proxy mode's step up on the request path: a push approved since the
+    /// last request makes the session `two_factor` under a new id.
+    pub(super) fn step_up_approved_push(&self, who: &Identified) -> Option<SessionId> {
+        let approved = who
+            .session
+            .challenge
+            .as_ref()
+            .is_some_and(|c| c.push_status() == Some(PushStatus::Approved));
+        if !approved {
+            return None;
+        }
+        match self.push_outcome(&who.id) {
+            Ok(StatusOutcome::Confirmed(new_id)) => Some(new_id),
+            _ => None,
         }
     }
 
@@ -287,10 +290,10 @@ impl Authenticator {
             Some(_) => self.live_challenge(&session)?.clone(),
             None => self.code_challenge(id, &user).await?,
         };
-        if challenge.enrolling.is_some() {
+        if matches!(challenge.phase, Phase::Enrolling { .. }) {
             return Err(AuthError::NoSecondFactor);
         }
-        let method = Method::parse(&challenge.method).ok_or(AuthError::ChallengeExpired)?;
+        let method = challenge.method;
         // Checked again: an admin reset since the challenge began voids it.
         if !self.methods_of(&user)?.contains(&method) {
             return Err(AuthError::NoSecondFactor);
@@ -317,26 +320,24 @@ impl Authenticator {
     async fn code_challenge(&self, id: &SessionId, user: &User) -> Result<Challenge, AuthError> {
         let method = pick(&self.methods_of(user)?, None)?;
         let provider = self.provider_for(method)?;
+        let now = self.clock.now();
         let challenge = Challenge {
-            method: method.as_str().to_owned(),
+            method,
             subject: provider
                 .subject(&factor_user(user))
                 .await
                 .map_err(provider_error)?,
-            push: None,
-            push_failed: false,
+            phase: Phase::AwaitingCode,
             wrong_codes: 0,
-            expires_at: self.clock.now() + self.settings.challenge_timeout,
+            expires_at: now + self.settings.challenge_timeout,
             last_code_sent: None,
-            enrolling: None,
         };
         // Concurrent first posts: the first challenge stored is kept, with
         // its count.
         let mut kept = None;
         self.sessions.update(&id.key(), |s| {
-            let created = s.challenge.is_none();
-            let current = s.challenge.get_or_insert_with(|| Box::new(challenge));
-            kept = Some(Challenge::clone(current));
+            let created = state::on(&mut s.challenge, Event::CodeFirst(challenge), now).changed();
+            kept = s.challenge.as_deref().cloned();
             created
         })?;
         kept.ok_or(AuthError::LoginRequired)
@@ -355,7 +356,7 @@ impl Authenticator {
                 });
             }
         }
-        let method = Method::parse(&challenge.method).ok_or(AuthError::ChallengeExpired)?;
+        let method = challenge.method;
         let provider = self.provider_for(method)?;
         if provider.delivery() == Delivery::AppCode {
             return Err(AuthError::ProviderRejected(format!(
@@ -367,14 +368,9 @@ impl Authenticator {
             .send_code(&challenge.subject)
             .await
             .map_err(provider_error)?;
-        self.sessions
-            .update(&id.key(), |s| match s.challenge.as_mut() {
-                Some(c) => {
-                    c.last_code_sent = Some(now);
-                    true
-                }
-                None => false,
-            })?;
+        self.sessions.update(&id.key(), |s| {
+            state::on(&mut s.challenge, Event::CodeSent, now).changed()
+        })?;
         Ok(())
     }
 
@@ -409,15 +405,11 @@ impl Authenticator {
         let now = self.clock.now();
         let mut reserved = Err(AuthError::LoginRequired);
         self.sessions.update(&key, |s| {
-            reserved = match s.challenge.as_mut().filter(|c| c.expires_at > now) {
-                None => Err(AuthError::ChallengeExpired),
-                Some(c) if c.wrong_codes >= MAX_WRONG_CODES => Err(AuthError::RateLimited {
-                    retry_after: CODES_IN_FLIGHT_RETRY_SECS,
-                }),
-                Some(c) => {
-                    c.wrong_codes += 1;
-                    Ok(c.wrong_codes)
-                }
+            reserved = match state::on(&mut s.challenge, Event::CodePosted, now) {
+                Transition::Counted(number) => Ok(number),
+                Transition::Refused(err) => Err(err),
+                // Not an answer to a posted code: refused all the same.
+                Transition::Moved | Transition::Ignored { .. } => Err(AuthError::ChallengeExpired),
             };
             reserved.is_ok()
         })?;
@@ -493,9 +485,12 @@ impl Authenticator {
     pub(super) fn index_pending_pushes(&self) {
         self.sessions
             .for_each(|key: &SessionKey, s: &SessionRecord| {
-                let pending = s.challenge.as_ref().and_then(|c| c.push.as_ref());
-                if let Some(push) = pending.filter(|p| p.status == PushStatus::Pending) {
-                    self.pending_pushes.insert(push.id.clone(), *key);
+                if let Some(Phase::AwaitingPush {
+                    push_id,
+                    status: PushStatus::Pending,
+                }) = s.challenge.as_ref().map(|c| &c.phase)
+                {
+                    self.pending_pushes.insert(push_id.clone(), *key);
                 }
             });
     }
@@ -516,9 +511,9 @@ impl Authenticator {
         challenge: &Challenge,
         methods: Vec<Method>,
     ) -> Result<ChallengeView, AuthError> {
-        let method = Method::parse(&challenge.method).ok_or(AuthError::ChallengeExpired)?;
+        let method = challenge.method;
         let expired = challenge.expires_at <= self.clock.now();
-        let push = challenge.push.as_ref().map(|p| match p.status {
+        let push = challenge.push_status().map(|status| match status {
             PushStatus::Pending if expired => PushStatus::Expired,
             status => status,
         });
@@ -527,7 +522,7 @@ impl Authenticator {
             delivery: self.provider_for(method)?.delivery(),
             methods,
             push,
-            push_failed: challenge.push_failed,
+            push_failed: challenge.phase == Phase::SendFailed,
             code_sent: challenge.last_code_sent.is_some(),
             wrong_codes_left: MAX_WRONG_CODES.saturating_sub(challenge.wrong_codes),
         })
@@ -538,18 +533,6 @@ impl Authenticator {
         let (session, user) = self.pending_session(id).ok()?;
         let challenge = session.challenge.as_ref()?;
         self.view(challenge, self.methods_of(&user).ok()?).ok()
-    }
-}
-
-pub(super) fn provider_error(err: FactorError) -> AuthError {
-    match err {
-        FactorError::Unavailable(detail) => {
-            tracing::warn!(error = %detail, "second-factor provider unavailable");
-            AuthError::ProviderUnavailable
-        }
-        FactorError::Rejected(detail) => AuthError::ProviderRejected(detail),
-        FactorError::Expired => AuthError::CodeExpired,
-        FactorError::RateLimited { retry_after } => AuthError::RateLimited { retry_after },
     }
 }
 

@@ -15,11 +15,11 @@ use crate::config::TotpEnrollment;
 use crate::factor::CodeCheck;
 use crate::model::Method;
 use crate::model::User;
-use crate::store::Challenge;
+use crate::store::{Challenge, Phase, SessionId};
 
-use super::challenge::provider_error;
-use super::flow::{AuthError, Authenticator};
-use crate::store::SessionId;
+use super::error::{AuthError, provider_error};
+use super::flow::Authenticator;
+use super::state::{self, Event, MAX_WRONG_CODES};
 
 /// What the enrollment page shows.
 pub struct EnrollmentView {
@@ -63,31 +63,34 @@ impl Authenticator {
         let totp = self.totp.as_ref().ok_or(AuthError::NoSecondFactor)?;
         let now = self.clock.now();
         let live = session.challenge.as_ref().filter(|c| c.expires_at > now);
-        let (enrollment, wrong_codes) = match live.and_then(|c| Some((c.enrolling.as_ref()?, c))) {
-            Some((sealed, challenge)) => (
+        let shown = live.and_then(|c| match &c.phase {
+            Phase::Enrolling { sealed_secret } => Some((sealed_secret, c.wrong_codes)),
+            _ => None,
+        });
+        let (enrollment, wrong_codes) = match shown {
+            Some((sealed, wrong_codes)) => (
                 totp.show_enrollment(&user.email, sealed)
                     .map_err(provider_error)?,
-                challenge.wrong_codes,
+                wrong_codes,
             ),
             None => {
                 let enrollment = totp.begin_enrollment(&user.email).map_err(provider_error)?;
-                let mut challenge = Challenge {
-                    method: Method::Totp.as_str().to_owned(),
+                let challenge = Challenge {
+                    method: Method::Totp,
                     subject: user.email.to_lowercase(),
-                    push: None,
-                    push_failed: false,
+                    phase: Phase::Enrolling {
+                        sealed_secret: enrollment.sealed.clone(),
+                    },
                     wrong_codes: 0,
                     expires_at: now + self.settings.challenge_timeout,
                     last_code_sent: None,
-                    enrolling: Some(enrollment.sealed.clone()),
                 };
                 // The stored count, which includes codes checked since
                 // `session` was read.
                 let mut wrong_codes = 0;
                 self.sessions.update(&id.key(), |s| {
+                    state::on(&mut s.challenge, Event::Started(challenge), now);
                     wrong_codes = s.challenge.as_ref().map_or(0, |c| c.wrong_codes);
-                    challenge.wrong_codes = wrong_codes;
-                    s.challenge = Some(Box::new(challenge));
                     true
                 })?;
                 (enrollment, wrong_codes)
@@ -98,7 +101,7 @@ impl Authenticator {
             uri: enrollment.uri,
             qr_svg: enrollment.qr_svg,
             was_reset: user.second_factor_reset.is_some(),
-            wrong_codes_left: super::challenge::MAX_WRONG_CODES.saturating_sub(wrong_codes),
+            wrong_codes_left: MAX_WRONG_CODES.saturating_sub(wrong_codes),
         })
     }
 
@@ -117,10 +120,12 @@ impl Authenticator {
         }
         let totp = self.totp.as_ref().ok_or(AuthError::NoSecondFactor)?;
         let challenge = self.live_challenge(&session)?;
-        let sealed = challenge
-            .enrolling
-            .as_ref()
-            .ok_or(AuthError::ChallengeExpired)?;
+        let Phase::Enrolling {
+            sealed_secret: sealed,
+        } = &challenge.phase
+        else {
+            return Err(AuthError::ChallengeExpired);
+        };
         let attempt = self.reserve_code(id)?;
         match totp.finish_enrollment(&user.email, user.second_factor_reset, sealed, code.trim()) {
             Ok(CodeCheck::Valid) => {

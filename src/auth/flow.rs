@@ -10,64 +10,19 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use crate::clock::Clock;
 use crate::config::{SecondFactorMode, TotpEnrollment};
 use crate::factor::SecondFactor;
 use crate::factor::totp::TotpFactor;
 use crate::model::Policy;
-use crate::model::PushStatus;
 use crate::model::User;
-use crate::store::{AuthLevel, FactorStore, SessionKey, SessionRecord, StoreError};
+use crate::store::{AuthLevel, FactorStore, SessionKey, SessionRecord};
+use crate::store::{LiveSessions, SessionId};
 use crate::users::UserDirectory;
 
+use super::error::AuthError;
 use super::password::{MAX_PASSWORD_CHARS, PasswordChecker};
-use super::regulation::{Banned, Regulation};
-use crate::clock::Clock;
-use crate::store::{LiveSessions, SessionId};
-
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    /// Wrong password and unknown email are the same error on purpose.
-    #[error("invalid email or password")]
-    InvalidCredentials,
-    #[error("too many failed attempts; retry in {retry_after}s")]
-    RateLimited { retry_after: u64 },
-    #[error("password longer than {MAX_PASSWORD_CHARS} characters")]
-    PasswordTooLong,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("no live session")]
-    LoginRequired,
-    #[error("the session has its second factor already")]
-    AlreadyConfirmed,
-    #[error("the second-factor challenge expired")]
-    ChallengeExpired,
-    #[error("wrong code; {left} tries left")]
-    InvalidCode { left: u32 },
-    #[error("too many wrong codes; the session was ended")]
-    TooManyWrongCodes,
-    #[error("the second-factor provider cannot be reached")]
-    ProviderUnavailable,
-    #[error("the second-factor provider refused: {0}")]
-    ProviderRejected(String),
-    /// The code was sent too long ago or used already: a new one is needed.
-    #[error("the code expired or was used already")]
-    CodeExpired,
-    /// The user has no second factor this gateway offers (and may not
-    /// enroll one now).
-    #[error("no second factor is set up for this account")]
-    NoSecondFactor,
-    /// A sign-up form the gateway will not take; the text is for the user.
-    #[error("sign-up refused: {0}")]
-    Signup(&'static str),
-}
-
-impl From<Banned> for AuthError {
-    fn from(b: Banned) -> Self {
-        AuthError::RateLimited {
-            retry_after: b.retry_after,
-        }
-    }
-}
+use super::regulation::Regulation;
 
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
@@ -240,16 +195,8 @@ impl Authenticator {
             self.sessions.touch(&who.key, self.clock.now(), every);
             return Access::Granted(Some(who.user.clone()));
         }
-        let approved = who
-            .session
-            .challenge
-            .as_ref()
-            .and_then(|c| c.push.as_ref())
-            .is_some_and(|p| p.status == PushStatus::Approved);
-        if approved
-            && step_up == StepUp::Allowed
-            && let Ok(super::challenge::StatusOutcome::Confirmed(new_id)) =
-                self.push_outcome(&who.id)
+        if step_up == StepUp::Allowed
+            && let Some(new_id) = self.step_up_approved_push(who)
         {
             return Access::SteppedUp(who.user.clone(), new_id);
         }

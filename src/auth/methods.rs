@@ -7,8 +7,8 @@ use crate::factor::{FactorUser, SecondFactor};
 use crate::model::Method;
 use crate::model::User;
 
-use super::challenge::provider_error;
-use super::flow::{AuthError, Authenticator};
+use super::error::{AuthError, provider_error};
+use super::flow::Authenticator;
 
 impl Authenticator {
     /// The user's methods that this gateway offers and they can use now.

@@ -1,17 +1,19 @@
 //! The login state machine and what it needs: argon2 passwords and
 //! brute-force regulation; sessions live in `store`, time in `clock`. Nothing
-//! here knows HTTP; `LIFECYCLE.md` maps DESIGN.md's diagram to the code.
+//! here knows HTTP. Every move of a challenge is one arm of `state::on`;
+//! `LIFECYCLE.md` maps DESIGN.md's diagram to the code.
 
 pub mod challenge;
 pub mod enrollment;
+mod error;
 pub mod flow;
 pub mod methods;
 pub mod password;
 pub mod regulation;
 pub mod signup;
+mod state;
 
 pub use challenge::{ChallengeView, Requester, StatusOutcome};
-pub use flow::{
-    Access, AuthDeps, AuthError, AuthSettings, Authenticator, Identified, LoginSuccess, StepUp,
-};
+pub use error::AuthError;
+pub use flow::{Access, AuthDeps, AuthSettings, Authenticator, Identified, LoginSuccess, StepUp};
 pub use signup::SignUpForm;

@@ -7,8 +7,8 @@ use crate::config::{SignupConfig, TotpEnrollment};
 use crate::model::Method;
 use crate::model::User;
 
-use super::challenge::provider_error;
-use super::flow::{AuthError, Authenticator};
+use super::error::{AuthError, provider_error};
+use super::flow::Authenticator;
 use super::methods::factor_user;
 use super::password::MAX_PASSWORD_CHARS;
 

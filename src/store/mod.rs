@@ -12,7 +12,7 @@ mod sled;
 pub use factors::{FactorStore, TotpRecord};
 pub use live::{LiveSessions, SessionId, touch_interval};
 pub use memory::MemoryStore;
-pub use record::{AuthLevel, Challenge, Push, SessionKey, SessionRecord};
+pub use record::{AuthLevel, Challenge, Phase, SessionKey, SessionRecord};
 pub use sled::SledStore;
 
 use crate::model::User;

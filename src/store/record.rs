@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::PushStatus;
+use crate::model::{Method, PushStatus};
 
 /// How far a session has come in the login flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -37,29 +37,136 @@ pub struct SessionRecord {
     pub challenge: Option<Box<Challenge>>,
 }
 
-/// A second-factor challenge; it belongs to exactly one session.
+/// A second-factor challenge; it belongs to exactly one session. Stored in
+/// the layout of the flag-based struct it replaced (`ChallengeRecord`), so
+/// sessions written before and after the change load in either version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ChallengeRecord", into = "ChallengeRecord")]
 pub struct Challenge {
-    /// The provider's method name (`authy`).
-    pub method: String,
+    pub method: Method,
     /// The provider's id for the user (the Authy id).
     pub subject: String,
-    pub push: Option<Push>,
-    /// True when the push could not be sent (provider down).
-    pub push_failed: bool,
+    pub phase: Phase,
     pub wrong_codes: u32,
     pub expires_at: u64,
+    /// When a code was last sent, at the start (Verify) or by "resend" in
+    /// any phase: the resend limit counts from it. Not a phase of its own,
+    /// since an Authy push stays answerable after an SMS was resent.
     pub last_code_sent: Option<u64>,
-    /// A TOTP enrollment in progress: the new secret, sealed, kept only
-    /// once the user proves their app has it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enrolling: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Push {
-    pub id: String,
-    pub status: PushStatus,
+/// Where a challenge stands; `auth::state` moves it from one to the next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// A push is out (Authy), answered by the webhook or the poller.
+    AwaitingPush { push_id: String, status: PushStatus },
+    /// The push or the first code could not be sent (provider down): the
+    /// code form is offered, with "resend".
+    SendFailed,
+    /// The code form and nothing to wait for: a code was sent (Verify), the
+    /// user's app shows one (TOTP), or the provider made no push.
+    AwaitingCode,
+    /// A TOTP enrollment: the new secret, sealed, kept only once the user
+    /// proves their app has it.
+    Enrolling { sealed_secret: String },
+}
+
+impl Challenge {
+    /// The push's status, if this challenge has a push.
+    pub fn push_status(&self) -> Option<PushStatus> {
+        match &self.phase {
+            Phase::AwaitingPush { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A stored challenge that this version cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum UnreadableChallenge {
+    #[error("unknown second-factor method {0:?}")]
+    UnknownMethod(String),
+    #[error("a challenge cannot both enroll and have a push, or have a push that failed")]
+    ContradictoryPhase,
+}
+
+/// `Challenge` as stored: the layout of the flag-based struct of before
+/// (`the_old_stored_sessions_load_and_are_written_back_unchanged`).
+#[derive(Serialize, Deserialize)]
+struct ChallengeRecord {
+    method: String,
+    subject: String,
+    push: Option<PushRecord>,
+    /// The push or the first code could not be sent.
+    push_failed: bool,
+    wrong_codes: u32,
+    expires_at: u64,
+    last_code_sent: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    enrolling: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PushRecord {
+    id: String,
+    status: PushStatus,
+}
+
+/// An unknown method or a contradictory set of flags makes the whole
+/// session unreadable: the store skips it (the user logs in again) rather
+/// than give it a fresh challenge with a fresh count of wrong codes.
+impl TryFrom<ChallengeRecord> for Challenge {
+    type Error = UnreadableChallenge;
+
+    fn try_from(stored: ChallengeRecord) -> Result<Self, Self::Error> {
+        let method = Method::parse(&stored.method)
+            .ok_or(UnreadableChallenge::UnknownMethod(stored.method))?;
+        let phase = match (stored.push, stored.push_failed, stored.enrolling) {
+            (None, false, None) => Phase::AwaitingCode,
+            (None, true, None) => Phase::SendFailed,
+            (Some(push), false, None) => Phase::AwaitingPush {
+                push_id: push.id,
+                status: push.status,
+            },
+            (None, false, Some(sealed_secret)) => Phase::Enrolling { sealed_secret },
+            _ => return Err(UnreadableChallenge::ContradictoryPhase),
+        };
+        Ok(Challenge {
+            method,
+            subject: stored.subject,
+            phase,
+            wrong_codes: stored.wrong_codes,
+            expires_at: stored.expires_at,
+            last_code_sent: stored.last_code_sent,
+        })
+    }
+}
+
+impl From<Challenge> for ChallengeRecord {
+    fn from(challenge: Challenge) -> Self {
+        let mut stored = ChallengeRecord {
+            method: challenge.method.as_str().to_owned(),
+            subject: challenge.subject,
+            push: None,
+            push_failed: false,
+            wrong_codes: challenge.wrong_codes,
+            expires_at: challenge.expires_at,
+            last_code_sent: challenge.last_code_sent,
+            enrolling: None,
+        };
+        match challenge.phase {
+            Phase::AwaitingPush { push_id, status } => {
+                stored.push = Some(PushRecord {
+                    id: push_id,
+                    status,
+                });
+            }
+            Phase::SendFailed => stored.push_failed = true,
+            Phase::AwaitingCode => {}
+            Phase::Enrolling { sealed_secret } => stored.enrolling = Some(sealed_secret),
+        }
+        stored
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +191,92 @@ mod tests {
             (challenge.subject.as_str(), challenge.wrong_codes),
             ("1234", 2)
         );
-        assert_eq!(challenge.push.unwrap().status, PushStatus::Approved);
+        assert_eq!(challenge.push_status(), Some(PushStatus::Approved));
+    }
+
+    /// `tests/data/sessions-v1.json`: one session per state, as the code of
+    /// ba52bff (a method string and flags) stored them.
+    const STORED_BEFORE_THE_PHASES: &str = include_str!("../../tests/data/sessions-v1.json");
+
+    #[derive(Deserialize)]
+    struct Case {
+        name: String,
+        stored: String,
+    }
+
+    /// What each fixture case must load as: (method, phase, wrong codes,
+    /// code sent at); `None` for a session without a challenge.
+    fn expected(name: &str) -> Option<(Method, Phase, u32, Option<u64>)> {
+        let push = |status| Phase::AwaitingPush {
+            push_id: "9a1c2d3e-0f4b-4c5d-8e6f-7a8b9c0d1e2f".into(),
+            status,
+        };
+        let enrolling = || Phase::Enrolling {
+            sealed_secret:
+                "v1.3q2-7wEAAAB8Zk1JrY0c9hVbS1p4Xw2Tt6uGmLqjEoRzNaCdFi5sHyKlOeUvIgWxDnBMPQ".into(),
+        };
+        let (authy, verify, totp) = (Method::Authy, Method::Verify, Method::Totp);
+        Some(match name {
+            "two_factor confirmed" | "one_factor without challenge" => return None,
+            "push pending" => (authy, push(PushStatus::Pending), 0, None),
+            "push approved, not yet taken" => (authy, push(PushStatus::Approved), 0, None),
+            "push denied" => (authy, push(PushStatus::Denied), 0, None),
+            "push expired" => (authy, push(PushStatus::Expired), 0, None),
+            "push pending, code resent" => (authy, push(PushStatus::Pending), 0, Some(1_000_020)),
+            "push failed (provider down), no code sent" => (authy, Phase::SendFailed, 0, None),
+            "push failed (provider down), code sent since" => {
+                (authy, Phase::SendFailed, 0, Some(1_000_030))
+            }
+            "authy code path, no push" => (authy, Phase::AwaitingCode, 0, None),
+            "verify code sent" => (verify, Phase::AwaitingCode, 0, Some(1_000_010)),
+            "verify send failed (provider down)" => (verify, Phase::SendFailed, 0, None),
+            "totp challenge" => (totp, Phase::AwaitingCode, 0, None),
+            "totp enrollment in progress" => (totp, enrolling(), 0, None),
+            "wrong codes counted" => (authy, push(PushStatus::Denied), 3, None),
+            "enrollment with wrong codes" => (totp, enrolling(), 2, None),
+            other => panic!("no expectation for the fixture case {other:?}"),
+        })
+    }
+
+    #[test]
+    fn the_old_stored_sessions_load_and_are_written_back_unchanged() {
+        let cases: Vec<Case> = serde_json::from_str(STORED_BEFORE_THE_PHASES).unwrap();
+        assert_eq!(cases.len(), 16, "a case went missing from the fixture");
+        for case in cases {
+            let record: SessionRecord = serde_json::from_str(&case.stored)
+                .unwrap_or_else(|err| panic!("{}: {err}", case.name));
+            let loaded = record
+                .challenge
+                .as_deref()
+                .map(|c| (c.method, c.phase.clone(), c.wrong_codes, c.last_code_sent));
+            assert_eq!(loaded, expected(&case.name), "{}", case.name);
+            let written = serde_json::to_vec(&record).unwrap();
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                case.stored,
+                "{}",
+                case.name
+            );
+        }
+    }
+
+    #[test]
+    fn a_challenge_this_version_cannot_read_makes_the_session_unreadable() {
+        let session = |challenge: &str| {
+            format!(
+                r#"{{"user":"a@example.com","level":"one_factor","auth_time":1,"second_factor_time":null,"created_at":1,"last_seen":1,"challenge":{challenge}}}"#
+            )
+        };
+        let unknown_method = r#"{"method":"webauthn","subject":"s","push":null,"push_failed":false,"wrong_codes":4,"expires_at":9,"last_code_sent":null}"#;
+        let failed_push = r#"{"method":"authy","subject":"s","push":{"id":"p","status":"pending"},"push_failed":true,"wrong_codes":0,"expires_at":9,"last_code_sent":null}"#;
+        let enrolling_push = r#"{"method":"totp","subject":"s","push":{"id":"p","status":"pending"},"push_failed":false,"wrong_codes":0,"expires_at":9,"last_code_sent":null,"enrolling":"v1.x"}"#;
+        for challenge in [unknown_method, failed_push, enrolling_push] {
+            let read = serde_json::from_str::<SessionRecord>(&session(challenge));
+            assert!(read.is_err(), "{challenge}");
+        }
+        let readable = session(
+            r#"{"method":"totp","subject":"s","push":null,"push_failed":false,"wrong_codes":0,"expires_at":9,"last_code_sent":null}"#,
+        );
+        assert!(serde_json::from_str::<SessionRecord>(&readable).is_ok());
     }
 }
