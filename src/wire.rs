@@ -1,7 +1,11 @@
 //! The HTTP vocabulary that transport, routing and the proxy share: one
-//! response body type for generated pages and streamed upstream bodies, and
-//! what the accept loop knows of a connection. A leaf: it imports nothing
-//! of ours.
+//! response body type for generated pages and streamed upstream bodies,
+//! what the accept loop knows of a connection, and the `Handler` a
+//! listener serves. A leaf: it imports nothing of ours.
+
+mod handler;
+
+pub use handler::Handler;
 
 use std::net::SocketAddr;
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::{Service, service_fn};
@@ -24,62 +24,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::fast_path::{self, Limits, Outcome, Replay};
+use super::fast_path::{self, Limits, Outcome, Replay, log_header_timeout};
 use super::tls::{self, LiveTls};
 use crate::config::ServerConfig;
-use crate::gateway::Gateway;
 use crate::proxy::ConnectionSlot;
-use crate::wire::Body;
-use crate::wire::ConnInfo;
+use crate::wire::{Body, ConnInfo, Handler};
 
 /// hyper refuses a smaller read buffer than this.
 const MIN_BUF_SIZE: usize = 8192;
 
 const BUSY_RESPONSE: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-
-/// What answers the requests of a listener: the gateway, or the redirect
-/// to https. Infallible by type: an error would make hyper drop the
-/// connection without an answer.
-pub trait Handler: Send + Sync + 'static {
-    fn handle(
-        &self,
-        req: Request<Incoming>,
-        conn: ConnInfo,
-    ) -> impl Future<Output = Response<Body>> + Send;
-
-    /// A plain HTTP/1.1 `GET` (no body, no upgrade) that the listener parsed
-    /// itself (`fast_path.rs`): `Some` answers it there; `None` leaves it,
-    /// and the rest of its connection, to hyper and `handle`. The answer's
-    /// body must be whole at once.
-    fn answer_plain_get(
-        &self,
-        _path: &str,
-        _headers: &HeaderMap,
-        _conn: ConnInfo,
-    ) -> Option<Response<Body>> {
-        None
-    }
-}
-
-impl Handler for Gateway {
-    fn handle(
-        &self,
-        req: Request<Incoming>,
-        conn: ConnInfo,
-    ) -> impl Future<Output = Response<Body>> + Send {
-        Gateway::handle(self, req, conn)
-    }
-
-    fn answer_plain_get(
-        &self,
-        path: &str,
-        headers: &HeaderMap,
-        conn: ConnInfo,
-    ) -> Option<Response<Body>> {
-        Gateway::answer_plain_get(self, path, headers, conn)
-    }
-}
 
 impl Handler for super::redirect::RedirectToHttps {
     async fn handle(&self, req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
@@ -294,11 +249,6 @@ fn log_connection_error(e: &(dyn std::error::Error + 'static), conn: &ConnInfo) 
         }
         _ => tracing::debug!(error = %e, %peer, "connection ended with an error"),
     }
-}
-
-pub(super) fn log_header_timeout(conn: &ConnInfo) {
-    let peer = conn.peer;
-    tracing::info!(%peer, "no request head within server.header_read_timeout (slow or idle client); connection closed");
 }
 
 /// What hyper and the fast path take from `server.*`.

@@ -1,0 +1,32 @@
+//! What a listener asks of whatever answers its requests. In transport
+//! words only: the listener knows requests and connections, not what
+//! answers them.
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use hyper::body::Incoming;
+
+use super::{Body, ConnInfo};
+
+/// What answers the requests of a listener. Infallible by type: an error
+/// would make hyper drop the connection without an answer.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = Response<Body>> + Send;
+
+    /// A plain HTTP/1.1 `GET` (no body, no upgrade) that the listener
+    /// parsed itself: `Some` answers it there; `None` leaves it, and the
+    /// rest of its connection, to hyper and `handle`. The answer's body
+    /// is whole by type, so the listener writes it in one piece.
+    fn answer_plain_get(
+        &self,
+        _path: &str,
+        _headers: &HeaderMap,
+        _conn: ConnInfo,
+    ) -> Option<Response<Bytes>> {
+        None
+    }
+}
