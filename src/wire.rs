@@ -8,10 +8,12 @@ mod handler;
 pub use handler::Handler;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
+use tokio::sync::OwnedSemaphorePermit;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -36,3 +38,11 @@ impl ConnInfo {
         if self.tls { "https" } else { "http" }
     }
 }
+
+/// The connection slot (`server.max_connections`) of the connection an
+/// upgrade request came on. The listener puts it in the request's
+/// extensions when hyper offers the upgrade; whoever takes the upgraded
+/// connection over holds it until that closes, since hyper's connection
+/// ends (and gives its own share back) at the switch.
+#[derive(Clone)]
+pub struct ConnectionSlot(pub Arc<OwnedSemaphorePermit>);

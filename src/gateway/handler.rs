@@ -38,4 +38,9 @@ impl Handler for Gateway {
         self.requests[route as usize].answered(response.status());
         Some(response)
     }
+
+    /// The proxy's WebSocket (and other upgrade) tunnels.
+    fn shutdown_upgraded(&self) -> impl Future<Output = ()> + Send {
+        crate::proxy::tunnels().shutdown()
+    }
 }

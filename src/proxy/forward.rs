@@ -16,10 +16,10 @@ use tokio_rustls::TlsConnector;
 
 use super::headers::{self, StrippedHeaders};
 use super::pool::{Endpoint, UpstreamPool};
-use super::upgrade::{self, ConnectionSlot};
+use super::upgrade;
 use crate::config::{ProxyConfig, UpstreamConfig};
 use crate::model::User;
-use crate::wire::Body;
+use crate::wire::{Body, ConnectionSlot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

@@ -7,4 +7,4 @@ mod upgrade;
 
 pub use forward::{ForwardContext, ProxyError, Upstream};
 pub use headers::StrippedHeaders;
-pub use upgrade::{ConnectionSlot, TUNNEL_IDLE, Tunnels, tunnels};
+pub use upgrade::{TUNNEL_IDLE, Tunnels, tunnels};

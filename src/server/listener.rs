@@ -27,8 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::fast_path::{self, Limits, Outcome, Replay, log_header_timeout};
 use super::tls::{self, LiveTls};
 use crate::config::ServerConfig;
-use crate::proxy::ConnectionSlot;
-use crate::wire::{Body, ConnInfo, Handler};
+use crate::wire::{Body, ConnInfo, ConnectionSlot, Handler};
 
 /// hyper refuses a smaller read buffer than this.
 const MIN_BUF_SIZE: usize = 8192;
@@ -93,9 +92,9 @@ pub async fn serve<H: Handler>(
     connections.stop.cancel();
     // Upgraded connections (WebSockets) left hyper's sight at the 101; they
     // are ended here too, within the same bound.
-    let tunnels = crate::proxy::tunnels();
+    let upgraded = connections.handler.shutdown_upgraded();
     tokio::select! {
-        _ = async { tokio::join!(graceful.shutdown(), tunnels.shutdown()) } => {}
+        _ = async { tokio::join!(graceful.shutdown(), upgraded) } => {}
         () = tokio::time::sleep(server.shutdown_timeout) => {
             tracing::warn!("shutdown timeout reached; closing remaining connections");
         }

@@ -29,4 +29,12 @@ pub trait Handler: Send + Sync + 'static {
     ) -> Option<Response<Bytes>> {
         None
     }
+
+    /// At shutdown: ends the connections this handler took over after an
+    /// upgrade (they left hyper's sight at the switch, so its graceful
+    /// shutdown cannot see them) and waits until they are gone. The
+    /// listener bounds the wait, as it does its own connections'.
+    fn shutdown_upgraded(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
