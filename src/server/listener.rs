@@ -345,3 +345,64 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod differential;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// Records whether the listener asked it to end what it took over.
+    #[derive(Default)]
+    struct Upgrades {
+        ended: AtomicBool,
+    }
+
+    impl Handler for Upgrades {
+        async fn handle(&self, _req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
+            Response::new(crate::wire::full(Bytes::new()))
+        }
+
+        async fn shutdown_upgraded(&self) {
+            self.ended.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn server(listen: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            listen,
+            public_url: "http://127.0.0.1/".parse().unwrap(),
+            path_prefix: "/_authgate".to_owned(),
+            trusted_proxies: Vec::new(),
+            header_read_timeout: Duration::from_secs(5),
+            max_header_bytes: MIN_BUF_SIZE,
+            max_form_bytes: 1024,
+            max_connections: 4,
+            keepalive_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+            authelia_paths: false,
+            tls: None,
+            redirect_http: None,
+            allowed_upgrades: Vec::new(),
+            hsts: false,
+        }
+    }
+
+    /// Upgraded connections left hyper's sight at the switch: the
+    /// listener's shutdown asks the handler to end them.
+    #[tokio::test]
+    async fn shutdown_ends_the_handlers_upgraded_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = server(listener.local_addr().unwrap());
+        let handler = Arc::new(Upgrades::default());
+        serve(
+            listener,
+            None,
+            handler.clone(),
+            &server,
+            std::future::ready(()),
+        )
+        .await;
+        assert!(handler.ended.load(Ordering::SeqCst));
+    }
+}
