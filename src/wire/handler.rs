@@ -20,7 +20,26 @@ pub trait Handler: Send + Sync + 'static {
     /// A plain HTTP/1.1 `GET` (no body, no upgrade) that the listener
     /// parsed itself: `Some` answers it there; `None` leaves it, and the
     /// rest of its connection, to hyper and `handle`. The answer's body
-    /// is whole by type, so the listener writes it in one piece.
+    /// is whole by type, so the listener writes it in one piece; a body
+    /// that could stream is refused by the compiler:
+    ///
+    /// ```compile_fail,E0053
+    /// use authgate::wire::{Body, ConnInfo, Handler};
+    /// use http::{HeaderMap, Request, Response};
+    /// use hyper::body::Incoming;
+    ///
+    /// struct Streams;
+    ///
+    /// impl Handler for Streams {
+    ///     async fn handle(&self, _: Request<Incoming>, _: ConnInfo) -> Response<Body> {
+    ///         Response::new(authgate::wire::full(""))
+    ///     }
+    ///
+    ///     fn answer_plain_get(&self, _: &str, _: &HeaderMap, _: ConnInfo) -> Option<Response<Body>> {
+    ///         None
+    ///     }
+    /// }
+    /// ```
     fn answer_plain_get(
         &self,
         _path: &str,
