@@ -2,7 +2,7 @@
 //! builders every handler uses.
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use http::{HeaderValue, Response, StatusCode};
 
 use super::error::GatewayError;
@@ -84,7 +84,11 @@ fn with_retry_after<B>(mut response: Response<B>, err: &GatewayError) -> Respons
 /// them as they are, and `wire::full` makes them hyper's body without a
 /// copy. Forward-auth answers are built here, for both paths.
 pub mod whole {
-    use super::*;
+    use bytes::Bytes;
+    use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+    use http::{HeaderValue, Response, StatusCode};
+
+    use super::{GatewayError, with_retry_after};
 
     pub(super) fn build(
         status: StatusCode,
