@@ -314,6 +314,8 @@ fn push_http_date(out: &mut Vec<u8>) {
     });
 }
 
+/// Also the listener's, for hyper's own header timeout: one message for
+/// both.
 pub(super) fn log_header_timeout(conn: &ConnInfo) {
     let peer = conn.peer;
     tracing::info!(%peer, "no request head within server.header_read_timeout (slow or idle client); connection closed");

@@ -35,12 +35,6 @@ const MIN_BUF_SIZE: usize = 8192;
 const BUSY_RESPONSE: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
-impl Handler for super::redirect::RedirectToHttps {
-    async fn handle(&self, req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
-        self.respond(&req)
-    }
-}
-
 /// Everything a connection task needs, shared by all of a listener's.
 struct Connections<H> {
     builder: auto::Builder<TokioExecutor>,

@@ -6,8 +6,9 @@
 use bytes::Bytes;
 use http::header::LOCATION;
 use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
 
-use crate::wire::{Body, full};
+use crate::wire::{Body, ConnInfo, Handler, full};
 
 pub struct RedirectToHttps {
     /// `https://host[:port]`, no trailing slash.
@@ -45,6 +46,12 @@ impl RedirectToHttps {
             response.headers_mut().insert(LOCATION, location);
         }
         response
+    }
+}
+
+impl Handler for RedirectToHttps {
+    async fn handle(&self, req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
+        self.respond(&req)
     }
 }
 
