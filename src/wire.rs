@@ -1,13 +1,19 @@
 //! The HTTP vocabulary that transport, routing and the proxy share: one
-//! response body type for generated pages and streamed upstream bodies, and
-//! what the accept loop knows of a connection. A leaf: it imports nothing
-//! of ours.
+//! response body type for generated pages and streamed upstream bodies,
+//! what the accept loop knows of a connection, and the `Handler` a
+//! listener serves. A leaf: it imports nothing of ours.
+
+mod handler;
+
+pub use handler::Handler;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
+use tokio::sync::OwnedSemaphorePermit;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -32,3 +38,11 @@ impl ConnInfo {
         if self.tls { "https" } else { "http" }
     }
 }
+
+/// The connection slot (`server.max_connections`) of the connection an
+/// upgrade request came on. The listener puts it in the request's
+/// extensions when hyper offers the upgrade; whoever takes the upgraded
+/// connection over holds it until that closes, since hyper's connection
+/// ends (and gives its own share back) at the switch.
+#[derive(Clone)]
+pub struct ConnectionSlot(pub Arc<OwnedSemaphorePermit>);

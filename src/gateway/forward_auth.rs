@@ -1,21 +1,23 @@
 //! Forward-auth: the same decision as proxy mode, answered the way nginx
 //! `auth_request` (2xx / 401 with `Location` / 403, nothing else) or
 //! Traefik, Caddy and HAProxy (2xx / the "needs login" answer / 403)
-//! expect. No error path ever answers 2xx.
+//! expect. No error path ever answers 2xx. The answers are whole
+//! (`Response<Bytes>`): the listener's fast path writes them as they are,
+//! and hyper's path wraps them (`wire::full`).
 
+use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
 use thiserror::Error;
 
 use super::Gateway;
-use super::response;
+use super::response::whole;
 use crate::access::{NormalizeError, Target, has_dot_or_empty_segment, normalize};
 use crate::auth::{Access, StepUp};
 use crate::metrics::{AuthEndpoint, Decision};
 use crate::model::User;
 use crate::proxy::headers::set_no_identity;
-use crate::wire::Body;
 use crate::wire::ConnInfo;
 
 /// Which proxy is asking: it decides how "no" is said.
@@ -34,7 +36,7 @@ impl Gateway {
         headers: &HeaderMap,
         conn: ConnInfo,
         flavor: Flavor,
-    ) -> Response<Body> {
+    ) -> Response<Bytes> {
         let (decision, answer) = self.forward_auth_decision(headers, conn, flavor);
         let endpoint = match flavor {
             Flavor::Nginx => AuthEndpoint::Nginx,
@@ -49,7 +51,7 @@ impl Gateway {
         headers: &HeaderMap,
         conn: ConnInfo,
         flavor: Flavor,
-    ) -> (Decision, Response<Body>) {
+    ) -> (Decision, Response<Bytes>) {
         let peer = conn.peer.ip().to_canonical();
         if !self.trusted_proxies.iter().any(|net| net.contains(&peer)) {
             tracing::warn!(%peer, "forward-auth request from an untrusted peer refused");
@@ -71,7 +73,7 @@ impl Gateway {
         let policy = self.policy_for(target, original.raw_path, user, headers);
         match self.auth.authorize(who.as_ref(), policy, StepUp::Deferred) {
             Access::Granted(user) => (Decision::Allowed, allowed(user.as_deref())),
-            Access::Denied => (Decision::Denied, response::empty(StatusCode::FORBIDDEN)),
+            Access::Denied => (Decision::Denied, whole::empty(StatusCode::FORBIDDEN)),
             Access::NeedsLogin => (
                 Decision::NeedsLogin,
                 self.login_needed(target, headers, flavor, "login"),
@@ -89,11 +91,11 @@ impl Gateway {
         headers: &HeaderMap,
         flavor: Flavor,
         step: &str,
-    ) -> Response<Body> {
+    ) -> Response<Bytes> {
         let location = self.redirects.portal_url(step, &target.url());
         match flavor {
             Flavor::Nginx => {
-                let mut answer = response::empty(StatusCode::UNAUTHORIZED);
+                let mut answer = whole::empty(StatusCode::UNAUTHORIZED);
                 if let Ok(value) = HeaderValue::from_str(&location) {
                     answer.headers_mut().insert(http::header::LOCATION, value);
                 }
@@ -107,8 +109,8 @@ impl Gateway {
 /// 200 with all four identity headers (empty when unknown, so a proxy that
 /// copies them never keeps a client's copy) and an empty body: with a body
 /// nginx cannot reuse the connection.
-fn allowed(user: Option<&User>) -> Response<Body> {
-    let mut answer = response::empty(StatusCode::OK);
+fn allowed(user: Option<&User>) -> Response<Bytes> {
+    let mut answer = whole::empty(StatusCode::OK);
     match user {
         // The answer has no other header: the user's prepared map is it.
         Some(user) => *answer.headers_mut() = user.identity_headers().clone(),
@@ -119,20 +121,20 @@ fn allowed(user: Option<&User>) -> Response<Body> {
 
 /// A peer outside `server.trusted_proxies`: 400, or 401 for nginx (which
 /// turns anything but 2xx, 401 and 403 into a 500).
-fn untrusted(flavor: Flavor) -> Response<Body> {
+fn untrusted(flavor: Flavor) -> Response<Bytes> {
     match flavor {
-        Flavor::Nginx => response::empty(StatusCode::UNAUTHORIZED),
-        Flavor::Forward => response::empty(StatusCode::BAD_REQUEST),
+        Flavor::Nginx => whole::empty(StatusCode::UNAUTHORIZED),
+        Flavor::Forward => whole::empty(StatusCode::BAD_REQUEST),
     }
 }
 
 /// Missing, repeated, unparsable or ambiguous metadata: 400, or 403 for
 /// nginx (a 401 there would send the browser to log in, for a request no
 /// login can make acceptable).
-fn malformed(flavor: Flavor) -> Response<Body> {
+fn malformed(flavor: Flavor) -> Response<Bytes> {
     match flavor {
-        Flavor::Nginx => response::empty(StatusCode::FORBIDDEN),
-        Flavor::Forward => response::empty(StatusCode::BAD_REQUEST),
+        Flavor::Nginx => whole::empty(StatusCode::FORBIDDEN),
+        Flavor::Forward => whole::empty(StatusCode::BAD_REQUEST),
     }
 }
 

@@ -7,6 +7,7 @@ mod enroll;
 pub mod error;
 mod forms;
 mod forward_auth;
+mod handler;
 mod portal;
 pub mod redirect;
 pub mod request;
@@ -18,6 +19,7 @@ mod signup;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
@@ -34,8 +36,7 @@ use crate::pages::Pages;
 use crate::proxy::{ForwardContext, Upstream};
 use crate::store::LiveSessions;
 
-use crate::wire::Body;
-use crate::wire::ConnInfo;
+use crate::wire::{Body, ConnInfo, full};
 use cookies::Cookies;
 use error::GatewayError;
 use forward_auth::Flavor;
@@ -131,8 +132,12 @@ impl Gateway {
             (Route::Signup, Method::POST) => Ok(self.signup_submit(req, conn, format).await),
             (Route::Healthz, Method::GET | Method::HEAD) => Ok(self.healthz()),
             (Route::Asset, Method::GET | Method::HEAD) => self.asset(req.uri().path()),
-            (Route::AuthRequest, _) => Ok(self.forward_auth(req.headers(), conn, Flavor::Nginx)),
-            (Route::ForwardAuth, _) => Ok(self.forward_auth(req.headers(), conn, Flavor::Forward)),
+            (Route::AuthRequest, _) => Ok(self
+                .forward_auth(req.headers(), conn, Flavor::Nginx)
+                .map(full)),
+            (Route::ForwardAuth, _) => Ok(self
+                .forward_auth(req.headers(), conn, Flavor::Forward)
+                .map(full)),
             (Route::PortalRoot, Method::GET | Method::HEAD) => Ok(self.portal_root(&req)),
             // Boxed: the proxy future is large, and the match arm would
             // otherwise make every request's future that size.
@@ -149,26 +154,6 @@ impl Gateway {
         }
         self.requests[route as usize].answered(response.status());
         response
-    }
-
-    /// The listener's fast path (`server/fast_path.rs`) asks here first: a
-    /// plain `GET` of a forward-auth path is answered without hyper, which
-    /// is most of what nginx and Traefik send. Anything else is `None`.
-    pub fn answer_plain_get(
-        &self,
-        path: &str,
-        headers: &HeaderMap,
-        conn: ConnInfo,
-    ) -> Option<Response<Body>> {
-        let route = self.route(path);
-        let flavor = match route {
-            Route::AuthRequest => Flavor::Nginx,
-            Route::ForwardAuth => Flavor::Forward,
-            _ => return None,
-        };
-        let response = self.forward_auth(headers, conn, flavor);
-        self.requests[route as usize].answered(response.status());
-        Some(response)
     }
 
     fn route(&self, path: &str) -> Route {
@@ -340,25 +325,25 @@ impl Gateway {
         let rd = self.redirects.public(&target.path_and_query());
         let location = self.redirects.portal_url(step, &rd);
         self.needs_login_answer(&target.method, headers, &location)
+            .map(full)
     }
 
     /// A redirect to `location` for browsers (302 for safe methods, 303
-    /// otherwise), 401 JSON for everything else.
+    /// otherwise), 401 JSON for everything else. Whole, for forward-auth.
     fn needs_login_answer(
         &self,
         method: &Method,
         headers: &HeaderMap,
         location: &str,
-    ) -> Response<Body> {
+    ) -> Response<Bytes> {
         if !request::accepts_html(headers) {
-            let err = GatewayError::LoginRequired;
-            return response::error(&err, Format::Json, &self.pages);
+            return response::whole::error_json(&GatewayError::LoginRequired);
         }
         let status = match *method {
             Method::GET | Method::HEAD | Method::OPTIONS => StatusCode::FOUND,
             _ => StatusCode::SEE_OTHER,
         };
-        response::redirect(status, location)
+        response::whole::redirect(status, location)
     }
 }
 

@@ -2,7 +2,7 @@
 //! builders every handler uses.
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use http::{HeaderValue, Response, StatusCode};
 
 use super::error::GatewayError;
@@ -18,13 +18,7 @@ pub enum Format {
 }
 
 fn build(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(full(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    // Portal answers carry tokens and per-user state: never cache them.
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    whole::build(status, content_type, body).map(full)
 }
 
 pub fn html(status: StatusCode, page: String) -> Response<Body> {
@@ -49,17 +43,11 @@ pub fn asset(asset: &'static Asset) -> Response<Body> {
 }
 
 pub fn empty(status: StatusCode) -> Response<Body> {
-    let mut response = Response::new(full(Bytes::new()));
-    *response.status_mut() = status;
-    response
+    whole::empty(status).map(full)
 }
 
 pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
-    let mut response = empty(status);
-    if let Ok(value) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(LOCATION, value);
-    }
-    response
+    whole::redirect(status, location).map(full)
 }
 
 pub fn with_cookies(mut response: Response<Body>, cookies: &[String]) -> Response<Body> {
@@ -74,20 +62,68 @@ pub fn with_cookies(mut response: Response<Body>, cookies: &[String]) -> Respons
 /// The error's status and text as a page or as
 /// `{"error": code, "message": text}`.
 pub fn error(err: &GatewayError, format: Format, pages: &Pages) -> Response<Body> {
-    let mut response = match format {
-        Format::Json => json(
-            err.status(),
-            &serde_json::json!({"error": err.code(), "message": err.message()}),
-        ),
-        Format::Html => html(
-            err.status(),
-            pages.error(err.status().as_u16(), err.message()),
-        ),
-    };
+    match format {
+        Format::Json => whole::error_json(err).map(full),
+        Format::Html => {
+            let page = pages.error(err.status().as_u16(), err.message());
+            with_retry_after(html(err.status(), page), err)
+        }
+    }
+}
+
+fn with_retry_after<B>(mut response: Response<B>, err: &GatewayError) -> Response<B> {
     if let GatewayError::RateLimited { retry_after } = err {
         response
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(*retry_after));
     }
     response
+}
+
+/// Answers whose body is whole at once: the listener's fast path writes
+/// them as they are, and `wire::full` makes them hyper's body without a
+/// copy. Forward-auth answers are built here, for both paths.
+pub mod whole {
+    use bytes::Bytes;
+    use http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION};
+    use http::{HeaderValue, Response, StatusCode};
+
+    use super::{GatewayError, with_retry_after};
+
+    pub(super) fn build(
+        status: StatusCode,
+        content_type: &'static str,
+        body: impl Into<Bytes>,
+    ) -> Response<Bytes> {
+        let mut response = Response::new(body.into());
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        // Portal answers carry tokens and per-user state: never cache them.
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+
+    pub fn empty(status: StatusCode) -> Response<Bytes> {
+        let mut response = Response::new(Bytes::new());
+        *response.status_mut() = status;
+        response
+    }
+
+    pub fn redirect(status: StatusCode, location: &str) -> Response<Bytes> {
+        let mut response = empty(status);
+        if let Ok(value) = HeaderValue::from_str(location) {
+            response.headers_mut().insert(LOCATION, value);
+        }
+        response
+    }
+
+    /// The error as `{"error": code, "message": text}`.
+    pub fn error_json(err: &GatewayError) -> Response<Bytes> {
+        let value = serde_json::json!({"error": err.code(), "message": err.message()});
+        with_retry_after(
+            build(err.status(), "application/json", value.to_string()),
+            err,
+        )
+    }
 }

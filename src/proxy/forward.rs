@@ -17,10 +17,10 @@ use tokio_rustls::TlsConnector;
 use super::ProxyError;
 use super::headers::{self, StrippedHeaders};
 use super::pool::{Endpoint, UpstreamPool};
-use super::upgrade::{self, ConnectionSlot};
+use super::upgrade;
 use crate::config::{ProxyConfig, UpstreamConfig};
 use crate::model::User;
-use crate::wire::Body;
+use crate::wire::{Body, ConnectionSlot};
 
 /// What the gateway decided about the request, for the headers upstream.
 pub struct ForwardContext<'a> {

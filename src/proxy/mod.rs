@@ -9,4 +9,4 @@ mod upgrade;
 pub use error::ProxyError;
 pub use forward::{ForwardContext, Upstream};
 pub use headers::StrippedHeaders;
-pub use upgrade::{ConnectionSlot, TUNNEL_IDLE, Tunnels, tunnels};
+pub use upgrade::{TUNNEL_IDLE, Tunnels, tunnels};

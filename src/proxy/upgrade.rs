@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::headers;
+use crate::wire::ConnectionSlot;
 
 /// A tunnel with no byte in either direction for this long is closed.
 /// Generous on purpose: WebSocket apps commonly ping every 30–60 s, and a
@@ -90,18 +91,11 @@ pub fn accepted(asked: &HeaderValue, answered: &HeaderValue) -> bool {
         })
 }
 
-/// The connection slot (`server.max_connections`) of the connection an
-/// upgrade request came on. The listener puts it in the request's
-/// extensions when hyper offers the upgrade; a tunnel holds it until it
-/// closes, since hyper's connection ends (and gives its own share back)
-/// at the switch.
-#[derive(Clone)]
-pub struct ConnectionSlot(pub Arc<tokio::sync::OwnedSemaphorePermit>);
-
 /// The open tunnels of this process. Their tasks outlive the HTTP
 /// connection that started them (hyper's connection future resolves when
 /// it hands the socket over), so graceful shutdown cannot see them: the
-/// listener calls [`Tunnels::shutdown`] for that.
+/// gateway's `Handler::shutdown_upgraded` calls [`Tunnels::shutdown`] for
+/// that.
 pub struct Tunnels {
     tracker: TaskTracker,
     stop: CancellationToken,

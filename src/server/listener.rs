@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::{Service, service_fn};
@@ -24,68 +24,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::fast_path::{self, Limits, Outcome, Replay};
+use super::fast_path::{self, Limits, Outcome, Replay, log_header_timeout};
 use super::tls::{self, LiveTls};
 use crate::config::ServerConfig;
-use crate::gateway::Gateway;
-use crate::proxy::ConnectionSlot;
-use crate::wire::Body;
-use crate::wire::ConnInfo;
+use crate::wire::{Body, ConnInfo, ConnectionSlot, Handler};
 
 /// hyper refuses a smaller read buffer than this.
 const MIN_BUF_SIZE: usize = 8192;
 
 const BUSY_RESPONSE: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-
-/// What answers the requests of a listener: the gateway, or the redirect
-/// to https. Infallible by type: an error would make hyper drop the
-/// connection without an answer.
-pub trait Handler: Send + Sync + 'static {
-    fn handle(
-        &self,
-        req: Request<Incoming>,
-        conn: ConnInfo,
-    ) -> impl Future<Output = Response<Body>> + Send;
-
-    /// A plain HTTP/1.1 `GET` (no body, no upgrade) that the listener parsed
-    /// itself (`fast_path.rs`): `Some` answers it there; `None` leaves it,
-    /// and the rest of its connection, to hyper and `handle`. The answer's
-    /// body must be whole at once.
-    fn answer_plain_get(
-        &self,
-        _path: &str,
-        _headers: &HeaderMap,
-        _conn: ConnInfo,
-    ) -> Option<Response<Body>> {
-        None
-    }
-}
-
-impl Handler for Gateway {
-    fn handle(
-        &self,
-        req: Request<Incoming>,
-        conn: ConnInfo,
-    ) -> impl Future<Output = Response<Body>> + Send {
-        Gateway::handle(self, req, conn)
-    }
-
-    fn answer_plain_get(
-        &self,
-        path: &str,
-        headers: &HeaderMap,
-        conn: ConnInfo,
-    ) -> Option<Response<Body>> {
-        Gateway::answer_plain_get(self, path, headers, conn)
-    }
-}
-
-impl Handler for super::redirect::RedirectToHttps {
-    async fn handle(&self, req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
-        self.respond(&req)
-    }
-}
 
 /// Everything a connection task needs, shared by all of a listener's.
 struct Connections<H> {
@@ -138,9 +86,9 @@ pub async fn serve<H: Handler>(
     connections.stop.cancel();
     // Upgraded connections (WebSockets) left hyper's sight at the 101; they
     // are ended here too, within the same bound.
-    let tunnels = crate::proxy::tunnels();
+    let upgraded = connections.handler.shutdown_upgraded();
     tokio::select! {
-        _ = async { tokio::join!(graceful.shutdown(), tunnels.shutdown()) } => {}
+        _ = async { tokio::join!(graceful.shutdown(), upgraded) } => {}
         () = tokio::time::sleep(server.shutdown_timeout) => {
             tracing::warn!("shutdown timeout reached; closing remaining connections");
         }
@@ -296,11 +244,6 @@ fn log_connection_error(e: &(dyn std::error::Error + 'static), conn: &ConnInfo) 
     }
 }
 
-pub(super) fn log_header_timeout(conn: &ConnInfo) {
-    let peer = conn.peer;
-    tracing::info!(%peer, "no request head within server.header_read_timeout (slow or idle client); connection closed");
-}
-
 /// What hyper and the fast path take from `server.*`.
 #[derive(Debug, Clone, Copy)]
 struct HttpSettings {
@@ -396,3 +339,64 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod differential;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// Records whether the listener asked it to end what it took over.
+    #[derive(Default)]
+    struct Upgrades {
+        ended: AtomicBool,
+    }
+
+    impl Handler for Upgrades {
+        async fn handle(&self, _req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
+            Response::new(crate::wire::full(Bytes::new()))
+        }
+
+        async fn shutdown_upgraded(&self) {
+            self.ended.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn server(listen: SocketAddr) -> ServerConfig {
+        ServerConfig {
+            listen,
+            public_url: "http://127.0.0.1/".parse().unwrap(),
+            path_prefix: "/_authgate".to_owned(),
+            trusted_proxies: Vec::new(),
+            header_read_timeout: Duration::from_secs(5),
+            max_header_bytes: MIN_BUF_SIZE,
+            max_form_bytes: 1024,
+            max_connections: 4,
+            keepalive_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+            authelia_paths: false,
+            tls: None,
+            redirect_http: None,
+            allowed_upgrades: Vec::new(),
+            hsts: false,
+        }
+    }
+
+    /// Upgraded connections left hyper's sight at the switch: the
+    /// listener's shutdown asks the handler to end them.
+    #[tokio::test]
+    async fn shutdown_ends_the_handlers_upgraded_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = server(listener.local_addr().unwrap());
+        let handler = Arc::new(Upgrades::default());
+        serve(
+            listener,
+            None,
+            handler.clone(),
+            &server,
+            std::future::ready(()),
+        )
+        .await;
+        assert!(handler.ended.load(Ordering::SeqCst));
+    }
+}

@@ -19,8 +19,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
+use crate::wire::Handler;
 
-pub use listener::{Handler, serve, shutdown_signal};
+pub use listener::{serve, shutdown_signal};
 
 /// How often the TLS files' modification times are looked at.
 const TLS_POLL_EVERY: Duration = Duration::from_secs(2);

@@ -3,10 +3,12 @@
 //! `server.public_url`, never from the request's `Host`, so the listener
 //! cannot be made to redirect anywhere else.
 
-use http::{Request, Response, StatusCode};
+use bytes::Bytes;
+use http::header::LOCATION;
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
 
-use crate::gateway::response::{self};
-use crate::wire::Body;
+use crate::wire::{Body, ConnInfo, Handler, full};
 
 pub struct RedirectToHttps {
     /// `https://host[:port]`, no trailing slash.
@@ -35,8 +37,21 @@ impl RedirectToHttps {
         }
     }
 
+    /// A 301 with no body; no `Location` for a target that is not a
+    /// valid header value.
     pub fn respond<B>(&self, req: &Request<B>) -> Response<Body> {
-        response::redirect(StatusCode::MOVED_PERMANENTLY, &self.location(req))
+        let mut response = Response::new(full(Bytes::new()));
+        *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
+        if let Ok(location) = HeaderValue::from_str(&self.location(req)) {
+            response.headers_mut().insert(LOCATION, location);
+        }
+        response
+    }
+}
+
+impl Handler for RedirectToHttps {
+    async fn handle(&self, req: Request<Incoming>, _conn: ConnInfo) -> Response<Body> {
+        self.respond(&req)
     }
 }
 

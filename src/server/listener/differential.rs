@@ -32,9 +32,8 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, TestRunner};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{Connections, Handler, HttpSettings, MIN_BUF_SIZE, Replay};
-use crate::wire::Body;
-use crate::wire::ConnInfo;
+use super::{Connections, HttpSettings, MIN_BUF_SIZE, Replay};
+use crate::wire::{Body, ConnInfo, Handler};
 
 const DEFAULT_CASES: u32 = 20_000;
 /// hyper's smallest head limit, so heads around it stay small.
@@ -61,7 +60,7 @@ impl Handler for Recorder {
             Err(_) => "unfinished body".to_owned(),
         };
         let (method, path) = (parts.method.as_str(), parts.uri.path());
-        record(method, path, parts.version, &parts.headers, &body)
+        record(method, path, parts.version, &parts.headers, &body).map(crate::wire::full)
     }
 
     fn answer_plain_get(
@@ -69,7 +68,7 @@ impl Handler for Recorder {
         path: &str,
         headers: &HeaderMap,
         _conn: ConnInfo,
-    ) -> Option<Response<Body>> {
+    ) -> Option<Response<Bytes>> {
         Some(record(
             "GET",
             path,
@@ -86,13 +85,13 @@ fn record(
     version: Version,
     headers: &HeaderMap,
     body: &str,
-) -> Response<Body> {
+) -> Response<Bytes> {
     let mut seen = format!("{method} {path} {version:?}\n");
     for (name, value) in headers {
         seen += &format!("{name}: {}\n", value.as_bytes().escape_ascii());
     }
     seen += body;
-    Response::new(crate::wire::full(seen))
+    Response::new(Bytes::from(seen))
 }
 
 /// The client side of one connection: each read gets at most one of the
