@@ -8,8 +8,7 @@
 //! | --- | --- |
 //! | the demo: a whole world on one machine | demo |
 //! | assembly: build the application from the config; logging set-up | app, logging |
-//! | transport: listeners, TLS, the fast path, shutdown | server |
-//! | routing: portal, webhook, forward-auth or proxy, per request | gateway |
+//! | transport (listeners, TLS, the fast path, shutdown) and routing (portal, webhook, forward-auth or proxy, per request): neither knows the other; `app` hands the gateway to the server as a `wire::Handler` | server, gateway |
 //! | forwarding upstream; rendering pages | proxy, pages |
 //! | the login state machine, over traits | auth |
 //! | the Authy and Verify simulators | sandbox |
