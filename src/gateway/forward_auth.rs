@@ -51,7 +51,12 @@ impl Gateway {
         flavor: Flavor,
     ) -> (Decision, Response<Body>) {
         let peer = conn.peer.ip().to_canonical();
-        if !self.trusted_proxies.iter().any(|net| net.contains(&peer)) {
+        if !self
+            .guard
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer))
+        {
             tracing::warn!(%peer, "forward-auth request from an untrusted peer refused");
             return (Decision::Refused, untrusted(flavor));
         }

@@ -74,20 +74,27 @@ pub fn with_cookies(mut response: Response<Body>, cookies: &[String]) -> Respons
 /// The error's status and text as a page or as
 /// `{"error": code, "message": text}`.
 pub fn error(err: &GatewayError, format: Format, pages: &Pages) -> Response<Body> {
-    let mut response = match format {
-        Format::Json => json(
-            err.status(),
-            &serde_json::json!({"error": err.code(), "message": err.message()}),
-        ),
-        Format::Html => html(
-            err.status(),
-            pages.error(err.status().as_u16(), err.message()),
-        ),
-    };
-    if let GatewayError::RateLimited { retry_after } = err {
+    match format {
+        Format::Json => json_error(err),
+        Format::Html => {
+            let page = pages.error(err.status().as_u16(), err.message());
+            with_retry_after(html(err.status(), page), err)
+        }
+    }
+}
+
+/// The error as `{"error": code, "message": text}`, whatever the client
+/// accepts.
+pub fn json_error(err: &GatewayError) -> Response<Body> {
+    let body = serde_json::json!({"error": err.code(), "message": err.message()});
+    with_retry_after(json(err.status(), &body), err)
+}
+
+fn with_retry_after(mut response: Response<Body>, err: &GatewayError) -> Response<Body> {
+    if let Some(seconds) = err.retry_after() {
         response
             .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }
