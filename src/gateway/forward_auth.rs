@@ -51,12 +51,7 @@ impl Gateway {
         flavor: Flavor,
     ) -> (Decision, Response<Body>) {
         let peer = conn.peer.ip().to_canonical();
-        if !self
-            .guard
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(&peer))
-        {
+        if !self.guard.trusts(peer) {
             tracing::warn!(%peer, "forward-auth request from an untrusted peer refused");
             return (Decision::Refused, untrusted(flavor));
         }

@@ -287,7 +287,7 @@ impl Gateway {
         let path_and_query = target.path_and_query();
         let ctx = ForwardContext {
             peer,
-            peer_trusted: self.guard.trusted_proxies.iter().any(|n| n.contains(&peer)),
+            peer_trusted: self.guard.trusts(peer),
             proto: conn.scheme(),
             path_and_query: &path_and_query,
             decided_host: decided_host(&target, host.as_ref())?,
@@ -402,6 +402,13 @@ impl Portal {
                 config.server.hsts,
             ),
         }
+    }
+}
+
+impl Guard {
+    /// Whether `peer` is one of `server.trusted_proxies`.
+    fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
     }
 }
 
