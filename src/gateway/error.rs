@@ -6,75 +6,50 @@ use http::StatusCode;
 use crate::auth::AuthError;
 use crate::proxy::ProxyError;
 
+/// What can go wrong in a request: the gateway's own failures (the
+/// request, the route, the portal's forms), and those of the layers below,
+/// wrapped as they are.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("bad request: {0}")]
     BadRequest(&'static str),
     #[error("missing or invalid CSRF token")]
     Csrf,
-    #[error("invalid credentials")]
-    InvalidCredentials,
-    #[error("rate limited for {retry_after}s")]
-    RateLimited { retry_after: u64 },
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
-    #[error("login required")]
-    LoginRequired,
     #[error("forbidden")]
     Forbidden,
-    #[error("upstream unavailable: {0}")]
-    UpstreamUnavailable(String),
-    #[error("upstream timed out")]
-    UpstreamTimeout,
-    #[error("store unavailable: {0}")]
-    StoreUnavailable(String),
-    #[error("wrong code, {left} tries left")]
-    InvalidCode { left: u32 },
-    #[error("too many wrong codes")]
-    TooManyWrongCodes,
-    #[error("challenge expired")]
-    ChallengeExpired,
-    #[error("code expired or used")]
-    CodeExpired,
-    #[error("no second factor set up")]
-    NoSecondFactor,
-    #[error("second-factor provider unavailable")]
-    ProviderUnavailable,
-    #[error("second-factor provider refused: {0}")]
-    ProviderRejected(String),
+    /// A CSRF cookie could not be made.
+    #[error("no randomness for a CSRF cookie")]
+    NoRandomness,
     #[error("invalid webhook signature")]
     BadSignature,
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Upstream(#[from] ProxyError),
 }
 
 impl GatewayError {
+    /// A request that needs a live session and has none.
+    pub const LOGIN_REQUIRED: GatewayError = GatewayError::Auth(AuthError::LoginRequired);
+
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            GatewayError::Csrf | GatewayError::Forbidden | GatewayError::NoSecondFactor => {
-                StatusCode::FORBIDDEN
-            }
-            GatewayError::InvalidCredentials | GatewayError::LoginRequired => {
-                StatusCode::UNAUTHORIZED
-            }
-            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::Csrf | GatewayError::Forbidden => StatusCode::FORBIDDEN,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            GatewayError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
-            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::StoreUnavailable(_) | GatewayError::ProviderUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            GatewayError::InvalidCode { .. }
-            | GatewayError::TooManyWrongCodes
-            | GatewayError::ChallengeExpired
-            | GatewayError::CodeExpired
-            | GatewayError::BadSignature => StatusCode::UNAUTHORIZED,
-            GatewayError::ProviderRejected(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::NoRandomness => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::BadSignature => StatusCode::UNAUTHORIZED,
+            GatewayError::Auth(err) => auth_status(err),
+            GatewayError::Upstream(ProxyError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -83,25 +58,15 @@ impl GatewayError {
         match self {
             GatewayError::BadRequest(_) => "bad_request",
             GatewayError::Csrf => "csrf",
-            GatewayError::InvalidCredentials => "invalid_credentials",
-            GatewayError::RateLimited { .. } => "rate_limited",
             GatewayError::PayloadTooLarge => "payload_too_large",
             GatewayError::NotFound => "not_found",
             GatewayError::MethodNotAllowed => "method_not_allowed",
-            GatewayError::LoginRequired => "login_required",
             GatewayError::Forbidden => "forbidden",
-            GatewayError::UpstreamUnavailable(_) => "upstream_unavailable",
-            GatewayError::UpstreamTimeout => "upstream_timeout",
-            GatewayError::StoreUnavailable(_) => "store_unavailable",
-            GatewayError::InvalidCode { .. } => "invalid_code",
-            GatewayError::TooManyWrongCodes => "too_many_attempts",
-            GatewayError::ChallengeExpired => "challenge_expired",
-            GatewayError::CodeExpired => "code_expired",
-            GatewayError::NoSecondFactor => "no_second_factor",
-            GatewayError::ProviderUnavailable | GatewayError::ProviderRejected(_) => {
-                "provider_unavailable"
-            }
+            GatewayError::NoRandomness => "store_unavailable",
             GatewayError::BadSignature => "invalid_signature",
+            GatewayError::Auth(err) => auth_code(err),
+            GatewayError::Upstream(ProxyError::Timeout) => "upstream_timeout",
+            GatewayError::Upstream(_) => "upstream_unavailable",
         }
     }
 
@@ -112,81 +77,109 @@ impl GatewayError {
             GatewayError::Csrf => {
                 "The form expired or did not come from this site. Please try again."
             }
-            GatewayError::InvalidCredentials => "Invalid email or password.",
-            GatewayError::RateLimited { .. } => {
-                "Too many failed attempts. Please wait and try again later."
-            }
             GatewayError::PayloadTooLarge => "The request is too large.",
             GatewayError::NotFound => "Not found.",
             GatewayError::MethodNotAllowed => "Method not allowed.",
-            GatewayError::LoginRequired => "Please log in.",
             GatewayError::Forbidden => "You are not allowed to see this page.",
-            GatewayError::UpstreamUnavailable(_) => {
-                "The application behind this gateway is not reachable."
-            }
-            GatewayError::UpstreamTimeout => {
+            GatewayError::NoRandomness => STORE_UNAVAILABLE,
+            GatewayError::BadSignature => "Invalid signature.",
+            GatewayError::Auth(err) => auth_message(err),
+            GatewayError::Upstream(ProxyError::Timeout) => {
                 "The application behind this gateway did not answer in time."
             }
-            GatewayError::StoreUnavailable(_) => {
-                "The gateway cannot store sessions right now. Please try again later."
-            }
-            GatewayError::InvalidCode { .. } => "Wrong code. Please try again.",
-            GatewayError::TooManyWrongCodes => "Too many wrong codes. Please log in again.",
-            GatewayError::ChallengeExpired => "The verification expired. Please start again.",
-            GatewayError::CodeExpired => {
-                "This code expired or was used already. Ask for a new code."
-            }
-            GatewayError::NoSecondFactor => {
-                "No second factor is set up for your account. Ask an administrator to set one up."
-            }
-            GatewayError::ProviderUnavailable => {
-                "The second-factor service cannot be reached right now. Please try again, or use a code."
-            }
-            GatewayError::ProviderRejected(_) => "The second-factor service refused the request.",
-            GatewayError::BadSignature => "Invalid signature.",
+            GatewayError::Upstream(_) => "The application behind this gateway is not reachable.",
+        }
+    }
+
+    /// The seconds a rate-limited client should wait: `Retry-After`.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            GatewayError::Auth(AuthError::RateLimited { retry_after }) => Some(*retry_after),
+            _ => None,
         }
     }
 }
 
-impl From<AuthError> for GatewayError {
-    fn from(err: AuthError) -> Self {
-        match err {
-            AuthError::InvalidCredentials => GatewayError::InvalidCredentials,
-            AuthError::RateLimited { retry_after } => GatewayError::RateLimited { retry_after },
-            AuthError::PasswordTooLong => GatewayError::BadRequest("The password is too long."),
-            AuthError::Store(e) => GatewayError::StoreUnavailable(e.to_string()),
-            AuthError::LoginRequired => GatewayError::LoginRequired,
-            AuthError::AlreadyConfirmed => GatewayError::BadRequest("Already confirmed."),
-            AuthError::ChallengeExpired => GatewayError::ChallengeExpired,
-            AuthError::InvalidCode { left } => GatewayError::InvalidCode { left },
-            AuthError::TooManyWrongCodes => GatewayError::TooManyWrongCodes,
-            AuthError::ProviderUnavailable => GatewayError::ProviderUnavailable,
-            AuthError::ProviderRejected(e) => GatewayError::ProviderRejected(e),
-            AuthError::Signup(why) => GatewayError::BadRequest(why),
-            AuthError::CodeExpired => GatewayError::CodeExpired,
-            AuthError::NoSecondFactor => GatewayError::NoSecondFactor,
+const STORE_UNAVAILABLE: &str =
+    "The gateway cannot store sessions right now. Please try again later.";
+
+fn auth_status(err: &AuthError) -> StatusCode {
+    match err {
+        AuthError::PasswordTooLong | AuthError::AlreadyConfirmed | AuthError::Signup(_) => {
+            StatusCode::BAD_REQUEST
         }
+        AuthError::NoSecondFactor => StatusCode::FORBIDDEN,
+        AuthError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        AuthError::Store(_) | AuthError::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        AuthError::ProviderRejected(_) => StatusCode::BAD_GATEWAY,
+        AuthError::InvalidCredentials
+        | AuthError::LoginRequired
+        | AuthError::InvalidCode { .. }
+        | AuthError::TooManyWrongCodes
+        | AuthError::ChallengeExpired
+        | AuthError::CodeExpired => StatusCode::UNAUTHORIZED,
     }
 }
 
-impl From<ProxyError> for GatewayError {
-    fn from(err: ProxyError) -> Self {
-        match err {
-            ProxyError::Timeout => GatewayError::UpstreamTimeout,
-            other => GatewayError::UpstreamUnavailable(other.to_string()),
+fn auth_code(err: &AuthError) -> &'static str {
+    match err {
+        AuthError::PasswordTooLong | AuthError::AlreadyConfirmed | AuthError::Signup(_) => {
+            "bad_request"
         }
+        AuthError::InvalidCredentials => "invalid_credentials",
+        AuthError::RateLimited { .. } => "rate_limited",
+        AuthError::Store(_) => "store_unavailable",
+        AuthError::LoginRequired => "login_required",
+        AuthError::InvalidCode { .. } => "invalid_code",
+        AuthError::TooManyWrongCodes => "too_many_attempts",
+        AuthError::ChallengeExpired => "challenge_expired",
+        AuthError::CodeExpired => "code_expired",
+        AuthError::NoSecondFactor => "no_second_factor",
+        AuthError::ProviderUnavailable | AuthError::ProviderRejected(_) => "provider_unavailable",
+    }
+}
+
+fn auth_message(err: &AuthError) -> &'static str {
+    match err {
+        AuthError::PasswordTooLong => "The password is too long.",
+        AuthError::AlreadyConfirmed => "Already confirmed.",
+        AuthError::Signup(why) => why,
+        AuthError::InvalidCredentials => "Invalid email or password.",
+        AuthError::RateLimited { .. } => {
+            "Too many failed attempts. Please wait and try again later."
+        }
+        AuthError::Store(_) => STORE_UNAVAILABLE,
+        AuthError::LoginRequired => "Please log in.",
+        AuthError::InvalidCode { .. } => "Wrong code. Please try again.",
+        AuthError::TooManyWrongCodes => "Too many wrong codes. Please log in again.",
+        AuthError::ChallengeExpired => "The verification expired. Please start again.",
+        AuthError::CodeExpired => "This code expired or was used already. Ask for a new code.",
+        AuthError::NoSecondFactor => {
+            "No second factor is set up for your account. Ask an administrator to set one up."
+        }
+        AuthError::ProviderUnavailable => {
+            "The second-factor service cannot be reached right now. Please try again, or use a code."
+        }
+        AuthError::ProviderRejected(_) => "The second-factor service refused the request.",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::StoreError;
 
     #[test]
     fn statuses_follow_the_public_surface() {
         assert_eq!(GatewayError::Csrf.status(), 403);
-        assert_eq!(GatewayError::InvalidCredentials.status(), 401);
-        assert_eq!(GatewayError::RateLimited { retry_after: 1 }.status(), 429);
+        assert_eq!(
+            GatewayError::from(AuthError::InvalidCredentials).status(),
+            401
+        );
+        assert_eq!(
+            GatewayError::from(AuthError::RateLimited { retry_after: 1 }).status(),
+            429
+        );
         assert_eq!(GatewayError::PayloadTooLarge.status(), 413);
         assert_eq!(GatewayError::from(AuthError::NoSecondFactor).status(), 403);
         assert_eq!(GatewayError::from(AuthError::CodeExpired).status(), 401);
@@ -199,7 +192,130 @@ mod tests {
 
     #[test]
     fn messages_never_carry_internal_detail() {
-        let err = GatewayError::UpstreamUnavailable("10.1.2.3:80 refused".into());
+        let err = GatewayError::from(ProxyError::Connect("10.1.2.3:80 refused".into()));
         assert!(!err.message().contains("10.1.2.3"));
+    }
+
+    /// Every failure of the auth flow as the client sees it: status, JSON
+    /// `error` code, message and `Retry-After` (DESIGN.md's table).
+    #[test]
+    fn every_auth_error_keeps_its_public_answer() {
+        let store = || AuthError::Store(StoreError::Write("disk".into()));
+        let cases: [(AuthError, u16, &str, &str, Option<u64>); 14] = [
+            (
+                AuthError::InvalidCredentials,
+                401,
+                "invalid_credentials",
+                "Invalid email or password.",
+                None,
+            ),
+            (
+                AuthError::RateLimited { retry_after: 7 },
+                429,
+                "rate_limited",
+                "Too many failed attempts. Please wait and try again later.",
+                Some(7),
+            ),
+            (
+                AuthError::PasswordTooLong,
+                400,
+                "bad_request",
+                "The password is too long.",
+                None,
+            ),
+            (
+                store(),
+                503,
+                "store_unavailable",
+                "The gateway cannot store sessions right now. Please try again later.",
+                None,
+            ),
+            (
+                AuthError::LoginRequired,
+                401,
+                "login_required",
+                "Please log in.",
+                None,
+            ),
+            (
+                AuthError::AlreadyConfirmed,
+                400,
+                "bad_request",
+                "Already confirmed.",
+                None,
+            ),
+            (
+                AuthError::ChallengeExpired,
+                401,
+                "challenge_expired",
+                "The verification expired. Please start again.",
+                None,
+            ),
+            (
+                AuthError::InvalidCode { left: 2 },
+                401,
+                "invalid_code",
+                "Wrong code. Please try again.",
+                None,
+            ),
+            (
+                AuthError::TooManyWrongCodes,
+                401,
+                "too_many_attempts",
+                "Too many wrong codes. Please log in again.",
+                None,
+            ),
+            (
+                AuthError::ProviderUnavailable,
+                503,
+                "provider_unavailable",
+                "The second-factor service cannot be reached right now. Please try again, or use a code.",
+                None,
+            ),
+            (
+                AuthError::ProviderRejected("no".into()),
+                502,
+                "provider_unavailable",
+                "The second-factor service refused the request.",
+                None,
+            ),
+            (
+                AuthError::Signup("The email is not valid."),
+                400,
+                "bad_request",
+                "The email is not valid.",
+                None,
+            ),
+            (
+                AuthError::CodeExpired,
+                401,
+                "code_expired",
+                "This code expired or was used already. Ask for a new code.",
+                None,
+            ),
+            (
+                AuthError::NoSecondFactor,
+                403,
+                "no_second_factor",
+                "No second factor is set up for your account. Ask an administrator to set one up.",
+                None,
+            ),
+        ];
+        for (auth, status, code, message, retry_after) in cases {
+            let err = GatewayError::from(auth);
+            let answer = (err.status().as_u16(), err.code(), err.message());
+            assert_eq!(answer, (status, code, message), "{err:?}");
+            let response = super::super::response::error(
+                &err,
+                super::super::response::Format::Json,
+                &crate::pages::Pages::new("/auth"),
+            );
+            let sent = response.headers().get(http::header::RETRY_AFTER);
+            assert_eq!(
+                sent.map(|v| v.to_str().unwrap().parse().unwrap()),
+                retry_after,
+                "{err:?}"
+            );
+        }
     }
 }

@@ -4,74 +4,80 @@
 
 use std::collections::HashMap;
 
-use http::{Request, Response};
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
 use super::Gateway;
+use super::answer::{Answer, Form};
 use super::error::GatewayError;
 use super::request;
-use super::response::{self, Format};
-use crate::wire::Body;
 
 const CSRF_HEADER: &str = "x-csrf-token";
 
-/// A post read off the wire. `error` is set when the body was unreadable
-/// or the CSRF token did not check out; `form` then holds what could be
-/// read, so a page can be shown again with the user's input.
-pub(super) struct Posted {
+/// A post read off the wire whose CSRF token checks out.
+pub(super) struct Post {
     pub head: Request<()>,
     pub form: HashMap<String, String>,
-    pub error: Option<GatewayError>,
 }
 
-impl Posted {
-    /// The form, or the error that stops the post.
-    pub fn checked(self) -> Result<(Request<()>, HashMap<String, String>), GatewayError> {
-        match self.error {
-            Some(err) => Err(err),
-            None => Ok((self.head, self.form)),
-        }
+/// A post that stops: its body was unreadable or its CSRF token did not
+/// check out. `post.form` holds what could be read, so a page can be shown
+/// again with the user's input.
+pub(super) struct RefusedPost {
+    pub post: Post,
+    pub err: GatewayError,
+}
+
+impl From<RefusedPost> for GatewayError {
+    fn from(refused: RefusedPost) -> Self {
+        refused.err
     }
 }
 
 impl Gateway {
-    /// Renders a page that carries a CSRF token, setting the CSRF cookie
-    /// when the browser has none yet.
-    pub(super) fn form_page<B>(
+    /// A form with a CSRF token, setting the CSRF cookie when the browser
+    /// has none yet.
+    pub(super) fn form<B>(
         &self,
         req: &Request<B>,
-        format: Format,
-        render: impl FnOnce(&str) -> Response<Body>,
-    ) -> Response<Body> {
-        let grant = match self.cookies.csrf_cookie(req.headers()) {
-            Some(value) => Some((value, None)),
-            None => self
-                .cookies
-                .new_csrf_cookie()
-                .map(|(value, set)| (value, Some(set))),
+        status: StatusCode,
+        form: Form,
+    ) -> Result<Answer, GatewayError> {
+        let (value, set_cookie) = match self.cookies.csrf_cookie(req.headers()) {
+            Some(value) => (value, None),
+            None => {
+                let (value, set) = self
+                    .cookies
+                    .new_csrf_cookie()
+                    .ok_or(GatewayError::NoRandomness)?;
+                (value, Some(set))
+            }
         };
-        let Some((value, set_cookie)) = grant else {
-            let err = GatewayError::StoreUnavailable("no randomness for a CSRF cookie".into());
-            return response::error(&err, format, &self.pages);
-        };
-        let page = render(&self.cookies.csrf_token(&value));
-        response::with_cookies(page, set_cookie.as_slice())
+        let answer = Answer::form(status, form, self.cookies.csrf_token(&value));
+        Ok(match set_cookie {
+            Some(cookie) => answer.with_cookie(cookie),
+            None => answer,
+        })
     }
 
     /// Reads a portal post (at most `server.max_form_bytes`) and checks its
     /// CSRF token.
-    pub(super) async fn posted(&self, req: Request<Incoming>) -> Posted {
+    pub(super) async fn posted(&self, req: Request<Incoming>) -> Result<Post, RefusedPost> {
         let (parts, body) = req.into_parts();
         let head = Request::from_parts(parts, ());
-        let (form, error) =
-            match request::read_form(head.headers(), body, self.max_form_bytes).await {
-                Ok(form) => {
-                    let error = self.check_csrf(&head, &form).err();
-                    (form, error)
-                }
-                Err(err) => (HashMap::new(), Some(err)),
-            };
-        Posted { head, form, error }
+        let read = request::read_form(head.headers(), body, self.portal.max_form_bytes).await;
+        let (form, checked) = match read {
+            Ok(form) => {
+                let checked = self.check_csrf(&head, &form);
+                (form, checked)
+            }
+            Err(err) => (HashMap::new(), Err(err)),
+        };
+        let post = Post { head, form };
+        match checked {
+            Ok(()) => Ok(post),
+            Err(err) => Err(RefusedPost { post, err }),
+        }
     }
 
     /// Every state-changing post carries a token bound to the CSRF cookie,

@@ -53,7 +53,7 @@ impl Gateway {
         flavor: Flavor,
     ) -> (Decision, Response<Bytes>) {
         let peer = conn.peer.ip().to_canonical();
-        if !self.trusted_proxies.iter().any(|net| net.contains(&peer)) {
+        if !self.guard.trusts(peer) {
             tracing::warn!(%peer, "forward-auth request from an untrusted peer refused");
             return (Decision::Refused, untrusted(flavor));
         }

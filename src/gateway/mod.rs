@@ -2,6 +2,7 @@
 //! pages under `server.path_prefix`) and the proxy, in order:
 //! route → cookie → session → policy → forward or "needs login".
 
+mod answer;
 pub mod cookies;
 mod enroll;
 pub mod error;
@@ -37,6 +38,7 @@ use crate::proxy::{ForwardContext, Upstream};
 use crate::store::LiveSessions;
 
 use crate::wire::{Body, ConnInfo, full};
+use answer::Answer;
 use cookies::Cookies;
 use error::GatewayError;
 use forward_auth::Flavor;
@@ -45,27 +47,45 @@ use response::Format;
 use route::Route;
 use security_headers::SecurityHeaders;
 
+/// Answers every request: the portal's pages, the forward-auth checks and
+/// (with an upstream) the proxy. What every part uses sits here; what only
+/// one part needs sits in its group.
 pub struct Gateway {
     auth: Arc<Authenticator>,
-    sessions: Arc<LiveSessions>,
     cookies: Cookies,
     redirects: Redirects,
-    pages: Pages,
-    upstream: Option<Upstream>,
-    webhook: Option<WebhookVerifier>,
-    signup: SignupConfig,
-    prefix: String,
-    trusted_proxies: Vec<IpNet>,
-    max_form_bytes: usize,
-    access: AccessControl,
-    serve_authelia_paths: bool,
     metrics: Arc<Metrics>,
     /// By `Route as usize`.
     requests: [RouteRequests; Route::ALL.len()],
+    portal: Portal,
+    guard: Guard,
+    /// Proxy mode: where allowed requests go.
+    upstream: Option<Upstream>,
+}
+
+/// What the portal (the gateway's own pages) needs.
+struct Portal {
+    /// `server.path_prefix`, where the portal's pages live.
+    prefix: String,
+    pages: Pages,
+    /// The live sessions, asked by `healthz`.
+    sessions: Arc<LiveSessions>,
+    signup: SignupConfig,
+    webhook: Option<WebhookVerifier>,
+    max_form_bytes: usize,
     /// `totp.issuer`, named on the enrollment page.
     totp_issuer: String,
     /// CSP and friends, on every answer the portal makes.
     security_headers: SecurityHeaders,
+}
+
+/// Who may reach what: used by the forward-auth checks and the proxy.
+struct Guard {
+    access: AccessControl,
+    /// The proxies whose `X-Forwarded-*` headers are believed.
+    trusted_proxies: Vec<IpNet>,
+    /// Serve Authelia's forward-auth paths too (see `route::route`).
+    serve_authelia_paths: bool,
 }
 
 impl Gateway {
@@ -80,33 +100,21 @@ impl Gateway {
         let secure = public_url.scheme() == "https";
         Gateway {
             auth,
-            sessions,
             cookies: Cookies::new(&config.session, secure),
             redirects: Redirects::new(
                 public_url,
                 &config.server.path_prefix,
                 config.session.cookie_domain.clone(),
             ),
-            pages: Pages::new(&config.server.path_prefix),
-            upstream,
-            webhook: config
-                .authy
-                .as_ref()
-                .map(|a| WebhookVerifier::new(a.api_key.clone(), &a.callback_url)),
-            signup: config.signup.clone(),
-            prefix: config.server.path_prefix.clone(),
-            trusted_proxies: config.server.trusted_proxies.clone(),
-            max_form_bytes: config.server.max_form_bytes,
-            access: config.access_control.clone(),
-            serve_authelia_paths: config.upstream.is_none() || config.server.authelia_paths,
             requests: Route::ALL.map(|route| metrics.requests_of(route_label(route))),
             metrics,
-            totp_issuer: config.totp.issuer.clone(),
-            security_headers: SecurityHeaders::new(
-                &config.server.public_url,
-                config.session.cookie_domain.as_deref(),
-                config.server.hsts,
-            ),
+            portal: Portal::new(config, sessions),
+            guard: Guard {
+                access: config.access_control.clone(),
+                trusted_proxies: config.server.trusted_proxies.clone(),
+                serve_authelia_paths: config.upstream.is_none() || config.server.authelia_paths,
+            },
+            upstream,
         }
     }
 
@@ -115,78 +123,92 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let format = request::response_format(req.headers());
         let route = self.route(req.uri().path());
-        let result = match (route, req.method().clone()) {
-            (Route::Login, Method::GET) => Ok(self.login_page(&req, format)),
-            (Route::Login, Method::POST) => Ok(self.login_submit(req, conn, format).await),
-            (Route::Logout, Method::GET) => Ok(self.logout_page(&req, format)),
-            (Route::Logout, Method::POST) => self.logout_submit(req, conn, format).await,
-            (Route::Verify, Method::GET) => self.verify_page(&req, conn, format).await,
-            (Route::Verify, Method::POST) => self.verify_submit(req, conn, format).await,
-            (Route::Resend, Method::POST) => self.resend_submit(req, format).await,
-            (Route::Status, Method::GET) => Ok(self.status(&req)),
-            (Route::EnrollTotp, Method::GET) => self.enroll_page(&req, format),
-            (Route::EnrollTotp, Method::POST) => self.enroll_submit(req, conn, format).await,
-            (Route::AuthyCallback, Method::GET | Method::POST) => self.authy_callback(req).await,
-            (Route::Signup, _) if !self.signup.enabled => Err(GatewayError::NotFound),
-            (Route::Signup, Method::GET) => Ok(self.signup_page(&req, format)),
-            (Route::Signup, Method::POST) => Ok(self.signup_submit(req, conn, format).await),
-            (Route::Healthz, Method::GET | Method::HEAD) => Ok(self.healthz()),
-            (Route::Asset, Method::GET | Method::HEAD) => self.asset(req.uri().path()),
-            (Route::AuthRequest, _) => Ok(self
+        let result = match route {
+            Route::AuthRequest => Ok(self
                 .forward_auth(req.headers(), conn, Flavor::Nginx)
                 .map(full)),
-            (Route::ForwardAuth, _) => Ok(self
+            Route::ForwardAuth => Ok(self
                 .forward_auth(req.headers(), conn, Flavor::Forward)
                 .map(full)),
-            (Route::PortalRoot, Method::GET | Method::HEAD) => Ok(self.portal_root(&req)),
             // Boxed: the proxy future is large, and the match arm would
             // otherwise make every request's future that size.
-            (Route::Proxy, _) => Box::pin(self.proxy(req, conn)).await,
-            (Route::NotFound, _) => Err(GatewayError::NotFound),
-            _ => Err(GatewayError::MethodNotAllowed),
+            Route::Proxy => Box::pin(self.proxy(req, conn)).await,
+            _ => (self.answer(route, req, conn, format).await)
+                .map(|answer| self.portal.render(answer, format)),
         };
         // The portal's own answers, errors of every route included; not
         // the forward-auth answers nor what the upstream sent (the hot path).
         let defended = result.is_err() || route.is_portal();
         let mut response = result.unwrap_or_else(|err| self.error_response(&err, format));
         if defended {
-            self.security_headers.apply(response.headers_mut());
+            self.portal.security_headers.apply(response.headers_mut());
         }
         self.requests[route as usize].answered(response.status());
         response
     }
 
+    /// The portal's answer to a request on one of its routes.
+    async fn answer(
+        &self,
+        route: Route,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        format: Format,
+    ) -> Result<Answer, GatewayError> {
+        match (route, req.method().clone()) {
+            (Route::Login, Method::GET) => self.login_page(&req),
+            (Route::Login, Method::POST) => self.login_submit(req, conn, format).await,
+            (Route::Logout, Method::GET) => self.logout_page(&req),
+            (Route::Logout, Method::POST) => self.logout_submit(req, conn).await,
+            (Route::Verify, Method::GET) => self.verify_page(&req, conn).await,
+            (Route::Verify, Method::POST) => self.verify_submit(req, conn, format).await,
+            (Route::Resend, Method::POST) => self.resend_submit(req, format).await,
+            (Route::Status, Method::GET) => Ok(self.status(&req)),
+            (Route::EnrollTotp, Method::GET) => self.enroll_page(&req),
+            (Route::EnrollTotp, Method::POST) => self.enroll_submit(req, conn, format).await,
+            (Route::AuthyCallback, Method::GET | Method::POST) => self.authy_callback(req).await,
+            (Route::Signup, _) if !self.portal.signup.enabled => Err(GatewayError::NotFound),
+            (Route::Signup, Method::GET) => self.signup_page(&req),
+            (Route::Signup, Method::POST) => self.signup_submit(req, conn, format).await,
+            (Route::Healthz, Method::GET | Method::HEAD) => Ok(self.healthz()),
+            (Route::Asset, Method::GET | Method::HEAD) => self.asset(req.uri().path()),
+            (Route::PortalRoot, Method::GET | Method::HEAD) => Ok(self.portal_root(&req)),
+            (Route::NotFound, _) => Err(GatewayError::NotFound),
+            _ => Err(GatewayError::MethodNotAllowed),
+        }
+    }
+
     fn route(&self, path: &str) -> Route {
         route::route(
             path,
-            &self.prefix,
+            &self.portal.prefix,
             self.upstream.is_some(),
-            self.serve_authelia_paths,
+            self.guard.serve_authelia_paths,
         )
     }
 
     /// The client's address for rules, regulation and logs: the peer, or
     /// from a trusted proxy the right-most untrusted `X-Forwarded-For`.
     fn client_of(&self, headers: &HeaderMap, conn: ConnInfo) -> std::net::IpAddr {
-        request::client_addr(conn.peer, headers, &self.trusted_proxies)
+        request::client_addr(conn.peer, headers, &self.guard.trusted_proxies)
     }
 
     /// A forward-auth deployment's portal host: `/` goes to the login page,
     /// keeping `rd`.
-    fn portal_root(&self, req: &Request<Incoming>) -> Response<Body> {
+    fn portal_root(&self, req: &Request<Incoming>) -> Answer {
         let rd = request::query_param(req, "rd").unwrap_or_default();
         let rd = self.redirects.safe_target(&rd);
-        response::redirect(StatusCode::FOUND, &self.redirects.portal_url("login", &rd))
+        Answer::redirect(StatusCode::FOUND, self.redirects.portal_url("login", &rd))
     }
 
     /// An embedded file the pages load: `{prefix}/static/{name}`.
-    fn asset(&self, path: &str) -> Result<Response<Body>, GatewayError> {
+    fn asset(&self, path: &str) -> Result<Answer, GatewayError> {
         let name = path
-            .strip_prefix(self.prefix.as_str())
+            .strip_prefix(self.portal.prefix.as_str())
             .and_then(|rest| rest.strip_prefix("/static/"))
             .unwrap_or_default();
         crate::pages::assets::named(name)
-            .map(response::asset)
+            .map(Answer::asset)
             .ok_or(GatewayError::NotFound)
     }
 
@@ -194,7 +216,7 @@ impl Gateway {
         if err.status().is_server_error() {
             tracing::error!(error = %err, "request failed");
         }
-        response::error(err, format, &self.pages)
+        response::error(err, format, &self.portal.pages)
     }
 
     /// Proxy mode, in order: normalize the target, identify the session,
@@ -239,8 +261,7 @@ impl Gateway {
             Access::Denied => return Err(GatewayError::Forbidden),
             // A WebSocket client cannot follow a redirect to the login page.
             Access::NeedsLogin | Access::NeedsSecondFactor if upgrade => {
-                let err = GatewayError::LoginRequired;
-                return Ok(response::error(&err, Format::Json, &self.pages));
+                return Ok(response::json_error(&GatewayError::LOGIN_REQUIRED));
             }
             Access::NeedsLogin => return Ok(self.needs_login(&target, req.headers(), "login")),
             Access::NeedsSecondFactor => {
@@ -251,7 +272,7 @@ impl Gateway {
         let path_and_query = target.path_and_query();
         let ctx = ForwardContext {
             peer,
-            peer_trusted: self.trusted_proxies.iter().any(|n| n.contains(&peer)),
+            peer_trusted: self.guard.trusts(peer),
             proto: conn.scheme(),
             path_and_query: &path_and_query,
             decided_host: decided_host(&target, host.as_ref())?,
@@ -295,9 +316,10 @@ impl Gateway {
         headers: &HeaderMap,
     ) -> Policy {
         let preflight = headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
-        self.access
+        self.guard
+            .access
             .decide_preflight(target, preflight)
-            .unwrap_or_else(|| self.access.decide_as_sent(target, raw_path, user))
+            .unwrap_or_else(|| self.guard.access.decide_as_sent(target, raw_path, user))
             .policy
     }
 
@@ -311,7 +333,7 @@ impl Gateway {
             };
             let path = &u[url::Position::BeforePath..];
             let target = normalize(u.scheme(), &authority, path, "GET", client).ok()?;
-            Some(self.access.decide(&target, Some(user)).policy)
+            Some(self.guard.access.decide(&target, Some(user)).policy)
         };
         url::Url::parse(url)
             .ok()
@@ -337,13 +359,42 @@ impl Gateway {
         location: &str,
     ) -> Response<Bytes> {
         if !request::accepts_html(headers) {
-            return response::whole::error_json(&GatewayError::LoginRequired);
+            return response::whole::error_json(&GatewayError::LOGIN_REQUIRED);
         }
         let status = match *method {
             Method::GET | Method::HEAD | Method::OPTIONS => StatusCode::FOUND,
             _ => StatusCode::SEE_OTHER,
         };
         response::whole::redirect(status, location)
+    }
+}
+
+impl Portal {
+    fn new(config: &Config, sessions: Arc<LiveSessions>) -> Self {
+        Portal {
+            prefix: config.server.path_prefix.clone(),
+            pages: Pages::new(&config.server.path_prefix),
+            sessions,
+            signup: config.signup.clone(),
+            webhook: config
+                .authy
+                .as_ref()
+                .map(|a| WebhookVerifier::new(a.api_key.clone(), &a.callback_url)),
+            max_form_bytes: config.server.max_form_bytes,
+            totp_issuer: config.totp.issuer.clone(),
+            security_headers: SecurityHeaders::new(
+                &config.server.public_url,
+                config.session.cookie_domain.as_deref(),
+                config.server.hsts,
+            ),
+        }
+    }
+}
+
+impl Guard {
+    /// Whether `peer` is one of `server.trusted_proxies`.
+    fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
     }
 }
 

@@ -1,26 +1,28 @@
 //! The portal's handlers: thin glue between HTTP and the auth flow.
 
-use std::collections::HashMap;
-
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
 use super::Gateway;
+use super::answer::{self, Answer, Form};
 use super::error::GatewayError;
-use super::forms::Posted;
+use super::forms::{Post, RefusedPost};
 use super::request::{field, query_param};
-use super::response::{self, Format};
+use super::response::Format;
 use crate::auth::AuthError;
 use crate::metrics::LoginOutcome;
-use crate::pages::LoginView;
-use crate::wire::Body;
 use crate::wire::ConnInfo;
 
 impl Gateway {
-    pub(super) fn login_page(&self, req: &Request<Incoming>, format: Format) -> Response<Body> {
-        let rd = query_param(req, "rd").unwrap_or_default();
-        self.login_form(req, format, StatusCode::OK, &rd, "", None)
+    pub(super) fn login_page(&self, req: &Request<Incoming>) -> Result<Answer, GatewayError> {
+        let form = Form::Login {
+            rd: query_param(req, "rd").unwrap_or_default(),
+            email: String::new(),
+            message: None,
+            retry_after: None,
+        };
+        self.form(req, StatusCode::OK, form)
     }
 
     pub(super) async fn login_submit(
@@ -28,22 +30,20 @@ impl Gateway {
         req: Request<Incoming>,
         conn: ConnInfo,
         format: Format,
-    ) -> Response<Body> {
+    ) -> Result<Answer, GatewayError> {
         let client = self.client_of(req.headers(), conn);
-        let Posted {
-            head: req_head,
-            form,
-            error,
-        } = self.posted(req).await;
-        if let Some(err) = error {
-            self.metrics.login(match err {
-                GatewayError::Csrf => LoginOutcome::Csrf,
-                _ => LoginOutcome::InvalidRequest,
-            });
-            return self.login_failed(&req_head, format, &err, &form);
-        }
+        let Post { head, form } = match self.posted(req).await {
+            Ok(post) => post,
+            Err(RefusedPost { post, err }) => {
+                self.metrics.login(match err {
+                    GatewayError::Csrf => LoginOutcome::Csrf,
+                    _ => LoginOutcome::InvalidRequest,
+                });
+                return self.login_failed(&post, format, err);
+            }
+        };
         let email = field(&form, "email");
-        let previous = self.cookies.session_id(req_head.headers());
+        let previous = self.cookies.session_id(head.headers());
         let login = self
             .auth
             .login(email, field(&form, "password"), client, previous.as_ref())
@@ -54,19 +54,13 @@ impl Gateway {
                 tracing::info!(user = %ok.user.email, client = %client, "login succeeded");
                 let next = self.after_login(ok.level, field(&form, "rd"), &ok.user, client);
                 let state = level_name(ok.level);
-                let cookie = self.cookies.set_session(&ok.session_id);
-                let response = match format {
-                    Format::Json => {
-                        response::json(StatusCode::OK, &json!({"state": state, "next": next}))
-                    }
-                    Format::Html => response::redirect(StatusCode::SEE_OTHER, &next),
-                };
-                response::with_cookies(response, &[cookie])
+                let json = json!({"state": state, "next": next});
+                Ok(Answer::next(next, json).with_cookie(self.cookies.set_session(&ok.session_id)))
             }
             Err(err) => {
                 self.metrics.login(login_outcome(&err));
                 tracing::warn!(user = %email, client = %client, reason = %err, "login failed");
-                self.login_failed(&req_head, format, &err.into(), &form)
+                self.login_failed(&Post { head, form }, format, err.into())
             }
         }
     }
@@ -93,103 +87,53 @@ impl Gateway {
 
     /// The login form again, with the error's status and message (HTML), or
     /// the JSON error.
-    fn login_failed<B>(
+    fn login_failed(
         &self,
-        req: &Request<B>,
+        post: &Post,
         format: Format,
-        err: &GatewayError,
-        form: &HashMap<String, String>,
-    ) -> Response<Body> {
-        if format == Format::Json {
-            return response::error(err, format, &self.pages);
-        }
-        let mut page = self.login_form(
-            req,
-            format,
-            err.status(),
-            field(form, "rd"),
-            field(form, "email"),
-            Some(err.message()),
-        );
-        if let GatewayError::RateLimited { retry_after } = err {
-            page.headers_mut()
-                .insert(http::header::RETRY_AFTER, (*retry_after).into());
-        }
-        page
-    }
-
-    fn login_form<B>(
-        &self,
-        req: &Request<B>,
-        format: Format,
-        status: StatusCode,
-        rd: &str,
-        email: &str,
-        message: Option<&str>,
-    ) -> Response<Body> {
-        self.form_page(req, format, |csrf| match format {
-            Format::Json => response::json(status, &json!({"csrf": csrf})),
-            Format::Html => {
-                let action = format!("{}/login", self.prefix);
-                let view = LoginView {
-                    action: &action,
-                    csrf,
-                    rd,
-                    email,
-                    message,
-                };
-                response::html(status, self.pages.login(&view))
-            }
+        err: GatewayError,
+    ) -> Result<Answer, GatewayError> {
+        answer::refused(format, err, |err| {
+            let form = Form::Login {
+                rd: field(&post.form, "rd").to_owned(),
+                email: field(&post.form, "email").to_owned(),
+                message: Some(err.message().to_owned()),
+                retry_after: err.retry_after(),
+            };
+            self.form(&post.head, err.status(), form)
         })
     }
 
-    pub(super) fn logout_page(&self, req: &Request<Incoming>, format: Format) -> Response<Body> {
+    pub(super) fn logout_page(&self, req: &Request<Incoming>) -> Result<Answer, GatewayError> {
         let user = self.current_user(req);
-        self.form_page(req, format, |csrf| match format {
-            Format::Json => response::json(StatusCode::OK, &json!({"csrf": csrf, "user": user})),
-            Format::Html => {
-                let action = format!("{}/logout", self.prefix);
-                let page = self.pages.logout(&action, csrf, user.as_deref());
-                response::html(StatusCode::OK, page)
-            }
-        })
+        self.form(req, StatusCode::OK, Form::Logout { user })
     }
 
     pub(super) async fn logout_submit(
         &self,
         req: Request<Incoming>,
         conn: ConnInfo,
-        format: Format,
-    ) -> Result<Response<Body>, GatewayError> {
+    ) -> Result<Answer, GatewayError> {
         let client = self.client_of(req.headers(), conn);
-        let (req_head, _) = self.posted(req).await.checked()?;
-        let id = self.cookies.session_id(req_head.headers());
+        let Post { head, .. } = self.posted(req).await?;
+        let id = self.cookies.session_id(head.headers());
         if let Some(user) = id.map(|id| self.auth.logout(&id)).transpose()?.flatten() {
             tracing::info!(user = %user, client = %client, "logout");
         }
         let login = self
             .redirects
             .portal_url("login", &self.redirects.safe_target("/"));
-        let response = match format {
-            Format::Json => response::json(
-                StatusCode::OK,
-                &json!({"state": "anonymous", "next": login}),
-            ),
-            Format::Html => response::redirect(StatusCode::SEE_OTHER, &login),
-        };
-        Ok(response::with_cookies(
-            response,
-            &[self.cookies.clear_session()],
-        ))
+        let json = json!({"state": "anonymous", "next": login});
+        Ok(Answer::next(login, json).with_cookie(self.cookies.clear_session()))
     }
 
-    pub(super) fn healthz(&self) -> Response<Body> {
-        if self.sessions.is_healthy() {
-            response::json(StatusCode::OK, &json!({"status": "ok"}))
+    pub(super) fn healthz(&self) -> Answer {
+        if self.portal.sessions.is_healthy() {
+            Answer::json(StatusCode::OK, json!({"status": "ok"}))
         } else {
-            response::json(
+            Answer::json(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"status": "store_unavailable"}),
+                json!({"status": "store_unavailable"}),
             )
         }
     }

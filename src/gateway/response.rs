@@ -63,7 +63,7 @@ pub fn with_cookies(mut response: Response<Body>, cookies: &[String]) -> Respons
 /// `{"error": code, "message": text}`.
 pub fn error(err: &GatewayError, format: Format, pages: &Pages) -> Response<Body> {
     match format {
-        Format::Json => whole::error_json(err).map(full),
+        Format::Json => json_error(err),
         Format::Html => {
             let page = pages.error(err.status().as_u16(), err.message());
             with_retry_after(html(err.status(), page), err)
@@ -71,11 +71,17 @@ pub fn error(err: &GatewayError, format: Format, pages: &Pages) -> Response<Body
     }
 }
 
+/// The error as `{"error": code, "message": text}`, whatever the client
+/// accepts.
+pub fn json_error(err: &GatewayError) -> Response<Body> {
+    whole::error_json(err).map(full)
+}
+
 fn with_retry_after<B>(mut response: Response<B>, err: &GatewayError) -> Response<B> {
-    if let GatewayError::RateLimited { retry_after } = err {
+    if let Some(seconds) = err.retry_after() {
         response
             .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }

@@ -2,21 +2,21 @@
 //! the status poll, and the Authy webhook. Thin glue over
 //! `auth::challenge`.
 
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
 use super::Gateway;
+use super::answer::{self, Answer, Form};
 use super::error::GatewayError;
+use super::forms::Post;
 use super::request::{self, field, query_param};
-use super::response::{self, Format};
-use crate::auth::{AuthError, ChallengeView, Requester, StatusOutcome};
+use super::response::Format;
+use crate::auth::{AuthError, Requester, StatusOutcome};
 use crate::factor::authy::webhook::{CallbackRequest, WebhookError};
 use crate::metrics::{FactorMethod, FactorOutcome};
-use crate::model::{Delivery, Method, PushStatus};
-use crate::pages::VerifyView;
+use crate::model::{Method, PushStatus};
 use crate::store::SessionId;
-use crate::wire::Body;
 use crate::wire::ConnInfo;
 
 /// A webhook body larger than this is not Authy's.
@@ -34,15 +34,14 @@ impl Gateway {
         &self,
         req: &Request<Incoming>,
         conn: ConnInfo,
-        format: Format,
-    ) -> Result<Response<Body>, GatewayError> {
+    ) -> Result<Answer, GatewayError> {
         let rd = self
             .redirects
             .safe_target(&query_param(req, "rd").unwrap_or_default());
         let Some(id) = self.cookies.session_id(req.headers()) else {
-            return Ok(self.to_login(&rd, format));
+            return Ok(self.to_login(&rd));
         };
-        if let Some(done) = self.confirmed_push(&id, &rd, format)? {
+        if let Some(done) = self.confirmed_push(&id, &rd)? {
             return Ok(done);
         }
         let client = self.client_of(req.headers(), conn);
@@ -53,11 +52,18 @@ impl Gateway {
         };
         let wanted = query_param(req, "method").and_then(|m| Method::parse(&m));
         match self.auth.begin_challenge(&id, &requester, wanted).await {
-            Ok(view) => Ok(self.verify_form(req, format, StatusCode::OK, &rd, &view, None)),
-            Err(AuthError::AlreadyConfirmed) => Ok(self.to_target(&rd, format, None)),
-            Err(AuthError::LoginRequired) => Ok(self.to_login(&rd, format)),
+            Ok(view) => {
+                let form = Form::Verify {
+                    rd,
+                    view,
+                    message: None,
+                };
+                self.form(req, StatusCode::OK, form)
+            }
+            Err(AuthError::AlreadyConfirmed) => Ok(self.to_target(rd, None)),
+            Err(AuthError::LoginRequired) => Ok(self.to_login(&rd)),
             Err(AuthError::NoSecondFactor) if self.auth.may_enroll(&id)? => {
-                Ok(self.to_portal_page("enroll/totp", &rd, format))
+                Ok(self.to_portal_page("enroll/totp", &rd))
             }
             Err(err) => Err(err.into()),
         }
@@ -68,7 +74,7 @@ impl Gateway {
         req: Request<Incoming>,
         conn: ConnInfo,
         format: Format,
-    ) -> Result<Response<Body>, GatewayError> {
+    ) -> Result<Answer, GatewayError> {
         let client = self.client_of(req.headers(), conn);
         let ChallengePost { req, form, rd, id } = self.challenge_post(req).await?;
         let checked = self.auth.verify_code(&id, field(&form, "code")).await;
@@ -77,11 +83,11 @@ impl Gateway {
         match checked {
             Ok(new_id) => {
                 tracing::info!(client = %client, "second factor confirmed by code");
-                Ok(self.to_target(&rd, format, Some(&new_id)))
+                Ok(self.to_target(rd, Some(&new_id)))
             }
             Err(AuthError::TooManyWrongCodes) => {
                 tracing::warn!(client = %client, "too many wrong codes; session ended");
-                Ok(self.session_ended(format))
+                Ok(self.session_ended())
             }
             Err(
                 err @ (AuthError::InvalidCode { .. }
@@ -90,7 +96,7 @@ impl Gateway {
                 | AuthError::RateLimited { .. }),
             ) => {
                 tracing::warn!(client = %client, reason = %err, "second factor not confirmed");
-                Ok(self.verify_failed(&req, &id, format, &rd, &err.into()))
+                self.verify_failed(&req, &id, format, rd, err.into())
             }
             Err(err) => Err(err.into()),
         }
@@ -100,41 +106,46 @@ impl Gateway {
         &self,
         req: Request<Incoming>,
         format: Format,
-    ) -> Result<Response<Body>, GatewayError> {
+    ) -> Result<Answer, GatewayError> {
         let ChallengePost { req, rd, id, .. } = self.challenge_post(req).await?;
         match self.auth.resend_code(&id).await {
-            Ok(()) => Ok(match format {
-                Format::Json => response::json(StatusCode::OK, &json!({"status": "sent"})),
-                Format::Html => {
-                    match self.auth.challenge_view(&id) {
-                        Some(view) => {
-                            // Authy's resend is always an SMS; Verify's is its channel.
-                            let message = match view.method {
-                                Method::Authy => "We sent you a new code by SMS.",
-                                _ => "We sent you a new code.",
-                            };
-                            self.verify_form(
-                                &req,
-                                format,
-                                StatusCode::OK,
-                                &rd,
-                                &view,
-                                Some(message),
-                            )
-                        }
-                        None => self.to_login(&rd, format),
-                    }
-                }
-            }),
+            Ok(()) => format.choose(
+                || self.code_resent(&req, &id, rd),
+                || Ok(Answer::json(StatusCode::OK, json!({"status": "sent"}))),
+            ),
             Err(err @ (AuthError::RateLimited { .. } | AuthError::ProviderUnavailable)) => {
-                Ok(self.verify_failed(&req, &id, format, &rd, &err.into()))
+                self.verify_failed(&req, &id, format, rd, err.into())
             }
             Err(err) => Err(err.into()),
         }
     }
 
+    /// The verify page again, saying a new code is on its way.
+    fn code_resent(
+        &self,
+        req: &Request<()>,
+        id: &SessionId,
+        rd: String,
+    ) -> Result<Answer, GatewayError> {
+        let Some(view) = self.auth.challenge_view(id) else {
+            return Ok(self.to_login(&rd));
+        };
+        // Authy's resend is always an SMS; Verify's is its channel.
+        let message = match view.method {
+            Method::Authy => "We sent you a new code by SMS.",
+            _ => "We sent you a new code.",
+        };
+        let form = Form::Verify {
+            rd,
+            view,
+            message: Some(message.to_owned()),
+        };
+        self.form(req, StatusCode::OK, form)
+    }
+
     /// `GET status`: the push's state; on approval the new session cookie.
-    pub(super) fn status(&self, req: &Request<Incoming>) -> Response<Body> {
+    /// JSON for every client: the page's script polls it.
+    pub(super) fn status(&self, req: &Request<Incoming>) -> Answer {
         let outcome = self
             .cookies
             .session_id(req.headers())
@@ -143,8 +154,8 @@ impl Gateway {
         match outcome {
             Ok(StatusOutcome::Confirmed(new_id)) => {
                 self.push_counted(FactorOutcome::Success);
-                let body = response::json(StatusCode::OK, &json!({"status": "approved"}));
-                response::with_cookies(body, &[self.cookies.set_session(&new_id)])
+                Answer::json(StatusCode::OK, json!({"status": "approved"}))
+                    .with_cookie(self.cookies.set_session(&new_id))
             }
             Ok(StatusOutcome::Waiting(push)) => {
                 match push {
@@ -153,12 +164,12 @@ impl Gateway {
                     _ => {}
                 }
                 let status = push.map_or("none", |p| p.as_str());
-                response::json(StatusCode::OK, &json!({"status": status}))
+                Answer::json(StatusCode::OK, json!({"status": status}))
             }
             Err(AuthError::AlreadyConfirmed) => {
-                response::json(StatusCode::OK, &json!({"status": "approved"}))
+                Answer::json(StatusCode::OK, json!({"status": "approved"}))
             }
-            Err(err) => response::error(&err.into(), Format::Json, &self.pages),
+            Err(err) => Answer::failed_as_json(err.into()),
         }
     }
 
@@ -167,8 +178,8 @@ impl Gateway {
     pub(super) async fn authy_callback(
         &self,
         req: Request<Incoming>,
-    ) -> Result<Response<Body>, GatewayError> {
-        let verifier = self.webhook.as_ref().ok_or(GatewayError::NotFound)?;
+    ) -> Result<Answer, GatewayError> {
+        let verifier = self.portal.webhook.as_ref().ok_or(GatewayError::NotFound)?;
         let (parts, body) = req.into_parts();
         let body = request::read_bytes(&parts.headers, body, MAX_CALLBACK_BYTES).await?;
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
@@ -194,26 +205,21 @@ impl Gateway {
             }
             Err(err) => tracing::info!(reason = %err, "OneTouch callback ignored"),
         }
-        Ok(response::json(StatusCode::OK, &json!({"ok": true})))
+        Ok(Answer::json(StatusCode::OK, json!({"ok": true})))
     }
 
     /// The fifth wrong code ended the session: say so and drop the cookie.
-    pub(super) fn session_ended(&self, format: Format) -> Response<Body> {
-        let page = response::error(&GatewayError::TooManyWrongCodes, format, &self.pages);
-        response::with_cookies(page, &[self.cookies.clear_session()])
+    pub(super) fn session_ended(&self) -> Answer {
+        Answer::failed(AuthError::TooManyWrongCodes.into())
+            .with_cookie(self.cookies.clear_session())
     }
 
     /// A push approved since the last request: the step up happens now.
-    fn confirmed_push(
-        &self,
-        id: &SessionId,
-        rd: &str,
-        format: Format,
-    ) -> Result<Option<Response<Body>>, GatewayError> {
+    fn confirmed_push(&self, id: &SessionId, rd: &str) -> Result<Option<Answer>, GatewayError> {
         match self.auth.push_outcome(id) {
             Ok(StatusOutcome::Confirmed(new_id)) => {
                 self.push_counted(FactorOutcome::Success);
-                Ok(Some(self.to_target(rd, format, Some(&new_id))))
+                Ok(Some(self.to_target(rd.to_owned(), Some(&new_id))))
             }
             Ok(StatusOutcome::Waiting(_))
             | Err(AuthError::AlreadyConfirmed | AuthError::LoginRequired) => Ok(None),
@@ -233,111 +239,71 @@ impl Gateway {
         &self,
         req: Request<Incoming>,
     ) -> Result<ChallengePost, GatewayError> {
-        let (req, form) = self.posted(req).await.checked()?;
+        let Post { head, form } = self.posted(req).await?;
         let rd = self.redirects.safe_target(field(&form, "rd"));
         let id = self
             .cookies
-            .session_id(req.headers())
-            .ok_or(GatewayError::LoginRequired)?;
-        Ok(ChallengePost { req, form, rd, id })
+            .session_id(head.headers())
+            .ok_or(GatewayError::LOGIN_REQUIRED)?;
+        Ok(ChallengePost {
+            req: head,
+            form,
+            rd,
+            id,
+        })
     }
 
+    /// The verify form again with what went wrong (browsers, while the
+    /// challenge lasts), or the error.
     fn verify_failed(
         &self,
         req: &Request<()>,
         id: &SessionId,
         format: Format,
-        rd: &str,
-        err: &GatewayError,
-    ) -> Response<Body> {
-        let Some(view) = self
-            .auth
-            .challenge_view(id)
-            .filter(|_| format == Format::Html)
-        else {
-            return response::error(err, format, &self.pages);
-        };
-        let message = match err {
-            GatewayError::InvalidCode { left } => format!("Wrong code. {left} tries left."),
-            GatewayError::RateLimited { retry_after } => {
-                format!("Please wait {retry_after} s before trying again.")
-            }
-            other => other.message().to_owned(),
-        };
-        self.verify_form(req, format, err.status(), rd, &view, Some(&message))
-    }
-
-    fn verify_form<B>(
-        &self,
-        req: &Request<B>,
-        format: Format,
-        status: StatusCode,
-        rd: &str,
-        view: &ChallengeView,
-        message: Option<&str>,
-    ) -> Response<Body> {
-        let push = view.push.map(|p| p.as_str());
-        let method = view.method.as_str();
-        let methods: Vec<&str> = view.methods.iter().map(|m| m.as_str()).collect();
-        let others: Vec<&str> = methods.iter().copied().filter(|m| *m != method).collect();
-        self.form_page(req, format, |csrf| match format {
-            Format::Json => response::json(
-                status,
-                &json!({"method": method, "methods": methods, "push": push,
-                        "push_failed": view.push_failed, "code_sent": view.code_sent,
-                        "csrf": csrf, "message": message}),
-            ),
-            Format::Html => {
-                let page = VerifyView {
-                    prefix: &self.prefix,
-                    csrf,
-                    rd,
-                    method,
-                    push,
-                    push_failed: view.push_failed,
-                    sends_codes: view.delivery != Delivery::AppCode,
-                    others: &others,
-                    message,
-                };
-                response::html(status, self.pages.verify(&page))
-            }
+        rd: String,
+        err: GatewayError,
+    ) -> Result<Answer, GatewayError> {
+        answer::refused(format, err, |err| {
+            let Some(view) = self.auth.challenge_view(id) else {
+                return Ok(Answer::failed(err));
+            };
+            let message = match &err {
+                GatewayError::Auth(AuthError::InvalidCode { left }) => {
+                    format!("Wrong code. {left} tries left.")
+                }
+                GatewayError::Auth(AuthError::RateLimited { retry_after }) => {
+                    format!("Please wait {retry_after} s before trying again.")
+                }
+                other => other.message().to_owned(),
+            };
+            let form = Form::Verify {
+                rd,
+                view,
+                message: Some(message),
+            };
+            self.form(req, err.status(), form)
         })
     }
 
-    /// Success: 303 to `rd` (JSON: the new state), with the new session id.
-    pub(super) fn to_target(
-        &self,
-        rd: &str,
-        format: Format,
-        new_id: Option<&SessionId>,
-    ) -> Response<Body> {
-        let response = match format {
-            Format::Json => {
-                response::json(StatusCode::OK, &json!({"state": "two_factor", "next": rd}))
-            }
-            Format::Html => response::redirect(StatusCode::SEE_OTHER, rd),
-        };
-        let cookies: Vec<String> = new_id
-            .map(|id| self.cookies.set_session(id))
-            .into_iter()
-            .collect();
-        response::with_cookies(response, &cookies)
-    }
-
-    pub(super) fn to_login(&self, rd: &str, format: Format) -> Response<Body> {
-        match format {
-            Format::Json => response::error(&GatewayError::LoginRequired, format, &self.pages),
-            Format::Html => self.to_portal_page("login", rd, format),
+    /// Success: on to `rd` (JSON: the new state), with the new session id.
+    pub(super) fn to_target(&self, rd: String, new_id: Option<&SessionId>) -> Answer {
+        let json = json!({"state": "two_factor", "next": rd});
+        let answer = Answer::next(rd, json);
+        match new_id {
+            Some(id) => answer.with_cookie(self.cookies.set_session(id)),
+            None => answer,
         }
     }
 
-    /// 303 to a page of ours keeping `rd` (JSON: where to go next).
-    fn to_portal_page(&self, page: &str, rd: &str, format: Format) -> Response<Body> {
+    pub(super) fn to_login(&self, rd: &str) -> Answer {
+        Answer::login_first(self.redirects.portal_url("login", rd))
+    }
+
+    /// On to a page of ours keeping `rd` (JSON: where to go next).
+    fn to_portal_page(&self, page: &str, rd: &str) -> Answer {
         let next = self.redirects.portal_url(page, rd);
-        match format {
-            Format::Json => response::json(StatusCode::OK, &json!({"next": next})),
-            Format::Html => response::redirect(StatusCode::SEE_OTHER, &next),
-        }
+        let json = json!({"next": next});
+        Answer::next(next, json)
     }
 }
 

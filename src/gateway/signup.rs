@@ -2,23 +2,22 @@
 
 use std::collections::HashMap;
 
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
 use super::Gateway;
+use super::answer::{self, Answer, Form};
 use super::error::GatewayError;
-use super::forms::Posted;
+use super::forms::{Post, RefusedPost};
 use super::request::field;
-use super::response::{self, Format};
+use super::response::Format;
 use crate::auth::SignUpForm;
-use crate::pages::SignupView;
-use crate::wire::Body;
 use crate::wire::ConnInfo;
 
 impl Gateway {
-    pub(super) fn signup_page(&self, req: &Request<Incoming>, format: Format) -> Response<Body> {
-        self.signup_form(req, format, StatusCode::OK, &HashMap::new(), None)
+    pub(super) fn signup_page(&self, req: &Request<Incoming>) -> Result<Answer, GatewayError> {
+        self.signup_form(req, StatusCode::OK, HashMap::new(), None)
     }
 
     /// Success and "email exists" answer alike: on to the login page.
@@ -27,12 +26,12 @@ impl Gateway {
         req: Request<Incoming>,
         conn: ConnInfo,
         format: Format,
-    ) -> Response<Body> {
+    ) -> Result<Answer, GatewayError> {
         let client = self.client_of(req.headers(), conn);
-        let Posted { head, form, error } = self.posted(req).await;
-        if let Some(err) = error {
-            return self.signup_failed(&head, format, &err, &form);
-        }
+        let Post { head, form } = match self.posted(req).await {
+            Ok(post) => post,
+            Err(RefusedPost { post, err }) => return self.signup_failed(post, format, err),
+        };
         let signup = SignUpForm {
             name: field(&form, "name"),
             email: field(&form, "email"),
@@ -41,64 +40,53 @@ impl Gateway {
             password: field(&form, "password"),
             second_factor: field(&form, "second_factor"),
         };
-        match self.auth.sign_up(&signup, &self.signup).await {
+        let signed_up = self.auth.sign_up(&signup, &self.portal.signup).await;
+        match signed_up {
             Ok(()) => {
                 tracing::info!(user = %signup.email.trim(), client = %client, "sign-up accepted");
-                let login = format!("{}/login", self.prefix);
-                match format {
-                    Format::Json => {
-                        response::json(StatusCode::OK, &json!({"status": "ok", "next": login}))
-                    }
-                    Format::Html => response::redirect(StatusCode::SEE_OTHER, &login),
-                }
+                let login = format!("{}/login", self.portal.prefix);
+                let json = json!({"status": "ok", "next": login});
+                Ok(Answer::next(login, json))
             }
             Err(err) => {
                 tracing::info!(client = %client, reason = %err, "sign-up refused");
-                self.signup_failed(&head, format, &err.into(), &form)
+                self.signup_failed(Post { head, form }, format, err.into())
             }
         }
     }
 
+    /// The form again with the user's input and what went wrong, or the
+    /// error.
     fn signup_failed(
         &self,
-        req: &Request<()>,
+        post: Post,
         format: Format,
-        err: &GatewayError,
-        form: &HashMap<String, String>,
-    ) -> Response<Body> {
-        match format {
-            Format::Json => response::error(err, format, &self.pages),
-            Format::Html => self.signup_form(req, format, err.status(), form, Some(err.message())),
-        }
+        err: GatewayError,
+    ) -> Result<Answer, GatewayError> {
+        answer::refused(format, err, |err| {
+            let message = Some(err.message().to_owned());
+            self.signup_form(&post.head, err.status(), post.form, message)
+        })
     }
 
     fn signup_form<B>(
         &self,
         req: &Request<B>,
-        format: Format,
         status: StatusCode,
-        fields: &HashMap<String, String>,
-        message: Option<&str>,
-    ) -> Response<Body> {
-        self.form_page(req, format, |csrf| match format {
-            Format::Json => response::json(status, &json!({"csrf": csrf})),
-            Format::Html => {
-                let methods: Vec<&str> = self
-                    .auth
-                    .signup_methods()
-                    .into_iter()
-                    .map(|m| m.as_str())
-                    .collect();
-                let view = SignupView {
-                    prefix: &self.prefix,
-                    csrf,
-                    fields,
-                    min_password: self.signup.min_password_length,
-                    methods: &methods,
-                    message,
-                };
-                response::html(status, self.pages.signup(&view))
-            }
-        })
+        fields: HashMap<String, String>,
+        message: Option<String>,
+    ) -> Result<Answer, GatewayError> {
+        let methods = self
+            .auth
+            .signup_methods()
+            .into_iter()
+            .map(|m| m.as_str())
+            .collect();
+        let form = Form::Signup {
+            fields,
+            methods,
+            message,
+        };
+        self.form(req, status, form)
     }
 }
