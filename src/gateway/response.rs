@@ -1,5 +1,5 @@
-//! One response body type for generated pages and proxied bodies, and the
-//! builders every handler uses.
+//! The response builders every handler uses (the body type is `wire`'s),
+//! and `whole`: answers whose body is whole at once, for the fast path.
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};

@@ -406,3 +406,68 @@ fn module_path(text: &str) -> Vec<String> {
     }
     modules
 }
+
+/// `src/auth/LIFECYCLE.md` and `docs/architecture.md` point a reader at
+/// code: every file they name exists, and every `Type::function` they name
+/// is a function (or variant) of that name in `src/`.
+#[test]
+fn the_architecture_docs_name_code_that_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = Vec::new();
+    collect_files(&src_dir(), &mut sources);
+    let code: String = sources
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let mut missing = Vec::new();
+    for doc in ["src/auth/LIFECYCLE.md", "docs/architecture.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        for name in text.split('`').skip(1).step_by(2) {
+            let doc_dir = root.join(doc).parent().unwrap().to_path_buf();
+            if !names_existing_code(
+                &[root.to_path_buf(), root.join("src"), doc_dir],
+                &code,
+                name,
+            ) {
+                missing.push(format!("{doc}: `{name}`"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "named but not found:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// A file path (from the project, from `src/` or from the doc's folder), or `Type::item`: the
+/// item must be defined (`fn item`, `mod item`, or a variant `Item`)
+/// somewhere in `code`. Anything else in backticks (config keys, commands) passes.
+fn names_existing_code(bases: &[PathBuf], code: &str, name: &str) -> bool {
+    let is_path = name.ends_with(".rs") || name.ends_with(".md") || name.ends_with(".json");
+    let looks_like_path =
+        name.contains('/') && !name.contains([' ', '(']) && !name.starts_with('/');
+    if is_path || looks_like_path {
+        let name = name.trim_end_matches('/');
+        return bases
+            .iter()
+            .map(|base| base.join(name))
+            .any(|p| p.exists() || p.with_extension("rs").exists());
+    }
+    let Some((owner, item)) = name.split_once("::") else {
+        return true;
+    };
+    let simple =
+        |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !simple(owner) || !simple(item) {
+        return true;
+    }
+    if item.starts_with(|c: char| c.is_ascii_uppercase()) {
+        return code.contains(&format!("{item} "))
+            || code.contains(&format!("{item}("))
+            || code.contains(&format!("{item},"));
+    }
+    ["fn {item}(", "fn {item}<", "mod {item} "]
+        .iter()
+        .any(|form| code.contains(&form.replace("{item}", item)))
+}
