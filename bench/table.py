@@ -30,6 +30,7 @@ SCENARIOS = {
     }),
     "proxy": ("reverse proxy", "nginx", "authgate", {
         "nginx": "nginx `proxy_pass` (keep-alive)",
+        "floor": "the floor: bare hyper proxy (hyper-util pooled client)",
         "authgate": "authgate proxy mode",
     }),
     "unauth": ("unauthenticated", "nginx", "authgate", {
@@ -128,12 +129,12 @@ def render(runs, meta):
       f"(load generator on the same machine), commit `{meta['commit']}`.")
     w("")
     w(f"Command: `{meta['command']}` — wrk -t{meta['threads']} -c{meta['connections']}, "
-      f"{meta['pairs']} interleaved baseline/authgate pairs (A B A B …) of {meta['seconds']} s "
+      f"{meta['pairs']} interleaved rounds (A B A B …; the proxy: nginx, floor, authgate) of {meta['seconds']} s "
       f"per scenario after a 2 s warm-up of each side; {meta['nginx']}, {meta['wrk']}.")
     w("")
     w("req/s, p50 and p99 are medians over the pairs; peak RSS is the highest VmHWM of the "
       "process(es) serving that side during its runs (nginx: master and workers; "
-      "authgate: the gateway only). The ratio is B/A per pair: median (min–max).")
+      "authgate: the gateway only). The ratio is B/A per round: median (min–max).")
     w("")
     w("| scenario and side | req/s | p50 | p99 | peak RSS | ratio to baseline | target |")
     w("| --- | ---: | ---: | ---: | ---: | --- | --- |")
@@ -155,9 +156,9 @@ def render(runs, meta):
         target_b = ""
         ratio_b = spread(ratios, times) + " req/s"
         if key == "fa":
-            ok = statistics.median(ratios) >= 0.9
-            target_b = f"≥ 0.9× — {verdict(ok)}"
-            targets.append(("forward-auth direct ≥ 0.9× nginx `return 200`",
+            ok = statistics.median(ratios) >= 1.0
+            target_b = f"≥ 1.0× — {verdict(ok)}"
+            targets.append(("forward-auth direct ≥ 1.0× nginx `return 200`",
                             times(statistics.median(ratios)), ok))
         elif key == "ar":
             ok = statistics.median(ratios) >= 0.9
@@ -165,14 +166,29 @@ def render(runs, meta):
             targets.append(("nginx auth_request through authgate ≥ 0.9× the empty-200 baseline",
                             times(statistics.median(ratios)), ok))
         elif key == "proxy":
-            diffs = pair_diffs(runs, key, a, b, lambda r: r["p99_us"])
             ok_rps = statistics.median(ratios) >= 1.0
-            ok_p99 = statistics.median(diffs) <= 1000
-            target_b = f"≥ 1.0× — {verdict(ok_rps)}"
-            targets.append(("reverse proxy ≥ 1.0× nginx `proxy_pass` req/s",
+            target_b = f"≥ 1.0× nginx — {verdict(ok_rps)}"
+            targets.append(("reverse proxy ≥ 1.0× nginx `proxy_pass` req/s (the aim)",
                             times(statistics.median(ratios)), ok_rps))
-            targets.append(("reverse proxy p99 ≤ nginx's + 1 ms",
-                            "p99 difference " + spread(diffs, lambda d: f"{d / 1000:+.2f} ms"), ok_p99))
+            if "floor" in sides:
+                # Our own cost: authgate against a bare hyper proxy in the
+                # same rounds, which stays meaningful on a noisy machine.
+                floor_ratios = pair_values(runs, key, "floor", b, rps)
+                diffs = pair_diffs(runs, key, "floor", b, lambda r: r["p99_us"])
+                ok_floor = statistics.median(floor_ratios) >= 0.95
+                ok_p99 = statistics.median(diffs) <= 500
+                ratio_b += "; " + spread(floor_ratios, times) + " the floor"
+                target_b += f"; ≥ 0.95× the floor — {verdict(ok_floor)}"
+                targets.append(("reverse proxy ≥ 0.95× the floor (bare hyper proxy) req/s",
+                                times(statistics.median(floor_ratios)), ok_floor))
+                targets.append(("reverse proxy p99 ≤ the floor's + 0.5 ms",
+                                "p99 difference " + spread(diffs, lambda d: f"{d / 1000:+.2f} ms"),
+                                ok_p99))
+        elif key == "unauth":
+            ok = statistics.median(ratios) >= 0.9
+            target_b = f"≥ 0.9× — {verdict(ok)}"
+            targets.append(("unauthenticated 302 ≥ 0.9× nginx `return 302`",
+                            times(statistics.median(ratios)), ok))
         elif key == "storm":
             p99s = pair_values(runs, key, a, b, lambda r: r["p99_us"])
             ratio_b = spread(p99s, times) + " p99"
@@ -183,15 +199,20 @@ def render(runs, meta):
         elif key == "many":
             ok = statistics.median(ratios) >= 0.9
             peak = max(r["peak_rss_kb"] for r in sides[b].values())
-            ok_rss = peak * 1024 < 300 * MB
-            target_b = f"≥ 0.9×, RSS < 300 MB — {verdict(ok and ok_rss)}"
+            ok_rss = peak * 1024 < 200 * 1024 * 1024
+            target_b = f"≥ 0.9×, peak RSS < 200 MiB — {verdict(ok and ok_rss)}"
             targets.append((f"{many:,} sessions: throughput within 10% of {few:,}",
                             times(statistics.median(ratios)), ok))
-            targets.append((f"{many:,} sessions: RSS under 300 MB while serving",
+            targets.append((f"{many:,} sessions: peak RSS under 200 MiB while serving",
                             mib(peak), ok_rss))
         row, errors, requests = side_row(labels[a], sides[a], "baseline", "")
         w(row)
         errors_note(labels[a], errors, requests)
+        if key == "proxy" and "floor" in sides:
+            floor_cell = spread(pair_values(runs, key, a, "floor", rps), times) + " req/s"
+            row, errors, requests = side_row(labels["floor"], sides["floor"], floor_cell, "")
+            w(row)
+            errors_note(labels["floor"], errors, requests)
         row, errors, requests = side_row(labels[b], sides[b], ratio_b, target_b)
         w(row)
         errors_note(labels[b], errors, requests)
