@@ -130,10 +130,10 @@ impl Gateway {
             Route::ForwardAuth => Ok(self
                 .forward_auth(req.headers(), conn, Flavor::Forward)
                 .map(full)),
-            // Boxed: the proxy future is large, and the match arm would
-            // otherwise make every request's future that size.
-            Route::Proxy => Box::pin(self.proxy(req, conn)).await,
-            _ => (self.answer(route, req, conn, format).await)
+            Route::Proxy => self.proxy(req, conn).await,
+            // Boxed: the portal's futures are large, and hyper moves every
+            // request's future into its slot; the hot routes stay small.
+            _ => (Box::pin(self.answer(route, req, conn, format)).await)
                 .map(|answer| self.portal.render(answer, format)),
         };
         // The portal's own answers, errors of every route included; not
@@ -220,20 +220,33 @@ impl Gateway {
     }
 
     /// Proxy mode, in order: normalize the target, identify the session,
-    /// decide the policy, authorize, forward.
+    /// decide the policy, authorize (here, without waiting on anything),
+    /// then forward. Only a request that goes upstream builds the
+    /// forwarding future: a 302 or a refusal never pays for its size.
     async fn proxy(
         &self,
         req: Request<Incoming>,
         conn: ConnInfo,
     ) -> Result<Response<Body>, GatewayError> {
+        match self.decide_proxied(&req, conn)? {
+            Proxied::Answered(response) => Ok(response),
+            Proxied::Forward(forward) => Box::pin(self.forward(req, conn, forward)).await,
+        }
+    }
+
+    fn decide_proxied(
+        &self,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Result<Proxied, GatewayError> {
         // Routed here only when an upstream is set.
         let upstream = self.upstream.as_ref().ok_or(GatewayError::NotFound)?;
         // Owned handles on the request's own buffers (shared, not copied):
-        // the target borrows from them, so the request can move upstream.
+        // the target borrows from them.
         let host = crate::proxy::headers::request_host_value(req.uri(), req.headers());
         let sent = req.uri().path_and_query().cloned();
-        let target = self.proxied_target(&req, conn, host.as_ref(), sent.as_ref())?;
-        let upgrade = upstream.is_upgrade(&req);
+        let target = self.proxied_target(req, conn, host.as_ref(), sent.as_ref())?;
+        let upgrade = upstream.is_upgrade(req);
         if upgrade && !req.body().is_end_stream() {
             return Err(GatewayError::BadRequest(
                 "An upgrade request cannot carry a body.",
@@ -261,29 +274,51 @@ impl Gateway {
             Access::Denied => return Err(GatewayError::Forbidden),
             // A WebSocket client cannot follow a redirect to the login page.
             Access::NeedsLogin | Access::NeedsSecondFactor if upgrade => {
-                return Ok(response::json_error(&GatewayError::LOGIN_REQUIRED));
+                let refused = response::json_error(&GatewayError::LOGIN_REQUIRED);
+                return Ok(Proxied::Answered(refused));
             }
-            Access::NeedsLogin => return Ok(self.needs_login(&target, req.headers(), "login")),
+            Access::NeedsLogin => {
+                let login = self.needs_login(&target, req.headers(), "login");
+                return Ok(Proxied::Answered(login));
+            }
             Access::NeedsSecondFactor => {
-                return Ok(self.needs_login(&target, req.headers(), "verify"));
+                let verify = self.needs_login(&target, req.headers(), "verify");
+                return Ok(Proxied::Answered(verify));
             }
         };
+        Ok(Proxied::Forward(Forward {
+            path_and_query: UpstreamPath::of(&target, sent.as_ref()),
+            decided_host: decided_host(&target, host.as_ref())?,
+            identity,
+            new_cookie,
+        }))
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        forward: Forward,
+    ) -> Result<Response<Body>, GatewayError> {
+        let upstream = self.upstream.as_ref().ok_or(GatewayError::NotFound)?;
         let peer = conn.peer.ip().to_canonical();
-        let path_and_query = target.path_and_query();
         let ctx = ForwardContext {
             peer,
             peer_trusted: self.guard.trusts(peer),
             proto: conn.scheme(),
-            path_and_query: &path_and_query,
-            decided_host: decided_host(&target, host.as_ref())?,
-            identity: identity.as_deref(),
+            path_and_query: forward.path_and_query.as_str(),
+            decided_host: forward.decided_host,
+            identity: forward.identity.as_deref(),
             own_cookies: self.cookies.own_names(),
         };
         let started = std::time::Instant::now();
         let response = upstream.forward(req, &ctx).await;
         self.metrics.upstream_response(started.elapsed());
         let response = response?;
-        Ok(response::with_cookies(response, new_cookie.as_slice()))
+        Ok(response::with_cookies(
+            response,
+            forward.new_cookie.as_slice(),
+        ))
     }
 
     /// The request as rules and the upstream see it (DESIGN.md
@@ -395,6 +430,48 @@ impl Guard {
     /// Whether `peer` is one of `server.trusted_proxies`.
     fn trusts(&self, peer: std::net::IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
+}
+
+/// What the proxy route decided before anything goes upstream.
+enum Proxied {
+    /// Answered here: the login page, the second step, a refusal.
+    Answered(Response<Body>),
+    Forward(Forward),
+}
+
+/// What a confirmed request takes upstream, owned, so that the decision's
+/// borrows of the request end before the request moves.
+struct Forward {
+    path_and_query: UpstreamPath,
+    decided_host: HeaderValue,
+    identity: Option<Arc<User>>,
+    /// A new session cookie, when a push was approved in the meantime.
+    new_cookie: Option<String>,
+}
+
+/// The path and query that go upstream: the client's own when
+/// normalization left them as sent (shared, not copied), else the
+/// normalized text.
+enum UpstreamPath {
+    AsSent(PathAndQuery),
+    Normalized(String),
+}
+
+impl UpstreamPath {
+    fn of(target: &Target, sent: Option<&PathAndQuery>) -> Self {
+        let normalized = target.path_and_query();
+        match sent {
+            Some(sent) if sent.as_str() == normalized => UpstreamPath::AsSent(sent.clone()),
+            _ => UpstreamPath::Normalized(normalized.into_owned()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            UpstreamPath::AsSent(sent) => sent.as_str(),
+            UpstreamPath::Normalized(text) => text,
+        }
     }
 }
 
