@@ -7,6 +7,8 @@ use url::{Url, form_urlencoded};
 pub struct Redirects {
     /// `server.public_url`, the only origin `rd` may point to.
     public_url: Url,
+    /// Its `scheme://host[:port]`, serialized once: see [`Redirects::public`].
+    public_origin: String,
     /// `{origin}{path_prefix}/`, serialized once: every "needs login"
     /// answer starts with it.
     portal_base: String,
@@ -17,9 +19,11 @@ pub struct Redirects {
 impl Redirects {
     pub fn new(public_url: Url, path_prefix: &str, cookie_domain: Option<String>) -> Self {
         let mut portal_base = root_of(&public_url);
+        let public_origin = portal_base.as_str().trim_end_matches('/').to_owned();
         portal_base.set_path(&format!("{path_prefix}/"));
         Redirects {
             portal_base: portal_base.into(),
+            public_origin,
             public_url,
             cookie_domain,
         }
@@ -34,8 +38,14 @@ impl Redirects {
     }
 
     /// The absolute URL of a path on the public origin, used as `rd` when
-    /// a request through the proxy needs a login.
+    /// a request through the proxy needs a login: what `Url::join` makes of
+    /// it. A plain path, which is nearly every one, is appended to the
+    /// origin as it is, which is what `join` would write (a differential
+    /// test holds the two together); parsing a URL was a tenth of a 302.
     pub fn public(&self, path_and_query: &str) -> String {
+        if is_plain_path(path_and_query) {
+            return [self.public_origin.as_str(), path_and_query].concat();
+        }
         self.public_url
             .join(path_and_query)
             .unwrap_or_else(|_| self.root())
@@ -95,6 +105,22 @@ impl Redirects {
         let downgrade = self.public_url.scheme() == "https" && url.scheme() != "https";
         inside && !downgrade
     }
+}
+
+/// A path (and query) that `Url::join` copies unchanged: one leading `/`
+/// (`//` would name a host), no dot segment (`join` resolves `.`, `..`
+/// and their `%2e` spellings), and only bytes that neither the path's nor
+/// the query's percent-encode set touches.
+fn is_plain_path(text: &str) -> bool {
+    const KEPT: &[u8] = b"-._~!$&()*+,;=:@/%?";
+    let path = text.split('?').next().unwrap_or(text);
+    text.starts_with('/')
+        && !text.starts_with("//")
+        && !path.contains("/.")
+        && !path.to_ascii_lowercase().contains("%2e")
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || KEPT.contains(&b))
 }
 
 fn root_of(url: &Url) -> Url {
@@ -218,5 +244,29 @@ mod tests {
             r.portal_url("login", "https://app.example.com/a?b=c&d=e"),
             "https://app.example.com/_authgate/login?rd=https%3A%2F%2Fapp.example.com%2Fa%3Fb%3Dc%26d%3De"
         );
+    }
+
+    proptest::proptest! {
+        /// `public` is `Url::join` on the public URL, for any path and for
+        /// the paths normalization gives (what the proxy passes).
+        #[test]
+        fn public_urls_are_those_the_url_crate_joins(
+            path in crate::access::strategies::tricky_path(),
+            public_url in proptest::sample::select(&[
+                "https://app.example.com/",
+                "http://127.0.0.1:8080/some/path?q=1#f",
+                "https://[2001:db8::1]:8443",
+                "https://App.Example.COM./base/",
+            ][..]),
+        ) {
+            let r = Redirects::new(Url::parse(public_url).unwrap(), "/_authgate", None);
+            let joined = |p: &str| r.public_url.join(p).unwrap_or_else(|_| r.root()).to_string();
+            proptest::prop_assert_eq!(r.public(&path), joined(&path));
+            let client = std::net::IpAddr::from([192, 0, 2, 1]);
+            if let Ok(target) = crate::access::normalize("https", "app.example.com", &path, "GET", client) {
+                let sent = target.path_and_query();
+                proptest::prop_assert_eq!(r.public(&sent), joined(&sent));
+            }
+        }
     }
 }
