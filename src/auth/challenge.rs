@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::audit::{Context, Entry, Event as AuditEvent, SessionRef};
 use crate::factor::{CodeCheck, PushRequest};
 use crate::model::User;
 use crate::model::{Delivery, Method, PushStatus};
@@ -211,16 +212,38 @@ impl Authenticator {
             status,
         };
         let now = self.clock.now();
+        let mut user = None;
         let applied = self.sessions.update(&key, |s| {
             let moved = state::on(&mut s.challenge, answer, now);
             stale = matches!(moved, Transition::Ignored { stale: true });
+            user = Some(s.user.clone());
             moved.changed()
         });
         let applied = matches!(applied, Ok(true));
         if applied || stale {
             self.pending_pushes.remove(push_id);
         }
+        if applied {
+            self.audit_push_answer(status, user, &key);
+        }
         applied
+    }
+
+    /// A push answer has no browser request: client, user agent and
+    /// request id are null.
+    fn audit_push_answer(&self, status: PushStatus, user: Option<Arc<str>>, key: &SessionKey) {
+        let event = match status {
+            PushStatus::Approved => AuditEvent::PushApproved,
+            PushStatus::Denied => AuditEvent::PushDenied,
+            PushStatus::Expired => AuditEvent::PushExpired,
+            PushStatus::Pending => return,
+        };
+        self.audit.emit(Entry {
+            event,
+            user: user.map(|u| u.to_string()),
+            session: Some(SessionRef::of(key)),
+            context: Context::default(),
+        });
     }
 
     /// Asks the provider about every push still waiting, so a push works

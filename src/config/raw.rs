@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub signup: RawSignup,
     pub metrics: RawMetrics,
     pub proxy: RawProxy,
+    pub audit: RawAudit,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -285,6 +286,31 @@ impl Default for RawSignup {
 pub struct RawMetrics {
     /// Empty: no metrics listener.
     pub listen: String,
+}
+
+/// `[audit]`: the audit trail (docs/audit.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    /// "off", "stdout" or "file".
+    pub output: String,
+    /// Required when `output = "file"`.
+    pub file: String,
+    /// Events waiting for the writer; more are dropped and counted.
+    pub queue: usize,
+    /// Empty: the host name.
+    pub replica: String,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        RawAudit {
+            output: "off".into(),
+            file: String::new(),
+            queue: 4096,
+            replica: String::new(),
+        }
+    }
 }
 
 impl Default for RawMetrics {

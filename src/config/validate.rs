@@ -9,14 +9,15 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::raw::{
-    RawAccessControl, RawAuth, RawAuthy, RawConfig, RawLog, RawMetrics, RawProxy, RawRegulation,
-    RawServer, RawSession, RawSignup, RawStore, RawTotp, RawUpstream, RawUsers, RawVerify,
+    RawAccessControl, RawAudit, RawAuth, RawAuthy, RawConfig, RawLog, RawMetrics, RawProxy,
+    RawRegulation, RawServer, RawSession, RawSignup, RawStore, RawTotp, RawUpstream, RawUsers,
+    RawVerify,
 };
 use super::{
-    AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat, MetricsConfig, ProxyConfig,
-    RegulationConfig, SecondFactorMode, Secret, ServerConfig, SessionConfig, SignupConfig,
-    StoreConfig, TotpConfig, TotpEnrollment, UpstreamConfig, UsersConfig, VerifyChannel,
-    VerifyConfig,
+    AuditConfig, AuditOutput, AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat,
+    MetricsConfig, ProxyConfig, RegulationConfig, SecondFactorMode, Secret, ServerConfig,
+    SessionConfig, SignupConfig, StoreConfig, TotpConfig, TotpEnrollment, UpstreamConfig,
+    UsersConfig, VerifyChannel, VerifyConfig,
 };
 use super::{CaBundle, TlsFiles};
 use crate::model::Method;
@@ -53,6 +54,7 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config> {
         log: log(&raw.log)?,
         metrics: metrics(&raw.metrics)?,
         proxy: proxy(&raw.proxy)?,
+        audit: audit(&raw.audit)?,
         server,
     })
 }
@@ -899,6 +901,44 @@ fn log(raw: &RawLog) -> Result<LogConfig> {
         }
     };
     Ok(LogConfig { format })
+}
+
+fn audit(raw: &RawAudit) -> Result<AuditConfig> {
+    let output = match raw.output.as_str() {
+        "off" => AuditOutput::Off,
+        "stdout" => AuditOutput::Stdout,
+        "file" if raw.file.trim().is_empty() => {
+            return Err(ConfigError::at(
+                "audit.file",
+                "required when audit.output = \"file\"",
+            ));
+        }
+        "file" => AuditOutput::File(PathBuf::from(raw.file.trim())),
+        other => {
+            return Err(ConfigError::at(
+                "audit.output",
+                format!("{other:?} is not \"off\", \"stdout\" or \"file\""),
+            ));
+        }
+    };
+    let replica = match raw.replica.trim() {
+        "" => host_name(),
+        name => name.to_owned(),
+    };
+    Ok(AuditConfig {
+        output,
+        queue: at_least_one("audit.queue", raw.queue)?,
+        replica,
+    })
+}
+
+/// `audit.replica`'s default: the kernel's host name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "authgate".to_owned())
 }
 
 /// `metrics.listen`: an address, or empty for no metrics listener.
