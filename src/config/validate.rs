@@ -1280,6 +1280,32 @@ mod tests {
     }
 
     #[test]
+    fn audit_settings() {
+        let users = users_file();
+        let mut raw = valid(&users);
+        let audit = validate(&raw).unwrap().audit;
+        assert_eq!(audit.output, AuditOutput::Off, "off by default");
+        assert_eq!(audit.queue, 4096);
+        assert!(!audit.replica.is_empty(), "the host name by default");
+        raw.audit.output = "file".into();
+        raw.audit.file = "/var/log/audit.jsonl".into();
+        raw.audit.replica = "gw-1".into();
+        let audit = validate(&raw).unwrap().audit;
+        assert_eq!(
+            audit.output,
+            AuditOutput::File("/var/log/audit.jsonl".into())
+        );
+        assert_eq!(audit.replica, "gw-1");
+        refused(|r| r.audit.output = "file".into(), "audit.file", "required");
+        refused(
+            |r| r.audit.output = "syslog".into(),
+            "audit.output",
+            "syslog",
+        );
+        refused(|r| r.audit.queue = 0, "audit.queue", "at least 1");
+    }
+
+    #[test]
     fn authy_settings() {
         let users = users_file();
         let mut raw = valid(&users);
