@@ -298,7 +298,7 @@ pub struct RawAudit {
     pub file: String,
     /// Events waiting for the writer; more are dropped and counted.
     pub queue: usize,
-    /// Empty: the host name.
+    /// The host name unless set (check-config shows which).
     pub replica: String,
 }
 
@@ -308,9 +308,18 @@ impl Default for RawAudit {
             output: "off".into(),
             file: String::new(),
             queue: 4096,
-            replica: String::new(),
+            replica: host_name(),
         }
     }
+}
+
+/// `audit.replica`'s default: the kernel's host name.
+pub(super) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "authgate".to_owned())
 }
 
 impl Default for RawMetrics {

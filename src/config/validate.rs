@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use super::raw::{
     RawAccessControl, RawAudit, RawAuth, RawAuthy, RawConfig, RawLog, RawMetrics, RawProxy,
     RawRegulation, RawServer, RawSession, RawSignup, RawStore, RawTotp, RawUpstream, RawUsers,
-    RawVerify,
+    RawVerify, host_name,
 };
 use super::{
     AuditConfig, AuditOutput, AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat,
@@ -930,15 +930,6 @@ fn audit(raw: &RawAudit) -> Result<AuditConfig> {
         queue: at_least_one("audit.queue", raw.queue)?,
         replica,
     })
-}
-
-/// `audit.replica`'s default: the kernel's host name.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .ok()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "authgate".to_owned())
 }
 
 /// `metrics.listen`: an address, or empty for no metrics listener.

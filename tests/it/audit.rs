@@ -170,3 +170,48 @@ async fn sighup_reopens_the_audit_file_after_a_rotation() {
         "the gateway lives on after SIGHUP"
     );
 }
+
+#[tokio::test]
+async fn the_start_of_a_ban_and_a_malformed_forward_auth_target_are_written() {
+    let mut setup = Setup::new(None);
+    setup
+        .set("regulation.max_failures", 2)
+        .set("regulation.ban", "15m");
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    let mut b = gw.browser();
+    for _ in 0..3 {
+        let reply = b.post_login(ALICE, "not alice's password", None).await;
+        assert!(reply.status.is_client_error(), "{reply:?}");
+    }
+    let forward_auth = client()
+        .get(gw.url(&format!("{PREFIX}/auth-request")))
+        .header("x-original-url", "not a url")
+        .header("x-original-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert!(!forward_auth.status().is_success(), "{forward_auth:?}");
+
+    let lines = trail(&gw.setup().audit_path(), 5).await;
+    let events: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| {
+            let event = l["event"].as_str().unwrap();
+            (event, l["reason"].as_str().unwrap_or(""))
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("login_failed", "invalid_credentials"),
+            ("login_failed", "invalid_credentials"),
+            ("regulation_ban", ""),
+            ("login_failed", "banned"),
+            ("forward_auth_malformed_target", ""),
+        ],
+        "{lines:#?}"
+    );
+    assert_eq!(lines[2]["user"], ALICE);
+    assert!(lines[4]["user"].is_null() && lines[4]["session"].is_null());
+}
