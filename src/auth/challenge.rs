@@ -897,6 +897,54 @@ mod tests {
         );
     }
 
+    /// A push answer comes without a request: the audit line names the
+    /// user and the session, and nothing of a browser.
+    #[tokio::test]
+    async fn an_applied_push_answer_is_audited_once() {
+        let f = fixture();
+        let dropped = prometheus_client::metrics::counter::Counter::default();
+        let (audit, mut records) = crate::audit::Audit::bounded(8, "t", dropped);
+        let f = Fixture {
+            auth: f.auth.with_audit(audit),
+            ..f
+        };
+        let first = challenged(&f).await;
+        let second = challenged(&f).await;
+        assert!(
+            !f.auth
+                .record_push_answer("unknown", Some("1001"), PushStatus::Denied)
+        );
+        assert!(
+            f.auth
+                .record_push_answer("push-0", Some("1001"), PushStatus::Denied)
+        );
+        assert!(
+            f.auth
+                .record_push_answer("push-1", Some("1001"), PushStatus::Approved)
+        );
+        assert!(
+            !f.auth
+                .record_push_answer("push-1", Some("1001"), PushStatus::Approved)
+        );
+        let mut lines = Vec::new();
+        while let Ok(record) = records.try_recv() {
+            lines.push(serde_json::from_str::<serde_json::Value>(&record.to_line()).unwrap());
+        }
+        let reference = |id: &SessionId| serde_json::to_value(SessionRef::of(&id.key())).unwrap();
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        for (line, (event, id)) in lines
+            .iter()
+            .zip([("push_denied", &first), ("push_approved", &second)])
+        {
+            assert_eq!(line["event"], event);
+            assert_eq!(line["user"], "alice@example.com");
+            assert_eq!(line["session"], reference(id));
+            for field in ["client", "user_agent", "request_id"] {
+                assert!(line[field].is_null(), "{line}");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn polling_finds_answers_without_a_callback() {
         let f = fixture();
