@@ -60,7 +60,7 @@ impl Gateway {
                     (head.headers(), conn),
                     Event::LoginSucceeded,
                     Some(&ok.user.email),
-                    Some(&ok.session_id.key()),
+                    Some(&ok.session_id),
                 );
                 let next = self.after_login(ok.level, field(&form, "rd"), &ok.user, client);
                 let state = level_name(ok.level);
@@ -155,7 +155,7 @@ impl Gateway {
         {
             tracing::info!(user = %user, client = %client, "logout");
             let request = (head.headers(), conn);
-            self.audit(request, Event::Logout, Some(&user), Some(&id.key()));
+            self.audit(request, Event::Logout, Some(&user), Some(&id));
         }
         let login = self
             .redirects

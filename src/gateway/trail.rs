@@ -8,7 +8,7 @@ use super::Gateway;
 use crate::audit::{Context, Entry, Event, SessionRef, request_id};
 use crate::auth::AuthError;
 use crate::model::Method;
-use crate::store::{SessionId, SessionKey};
+use crate::store::SessionId;
 use crate::wire::ConnInfo;
 
 /// A longer `User-Agent` is cut: the line must stay a line.
@@ -22,7 +22,7 @@ impl Gateway {
         (headers, conn): (&HeaderMap, ConnInfo),
         event: Event,
         user: Option<&str>,
-        session: Option<&SessionKey>,
+        session: Option<&SessionId>,
     ) {
         if !self.audit.is_on() {
             return;
@@ -30,7 +30,7 @@ impl Gateway {
         self.audit.emit(Entry {
             event,
             user: user.map(str::to_owned),
-            session: session.map(SessionRef::of),
+            session: session.map(|id| SessionRef::of(&id.key())),
             context: self.audit_context(headers, conn),
         });
     }
@@ -59,10 +59,10 @@ impl Gateway {
             return;
         };
         let (event, session) = match confirmed {
-            Some(new_id) => (Event::SecondFactorSucceeded { method }, new_id.key()),
-            None => (Event::SecondFactorFailed { method }, tried.key()),
+            Some(new_id) => (Event::SecondFactorSucceeded { method }, new_id),
+            None => (Event::SecondFactorFailed { method }, tried),
         };
-        self.audit(request, event, Some(&user), Some(&session));
+        self.audit(request, event, Some(&user), Some(session));
     }
 
     /// An approved push turned into a `two_factor` session by this request.
@@ -82,7 +82,7 @@ impl Gateway {
         let event = Event::SecondFactorSucceeded {
             method: Method::Authy,
         };
-        self.audit((headers, conn), event, user.as_deref(), Some(&new_id.key()));
+        self.audit((headers, conn), event, user.as_deref(), Some(new_id));
     }
 
     /// The user finishing a TOTP enrollment, read before the answer.
@@ -108,12 +108,7 @@ impl Gateway {
         };
         match finished {
             Ok(new_id) => {
-                self.audit(
-                    request,
-                    Event::TotpEnrolled,
-                    Some(user),
-                    Some(&new_id.key()),
-                );
+                self.audit(request, Event::TotpEnrolled, Some(user), Some(new_id));
                 self.audit_second_factor(request, subject, tried, Some(new_id));
             }
             Err(AuthError::InvalidCode { .. } | AuthError::TooManyWrongCodes) => {
