@@ -12,7 +12,7 @@
 //! | forwarding upstream; rendering pages | proxy, pages |
 //! | the login state machine, over traits | auth |
 //! | the Authy and Verify simulators | sandbox |
-//! | second-factor providers | factor |
+//! | second-factor providers; the audit trail | factor, audit |
 //! | counters | metrics |
 //! | sessions and durable state; the users file | store, users |
 //! | the operator's config, raw → validated | config |
@@ -23,6 +23,7 @@
 
 pub mod access;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;

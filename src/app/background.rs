@@ -18,6 +18,11 @@ const USERS_POLL_EVERY: Duration = Duration::from_secs(1);
 pub struct Tasks(Vec<JoinHandle<()>>);
 
 impl Tasks {
+    /// One more task to stop with the others.
+    pub fn add(&mut self, task: Option<JoinHandle<()>>) {
+        self.0.extend(task);
+    }
+
     pub fn stop(self) {
         for task in self.0 {
             task.abort();

@@ -10,11 +10,13 @@ pub use factors::sealer as totp_sealer;
 
 use std::sync::Arc;
 
+use crate::audit::Audit;
+use crate::audit::writer::{self, Sink};
 use crate::auth::password::{PasswordChecker, PasswordError};
 use crate::auth::regulation::Regulation;
 use crate::auth::{AuthDeps, AuthSettings, Authenticator};
 use crate::clock::SystemClock;
-use crate::config::Config;
+use crate::config::{AuditOutput, Config};
 use crate::gateway::Gateway;
 use crate::metrics::{Metrics, MetricsServer};
 use crate::proxy::{ProxyError, Upstream};
@@ -37,6 +39,9 @@ pub enum AppError {
     /// The metrics listener could not start; the message names the key.
     #[error("{0}")]
     Metrics(#[from] std::io::Error),
+    /// The audit trail could not start; the message names `audit.file`.
+    #[error("{0}")]
+    Audit(std::io::Error),
 }
 
 /// The running application: what the listener serves, and what must stop
@@ -75,16 +80,19 @@ impl App {
             totp: factors.totp,
             factor_store: Some(factors.store),
         };
-        let auth = Arc::new(Authenticator::new(deps, settings(config)));
+        let (audit, audit_writer) = audit_trail(config, &metrics).await?;
+        let auth = Arc::new(Authenticator::new(deps, settings(config)).with_audit(audit.clone()));
         let gateway = Gateway::new(
             config,
             auth.clone(),
             sessions.clone(),
             upstream,
             metrics.clone(),
-        );
+        )
+        .with_audit(audit);
         let metrics = crate::metrics::serve(&config.metrics, metrics, sessions.clone()).await?;
-        let tasks = background::start(config, sessions.clone(), auth, users);
+        let mut tasks = background::start(config, sessions.clone(), auth, users);
+        tasks.add(audit_writer);
         tracing::info!(sessions = sessions.len(), "sessions loaded");
         Ok(App {
             gateway: Arc::new(gateway),
@@ -108,6 +116,27 @@ impl App {
         tracing::info!("authgate stopped");
         Ok(())
     }
+}
+
+/// The audit trail `audit.output` asks for, and its writer, started.
+async fn audit_trail(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<(Audit, Option<tokio::task::JoinHandle<()>>), AppError> {
+    let sink = match &config.audit.output {
+        AuditOutput::Off => return Ok((Audit::off(), None)),
+        AuditOutput::Stdout => Sink::Stdout,
+        AuditOutput::File(path) => Sink::File(path.clone()),
+    };
+    let (audit, records) = Audit::bounded(
+        config.audit.queue,
+        &config.audit.replica,
+        metrics.audit_dropped(),
+    );
+    let writer = writer::start(sink, records)
+        .await
+        .map_err(AppError::Audit)?;
+    Ok((audit, Some(tokio::spawn(writer))))
 }
 
 async fn password_checker(config: &Config) -> Result<PasswordChecker, PasswordError> {

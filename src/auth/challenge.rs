@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::audit::{Context, Entry, Event as AuditEvent, SessionRef};
 use crate::factor::{CodeCheck, PushRequest};
 use crate::model::User;
 use crate::model::{Delivery, Method, PushStatus};
@@ -211,16 +212,38 @@ impl Authenticator {
             status,
         };
         let now = self.clock.now();
+        let mut user = None;
         let applied = self.sessions.update(&key, |s| {
             let moved = state::on(&mut s.challenge, answer, now);
             stale = matches!(moved, Transition::Ignored { stale: true });
+            user = Some(s.user.clone());
             moved.changed()
         });
         let applied = matches!(applied, Ok(true));
         if applied || stale {
             self.pending_pushes.remove(push_id);
         }
+        if applied {
+            self.audit_push_answer(status, user, &key);
+        }
         applied
+    }
+
+    /// A push answer has no browser request: client, user agent and
+    /// request id are null.
+    fn audit_push_answer(&self, status: PushStatus, user: Option<Arc<str>>, key: &SessionKey) {
+        let event = match status {
+            PushStatus::Approved => AuditEvent::PushApproved,
+            PushStatus::Denied => AuditEvent::PushDenied,
+            PushStatus::Expired => AuditEvent::PushExpired,
+            PushStatus::Pending => return,
+        };
+        self.audit.emit(Entry {
+            event,
+            user: user.map(|u| u.to_string()),
+            session: Some(SessionRef::of(key)),
+            context: Context::default(),
+        });
     }
 
     /// Asks the provider about every push still waiting, so a push works
@@ -872,6 +895,54 @@ mod tests {
                 .record_push_answer("push-0", Some("1001"), PushStatus::Approved),
             "a mismatched answer must not block the real one"
         );
+    }
+
+    /// A push answer comes without a request: the audit line names the
+    /// user and the session, and nothing of a browser.
+    #[tokio::test]
+    async fn an_applied_push_answer_is_audited_once() {
+        let f = fixture();
+        let dropped = prometheus_client::metrics::counter::Counter::default();
+        let (audit, mut records) = crate::audit::Audit::bounded(8, "t", dropped);
+        let f = Fixture {
+            auth: f.auth.with_audit(audit),
+            ..f
+        };
+        let first = challenged(&f).await;
+        let second = challenged(&f).await;
+        assert!(
+            !f.auth
+                .record_push_answer("unknown", Some("1001"), PushStatus::Denied)
+        );
+        assert!(
+            f.auth
+                .record_push_answer("push-0", Some("1001"), PushStatus::Denied)
+        );
+        assert!(
+            f.auth
+                .record_push_answer("push-1", Some("1001"), PushStatus::Approved)
+        );
+        assert!(
+            !f.auth
+                .record_push_answer("push-1", Some("1001"), PushStatus::Approved)
+        );
+        let mut lines = Vec::new();
+        while let Ok(record) = records.try_recv() {
+            lines.push(serde_json::from_str::<serde_json::Value>(&record.to_line()).unwrap());
+        }
+        let reference = |id: &SessionId| serde_json::to_value(SessionRef::of(&id.key())).unwrap();
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        for (line, (event, id)) in lines
+            .iter()
+            .zip([("push_denied", &first), ("push_approved", &second)])
+        {
+            assert_eq!(line["event"], event);
+            assert_eq!(line["user"], "alice@example.com");
+            assert_eq!(line["session"], reference(id));
+            for field in ["client", "user_agent", "request_id"] {
+                assert!(line[field].is_null(), "{line}");
+            }
+        }
     }
 
     #[tokio::test]

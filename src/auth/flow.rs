@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::config::{SecondFactorMode, TotpEnrollment};
 use crate::factor::SecondFactor;
@@ -102,6 +103,8 @@ pub struct Authenticator {
     /// Push id → the session that asked for it: a push answer finds its
     /// one session here.
     pub(super) pending_pushes: DashMap<String, SessionKey>,
+    /// Push answers that come without a browser request (webhook, poller).
+    pub(super) audit: Audit,
 }
 
 impl Authenticator {
@@ -117,10 +120,17 @@ impl Authenticator {
             factor_store: deps.factor_store,
             settings,
             pending_pushes: DashMap::new(),
+            audit: Audit::off(),
         };
         auth.end_spent_challenges();
         auth.index_pending_pushes();
         auth
+    }
+
+    /// Writes push answers to `audit` (off by default).
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// anonymous --password ok--> one_factor, under a new session id. The
@@ -157,6 +167,18 @@ impl Authenticator {
             level: AuthLevel::OneFactor,
             user,
         })
+    }
+
+    /// Whether the failed login of `email` from `client` is now inside a
+    /// ban: the failure that just happened started it.
+    pub fn is_banned(&self, email: &str, client: IpAddr) -> bool {
+        self.regulation.is_banned(email, client, self.clock.now())
+    }
+
+    /// The email as the users file has it, for a user that exists: the
+    /// audit trail never writes what was typed for an unknown user.
+    pub fn known_email(&self, typed: &str) -> Option<String> {
+        self.users.find(typed.trim()).map(|u| u.email.clone())
     }
 
     /// The per-request check: memory only; the idle refresh (at most

@@ -109,6 +109,10 @@ impl<K: Hash + Eq + Clone> Counters<K> {
         }
     }
 
+    fn bans(&self, key: &K, now: u64) -> bool {
+        self.by_key.get(key).is_some_and(|c| c.banned_until > now)
+    }
+
     fn refusal(&mut self, key: &K, now: u64) -> Option<Banned> {
         let limits = self.limits;
         self.by_key.get_mut(key)?.refusal(limits, now)
@@ -256,6 +260,15 @@ impl Regulation {
             keys: Some(keys),
             reserved_at: now,
         })
+    }
+
+    /// Whether `email` from `addr` is inside a ban (not merely waiting for
+    /// attempts in flight): the audit trail asks after a failed login.
+    pub fn is_banned(&self, email: &str, addr: IpAddr, now: u64) -> bool {
+        let address = client_key(addr, self.ipv6_prefix);
+        let user = (email.trim().to_lowercase(), address);
+        let tables = self.lock();
+        tables.per_address.bans(&address, now) || tables.per_user.bans(&user, now)
     }
 
     fn fail(&self, keys: &Keys, now: u64) {

@@ -38,6 +38,7 @@ pub struct Config {
     pub signup: SignupConfig,
     pub metrics: MetricsConfig,
     pub proxy: ProxyConfig,
+    pub audit: AuditConfig,
 }
 
 /// `[proxy]`: what proxy mode does to requests beyond the built-in rules.
@@ -46,6 +47,24 @@ pub struct ProxyConfig {
     /// `proxy.strip_request_headers`: lower case, `_` written as `-`; a
     /// trailing `*` makes the rest a prefix.
     pub strip_request_headers: Vec<String>,
+}
+
+/// `[audit]`: where the audit trail goes (docs/audit.md).
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub output: AuditOutput,
+    /// `audit.queue`: events waiting for the writer, at least 1.
+    pub queue: usize,
+    /// `audit.replica`: this gateway's name in every event.
+    pub replica: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditOutput {
+    Off,
+    Stdout,
+    /// `audit.file`, reopened on SIGHUP.
+    File(PathBuf),
 }
 
 /// `[metrics]`: Prometheus text on its own listener, never the public one.

@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub signup: RawSignup,
     pub metrics: RawMetrics,
     pub proxy: RawProxy,
+    pub audit: RawAudit,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -285,6 +286,40 @@ impl Default for RawSignup {
 pub struct RawMetrics {
     /// Empty: no metrics listener.
     pub listen: String,
+}
+
+/// `[audit]`: the audit trail (docs/audit.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    /// "off", "stdout" or "file".
+    pub output: String,
+    /// Required when `output = "file"`.
+    pub file: String,
+    /// Events waiting for the writer; more are dropped and counted.
+    pub queue: usize,
+    /// The host name unless set (check-config shows which).
+    pub replica: String,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        RawAudit {
+            output: "off".into(),
+            file: String::new(),
+            queue: 4096,
+            replica: host_name(),
+        }
+    }
+}
+
+/// `audit.replica`'s default: the kernel's host name.
+pub(super) fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "authgate".to_owned())
 }
 
 impl Default for RawMetrics {

@@ -9,14 +9,15 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::raw::{
-    RawAccessControl, RawAuth, RawAuthy, RawConfig, RawLog, RawMetrics, RawProxy, RawRegulation,
-    RawServer, RawSession, RawSignup, RawStore, RawTotp, RawUpstream, RawUsers, RawVerify,
+    RawAccessControl, RawAudit, RawAuth, RawAuthy, RawConfig, RawLog, RawMetrics, RawProxy,
+    RawRegulation, RawServer, RawSession, RawSignup, RawStore, RawTotp, RawUpstream, RawUsers,
+    RawVerify, host_name,
 };
 use super::{
-    AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat, MetricsConfig, ProxyConfig,
-    RegulationConfig, SecondFactorMode, Secret, ServerConfig, SessionConfig, SignupConfig,
-    StoreConfig, TotpConfig, TotpEnrollment, UpstreamConfig, UsersConfig, VerifyChannel,
-    VerifyConfig,
+    AuditConfig, AuditOutput, AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat,
+    MetricsConfig, ProxyConfig, RegulationConfig, SecondFactorMode, Secret, ServerConfig,
+    SessionConfig, SignupConfig, StoreConfig, TotpConfig, TotpEnrollment, UpstreamConfig,
+    UsersConfig, VerifyChannel, VerifyConfig,
 };
 use super::{CaBundle, TlsFiles};
 use crate::model::Method;
@@ -53,6 +54,7 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config> {
         log: log(&raw.log)?,
         metrics: metrics(&raw.metrics)?,
         proxy: proxy(&raw.proxy)?,
+        audit: audit(&raw.audit)?,
         server,
     })
 }
@@ -901,6 +903,35 @@ fn log(raw: &RawLog) -> Result<LogConfig> {
     Ok(LogConfig { format })
 }
 
+fn audit(raw: &RawAudit) -> Result<AuditConfig> {
+    let output = match raw.output.as_str() {
+        "off" => AuditOutput::Off,
+        "stdout" => AuditOutput::Stdout,
+        "file" if raw.file.trim().is_empty() => {
+            return Err(ConfigError::at(
+                "audit.file",
+                "required when audit.output = \"file\"",
+            ));
+        }
+        "file" => AuditOutput::File(PathBuf::from(raw.file.trim())),
+        other => {
+            return Err(ConfigError::at(
+                "audit.output",
+                format!("{other:?} is not \"off\", \"stdout\" or \"file\""),
+            ));
+        }
+    };
+    let replica = match raw.replica.trim() {
+        "" => host_name(),
+        name => name.to_owned(),
+    };
+    Ok(AuditConfig {
+        output,
+        queue: at_least_one("audit.queue", raw.queue)?,
+        replica,
+    })
+}
+
 /// `metrics.listen`: an address, or empty for no metrics listener.
 fn metrics(raw: &RawMetrics) -> Result<MetricsConfig> {
     let value = raw.listen.trim();
@@ -1237,6 +1268,32 @@ mod tests {
             validate(&raw).unwrap().access_control.default_policy(),
             Policy::OneFactor
         );
+    }
+
+    #[test]
+    fn audit_settings() {
+        let users = users_file();
+        let mut raw = valid(&users);
+        let audit = validate(&raw).unwrap().audit;
+        assert_eq!(audit.output, AuditOutput::Off, "off by default");
+        assert_eq!(audit.queue, 4096);
+        assert!(!audit.replica.is_empty(), "the host name by default");
+        raw.audit.output = "file".into();
+        raw.audit.file = "/var/log/audit.jsonl".into();
+        raw.audit.replica = "gw-1".into();
+        let audit = validate(&raw).unwrap().audit;
+        assert_eq!(
+            audit.output,
+            AuditOutput::File("/var/log/audit.jsonl".into())
+        );
+        assert_eq!(audit.replica, "gw-1");
+        refused(|r| r.audit.output = "file".into(), "audit.file", "required");
+        refused(
+            |r| r.audit.output = "syslog".into(),
+            "audit.output",
+            "syslog",
+        );
+        refused(|r| r.audit.queue = 0, "audit.queue", "at least 1");
     }
 
     #[test]

@@ -33,7 +33,9 @@ impl Gateway {
     ) -> Result<Answer, GatewayError> {
         let client = self.client_of(req.headers(), conn);
         let ChallengePost { req, form, rd, id } = self.challenge_post(req).await?;
+        let subject = self.enrolling_user(&id);
         let finished = self.auth.finish_enrollment(&id, field(&form, "code")).await;
+        self.audit_enrollment((req.headers(), conn), subject, &id, &finished);
         match finished {
             Ok(new_id) => {
                 self.metrics

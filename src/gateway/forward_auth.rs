@@ -14,6 +14,7 @@ use thiserror::Error;
 use super::Gateway;
 use super::response::whole;
 use crate::access::{NormalizeError, Target, has_dot_or_empty_segment, normalize};
+use crate::audit::Event;
 use crate::auth::{Access, StepUp};
 use crate::metrics::{AuthEndpoint, Decision};
 use crate::model::User;
@@ -62,6 +63,8 @@ impl Gateway {
             Ok(original) => original,
             Err(why) => {
                 tracing::warn!(%peer, %client, reason = %why, "forward-auth target refused");
+                let event = Event::ForwardAuthMalformedTarget;
+                self.audit((headers, conn), event, None, None);
                 return (Decision::Refused, malformed(flavor));
             }
         };

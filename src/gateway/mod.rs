@@ -17,6 +17,7 @@ mod route;
 mod second_factor;
 mod security_headers;
 mod signup;
+mod trail;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use hyper::body::{Body as _, Incoming};
 use ipnet::IpNet;
 
 use crate::access::{AccessControl, Target, normalize};
+use crate::audit::Audit;
 use crate::auth::{Access, Authenticator, StepUp};
 use crate::config::{Config, SignupConfig};
 use crate::factor::authy::webhook::WebhookVerifier;
@@ -61,6 +63,8 @@ pub struct Gateway {
     guard: Guard,
     /// Proxy mode: where allowed requests go.
     upstream: Option<Upstream>,
+    /// The security events of portal and forward-auth requests.
+    audit: Audit,
 }
 
 /// What the portal (the gateway's own pages) needs.
@@ -115,7 +119,14 @@ impl Gateway {
                 serve_authelia_paths: config.upstream.is_none() || config.server.authelia_paths,
             },
             upstream,
+            audit: Audit::off(),
         }
+    }
+
+    /// Writes the security events to `audit` (off by default).
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = audit;
+        self
     }
 
     /// Never fails: every error becomes a response here, because a service
@@ -163,7 +174,7 @@ impl Gateway {
             (Route::Verify, Method::GET) => self.verify_page(&req, conn).await,
             (Route::Verify, Method::POST) => self.verify_submit(req, conn, format).await,
             (Route::Resend, Method::POST) => self.resend_submit(req, format).await,
-            (Route::Status, Method::GET) => Ok(self.status(&req)),
+            (Route::Status, Method::GET) => Ok(self.status(&req, conn)),
             (Route::EnrollTotp, Method::GET) => self.enroll_page(&req),
             (Route::EnrollTotp, Method::POST) => self.enroll_submit(req, conn, format).await,
             (Route::AuthyCallback, Method::GET | Method::POST) => self.authy_callback(req).await,
@@ -268,6 +279,7 @@ impl Gateway {
             Access::SteppedUp(user, new_id) => {
                 self.metrics
                     .second_factor(FactorMethod::Push, FactorOutcome::Success);
+                self.audit_push_step_up(req.headers(), conn, &new_id);
                 new_cookie = Some(self.cookies.set_session(&new_id));
                 Some(user)
             }

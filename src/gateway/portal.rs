@@ -10,6 +10,7 @@ use super::error::GatewayError;
 use super::forms::{Post, RefusedPost};
 use super::request::{field, query_param};
 use super::response::Format;
+use crate::audit::{Event, LoginFailure};
 use crate::auth::AuthError;
 use crate::metrics::LoginOutcome;
 use crate::wire::ConnInfo;
@@ -35,10 +36,13 @@ impl Gateway {
         let Post { head, form } = match self.posted(req).await {
             Ok(post) => post,
             Err(RefusedPost { post, err }) => {
-                self.metrics.login(match err {
-                    GatewayError::Csrf => LoginOutcome::Csrf,
-                    _ => LoginOutcome::InvalidRequest,
-                });
+                let (outcome, reason) = match err {
+                    GatewayError::Csrf => (LoginOutcome::Csrf, LoginFailure::Csrf),
+                    _ => (LoginOutcome::InvalidRequest, LoginFailure::InvalidRequest),
+                };
+                self.metrics.login(outcome);
+                let event = Event::LoginFailed { reason };
+                self.audit((post.head.headers(), conn), event, None, None);
                 return self.login_failed(&post, format, err);
             }
         };
@@ -52,6 +56,12 @@ impl Gateway {
             Ok(ok) => {
                 self.metrics.login(LoginOutcome::Success);
                 tracing::info!(user = %ok.user.email, client = %client, "login succeeded");
+                self.audit(
+                    (head.headers(), conn),
+                    Event::LoginSucceeded,
+                    Some(&ok.user.email),
+                    Some(&ok.session_id),
+                );
                 let next = self.after_login(ok.level, field(&form, "rd"), &ok.user, client);
                 let state = level_name(ok.level);
                 let json = json!({"state": state, "next": next});
@@ -60,8 +70,31 @@ impl Gateway {
             Err(err) => {
                 self.metrics.login(login_outcome(&err));
                 tracing::warn!(user = %email, client = %client, reason = %err, "login failed");
+                self.audit_login_failure((head.headers(), conn), email, client, &err);
                 self.login_failed(&Post { head, form }, format, err.into())
             }
+        }
+    }
+
+    /// `login_failed`, and `regulation_ban` when this failure started a
+    /// ban. The user is named only when they exist: what was typed for an
+    /// unknown one may be a password pasted in the wrong field.
+    fn audit_login_failure(
+        &self,
+        request: (&http::HeaderMap, ConnInfo),
+        email: &str,
+        client: std::net::IpAddr,
+        err: &AuthError,
+    ) {
+        if !self.audit.is_on() {
+            return;
+        }
+        let user = self.auth.known_email(email);
+        let reason = login_failure(err);
+        let event = Event::LoginFailed { reason };
+        self.audit(request, event, user.as_deref(), None);
+        if reason == LoginFailure::InvalidCredentials && self.auth.is_banned(email, client) {
+            self.audit(request, Event::RegulationBan, user.as_deref(), None);
         }
     }
 
@@ -117,8 +150,12 @@ impl Gateway {
         let client = self.client_of(req.headers(), conn);
         let Post { head, .. } = self.posted(req).await?;
         let id = self.cookies.session_id(head.headers());
-        if let Some(user) = id.map(|id| self.auth.logout(&id)).transpose()?.flatten() {
+        if let Some(id) = id
+            && let Some(user) = self.auth.logout(&id)?
+        {
             tracing::info!(user = %user, client = %client, "logout");
+            let request = (head.headers(), conn);
+            self.audit(request, Event::Logout, Some(&user), Some(&id));
         }
         let login = self
             .redirects
@@ -154,6 +191,15 @@ fn login_outcome(err: &AuthError) -> LoginOutcome {
         AuthError::Store(_) => LoginOutcome::StoreUnavailable,
         AuthError::PasswordTooLong => LoginOutcome::InvalidRequest,
         _ => LoginOutcome::Error,
+    }
+}
+
+fn login_failure(err: &AuthError) -> LoginFailure {
+    match err {
+        AuthError::InvalidCredentials => LoginFailure::InvalidCredentials,
+        AuthError::RateLimited { .. } => LoginFailure::Banned,
+        AuthError::PasswordTooLong => LoginFailure::InvalidRequest,
+        _ => LoginFailure::Error,
     }
 }
 

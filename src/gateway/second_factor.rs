@@ -77,9 +77,17 @@ impl Gateway {
     ) -> Result<Answer, GatewayError> {
         let client = self.client_of(req.headers(), conn);
         let ChallengePost { req, form, rd, id } = self.challenge_post(req).await?;
+        let subject = self.challenge_subject(&id);
         let checked = self.auth.verify_code(&id, field(&form, "code")).await;
         self.metrics
             .second_factor(FactorMethod::Code, code_outcome(&checked));
+        if matches!(
+            checked,
+            Ok(_) | Err(AuthError::TooManyWrongCodes | AuthError::InvalidCode { .. })
+        ) {
+            let confirmed = checked.as_ref().ok();
+            self.audit_second_factor((req.headers(), conn), subject, &id, confirmed);
+        }
         match checked {
             Ok(new_id) => {
                 tracing::info!(client = %client, "second factor confirmed by code");
@@ -145,7 +153,7 @@ impl Gateway {
 
     /// `GET status`: the push's state; on approval the new session cookie.
     /// JSON for every client: the page's script polls it.
-    pub(super) fn status(&self, req: &Request<Incoming>) -> Answer {
+    pub(super) fn status(&self, req: &Request<Incoming>, conn: ConnInfo) -> Answer {
         let outcome = self
             .cookies
             .session_id(req.headers())
@@ -154,6 +162,7 @@ impl Gateway {
         match outcome {
             Ok(StatusOutcome::Confirmed(new_id)) => {
                 self.push_counted(FactorOutcome::Success);
+                self.audit_push_step_up(req.headers(), conn, &new_id);
                 Answer::json(StatusCode::OK, json!({"status": "approved"}))
                     .with_cookie(self.cookies.set_session(&new_id))
             }

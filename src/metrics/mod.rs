@@ -281,6 +281,7 @@ pub struct Metrics {
     authy_errors: Family<CallErrorLabels, Counter>,
     verify_duration: Family<CallLabels, Histogram, fn() -> Histogram>,
     verify_errors: Family<CallErrorLabels, Counter>,
+    audit_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -374,6 +375,12 @@ impl Metrics {
              (unavailable, rejected, rate_limited, not_found)",
             verify_errors.clone(),
         );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_dropped",
+            "Audit events dropped because the writer's queue was full",
+            audit_dropped.clone(),
+        );
         let metrics = Metrics {
             registry,
             requests,
@@ -387,6 +394,7 @@ impl Metrics {
             authy_errors,
             verify_duration,
             verify_errors,
+            audit_dropped,
         };
         metrics.zero_known_series();
         metrics
@@ -412,6 +420,11 @@ impl Metrics {
             family: self.requests.clone(),
             frequent: Default::default(),
         }
+    }
+
+    /// The counter the audit trail increments for each event it drops.
+    pub fn audit_dropped(&self) -> Counter {
+        self.audit_dropped.clone()
     }
 
     pub fn forward_auth(&self, endpoint: AuthEndpoint, decision: Decision) {

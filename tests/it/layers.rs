@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["proxy", "pages"],
     &["auth"],
     &["sandbox"],
-    &["factor"],
+    &["factor", "audit"],
     &["metrics"],
     &["store", "users"],
     &["config"],

@@ -7,6 +7,7 @@
 mod support;
 
 mod anonymous;
+mod audit;
 mod authy;
 mod cli;
 mod config_errors;

@@ -262,7 +262,18 @@ impl Setup {
             .set("users.file", users.to_str().unwrap())
             .set("auth.second_factor", "off")
             .set("metrics.listen", "127.0.0.1:0");
+        let audit = setup.audit_path();
         setup
+            .set("audit.output", "file")
+            .set("audit.file", audit.to_str().unwrap())
+            .set("audit.replica", "it");
+        setup
+    }
+
+    /// Every gateway of the suite writes its audit trail here; a stopped
+    /// or dropped gateway's trail is checked for secrets.
+    pub fn audit_path(&self) -> PathBuf {
+        self.path("audit.jsonl")
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -355,6 +366,7 @@ impl Setup {
             args.extend(["--groups", groups]);
         }
         args.extend(extra);
+        remember_secret(password);
         let out = self.run(&args, &format!("{password}\n"), &[]).await;
         assert_success(&out, "user add");
     }
@@ -552,6 +564,11 @@ impl Gateway {
         );
     }
 
+    /// The running gateway's process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the gateway is running").id()
+    }
+
     /// Starts the gateway again with the same config, store and users.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop() first");
@@ -565,6 +582,35 @@ impl Drop for Gateway {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if !std::thread::panicking() {
+            assert_no_secret_in(&self.setup.audit_path());
+        }
+    }
+}
+
+/// Passwords, TOTP secrets and codes the tests have used: none may appear
+/// in an audit trail (issue 17).
+static SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Holds `secret` against every audit trail checked from now on.
+pub fn remember_secret(secret: &str) {
+    let mut secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    if !secret.is_empty() && !secrets.iter().any(|s| s == secret) {
+        secrets.push(secret.to_owned());
+    }
+}
+
+/// Fails naming the secret when the audit trail at `path` contains one of
+/// the remembered secrets (or the session secret).
+pub fn assert_no_secret_in(path: &Path) {
+    let trail = std::fs::read_to_string(path).unwrap_or_default();
+    let secrets = SECRETS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for secret in secrets.iter().map(String::as_str).chain([SECRET, ALICE_PW]) {
+        assert!(
+            !trail.contains(secret),
+            "the audit trail {} contains the secret {secret:?}",
+            path.display()
+        );
     }
 }
 
@@ -987,7 +1033,7 @@ pub fn totp_step_now() -> u64 {
 /// totp-rs, independently of the gateway's own code.
 pub fn totp_code(secret: &[u8], step: u64) -> String {
     use totp_rs::{Algorithm, Builder, Secret};
-    Builder::new()
+    let code = Builder::new()
         .with_algorithm(Algorithm::SHA1)
         .with_digits(6)
         .with_step_duration(TOTP_STEP_SECS)
@@ -995,7 +1041,9 @@ pub fn totp_code(secret: &[u8], step: u64) -> String {
         .with_secret(Secret::new(secret.to_vec().into_boxed_slice()))
         .build_noncompliant()
         .generate(step * TOTP_STEP_SECS)
-        .to_string()
+        .to_string();
+    remember_secret(&code);
+    code
 }
 
 /// RFC 4648 base32 (spaces ignored, as the enrollment page groups it).
@@ -1030,6 +1078,7 @@ impl TotpApp {
     /// From the secret as the enrollment page shows it.
     pub fn from_base32(text: &str) -> TotpApp {
         let base32: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        remember_secret(&base32);
         TotpApp {
             secret: base32_decode(&base32),
             base32,
