@@ -15,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
+use super::compact::{CompactRecord, Email};
 use super::{SessionKey, SessionRecord, SessionStore, StoreError};
 
 /// Refreshes per idle timeout: `last_seen` lags real use by at most a
@@ -92,13 +93,10 @@ impl Hasher for KeyHasher {
     }
 }
 
-type LiveMap = DashMap<SessionKey, Arc<SessionRecord>, BuildHasherDefault<KeyHasher>>;
+/// A record behind a pointer rather than inline: the table has up to
+/// twice as many buckets as sessions, so each bucket stays small.
+type LiveMap = DashMap<SessionKey, Box<CompactRecord>, BuildHasherDefault<KeyHasher>>;
 type KeySet = HashSet<SessionKey, BuildHasherDefault<KeyHasher>>;
-
-/// How many parts of the stored sessions' list are given back to the
-/// allocator one by one while the map is filled at start-up: without it,
-/// the list and the full map would be in memory at once.
-const LOAD_STEPS: usize = 16;
 
 pub struct LiveSessions {
     live: LiveMap,
@@ -106,7 +104,7 @@ pub struct LiveSessions {
     /// flush writes them, the request path never does.
     refreshed: Mutex<KeySet>,
     /// One copy of each user's email, shared by all of their sessions.
-    emails: Mutex<HashSet<Arc<str>>>,
+    emails: Mutex<HashSet<Email>>,
     store: Arc<dyn SessionStore>,
     health: Health,
     /// Every write to the store holds this shared, taken before any map
@@ -156,30 +154,27 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Points the record at the known copy of its email, or makes its copy
-/// the known one.
-fn share_email(emails: &mut HashSet<Arc<str>>, record: &mut SessionRecord) {
-    match emails.get(&*record.user) {
-        Some(known) => record.user = known.clone(),
-        None => {
-            emails.insert(record.user.clone());
-        }
-    }
-}
-
 impl LiveSessions {
-    /// Loads every stored session into memory.
+    /// Loads every stored session into memory, one at a time. Not pre-sized:
+    /// the map grows one shard at a time to the size a pre-sized map has.
     pub fn load(store: Arc<dyn SessionStore>) -> Result<Self, StoreError> {
-        let mut stored = store.load_all()?;
-        let live = LiveMap::with_capacity_and_hasher(stored.len(), Default::default());
-        let step = stored.len().div_ceil(LOAD_STEPS).max(1);
+        let live = LiveMap::with_hasher(Default::default());
         let mut emails = HashSet::new();
-        while let Some((key, mut record)) = stored.pop() {
-            share_email(&mut emails, &mut record);
-            live.insert(key, Arc::new(record));
-            if stored.len() % step == 0 {
-                stored.shrink_to_fit();
-            }
+        let mut unloadable = 0usize;
+        store.load_each(
+            &mut |key, record| match CompactRecord::new(record, &mut emails) {
+                Ok(compact) => {
+                    live.insert(key, Box::new(compact));
+                }
+                Err(_) => unloadable += 1,
+            },
+        )?;
+        if unloadable > 0 {
+            // Like a record this version cannot read: the users log in again.
+            tracing::warn!(
+                sessions = unloadable,
+                "stored sessions with times out of range were not loaded"
+            );
         }
         Ok(LiveSessions {
             live,
@@ -194,16 +189,25 @@ impl LiveSessions {
         })
     }
 
-    pub fn get(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
-        self.live.get(key).map(|entry| entry.value().clone())
+    /// A copy of the session: for a confirmed one, one reference count
+    /// (the email's) and no allocation.
+    pub fn get(&self, key: &SessionKey) -> Option<SessionRecord> {
+        self.live.get(key).map(|entry| entry.record())
+    }
+
+    /// The record in its compact form, the email made the shared copy.
+    fn compact(&self, record: SessionRecord) -> Result<CompactRecord, StoreError> {
+        let mut emails = self.emails.lock().unwrap_or_else(|e| e.into_inner());
+        CompactRecord::new(record, &mut emails).map_err(|e| StoreError::Write(e.to_string()))
     }
 
     /// A new session (a login, a step up): written and flushed before it
     /// becomes live, so a cookie is only ever handed out for a session that
     /// survives a crash. On any failure the session does not exist, in
     /// memory or (once the store works again) on disk.
-    pub fn insert(&self, key: SessionKey, mut record: SessionRecord) -> Result<(), StoreError> {
+    pub fn insert(&self, key: SessionKey, record: SessionRecord) -> Result<(), StoreError> {
         let _writing = self.writing();
+        let compact = self.compact(record.clone())?;
         let written = self.health.wrote(self.store.put(&key, &record));
         let durable = written.and_then(|()| self.health.flushed(blocking(|| self.store.flush())));
         if let Err(err) = durable {
@@ -213,11 +217,7 @@ impl LiveSessions {
             tracing::error!(error = %err, "a new session could not be stored; none was issued");
             return Err(err);
         }
-        share_email(
-            &mut self.emails.lock().unwrap_or_else(|e| e.into_inner()),
-            &mut record,
-        );
-        self.live.insert(key, Arc::new(record));
+        self.live.insert(key, Box::new(compact));
         Ok(())
     }
 
@@ -241,12 +241,13 @@ impl LiveSessions {
         let Some(mut entry) = self.live.get_mut(key) else {
             return Ok(false);
         };
-        let mut record = SessionRecord::clone(&entry);
+        let mut record = entry.record();
         if !change(&mut record) {
             return Ok(false);
         }
+        let compact = self.compact(record.clone())?;
         self.health.wrote(self.store.put(key, &record))?;
-        *entry = Arc::new(record);
+        **entry = compact;
         Ok(true)
     }
 
@@ -261,7 +262,7 @@ impl LiveSessions {
 
     pub fn for_each(&self, mut visit: impl FnMut(&SessionKey, &SessionRecord)) {
         for entry in self.live.iter() {
-            visit(entry.key(), entry.value());
+            visit(entry.key(), &entry.record());
         }
     }
 
@@ -276,7 +277,7 @@ impl LiveSessions {
     /// batch with the others: a crash loses at most one flush interval of
     /// refreshes (those sessions time out a little early), never a session.
     pub fn touch(&self, key: &SessionKey, now: u64, every: u64) {
-        let stale = |record: &SessionRecord| now.saturating_sub(record.last_seen) >= every;
+        let stale = |record: &CompactRecord| now.saturating_sub(record.last_seen()) >= every;
         if !self.live.get(key).is_some_and(|entry| stale(entry.value())) {
             return;
         }
@@ -284,12 +285,9 @@ impl LiveSessions {
             let Some(mut entry) = self.live.get_mut(key) else {
                 return;
             };
-            if !stale(&entry) {
+            if !stale(&entry) || !entry.set_last_seen(now) {
                 return;
             }
-            let mut record = SessionRecord::clone(&entry);
-            record.last_seen = now;
-            *entry = Arc::new(record);
         }
         self.refreshed
             .lock()
@@ -302,7 +300,7 @@ impl LiveSessions {
         let dead: Vec<SessionKey> = self
             .live
             .iter()
-            .filter(|entry| !keep(entry.value()))
+            .filter(|entry| !keep(&entry.record()))
             .map(|entry| *entry.key())
             .collect();
         for key in &dead {
@@ -311,7 +309,7 @@ impl LiveSessions {
         self.emails
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|email| Arc::strong_count(email) > 1);
+            .retain(|email| email.holders() > 1);
         dead.len()
     }
 
@@ -348,13 +346,13 @@ impl LiveSessions {
     /// by looking again after the write: an ended session is deleted
     /// again, a newer state is written over the older one.
     fn write_current(&self, key: &SessionKey) -> Result<(), StoreError> {
-        let mut written: Option<Arc<SessionRecord>> = None;
+        let mut written: Option<SessionRecord> = None;
         loop {
-            let current = self.live.get(key).map(|entry| Arc::clone(entry.value()));
+            let current = self.live.get(key).map(|entry| entry.record());
             match (current, &written) {
                 (None, None) => return Ok(()),
                 (None, Some(_)) => return self.store.delete(key),
-                (Some(now), Some(done)) if Arc::ptr_eq(&now, done) => return Ok(()),
+                (Some(now), Some(done)) if now == *done => return Ok(()),
                 (Some(now), _) => {
                     self.store.put(key, &now)?;
                     written = Some(now);
@@ -390,8 +388,9 @@ impl LiveSessions {
             }
         }
         for entry in self.live.iter() {
-            if stored.get(entry.key()) != Some(entry.value().as_ref()) {
-                self.store.put(entry.key(), entry.value())?;
+            let record = entry.record();
+            if stored.get(entry.key()) != Some(&record) {
+                self.store.put(entry.key(), &record)?;
             }
         }
         Ok(())
@@ -487,7 +486,7 @@ mod tests {
         let key = SessionId::generate().unwrap().key();
         sessions.insert(key, record(100)).unwrap();
         let reloaded = LiveSessions::load(store.clone()).unwrap();
-        assert_eq!(reloaded.get(&key).as_deref(), Some(&record(100)));
+        assert_eq!(reloaded.get(&key).as_ref(), Some(&record(100)));
         sessions.remove(&key).unwrap();
         assert!(sessions.get(&key).is_none());
         assert!(store.load_all().unwrap().is_empty());
