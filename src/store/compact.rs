@@ -1,9 +1,8 @@
-//! A session as the live map holds it. With 1,000,000 sessions the map's
-//! table has 2^21 buckets (a power of two at most 7/8 full), so each
-//! bucket stays one pointer wide and the record behind it is as small as a
-//! record can be: 40 bytes (a 48-byte heap block) instead of an
-//! `Arc<SessionRecord>` of 88 (a 96-byte block). The stored form is
-//! `SessionRecord`, unchanged.
+//! A session as the live map holds it. The map's table has up to twice
+//! as many buckets as sessions (`session_map.rs`), so a bucket holds only
+//! a pointer and the record behind it is as small as a record can be:
+//! 40 bytes instead of an `Arc<SessionRecord>` of 88 (a 96-byte block).
+//! The stored form is `SessionRecord`, unchanged.
 
 use std::borrow::Borrow;
 use std::collections::HashSet;

@@ -6,16 +6,16 @@
 //! path, and written by the periodic flush.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
 use super::compact::{CompactRecord, Email};
+use super::session_map::{KeyHasher, SessionMap};
 use super::{SessionKey, SessionRecord, SessionStore, StoreError};
 
 /// Refreshes per idle timeout: `last_seen` lags real use by at most a
@@ -73,33 +73,10 @@ impl std::fmt::Debug for SessionId {
     }
 }
 
-/// Hashes a session key by its first eight bytes. The key is already a
-/// SHA-256 of an id from the OS RNG, and only ids with a valid signature
-/// are ever looked up, so nobody can aim keys at one bucket; hashing it
-/// again (SipHash) was a tenth of the request's own work.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut word = [0u8; 8];
-        let n = bytes.len().min(8);
-        word[..n].copy_from_slice(&bytes[..n]);
-        self.0 = self.0.rotate_left(8) ^ u64::from_le_bytes(word);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// A record behind a pointer rather than inline: the table has up to
-/// twice as many buckets as sessions, so each bucket stays small.
-type LiveMap = DashMap<SessionKey, Box<CompactRecord>, BuildHasherDefault<KeyHasher>>;
 type KeySet = HashSet<SessionKey, BuildHasherDefault<KeyHasher>>;
 
 pub struct LiveSessions {
-    live: LiveMap,
+    live: SessionMap,
     /// Sessions whose idle timer was refreshed since the last flush: the
     /// flush writes them, the request path never does.
     refreshed: Mutex<KeySet>,
@@ -158,13 +135,13 @@ impl LiveSessions {
     /// Loads every stored session into memory, one at a time. Not pre-sized:
     /// the map grows one shard at a time to the size a pre-sized map has.
     pub fn load(store: Arc<dyn SessionStore>) -> Result<Self, StoreError> {
-        let live = LiveMap::with_hasher(Default::default());
+        let live = SessionMap::default();
         let mut emails = HashSet::new();
         let mut unloadable = 0usize;
         store.load_each(
             &mut |key, record| match CompactRecord::new(record, &mut emails) {
                 Ok(compact) => {
-                    live.insert(key, Box::new(compact));
+                    live.insert(&key, compact);
                 }
                 Err(_) => unloadable += 1,
             },
@@ -217,7 +194,7 @@ impl LiveSessions {
             tracing::error!(error = %err, "a new session could not be stored; none was issued");
             return Err(err);
         }
-        self.live.insert(key, Box::new(compact));
+        self.live.insert(&key, compact);
         Ok(())
     }
 
@@ -247,7 +224,7 @@ impl LiveSessions {
         }
         let compact = self.compact(record.clone())?;
         self.health.wrote(self.store.put(key, &record))?;
-        **entry = compact;
+        *entry = compact;
         Ok(true)
     }
 
@@ -255,15 +232,14 @@ impl LiveSessions {
     /// callers exactly one gets true.
     pub fn take(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let _writing = self.writing();
-        let was_there = self.live.remove(key).is_some();
+        let was_there = self.live.remove(key);
         self.health.wrote(self.store.delete(key))?;
         Ok(was_there)
     }
 
     pub fn for_each(&self, mut visit: impl FnMut(&SessionKey, &SessionRecord)) {
-        for entry in self.live.iter() {
-            visit(entry.key(), &entry.record());
-        }
+        self.live
+            .for_each(|key, record| visit(key, &record.record()));
     }
 
     /// The durable store, for data beside the sessions (provider ids).
@@ -278,7 +254,7 @@ impl LiveSessions {
     /// refreshes (those sessions time out a little early), never a session.
     pub fn touch(&self, key: &SessionKey, now: u64, every: u64) {
         let stale = |record: &CompactRecord| now.saturating_sub(record.last_seen()) >= every;
-        if !self.live.get(key).is_some_and(|entry| stale(entry.value())) {
+        if !self.live.get(key).is_some_and(|entry| stale(&entry)) {
             return;
         }
         {
@@ -297,12 +273,12 @@ impl LiveSessions {
 
     /// Drops every session for which `keep` is false; returns how many.
     pub fn sweep(&self, keep: impl Fn(&SessionRecord) -> bool) -> usize {
-        let dead: Vec<SessionKey> = self
-            .live
-            .iter()
-            .filter(|entry| !keep(&entry.record()))
-            .map(|entry| *entry.key())
-            .collect();
+        let mut dead = Vec::new();
+        self.live.for_each(|key, record| {
+            if !keep(&record.record()) {
+                dead.push(*key);
+            }
+        });
         for key in &dead {
             let _ = self.remove(key);
         }
@@ -387,13 +363,14 @@ impl LiveSessions {
                 self.store.delete(key)?;
             }
         }
-        for entry in self.live.iter() {
-            let record = entry.record();
-            if stored.get(entry.key()) != Some(&record) {
-                self.store.put(entry.key(), &record)?;
+        let mut written = Ok(());
+        self.live.for_each(|key, record| {
+            let record = record.record();
+            if written.is_ok() && stored.get(key) != Some(&record) {
+                written = self.store.put(key, &record);
             }
-        }
-        Ok(())
+        });
+        written
     }
 
     pub fn len(&self) -> usize {

@@ -8,6 +8,7 @@ mod factors;
 mod live;
 mod memory;
 mod record;
+mod session_map;
 mod sled;
 
 pub use factors::{FactorStore, TotpRecord};
