@@ -60,6 +60,9 @@ impl App {
         let store = Arc::new(SledStore::open(&config.store.path)?);
         let signed_up = store.signup_users()?;
         let factors = factors::build(config, &metrics, &store)?;
+        // Before the sessions load: its argon2 hash (19 MiB, given back at
+        // once) then adds to a small RSS rather than to the peak.
+        let passwords = password_checker(config).await?;
         let sessions = Arc::new(LiveSessions::load(store)?);
         let users = Arc::new(LiveUsers::new(
             UsersFile::load(&config.users.file)?.into_users(),
@@ -73,7 +76,7 @@ impl App {
         let deps = AuthDeps {
             sessions: sessions.clone(),
             users: directory,
-            passwords: password_checker(config).await?,
+            passwords,
             regulation: Regulation::new(&config.regulation),
             clock: Arc::new(SystemClock),
             providers: factors.providers,

@@ -401,7 +401,7 @@ impl Authenticator {
     pub(super) fn pending_session(
         &self,
         id: &SessionId,
-    ) -> Result<(Arc<SessionRecord>, Arc<User>), AuthError> {
+    ) -> Result<(SessionRecord, Arc<User>), AuthError> {
         let (_, session, user) = self.live_session(id).ok_or(AuthError::LoginRequired)?;
         if session.level >= AuthLevel::TwoFactor {
             return Err(AuthError::AlreadyConfirmed);

@@ -55,7 +55,7 @@ pub struct Identified {
     pub id: SessionId,
     /// The store key of `id`, hashed once per request.
     pub key: SessionKey,
-    pub session: Arc<SessionRecord>,
+    pub session: SessionRecord,
     pub user: Arc<User>,
 }
 
@@ -258,7 +258,7 @@ impl Authenticator {
     pub(super) fn live_session(
         &self,
         id: &SessionId,
-    ) -> Option<(SessionKey, Arc<SessionRecord>, Arc<User>)> {
+    ) -> Option<(SessionKey, SessionRecord, Arc<User>)> {
         let key = id.key();
         let session = self.sessions.get(&key)?;
         let user = self.users.find(&session.user);

@@ -6,15 +6,16 @@
 //! path, and written by the periodic flush.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
+use super::compact::{CompactRecord, Email};
+use super::session_map::{KeyHasher, SessionMap};
 use super::{SessionKey, SessionRecord, SessionStore, StoreError};
 
 /// Refreshes per idle timeout: `last_seen` lags real use by at most a
@@ -72,41 +73,15 @@ impl std::fmt::Debug for SessionId {
     }
 }
 
-/// Hashes a session key by its first eight bytes. The key is already a
-/// SHA-256 of an id from the OS RNG, and only ids with a valid signature
-/// are ever looked up, so nobody can aim keys at one bucket; hashing it
-/// again (SipHash) was a tenth of the request's own work.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut word = [0u8; 8];
-        let n = bytes.len().min(8);
-        word[..n].copy_from_slice(&bytes[..n]);
-        self.0 = self.0.rotate_left(8) ^ u64::from_le_bytes(word);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type LiveMap = DashMap<SessionKey, Arc<SessionRecord>, BuildHasherDefault<KeyHasher>>;
 type KeySet = HashSet<SessionKey, BuildHasherDefault<KeyHasher>>;
 
-/// How many parts of the stored sessions' list are given back to the
-/// allocator one by one while the map is filled at start-up: without it,
-/// the list and the full map would be in memory at once.
-const LOAD_STEPS: usize = 16;
-
 pub struct LiveSessions {
-    live: LiveMap,
+    live: SessionMap,
     /// Sessions whose idle timer was refreshed since the last flush: the
     /// flush writes them, the request path never does.
     refreshed: Mutex<KeySet>,
     /// One copy of each user's email, shared by all of their sessions.
-    emails: Mutex<HashSet<Arc<str>>>,
+    emails: Mutex<HashSet<Email>>,
     store: Arc<dyn SessionStore>,
     health: Health,
     /// Every write to the store holds this shared, taken before any map
@@ -156,30 +131,27 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Points the record at the known copy of its email, or makes its copy
-/// the known one.
-fn share_email(emails: &mut HashSet<Arc<str>>, record: &mut SessionRecord) {
-    match emails.get(&*record.user) {
-        Some(known) => record.user = known.clone(),
-        None => {
-            emails.insert(record.user.clone());
-        }
-    }
-}
-
 impl LiveSessions {
-    /// Loads every stored session into memory.
+    /// Loads every stored session into memory, one at a time. Not pre-sized:
+    /// the map grows one shard at a time to the size a pre-sized map has.
     pub fn load(store: Arc<dyn SessionStore>) -> Result<Self, StoreError> {
-        let mut stored = store.load_all()?;
-        let live = LiveMap::with_capacity_and_hasher(stored.len(), Default::default());
-        let step = stored.len().div_ceil(LOAD_STEPS).max(1);
+        let live = SessionMap::default();
         let mut emails = HashSet::new();
-        while let Some((key, mut record)) = stored.pop() {
-            share_email(&mut emails, &mut record);
-            live.insert(key, Arc::new(record));
-            if stored.len() % step == 0 {
-                stored.shrink_to_fit();
-            }
+        let mut unloadable = 0usize;
+        store.load_each(
+            &mut |key, record| match CompactRecord::new(record, &mut emails) {
+                Ok(compact) => {
+                    live.insert(&key, compact);
+                }
+                Err(_) => unloadable += 1,
+            },
+        )?;
+        if unloadable > 0 {
+            // Like a record this version cannot read: the users log in again.
+            tracing::warn!(
+                sessions = unloadable,
+                "stored sessions with times out of range were not loaded"
+            );
         }
         Ok(LiveSessions {
             live,
@@ -194,16 +166,25 @@ impl LiveSessions {
         })
     }
 
-    pub fn get(&self, key: &SessionKey) -> Option<Arc<SessionRecord>> {
-        self.live.get(key).map(|entry| entry.value().clone())
+    /// A copy of the session: for a confirmed one, one reference count
+    /// (the email's) and no allocation.
+    pub fn get(&self, key: &SessionKey) -> Option<SessionRecord> {
+        self.live.get(key).map(|entry| entry.record())
+    }
+
+    /// The record in its compact form, the email made the shared copy.
+    fn compact(&self, record: SessionRecord) -> Result<CompactRecord, StoreError> {
+        let mut emails = self.emails.lock().unwrap_or_else(|e| e.into_inner());
+        CompactRecord::new(record, &mut emails).map_err(|e| StoreError::Write(e.to_string()))
     }
 
     /// A new session (a login, a step up): written and flushed before it
     /// becomes live, so a cookie is only ever handed out for a session that
     /// survives a crash. On any failure the session does not exist, in
     /// memory or (once the store works again) on disk.
-    pub fn insert(&self, key: SessionKey, mut record: SessionRecord) -> Result<(), StoreError> {
+    pub fn insert(&self, key: SessionKey, record: SessionRecord) -> Result<(), StoreError> {
         let _writing = self.writing();
+        let compact = self.compact(record.clone())?;
         let written = self.health.wrote(self.store.put(&key, &record));
         let durable = written.and_then(|()| self.health.flushed(blocking(|| self.store.flush())));
         if let Err(err) = durable {
@@ -213,11 +194,7 @@ impl LiveSessions {
             tracing::error!(error = %err, "a new session could not be stored; none was issued");
             return Err(err);
         }
-        share_email(
-            &mut self.emails.lock().unwrap_or_else(|e| e.into_inner()),
-            &mut record,
-        );
-        self.live.insert(key, Arc::new(record));
+        self.live.insert(&key, compact);
         Ok(())
     }
 
@@ -241,12 +218,13 @@ impl LiveSessions {
         let Some(mut entry) = self.live.get_mut(key) else {
             return Ok(false);
         };
-        let mut record = SessionRecord::clone(&entry);
+        let mut record = entry.record();
         if !change(&mut record) {
             return Ok(false);
         }
+        let compact = self.compact(record.clone())?;
         self.health.wrote(self.store.put(key, &record))?;
-        *entry = Arc::new(record);
+        *entry = compact;
         Ok(true)
     }
 
@@ -254,15 +232,14 @@ impl LiveSessions {
     /// callers exactly one gets true.
     pub fn take(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let _writing = self.writing();
-        let was_there = self.live.remove(key).is_some();
+        let was_there = self.live.remove(key);
         self.health.wrote(self.store.delete(key))?;
         Ok(was_there)
     }
 
     pub fn for_each(&self, mut visit: impl FnMut(&SessionKey, &SessionRecord)) {
-        for entry in self.live.iter() {
-            visit(entry.key(), entry.value());
-        }
+        self.live
+            .for_each(|key, record| visit(key, &record.record()));
     }
 
     /// The durable store, for data beside the sessions (provider ids).
@@ -276,20 +253,17 @@ impl LiveSessions {
     /// batch with the others: a crash loses at most one flush interval of
     /// refreshes (those sessions time out a little early), never a session.
     pub fn touch(&self, key: &SessionKey, now: u64, every: u64) {
-        let stale = |record: &SessionRecord| now.saturating_sub(record.last_seen) >= every;
-        if !self.live.get(key).is_some_and(|entry| stale(entry.value())) {
+        let stale = |record: &CompactRecord| now.saturating_sub(record.last_seen()) >= every;
+        if !self.live.get(key).is_some_and(|entry| stale(&entry)) {
             return;
         }
         {
             let Some(mut entry) = self.live.get_mut(key) else {
                 return;
             };
-            if !stale(&entry) {
+            if !stale(&entry) || !entry.set_last_seen(now) {
                 return;
             }
-            let mut record = SessionRecord::clone(&entry);
-            record.last_seen = now;
-            *entry = Arc::new(record);
         }
         self.refreshed
             .lock()
@@ -299,19 +273,19 @@ impl LiveSessions {
 
     /// Drops every session for which `keep` is false; returns how many.
     pub fn sweep(&self, keep: impl Fn(&SessionRecord) -> bool) -> usize {
-        let dead: Vec<SessionKey> = self
-            .live
-            .iter()
-            .filter(|entry| !keep(entry.value()))
-            .map(|entry| *entry.key())
-            .collect();
+        let mut dead = Vec::new();
+        self.live.for_each(|key, record| {
+            if !keep(&record.record()) {
+                dead.push(*key);
+            }
+        });
         for key in &dead {
             let _ = self.remove(key);
         }
         self.emails
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|email| Arc::strong_count(email) > 1);
+            .retain(|email| email.holders() > 1);
         dead.len()
     }
 
@@ -348,13 +322,13 @@ impl LiveSessions {
     /// by looking again after the write: an ended session is deleted
     /// again, a newer state is written over the older one.
     fn write_current(&self, key: &SessionKey) -> Result<(), StoreError> {
-        let mut written: Option<Arc<SessionRecord>> = None;
+        let mut written: Option<SessionRecord> = None;
         loop {
-            let current = self.live.get(key).map(|entry| Arc::clone(entry.value()));
+            let current = self.live.get(key).map(|entry| entry.record());
             match (current, &written) {
                 (None, None) => return Ok(()),
                 (None, Some(_)) => return self.store.delete(key),
-                (Some(now), Some(done)) if Arc::ptr_eq(&now, done) => return Ok(()),
+                (Some(now), Some(done)) if now == *done => return Ok(()),
                 (Some(now), _) => {
                     self.store.put(key, &now)?;
                     written = Some(now);
@@ -389,12 +363,14 @@ impl LiveSessions {
                 self.store.delete(key)?;
             }
         }
-        for entry in self.live.iter() {
-            if stored.get(entry.key()) != Some(entry.value().as_ref()) {
-                self.store.put(entry.key(), entry.value())?;
+        let mut written = Ok(());
+        self.live.for_each(|key, record| {
+            let record = record.record();
+            if written.is_ok() && stored.get(key) != Some(&record) {
+                written = self.store.put(key, &record);
             }
-        }
-        Ok(())
+        });
+        written
     }
 
     pub fn len(&self) -> usize {
@@ -487,7 +463,7 @@ mod tests {
         let key = SessionId::generate().unwrap().key();
         sessions.insert(key, record(100)).unwrap();
         let reloaded = LiveSessions::load(store.clone()).unwrap();
-        assert_eq!(reloaded.get(&key).as_deref(), Some(&record(100)));
+        assert_eq!(reloaded.get(&key).as_ref(), Some(&record(100)));
         sessions.remove(&key).unwrap();
         assert!(sessions.get(&key).is_none());
         assert!(store.load_all().unwrap().is_empty());

@@ -179,6 +179,14 @@ impl SessionStore for SledStore {
 
     fn load_all(&self) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
         let mut all = Vec::new();
+        self.load_each(&mut |key, record| all.push((key, record)))?;
+        Ok(all)
+    }
+
+    fn load_each(
+        &self,
+        visit: &mut dyn FnMut(SessionKey, SessionRecord),
+    ) -> Result<(), StoreError> {
         for entry in self.trees()?.sessions.iter() {
             let (key, value) = entry.map_err(read_error)?;
             let Ok(key) = <[u8; 32]>::try_from(key.as_ref()) else {
@@ -187,10 +195,10 @@ impl SessionStore for SledStore {
             // A record this version cannot read is skipped, not fatal: the
             // user logs in again, every other session survives.
             if let Ok(record) = serde_json::from_slice(&value) {
-                all.push((SessionKey(key), record));
+                visit(SessionKey(key), record);
             }
         }
-        Ok(all)
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
