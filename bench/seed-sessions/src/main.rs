@@ -17,10 +17,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use authgate::store::SessionId;
 use authgate::config::{self, ConfigSource};
 use authgate::gateway::cookies::Cookies;
-use authgate::store::{AuthLevel, SessionRecord, SessionStore, SledStore};
+use authgate::store::{AuthLevel, SessionId, SessionRecord, SessionStore, SledStore};
 
 struct Args {
     config: PathBuf,
@@ -48,9 +47,7 @@ fn parse_args() -> Result<Args, String> {
             "--cookies" => cookies = value()?.parse().map_err(|e| format!("--cookies: {e}"))?,
             "--cookies-out" => cookies_out = Some(PathBuf::from(value()?)),
             "--seen-ahead" => {
-                seen_ahead = value()?
-                    .parse()
-                    .map_err(|e| format!("--seen-ahead: {e}"))?
+                seen_ahead = value()?.parse().map_err(|e| format!("--seen-ahead: {e}"))?
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -66,8 +63,8 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let config = config::load(&ConfigSource::Explicit(args.config.clone()))
-        .map_err(|e| e.to_string())?;
+    let config =
+        config::load(&ConfigSource::Explicit(args.config.clone())).map_err(|e| e.to_string())?;
     let store = SledStore::open(&config.store.path).map_err(|e| e.to_string())?;
     let secure = config.server.public_url.scheme() == "https";
     let cookies = Cookies::new(&config.session, secure);
