@@ -18,6 +18,12 @@ use super::compact::{CompactRecord, Email};
 use super::session_map::{KeyHasher, SessionMap};
 use super::{SessionKey, SessionRecord, SessionStore, StoreError};
 
+/// Refreshed sessions written between two flushes of the store: sled
+/// keeps what was written since its last flush in memory, so a flush that
+/// falls due for 100,000 sessions at once would otherwise hold all of
+/// them (bench/RESULTS.md, issue 18).
+const WRITES_PER_FLUSH: usize = 32768;
+
 /// Refreshes per idle timeout: `last_seen` lags real use by at most a
 /// 24th of the timeout, so an idle session ends at most about 4 % early.
 const TOUCHES_PER_TIMEOUT: u64 = 24;
@@ -310,8 +316,13 @@ impl LiveSessions {
         let taken = std::mem::take(&mut *self.refreshed.lock().unwrap_or_else(|e| e.into_inner()));
         let mut keys: Vec<SessionKey> = taken.into_iter().collect();
         keys.sort_unstable_by_key(|key| key.0);
-        for key in &keys {
-            self.write_current(key)?;
+        for chunk in keys.chunks(WRITES_PER_FLUSH) {
+            for key in chunk {
+                self.write_current(key)?;
+            }
+            if chunk.len() == WRITES_PER_FLUSH {
+                self.store.flush()?;
+            }
         }
         Ok(())
     }
