@@ -206,14 +206,14 @@ impl Authenticator {
         };
         // Stale until the session is found with that pending push.
         let mut stale = true;
-        let answer = Event::PushAnswered {
-            push_id,
-            subject,
-            status,
-        };
         let now = self.clock.now();
         let mut user = None;
         let applied = self.sessions.update(&key, |s| {
+            let answer = Event::PushAnswered {
+                push_id,
+                subject,
+                status,
+            };
             let moved = state::on(&mut s.challenge, answer, now);
             stale = matches!(moved, Transition::Ignored { stale: true });
             user = Some(s.user.clone());
@@ -359,7 +359,8 @@ impl Authenticator {
         // its count.
         let mut kept = None;
         self.sessions.update(&id.key(), |s| {
-            let created = state::on(&mut s.challenge, Event::CodeFirst(challenge), now).changed();
+            let created =
+                state::on(&mut s.challenge, Event::CodeFirst(challenge.clone()), now).changed();
             kept = s.challenge.as_deref().cloned();
             created
         })?;
@@ -402,7 +403,7 @@ impl Authenticator {
         &self,
         id: &SessionId,
     ) -> Result<(SessionRecord, Arc<User>), AuthError> {
-        let (_, session, user) = self.live_session(id).ok_or(AuthError::LoginRequired)?;
+        let (_, session, user) = self.live_session(id)?.ok_or(AuthError::LoginRequired)?;
         if session.level >= AuthLevel::TwoFactor {
             return Err(AuthError::AlreadyConfirmed);
         }
@@ -852,12 +853,12 @@ mod tests {
         };
         assert_ne!(new_id, id);
         assert!(matches!(
-            f.auth.check(Some(&new_id), Policy::TwoFactor),
+            f.auth.check(Some(&new_id), Policy::TwoFactor).unwrap(),
             Access::Granted(Some(_))
         ));
         assert!(
             matches!(
-                f.auth.check(Some(&id), Policy::OneFactor),
+                f.auth.check(Some(&id), Policy::OneFactor).unwrap(),
                 Access::NeedsLogin
             ),
             "old id ends"
@@ -883,11 +884,11 @@ mod tests {
                 .record_push_answer("push-1", Some("1001"), PushStatus::Approved)
         );
         assert!(matches!(
-            f.auth.check(Some(&first), Policy::TwoFactor),
+            f.auth.check(Some(&first), Policy::TwoFactor).unwrap(),
             Access::NeedsSecondFactor
         ));
         assert!(matches!(
-            f.auth.check(Some(&second), Policy::TwoFactor),
+            f.auth.check(Some(&second), Policy::TwoFactor).unwrap(),
             Access::SteppedUp(..)
         ));
         assert!(
@@ -965,7 +966,7 @@ mod tests {
         let id = challenged(&f).await;
         let new_id = f.auth.verify_code(&id, " 1234567 ").await.unwrap();
         assert!(matches!(
-            f.auth.check(Some(&new_id), Policy::TwoFactor),
+            f.auth.check(Some(&new_id), Policy::TwoFactor).unwrap(),
             Access::Granted(_)
         ));
 
@@ -980,7 +981,7 @@ mod tests {
         let err = f.auth.verify_code(&id, "0000000").await.unwrap_err();
         assert!(matches!(err, AuthError::TooManyWrongCodes), "{err}");
         assert!(matches!(
-            f.auth.check(Some(&id), Policy::OneFactor),
+            f.auth.check(Some(&id), Policy::OneFactor).unwrap(),
             Access::NeedsLogin
         ));
     }
@@ -1008,7 +1009,7 @@ mod tests {
         let refused = answered(|e| matches!(e, AuthError::RateLimited { retry_after: 1 }));
         assert_eq!((wrong, refused), (5, 35), "{outcomes:?}");
         assert!(matches!(
-            f.auth.check(Some(&id), Policy::OneFactor),
+            f.auth.check(Some(&id), Policy::OneFactor).unwrap(),
             Access::NeedsLogin
         ));
     }
@@ -1029,7 +1030,7 @@ mod tests {
         }
         assert!(
             matches!(
-                f.auth.check(Some(&id), Policy::OneFactor),
+                f.auth.check(Some(&id), Policy::OneFactor).unwrap(),
                 Access::NeedsLogin
             ),
             "the fifth ends the session"
@@ -1054,7 +1055,7 @@ mod tests {
         );
         let restarted = rebuild(&f);
         assert!(matches!(
-            restarted.check(Some(&id), Policy::OneFactor),
+            restarted.check(Some(&id), Policy::OneFactor).unwrap(),
             Access::NeedsLogin
         ));
     }

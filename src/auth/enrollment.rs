@@ -89,7 +89,7 @@ impl Authenticator {
                 // `session` was read.
                 let mut wrong_codes = 0;
                 self.sessions.update(&id.key(), |s| {
-                    state::on(&mut s.challenge, Event::Started(challenge), now);
+                    state::on(&mut s.challenge, Event::Started(challenge.clone()), now);
                     wrong_codes = s.challenge.as_ref().map_or(0, |c| c.wrong_codes);
                     true
                 })?;

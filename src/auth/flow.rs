@@ -17,7 +17,7 @@ use crate::factor::SecondFactor;
 use crate::factor::totp::TotpFactor;
 use crate::model::Policy;
 use crate::model::User;
-use crate::store::{AuthLevel, FactorStore, SessionKey, SessionRecord};
+use crate::store::{AuthLevel, FactorStore, SessionKey, SessionRecord, StoreError};
 use crate::store::{LiveSessions, SessionId};
 use crate::users::UserDirectory;
 
@@ -184,20 +184,24 @@ impl Authenticator {
     /// The per-request check: memory only; the idle refresh (at most
     /// every 24th of the idle timeout) is written by the next flush. Proxy
     /// mode: an approved push steps the session up here.
-    pub fn check(&self, id: Option<&SessionId>, policy: Policy) -> Access {
-        self.authorize(self.identify(id).as_ref(), policy, StepUp::Allowed)
+    pub fn check(&self, id: Option<&SessionId>, policy: Policy) -> Result<Access, AuthError> {
+        Ok(self.authorize(self.identify(id)?.as_ref(), policy, StepUp::Allowed))
     }
 
-    /// The live session behind a cookie, with its user.
-    pub fn identify(&self, id: Option<&SessionId>) -> Option<Identified> {
-        let id = id?;
-        let (key, session, user) = self.live_session(id)?;
-        Some(Identified {
-            id: id.clone(),
-            key,
-            session,
-            user,
-        })
+    /// The live session behind a cookie, with its user. An error when a
+    /// shared store cannot be read: never taken for "no session".
+    pub fn identify(&self, id: Option<&SessionId>) -> Result<Option<Identified>, AuthError> {
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        Ok(self
+            .live_session(id)?
+            .map(|(key, session, user)| Identified {
+                id: id.clone(),
+                key,
+                session,
+                user,
+            }))
     }
 
     /// Whether the identified session (if any) may reach a resource under
@@ -248,7 +252,7 @@ impl Authenticator {
     /// any --logout--> anonymous. Returns the user whose session ended.
     pub fn logout(&self, id: &SessionId) -> Result<Option<String>, AuthError> {
         let key = id.key();
-        let user = self.sessions.get(&key).map(|s| s.user.to_string());
+        let user = self.sessions.get(&key)?.map(|s| s.user.to_string());
         self.sessions.remove(&key)?;
         Ok(user)
     }
@@ -258,15 +262,25 @@ impl Authenticator {
     pub(super) fn live_session(
         &self,
         id: &SessionId,
-    ) -> Option<(SessionKey, SessionRecord, Arc<User>)> {
+    ) -> Result<Option<(SessionKey, SessionRecord, Arc<User>)>, StoreError> {
         let key = id.key();
-        let session = self.sessions.get(&key)?;
-        let user = self.users.find(&session.user);
-        if user.is_none() || !self.is_alive(&session, self.clock.now()) {
-            let _ = self.sessions.remove(&key);
-            return None;
+        let Some(mut session) = self.sessions.get(&key)? else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        if !self.is_alive(&session, now) && self.sessions.is_shared() {
+            // This replica's copy may be older than another one's use.
+            match self.sessions.reread(&key)? {
+                Some(stored) => session = stored,
+                None => return Ok(None),
+            }
         }
-        Some((key, session, user?))
+        let user = self.users.find(&session.user);
+        let Some(user) = user.filter(|_| self.is_alive(&session, now)) else {
+            let _ = self.sessions.remove(&key);
+            return Ok(None);
+        };
+        Ok(Some((key, session, user)))
     }
 
     fn is_alive(&self, session: &SessionRecord, now: u64) -> bool {
@@ -401,11 +415,11 @@ mod tests {
         let f = fixture(SecondFactorMode::Required);
         let id = login(&f).await;
         assert!(matches!(
-            f.auth.check(Some(&id), Policy::OneFactor),
+            f.auth.check(Some(&id), Policy::OneFactor).unwrap(),
             Access::Granted(Some(u)) if u.email == "alice@example.com"
         ));
         assert!(matches!(
-            f.auth.check(Some(&id), Policy::TwoFactor),
+            f.auth.check(Some(&id), Policy::TwoFactor).unwrap(),
             Access::NeedsSecondFactor
         ));
     }
@@ -415,11 +429,11 @@ mod tests {
         let f = fixture(SecondFactorMode::Off);
         let id = login(&f).await;
         assert!(matches!(
-            f.auth.check(Some(&id), Policy::TwoFactor),
+            f.auth.check(Some(&id), Policy::TwoFactor).unwrap(),
             Access::Granted(Some(_))
         ));
         assert!(matches!(
-            f.auth.check(Some(&id), Policy::Deny),
+            f.auth.check(Some(&id), Policy::Deny).unwrap(),
             Access::Denied
         ));
     }
@@ -509,11 +523,11 @@ mod tests {
             .session_id;
         assert_ne!(first, second);
         assert!(matches!(
-            f.auth.check(Some(&first), Policy::OneFactor),
+            f.auth.check(Some(&first), Policy::OneFactor).unwrap(),
             Access::NeedsLogin
         ));
         assert!(matches!(
-            f.auth.check(Some(&second), Policy::OneFactor),
+            f.auth.check(Some(&second), Policy::OneFactor).unwrap(),
             Access::Granted(_)
         ));
     }
@@ -524,20 +538,20 @@ mod tests {
         let id = login(&f).await;
         f.clock.advance(1799);
         assert!(matches!(
-            f.auth.check(Some(&id), Policy::OneFactor),
+            f.auth.check(Some(&id), Policy::OneFactor).unwrap(),
             Access::Granted(_)
         ));
         f.clock.advance(1799);
         assert!(
             matches!(
-                f.auth.check(Some(&id), Policy::OneFactor),
+                f.auth.check(Some(&id), Policy::OneFactor).unwrap(),
                 Access::Granted(_)
             ),
             "touched"
         );
         f.clock.advance(1801);
         assert!(matches!(
-            f.auth.check(Some(&id), Policy::OneFactor),
+            f.auth.check(Some(&id), Policy::OneFactor).unwrap(),
             Access::NeedsLogin
         ));
         assert!(f.store.load_all().unwrap().is_empty());
@@ -545,10 +559,10 @@ mod tests {
         let id = login(&f).await;
         for _ in 0..26 {
             f.clock.advance(1700);
-            let _ = f.auth.check(Some(&id), Policy::OneFactor);
+            let _ = f.auth.check(Some(&id), Policy::OneFactor).unwrap();
         }
         assert!(matches!(
-            f.auth.check(Some(&id), Policy::OneFactor),
+            f.auth.check(Some(&id), Policy::OneFactor).unwrap(),
             Access::NeedsLogin
         ));
     }
@@ -559,12 +573,12 @@ mod tests {
         let id = login(&f).await;
         f.users.replace(vec![]);
         assert!(matches!(
-            f.auth.check(Some(&id), Policy::OneFactor),
+            f.auth.check(Some(&id), Policy::OneFactor).unwrap(),
             Access::NeedsLogin
         ));
         f.users.replace(vec![alice()]);
         assert!(matches!(
-            f.auth.check(Some(&id), Policy::OneFactor),
+            f.auth.check(Some(&id), Policy::OneFactor).unwrap(),
             Access::NeedsLogin
         ));
     }
@@ -578,7 +592,7 @@ mod tests {
             Some("alice@example.com")
         );
         assert!(matches!(
-            f.auth.check(Some(&id), Policy::OneFactor),
+            f.auth.check(Some(&id), Policy::OneFactor).unwrap(),
             Access::NeedsLogin
         ));
         assert!(f.store.load_all().unwrap().is_empty());
@@ -597,12 +611,15 @@ mod tests {
     fn bypass_and_deny_need_no_session() {
         let f = fixture(SecondFactorMode::Required);
         assert!(matches!(
-            f.auth.check(None, Policy::Bypass),
+            f.auth.check(None, Policy::Bypass).unwrap(),
             Access::Granted(None)
         ));
-        assert!(matches!(f.auth.check(None, Policy::Deny), Access::Denied));
         assert!(matches!(
-            f.auth.check(None, Policy::OneFactor),
+            f.auth.check(None, Policy::Deny).unwrap(),
+            Access::Denied
+        ));
+        assert!(matches!(
+            f.auth.check(None, Policy::OneFactor).unwrap(),
             Access::NeedsLogin
         ));
     }

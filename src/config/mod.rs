@@ -229,8 +229,52 @@ pub struct SessionConfig {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// `store.path`: sled's directory, and what `store copy` reads or
+    /// writes on the sled side.
     pub path: PathBuf,
     pub flush_interval: Duration,
+    /// `store.backend`: where sessions and everything shared live.
+    pub backend: StoreBackend,
+}
+
+/// `store.backend`.
+#[derive(Debug, Clone)]
+pub enum StoreBackend {
+    /// One process, sled on disk at `store.path` (the default).
+    Sled,
+    /// Several replicas share one Redis (or Valkey): `[store.redis]`.
+    Redis(RedisConfig),
+}
+
+/// `[store.redis]`.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `store.redis.url`: `redis://` or `rediss://` (TLS through rustls),
+    /// host, port and database. With `[store.redis.sentinel]` only its
+    /// scheme (TLS or not) and database are used: Sentinel names the host.
+    pub url: String,
+    pub username: Option<String>,
+    /// `store.redis.password` or `store.redis.password_file`.
+    pub password: Option<Secret>,
+    /// `store.redis.key_prefix`: every key starts with it (default
+    /// `authgate:`), so several gateways can share one Redis.
+    pub key_prefix: String,
+    /// `store.redis.timeout`: the longest a command or a connect may take.
+    pub timeout: Duration,
+    /// `store.redis.min_replicas_ack`: a login waits (`WAIT`) until this
+    /// many replicas hold the new session; 0 does not wait.
+    pub min_replicas_ack: u32,
+    pub sentinel: Option<SentinelConfig>,
+}
+
+/// `[store.redis.sentinel]`.
+#[derive(Debug, Clone)]
+pub struct SentinelConfig {
+    pub master_name: String,
+    /// `host:port` of each Sentinel.
+    pub nodes: Vec<String>,
+    /// `store.redis.sentinel.password` or `..._password_file`.
+    pub password: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]

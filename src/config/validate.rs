@@ -16,8 +16,8 @@ use super::raw::{
 use super::{
     AuditConfig, AuditOutput, AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat,
     MetricsConfig, ProxyConfig, RegulationConfig, SecondFactorMode, Secret, ServerConfig,
-    SessionConfig, SignupConfig, StoreConfig, TotpConfig, TotpEnrollment, UpstreamConfig,
-    UsersConfig, VerifyChannel, VerifyConfig,
+    SessionConfig, SignupConfig, StoreBackend, StoreConfig, TotpConfig, TotpEnrollment,
+    UpstreamConfig, UsersConfig, VerifyChannel, VerifyConfig,
 };
 use super::{CaBundle, TlsFiles};
 use crate::model::Method;
@@ -699,6 +699,7 @@ fn store(raw: &RawStore) -> Result<StoreConfig> {
     Ok(StoreConfig {
         path: PathBuf::from(&raw.path),
         flush_interval: duration("store.flush_interval", &raw.flush_interval)?,
+        backend: StoreBackend::Sled,
     })
 }
 

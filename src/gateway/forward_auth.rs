@@ -68,9 +68,20 @@ impl Gateway {
                 return (Decision::Refused, malformed(flavor));
             }
         };
-        let who = self
+        let who = match self
             .auth
-            .identify(self.cookies.session_id(headers).as_ref());
+            .identify(self.cookies.session_id(headers).as_ref())
+        {
+            Ok(who) => who,
+            // Never a 2xx without a session that was read.
+            Err(err) => {
+                tracing::warn!(error = %err, "forward-auth: the session store cannot be read");
+                return (
+                    Decision::Unavailable,
+                    whole::empty(StatusCode::SERVICE_UNAVAILABLE),
+                );
+            }
+        };
         let user = who.as_ref().map(|w| w.user.as_ref());
         let target = &original.target;
         let policy = self.policy_for(target, original.raw_path, user, headers);

@@ -265,7 +265,7 @@ impl Gateway {
         }
         let who = self
             .auth
-            .identify(self.cookies.session_id(req.headers()).as_ref());
+            .identify(self.cookies.session_id(req.headers()).as_ref())?;
         // The normalized path is what goes upstream: it is the one reading.
         let policy = self.policy_for(
             &target,

@@ -178,7 +178,7 @@ impl Gateway {
     fn current_user<B>(&self, req: &Request<B>) -> Option<String> {
         let id = self.cookies.session_id(req.headers())?;
         match self.auth.check(Some(&id), crate::model::Policy::OneFactor) {
-            crate::auth::Access::Granted(user) => user.map(|u| u.email.clone()),
+            Ok(crate::auth::Access::Granted(user)) => user.map(|u| u.email.clone()),
             _ => None,
         }
     }

@@ -41,7 +41,7 @@ impl Gateway {
         if !self.audit.is_on() {
             return None;
         }
-        let who = self.auth.identify(Some(id))?;
+        let who = self.auth.identify(Some(id)).ok().flatten()?;
         let method = self.auth.challenge_view(id)?.method;
         Some((who.user.email.clone(), method))
     }
@@ -78,6 +78,8 @@ impl Gateway {
         let user = self
             .auth
             .identify(Some(new_id))
+            .ok()
+            .flatten()
             .map(|w| w.user.email.clone());
         let event = Event::SecondFactorSucceeded {
             method: Method::Authy,
@@ -90,7 +92,7 @@ impl Gateway {
         if !self.audit.is_on() {
             return None;
         }
-        let who = self.auth.identify(Some(id))?;
+        let who = self.auth.identify(Some(id)).ok().flatten()?;
         Some((who.user.email.clone(), Method::Totp))
     }
 

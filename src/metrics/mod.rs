@@ -119,15 +119,18 @@ pub enum Decision {
     /// Not asked by a trusted proxy, or the original request is missing
     /// or cannot be normalized (400; 401 for nginx).
     Refused,
+    /// The shared session store could not be read (503).
+    Unavailable,
 }
 
 impl Decision {
-    pub const ALL: [Decision; 5] = [
+    pub const ALL: [Decision; 6] = [
         Decision::Allowed,
         Decision::NeedsLogin,
         Decision::NeedsSecondFactor,
         Decision::Denied,
         Decision::Refused,
+        Decision::Unavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,6 +140,7 @@ impl Decision {
             Decision::NeedsSecondFactor => "needs_second_factor",
             Decision::Denied => "denied",
             Decision::Refused => "refused",
+            Decision::Unavailable => "unavailable",
         }
     }
 }

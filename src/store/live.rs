@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use base64::Engine;
@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 
 use super::compact::{CompactRecord, Email};
 use super::session_map::{KeyHasher, SessionMap};
-use super::{SessionKey, SessionRecord, SessionStore, StoreError};
+use super::{
+    SessionCache, SessionKey, SessionRecord, SessionStore, SharedSessions, StoreError, blocking,
+};
 
 /// Refreshed sessions written between two flushes of the store: sled
 /// keeps what was written since its last flush in memory, so a flush that
@@ -81,8 +83,17 @@ impl std::fmt::Debug for SessionId {
 
 type KeySet = HashSet<SessionKey, BuildHasherDefault<KeyHasher>>;
 
+/// Compare-and-swap rounds a change of a shared session may take before
+/// it gives up (each lost round means another replica changed it).
+const MAX_SWAPS: usize = 16;
+
 pub struct LiveSessions {
-    live: SessionMap,
+    /// Every session (sled), or the sessions this replica used lately (a
+    /// shared store: see [`SharedSessions`]).
+    live: Arc<SessionMap>,
+    /// Set when several replicas share the store.
+    shared: Option<Arc<dyn SharedSessions>>,
+    cache: Arc<CacheState>,
     /// Sessions whose idle timer was refreshed since the last flush: the
     /// flush writes them, the request path never does.
     refreshed: Mutex<KeySet>,
@@ -94,6 +105,42 @@ pub struct LiveSessions {
     /// lock; `recover` holds it alone while it rebuilds the store from the
     /// map, so no write can slip between the two.
     writes: RwLock<()>,
+}
+
+/// What keeps a shared store's cache honest.
+#[derive(Default)]
+struct CacheState {
+    /// Bumped by every eviction: a read from the store that started before
+    /// one may carry what was evicted, and is then not cached.
+    epoch: AtomicU64,
+    /// False while the invalidation feed is down: nothing is cached then.
+    usable: AtomicBool,
+    /// Orders a read's check-and-insert against evictions.
+    filling: Mutex<()>,
+}
+
+/// The feed's handle on the cache.
+struct CacheFeed {
+    live: Arc<SessionMap>,
+    state: Arc<CacheState>,
+}
+
+impl SessionCache for CacheFeed {
+    fn evict(&self, key: &SessionKey) {
+        let _filling = self.state.filling.lock().unwrap_or_else(|e| e.into_inner());
+        self.state.epoch.fetch_add(1, Ordering::AcqRel);
+        self.live.remove(key);
+    }
+
+    fn evict_all(&self) {
+        let _filling = self.state.filling.lock().unwrap_or_else(|e| e.into_inner());
+        self.state.epoch.fetch_add(1, Ordering::AcqRel);
+        self.live.clear();
+    }
+
+    fn set_usable(&self, usable: bool) {
+        self.state.usable.store(usable, Ordering::Release);
+    }
 }
 
 /// The store is healthy while the last write and the last flush worked.
@@ -124,19 +171,6 @@ impl Health {
     }
 }
 
-/// Runs a blocking store call (a flush: an fsync) from wherever a new
-/// session is made. On tokio's worker threads the runtime first hands
-/// the worker's other tasks to another thread; elsewhere it just runs.
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(work)
-        }
-        _ => work(),
-    }
-}
-
 impl LiveSessions {
     /// Loads every stored session into memory, one at a time. Not pre-sized:
     /// the map grows one shard at a time to the size a pre-sized map has.
@@ -159,8 +193,38 @@ impl LiveSessions {
                 "stored sessions with times out of range were not loaded"
             );
         }
-        Ok(LiveSessions {
-            live,
+        Ok(Self::with(live, emails, store, None))
+    }
+
+    /// A cache in front of a store several replicas share: starts empty,
+    /// reads what it misses, and is kept honest by the store's feed.
+    pub fn shared<S: SessionStore + SharedSessions + 'static>(store: Arc<S>) -> Self {
+        let live = Self::with(
+            SessionMap::default(),
+            HashSet::new(),
+            Arc::clone(&store) as Arc<dyn SessionStore>,
+            Some(Arc::clone(&store) as Arc<dyn SharedSessions>),
+        );
+        store.watch(Arc::new(CacheFeed {
+            live: Arc::clone(&live.live),
+            state: Arc::clone(&live.cache),
+        }));
+        live
+    }
+
+    fn with(
+        live: SessionMap,
+        emails: HashSet<Email>,
+        store: Arc<dyn SessionStore>,
+        shared: Option<Arc<dyn SharedSessions>>,
+    ) -> Self {
+        let cache = CacheState::default();
+        // A private store's map is the truth, not a cache: always usable.
+        cache.usable.store(shared.is_none(), Ordering::Relaxed);
+        LiveSessions {
+            live: Arc::new(live),
+            shared,
+            cache: Arc::new(cache),
             refreshed: Mutex::default(),
             emails: Mutex::new(emails),
             store,
@@ -169,13 +233,64 @@ impl LiveSessions {
                 flush_ok: AtomicBool::new(true),
             },
             writes: RwLock::new(()),
-        })
+        }
+    }
+
+    /// Whether other replicas share the store (the map is a cache).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 
     /// A copy of the session: for a confirmed one, one reference count
-    /// (the email's) and no allocation.
-    pub fn get(&self, key: &SessionKey) -> Option<SessionRecord> {
-        self.live.get(key).map(|entry| entry.record())
+    /// (the email's) and no allocation. A shared store is read on a miss.
+    pub fn get(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        if let Some(entry) = self.live.get(key) {
+            return Ok(Some(entry.record()));
+        }
+        match &self.shared {
+            Some(shared) => self.fill(shared.as_ref(), key),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored copy, whatever the cache holds: before a shared session
+    /// is ended for being idle (another replica may have seen it used).
+    pub fn reread(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        match &self.shared {
+            Some(shared) => self.fill(shared.as_ref(), key),
+            None => self.get(key),
+        }
+    }
+
+    /// Reads a session from the shared store and caches it, unless an
+    /// eviction came in meanwhile (the copy read may be what it evicted).
+    fn fill(
+        &self,
+        shared: &dyn SharedSessions,
+        key: &SessionKey,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let epoch = self.cache.epoch.load(Ordering::Acquire);
+        let record = shared.fetch(key)?;
+        match &record {
+            Some(record) => self.cache_own(key, record.clone(), Some(epoch)),
+            None => {
+                self.live.remove(key);
+            }
+        }
+        Ok(record)
+    }
+
+    /// Caches a session while the feed works and, for a read, no eviction
+    /// came in since `epoch`.
+    fn cache_own(&self, key: &SessionKey, record: SessionRecord, epoch: Option<u64>) {
+        let _filling = self.cache.filling.lock().unwrap_or_else(|e| e.into_inner());
+        let current = epoch.is_none_or(|e| self.cache.epoch.load(Ordering::Acquire) == e);
+        if self.cache.usable.load(Ordering::Acquire)
+            && current
+            && let Ok(compact) = self.compact(record)
+        {
+            self.live.insert(key, compact);
+        }
     }
 
     /// The record in its compact form, the email made the shared copy.
@@ -192,7 +307,10 @@ impl LiveSessions {
         let _writing = self.writing();
         let compact = self.compact(record.clone())?;
         let written = self.health.wrote(self.store.put(&key, &record));
-        let durable = written.and_then(|()| self.health.flushed(blocking(|| self.store.flush())));
+        let durable = written.and_then(|()| match &self.shared {
+            Some(shared) => self.health.wrote(shared.acknowledge()),
+            None => self.health.flushed(blocking(|| self.store.flush())),
+        });
         if let Err(err) = durable {
             // Best effort: should this write reach the disk with a later
             // flush, it must not become a session nobody holds a cookie for.
@@ -200,7 +318,11 @@ impl LiveSessions {
             tracing::error!(error = %err, "a new session could not be stored; none was issued");
             return Err(err);
         }
-        self.live.insert(&key, compact);
+        if self.shared.is_some() {
+            self.cache_own(&key, record, None);
+        } else {
+            self.live.insert(&key, compact);
+        }
         Ok(())
     }
 
@@ -214,13 +336,19 @@ impl LiveSessions {
 
     /// Applies `change` to a copy of the session under the map's entry lock
     /// and stores it when `change` returns true: a compare-and-swap, so the
-    /// webhook and the poller cannot both confirm one push.
+    /// webhook and the poller cannot both confirm one push. With a shared
+    /// store the swap is made against the stored copy (another replica may
+    /// be confirming the same push), and `change` runs again on a fresh
+    /// copy when it loses.
     pub fn update(
         &self,
         key: &SessionKey,
-        change: impl FnOnce(&mut SessionRecord) -> bool,
+        mut change: impl FnMut(&mut SessionRecord) -> bool,
     ) -> Result<bool, StoreError> {
         let _writing = self.writing();
+        if let Some(shared) = &self.shared {
+            return self.update_shared(shared.as_ref(), key, &mut change);
+        }
         let Some(mut entry) = self.live.get_mut(key) else {
             return Ok(false);
         };
@@ -234,11 +362,40 @@ impl LiveSessions {
         Ok(true)
     }
 
+    fn update_shared(
+        &self,
+        shared: &dyn SharedSessions,
+        key: &SessionKey,
+        change: &mut dyn FnMut(&mut SessionRecord) -> bool,
+    ) -> Result<bool, StoreError> {
+        for _ in 0..MAX_SWAPS {
+            let Some(current) = self.health.wrote(shared.fetch(key))? else {
+                self.live.remove(key);
+                return Ok(false);
+            };
+            let mut record = current.clone();
+            if !change(&mut record) {
+                return Ok(false);
+            }
+            if self.health.wrote(shared.replace(key, &current, &record))? {
+                self.live.remove(key);
+                self.cache_own(key, record, None);
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Write(
+            "the session kept changing on other replicas".to_owned(),
+        ))
+    }
+
     /// Removes the session and says whether it was there: of two racing
     /// callers exactly one gets true.
     pub fn take(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let _writing = self.writing();
         let was_there = self.live.remove(key);
+        if let Some(shared) = &self.shared {
+            return self.health.wrote(shared.take(key));
+        }
         self.health.wrote(self.store.delete(key))?;
         Ok(was_there)
     }
@@ -286,7 +443,13 @@ impl LiveSessions {
             }
         });
         for key in &dead {
-            let _ = self.remove(key);
+            if self.shared.is_some() {
+                // The stored copy expires by itself, and another replica
+                // may have used it since this copy was cached.
+                self.live.remove(key);
+            } else {
+                let _ = self.remove(key);
+            }
         }
         self.emails
             .lock()
@@ -333,6 +496,9 @@ impl LiveSessions {
     /// by looking again after the write: an ended session is deleted
     /// again, a newer state is written over the older one.
     fn write_current(&self, key: &SessionKey) -> Result<(), StoreError> {
+        if let Some(shared) = &self.shared {
+            return self.write_last_seen(shared.as_ref(), key);
+        }
         let mut written: Option<SessionRecord> = None;
         loop {
             let current = self.live.get(key).map(|entry| entry.record());
@@ -348,12 +514,46 @@ impl LiveSessions {
         }
     }
 
+    /// A shared session's refresh: only `last_seen` moves forward, by
+    /// compare-and-swap on the stored copy, so a logout or a step-up made
+    /// on another replica meanwhile is never written over.
+    fn write_last_seen(
+        &self,
+        shared: &dyn SharedSessions,
+        key: &SessionKey,
+    ) -> Result<(), StoreError> {
+        let Some(seen) = self.live.get(key).map(|entry| entry.last_seen()) else {
+            return Ok(());
+        };
+        for _ in 0..MAX_SWAPS {
+            let Some(stored) = shared.fetch(key)? else {
+                self.live.remove(key);
+                return Ok(());
+            };
+            if stored.last_seen >= seen {
+                return Ok(());
+            }
+            let refreshed = SessionRecord {
+                last_seen: seen,
+                ..stored.clone()
+            };
+            if shared.replace(key, &stored, &refreshed)? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
     /// Reopens the store and writes the memory's view back into it: every
     /// live session is stored as it is now, every stored session that is
     /// no longer live is deleted (a logout whose delete never reached the
     /// disk must not come back), then all of it is flushed.
     fn recover(&self) -> Result<(), StoreError> {
         let _alone = self.writes.write().unwrap_or_else(|e| e.into_inner());
+        if self.shared.is_some() {
+            // The shared store is the truth: nothing is written back.
+            return self.health.flushed(self.store.reopen());
+        }
         let result = self
             .store
             .reopen()
@@ -438,14 +638,20 @@ mod tests {
     #[test]
     fn the_sessions_of_a_user_share_one_copy_of_the_email() {
         let (store, sessions, keys) = live_sessions(3);
-        let first = sessions.get(&keys[0]).unwrap().user.clone();
+        let first = sessions.get(&keys[0]).unwrap().unwrap().user.clone();
         for key in &keys {
-            assert!(Arc::ptr_eq(&sessions.get(key).unwrap().user, &first));
+            assert!(Arc::ptr_eq(
+                &sessions.get(key).unwrap().unwrap().user,
+                &first
+            ));
         }
         {
             let reloaded = LiveSessions::load(store).unwrap();
-            let a = reloaded.get(&keys[0]).unwrap();
-            assert!(Arc::ptr_eq(&a.user, &reloaded.get(&keys[2]).unwrap().user));
+            let a = reloaded.get(&keys[0]).unwrap().unwrap();
+            assert!(Arc::ptr_eq(
+                &a.user,
+                &reloaded.get(&keys[2]).unwrap().unwrap().user
+            ));
         }
         drop(first);
         sessions.sweep(|_| false);
@@ -474,9 +680,9 @@ mod tests {
         let key = SessionId::generate().unwrap().key();
         sessions.insert(key, record(100)).unwrap();
         let reloaded = LiveSessions::load(store.clone()).unwrap();
-        assert_eq!(reloaded.get(&key).as_ref(), Some(&record(100)));
+        assert_eq!(reloaded.get(&key).unwrap().as_ref(), Some(&record(100)));
         sessions.remove(&key).unwrap();
-        assert!(sessions.get(&key).is_none());
+        assert!(sessions.get(&key).unwrap().is_none());
         assert!(store.load_all().unwrap().is_empty());
     }
 
@@ -507,10 +713,14 @@ mod tests {
         sessions.insert(key, record(100)).unwrap();
         let puts = store.puts.load(Ordering::SeqCst);
         sessions.touch(&key, 130, EVERY);
-        assert_eq!(sessions.get(&key).unwrap().last_seen, 100, "fresh enough");
+        assert_eq!(
+            sessions.get(&key).unwrap().unwrap().last_seen,
+            100,
+            "fresh enough"
+        );
         sessions.touch(&key, 161, EVERY);
         sessions.touch(&key, 170, EVERY);
-        assert_eq!(sessions.get(&key).unwrap().last_seen, 161);
+        assert_eq!(sessions.get(&key).unwrap().unwrap().last_seen, 161);
         assert_eq!(
             store.puts.load(Ordering::SeqCst),
             puts,
@@ -541,8 +751,10 @@ mod tests {
         assert_eq!(stored_last_seen(store.as_ref()), [200; 48]);
         let reloaded = LiveSessions::load(store.clone()).unwrap();
         assert_eq!(reloaded.len(), 48);
-        assert!(reloaded.get(&keys[0]).is_none() && reloaded.get(&keys[1]).is_none());
-        assert_eq!(reloaded.get(&keys[2]).unwrap().last_seen, 200);
+        assert!(
+            reloaded.get(&keys[0]).unwrap().is_none() && reloaded.get(&keys[1]).unwrap().is_none()
+        );
+        assert_eq!(reloaded.get(&keys[2]).unwrap().unwrap().last_seen, 200);
     }
 
     /// A refreshed session whose flush write races `during` (run after the
@@ -591,7 +803,7 @@ mod tests {
         sessions.insert(old, record(10)).unwrap();
         sessions.insert(new, record(500)).unwrap();
         assert_eq!(sessions.sweep(|r| r.last_seen > 100), 1);
-        assert!(sessions.get(&old).is_none());
+        assert!(sessions.get(&old).unwrap().is_none());
         assert_eq!(store.load_all().unwrap().len(), 1);
     }
 
@@ -661,7 +873,7 @@ mod tests {
         let refused = SessionId::generate().unwrap().key();
         assert!(sessions.insert(refused, record(100)).is_err());
         assert!(
-            sessions.get(&refused).is_none(),
+            sessions.get(&refused).unwrap().is_none(),
             "no live session without a stored one"
         );
         assert!(!sessions.is_healthy());
@@ -670,7 +882,7 @@ mod tests {
         assert!(!sessions.is_healthy());
         // A logout while the disk is full ends the session at once...
         sessions.remove(&kept).unwrap_err();
-        assert!(sessions.get(&kept).is_none());
+        assert!(sessions.get(&kept).unwrap().is_none());
 
         store.broken.store(false, Ordering::SeqCst);
         sessions.flush().unwrap();

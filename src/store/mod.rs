@@ -8,6 +8,7 @@ mod factors;
 mod live;
 mod memory;
 mod record;
+pub mod redis;
 mod session_map;
 mod sled;
 
@@ -15,6 +16,7 @@ pub use factors::{FactorStore, TotpRecord};
 pub use live::{LiveSessions, SessionId, touch_interval};
 pub use memory::MemoryStore;
 pub use record::{AuthLevel, Challenge, Phase, SessionKey, SessionRecord};
+pub use redis::{RedisStore, SessionTimeouts};
 pub use sled::SledStore;
 
 use crate::model::User;
@@ -27,6 +29,22 @@ pub enum StoreError {
     Write(String),
     #[error("session store read failed: {0}")]
     Read(String),
+    /// The shared store cannot be reached (Redis down, a failover).
+    #[error("session store unreachable: {0}")]
+    Unavailable(String),
+}
+
+/// Runs a blocking store call (a flush, a Redis round trip) from wherever
+/// it is made. On tokio's worker threads the runtime first hands the
+/// worker's other tasks to another thread; elsewhere it just runs.
+pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
 }
 
 /// Durable copy of the sessions, keyed by the hash of the session id.
@@ -61,6 +79,36 @@ pub trait SessionStore: Send + Sync {
     fn signup_users(&self) -> Result<Vec<User>, StoreError>;
     /// Stores a sign-up user unless the email is taken; true when stored.
     fn insert_signup_user(&self, user: &User) -> Result<bool, StoreError>;
+}
+
+/// What a store shared by several replicas adds: `LiveSessions` is then a
+/// cache in front of it, which reads what it misses, changes a session
+/// only by compare-and-swap against the stored copy, and drops what the
+/// feed says another replica changed.
+pub trait SharedSessions: Send + Sync {
+    /// The stored copy (a cache miss, or a check before a change).
+    fn fetch(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError>;
+    /// Stores `new` only while the stored copy is still `expected`.
+    fn replace(
+        &self,
+        key: &SessionKey,
+        expected: &SessionRecord,
+        new: &SessionRecord,
+    ) -> Result<bool, StoreError>;
+    /// Deletes; true for exactly one of several racing callers.
+    fn take(&self, key: &SessionKey) -> Result<bool, StoreError>;
+    /// Waits until enough replicas of the store hold what was written.
+    fn acknowledge(&self) -> Result<(), StoreError>;
+    /// Starts telling `cache` what other replicas change.
+    fn watch(&self, cache: std::sync::Arc<dyn SessionCache>);
+}
+
+/// The receiving end of the invalidation feed.
+pub trait SessionCache: Send + Sync {
+    fn evict(&self, key: &SessionKey);
+    fn evict_all(&self);
+    /// False while the feed is down: nothing cached may be served then.
+    fn set_usable(&self, usable: bool);
 }
 
 /// The provider's id for a user (for `authy`, the Authy id), kept so that

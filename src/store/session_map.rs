@@ -97,6 +97,11 @@ impl SessionMap {
             .is_some()
     }
 
+    /// Empties the map (a shared store's cache after its feed broke).
+    pub(super) fn clear(&self) {
+        self.0.clear();
+    }
+
     pub(super) fn contains_key(&self, key: &SessionKey) -> bool {
         self.get(key).is_some()
     }

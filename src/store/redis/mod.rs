@@ -1,0 +1,403 @@
+//! Redis (or Valkey) as the store several gateway replicas share. Same
+//! traits and semantics as `SledStore`; what only a shared store needs
+//! (a fresh read, compare-and-swap, the invalidation feed) is
+//! [`SharedSessions`]. Keys, all under `store.redis.key_prefix`:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `s:<hex of the session key>` | the session (JSON), expiring with its idle timeout or lifetime |
+//! | `f:<email>` | the user's factors (JSON): sealed TOTP secret, last step, last method |
+//! | `sub:<method>:<email>` | the provider's id for the user |
+//! | `signups` | hash: email → sign-up user (JSON) |
+//! | `invalidate` | pub/sub channel: `<replica>:<hex key>`, or `<replica>:*` |
+
+mod feed;
+mod link;
+#[cfg(test)]
+pub mod testing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::{Script, cmd, pipe};
+
+pub use self::link::Link;
+use super::factors::UserFactors;
+use super::{
+    FactorStore, SessionCache, SessionKey, SessionRecord, SessionStore, SharedSessions, StoreError,
+    SubjectCache, TotpRecord, subject_key,
+};
+use crate::config::RedisConfig;
+use crate::model::{Method, User};
+
+/// How long a session key lives in Redis: what its idle timeout and its
+/// lifetime leave, counted from its last use.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionTimeouts {
+    pub idle: Duration,
+    pub lifetime: Duration,
+}
+
+/// Keys read per SCAN step when every session is listed (`store copy`).
+const SCAN_COUNT: usize = 1000;
+
+/// Compare-and-swap of one session, announced to the other replicas in
+/// the same step. ARGV: expected value, new value, seconds to live,
+/// channel, message.
+const REPLACE_SESSION: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+";
+
+/// Compare-and-swap of a plain value; an empty string stands for "absent"
+/// on either side (no stored value is empty: they are JSON).
+const REPLACE_VALUE: &str = r"
+local current = redis.call('GET', KEYS[1])
+if ARGV[1] == '' then
+  if current then return 0 end
+elseif current ~= ARGV[1] then
+  return 0
+end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+return 1
+";
+
+pub struct RedisStore {
+    link: Arc<Link>,
+    timeouts: SessionTimeouts,
+    min_replicas_ack: u32,
+    /// This process's name on the invalidation channel: it skips its own
+    /// messages (its cache is already up to date).
+    origin: String,
+    channel: String,
+    replace_session: Script,
+    replace_value: Script,
+}
+
+fn encode(record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record).map_err(|e| StoreError::Write(e.to_string()))
+}
+
+fn decode(value: &[u8]) -> Option<SessionRecord> {
+    // Like sled: a record this version cannot read is no session.
+    serde_json::from_slice(value).ok()
+}
+
+fn hex(key: &SessionKey) -> String {
+    key.0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<SessionKey> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        key[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(SessionKey(key))
+}
+
+impl RedisStore {
+    /// Checks the settings; connects on first use (see [`Link`]).
+    pub fn connect(config: &RedisConfig, timeouts: SessionTimeouts) -> Result<Self, StoreError> {
+        let link = Link::new(config)?;
+        let mut origin = [0u8; 8];
+        getrandom::getrandom(&mut origin).map_err(|e| StoreError::Write(e.to_string()))?;
+        Ok(RedisStore {
+            channel: link.key("invalidate"),
+            link: Arc::new(link),
+            timeouts,
+            min_replicas_ack: config.min_replicas_ack,
+            origin: origin.iter().map(|b| format!("{b:02x}")).collect(),
+            replace_session: Script::new(REPLACE_SESSION),
+            replace_value: Script::new(REPLACE_VALUE),
+        })
+    }
+
+    /// The link, for what else lives in Redis (regulation, pushes).
+    pub fn link(&self) -> &Arc<Link> {
+        &self.link
+    }
+
+    /// Whether the last call reached Redis (the store's gauge).
+    pub fn is_connected(&self) -> bool {
+        self.link.is_connected()
+    }
+
+    fn session_key(&self, key: &SessionKey) -> String {
+        self.link.key(&format!("s:{}", hex(key)))
+    }
+
+    fn message(&self, key: &SessionKey) -> String {
+        format!("{}:{}", self.origin, hex(key))
+    }
+
+    /// Seconds the session has left: its idle timeout from its last use,
+    /// cut short by its lifetime. At least one, so that the key is set.
+    fn ttl(&self, record: &SessionRecord) -> u64 {
+        let used = record.last_seen.saturating_sub(record.created_at);
+        let lifetime_left = self.timeouts.lifetime.as_secs().saturating_sub(used);
+        self.timeouts.idle.as_secs().min(lifetime_left).max(1)
+    }
+
+    fn user_factors(&self, email: &str) -> Result<(Option<Vec<u8>>, UserFactors), StoreError> {
+        let key = self.link.key(&format!("f:{}", UserFactors::key(email)));
+        let value: Option<Vec<u8>> = self.link.call(cmd("GET").arg(&key))?;
+        let factors = match &value {
+            Some(bytes) => UserFactors::decode(bytes)?,
+            None => UserFactors::default(),
+        };
+        Ok((value, factors))
+    }
+
+    /// The read-modify-write of sled's `modify_factors`, with the swap in
+    /// one Lua script: of two replicas using one TOTP step, one wins.
+    fn modify_factors(
+        &self,
+        email: &str,
+        mut change: impl FnMut(&mut UserFactors) -> bool,
+    ) -> Result<bool, StoreError> {
+        let key = self.link.key(&format!("f:{}", UserFactors::key(email)));
+        loop {
+            let (current, mut factors) = self.user_factors(email)?;
+            if !change(&mut factors) {
+                return Ok(false);
+            }
+            let new = if factors.is_empty() {
+                Vec::new()
+            } else {
+                factors.encode()?
+            };
+            let expected = current.unwrap_or_default();
+            let swapped: i64 =
+                self.link
+                    .script(&self.replace_value, &[&key], &[&expected, &new])?;
+            if swapped == 1 {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Every stored session key, a SCAN step at a time.
+    fn each_key(
+        &self,
+        mut visit: impl FnMut(Vec<String>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let pattern = self.link.key("s:*");
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self.link.call(
+                cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT),
+            )?;
+            if !keys.is_empty() {
+                visit(keys)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+impl SessionStore for RedisStore {
+    fn put(&self, key: &SessionKey, session: &SessionRecord) -> Result<(), StoreError> {
+        let value = encode(session)?;
+        self.link.pipe::<()>(
+            pipe()
+                .atomic()
+                .cmd("SET")
+                .arg(self.session_key(key))
+                .arg(value)
+                .arg("EX")
+                .arg(self.ttl(session))
+                .ignore()
+                .cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(self.message(key))
+                .ignore(),
+        )
+    }
+
+    fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+        self.take(key).map(|_| ())
+    }
+
+    fn load_all(&self) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        let mut all = Vec::new();
+        self.load_each(&mut |key, record| all.push((key, record)))?;
+        Ok(all)
+    }
+
+    fn load_each(
+        &self,
+        visit: &mut dyn FnMut(SessionKey, SessionRecord),
+    ) -> Result<(), StoreError> {
+        let prefix_len = self.link.key("s:").len();
+        self.each_key(|keys| {
+            let values: Vec<Option<Vec<u8>>> = self.link.call(cmd("MGET").arg(&keys))?;
+            for (name, value) in keys.iter().zip(values) {
+                let key = name.get(prefix_len..).and_then(unhex);
+                if let (Some(key), Some(record)) = (key, value.as_deref().and_then(decode)) {
+                    visit(key, record);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Redis makes a write durable by itself (as its persistence is set).
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Reaches Redis again: a failed link reconnects on the next call.
+    fn reopen(&self) -> Result<(), StoreError> {
+        self.link.call::<String>(&cmd("PING")).map(|_| ())
+    }
+
+    fn signup_users(&self) -> Result<Vec<User>, StoreError> {
+        let values: Vec<Vec<u8>> = self.link.call(cmd("HVALS").arg(self.link.key("signups")))?;
+        values
+            .iter()
+            .map(|v| serde_json::from_slice(v).map_err(|e| StoreError::Read(e.to_string())))
+            .collect()
+    }
+
+    fn insert_signup_user(&self, user: &User) -> Result<bool, StoreError> {
+        let value = serde_json::to_vec(user).map_err(|e| StoreError::Write(e.to_string()))?;
+        let stored: i64 = self.link.call(
+            cmd("HSETNX")
+                .arg(self.link.key("signups"))
+                .arg(user.email.to_lowercase())
+                .arg(value),
+        )?;
+        Ok(stored == 1)
+    }
+}
+
+impl SharedSessions for RedisStore {
+    fn fetch(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
+        let value: Option<Vec<u8>> = self.link.call(cmd("GET").arg(self.session_key(key)))?;
+        Ok(value.as_deref().and_then(decode))
+    }
+
+    fn replace(
+        &self,
+        key: &SessionKey,
+        expected: &SessionRecord,
+        new: &SessionRecord,
+    ) -> Result<bool, StoreError> {
+        let swapped: i64 = self.link.script(
+            &self.replace_session,
+            &[&self.session_key(key)],
+            &[
+                &encode(expected)?,
+                &encode(new)?,
+                self.ttl(new).to_string().as_bytes(),
+                self.channel.as_bytes(),
+                self.message(key).as_bytes(),
+            ],
+        )?;
+        Ok(swapped == 1)
+    }
+
+    fn take(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let (deleted,): (i64,) = self.link.pipe(
+            pipe()
+                .atomic()
+                .cmd("DEL")
+                .arg(self.session_key(key))
+                .cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(self.message(key))
+                .ignore(),
+        )?;
+        Ok(deleted == 1)
+    }
+
+    /// `WAIT` for `min_replicas_ack` replicas: a failover right after a
+    /// login must not lose the session.
+    fn acknowledge(&self) -> Result<(), StoreError> {
+        if self.min_replicas_ack == 0 {
+            return Ok(());
+        }
+        let wait_ms = u64::try_from(self.link.handle().timeout().as_millis()).unwrap_or(u64::MAX);
+        let acked: u32 = self
+            .link
+            .call(cmd("WAIT").arg(self.min_replicas_ack).arg(wait_ms / 2))?;
+        if acked < self.min_replicas_ack {
+            return Err(StoreError::Unavailable(format!(
+                "{acked} of store.redis.min_replicas_ack = {} replicas hold the new session",
+                self.min_replicas_ack
+            )));
+        }
+        Ok(())
+    }
+
+    fn watch(&self, cache: Arc<dyn SessionCache>) {
+        feed::start(&self.link, &self.channel, &self.origin, cache);
+    }
+}
+
+impl SubjectCache for RedisStore {
+    fn factor_subject(&self, method: &str, email: &str) -> Result<Option<String>, StoreError> {
+        let key = self
+            .link
+            .key(&format!("sub:{}", subject_key(method, email)));
+        self.link.call(cmd("GET").arg(key))
+    }
+
+    fn set_factor_subject(
+        &self,
+        method: &str,
+        email: &str,
+        subject: &str,
+    ) -> Result<(), StoreError> {
+        let key = self
+            .link
+            .key(&format!("sub:{}", subject_key(method, email)));
+        self.link.call(cmd("SET").arg(key).arg(subject))
+    }
+}
+
+impl FactorStore for RedisStore {
+    fn totp(&self, email: &str) -> Result<Option<TotpRecord>, StoreError> {
+        Ok(self.user_factors(email)?.1.totp)
+    }
+
+    fn set_totp(&self, email: &str, record: &TotpRecord) -> Result<(), StoreError> {
+        self.modify_factors(email, |f| f.set_totp(record))?;
+        Ok(())
+    }
+
+    fn remove_totp(&self, email: &str) -> Result<bool, StoreError> {
+        self.modify_factors(email, UserFactors::remove_totp)
+    }
+
+    fn use_totp_step(&self, email: &str, step: u64) -> Result<bool, StoreError> {
+        self.modify_factors(email, |f| f.use_totp_step(step))
+    }
+
+    fn reseal_totp(&self, email: &str, from: &str, to: &str) -> Result<bool, StoreError> {
+        self.modify_factors(email, |f| f.reseal_totp(from, to))
+    }
+
+    fn last_method(&self, email: &str) -> Result<Option<Method>, StoreError> {
+        Ok(self.user_factors(email)?.1.last_method())
+    }
+
+    fn set_last_method(&self, email: &str, method: Method) -> Result<(), StoreError> {
+        self.modify_factors(email, |f| f.set_last_method(method))?;
+        Ok(())
+    }
+}
