@@ -11,7 +11,7 @@ use crate::factor::totp::{SecretSealer, TotpFactor};
 use crate::factor::verify::{Channel, VerifyClient, VerifyFactor, VerifySettings};
 use crate::metrics::Metrics;
 use crate::model::Method;
-use crate::store::{FactorStore, SledStore};
+use crate::store::{Backend, FactorStore};
 
 use super::AppError;
 
@@ -25,7 +25,7 @@ pub struct Factors {
 pub fn build(
     config: &Config,
     metrics: &Arc<Metrics>,
-    store: &Arc<SledStore>,
+    store: &Backend,
 ) -> Result<Factors, AppError> {
     let mut providers: Vec<Arc<dyn SecondFactor>> = Vec::new();
     let mut totp = None;
@@ -34,7 +34,7 @@ pub fn build(
             Method::Authy => providers.push(authy(config, metrics, store)?),
             Method::Verify => providers.push(verify(config, metrics)?),
             Method::Totp => {
-                let factor = Arc::new(totp_factor(config, store.clone()));
+                let factor = Arc::new(totp_factor(config, store.factors.clone()));
                 totp = Some(factor.clone());
                 providers.push(factor);
             }
@@ -43,7 +43,7 @@ pub fn build(
     Ok(Factors {
         providers,
         totp,
-        store: store.clone(),
+        store: store.factors.clone(),
     })
 }
 
@@ -69,7 +69,7 @@ pub fn sealer(config: &Config) -> SecretSealer {
     SecretSealer::new(current, &previous)
 }
 
-fn totp_factor(config: &Config, store: Arc<SledStore>) -> TotpFactor {
+fn totp_factor(config: &Config, store: Arc<dyn FactorStore>) -> TotpFactor {
     TotpFactor::new(
         store,
         sealer(config),
@@ -81,7 +81,7 @@ fn totp_factor(config: &Config, store: Arc<SledStore>) -> TotpFactor {
 fn authy(
     config: &Config,
     metrics: &Arc<Metrics>,
-    store: &Arc<SledStore>,
+    store: &Backend,
 ) -> Result<Arc<dyn SecondFactor>, AppError> {
     let authy = config
         .authy
@@ -94,7 +94,7 @@ fn authy(
         client,
         authy.send_install_link,
         metrics.clone(),
-        store.clone(),
+        store.subjects.clone(),
     )))
 }
 

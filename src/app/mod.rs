@@ -20,7 +20,7 @@ use crate::config::{AuditOutput, Config};
 use crate::gateway::Gateway;
 use crate::metrics::{Metrics, MetricsServer};
 use crate::proxy::{ProxyError, Upstream};
-use crate::store::{LiveSessions, SessionStore, SledStore, StoreError};
+use crate::store::{Backend, LiveSessions, StoreError};
 use crate::users::{Directory, LiveUsers, UsersFile, UsersFileError};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,13 +57,13 @@ impl App {
     /// Everything the config names, started; the listener comes next.
     pub async fn build(config: &Config) -> Result<App, AppError> {
         let metrics = Arc::new(Metrics::new());
-        let store = Arc::new(SledStore::open(&config.store.path)?);
-        let signed_up = store.signup_users()?;
+        let store = Backend::open(&config.store, &config.session)?;
+        let signed_up = store.sessions.signup_users()?;
         let factors = factors::build(config, &metrics, &store)?;
         // Before the sessions load: its argon2 hash (19 MiB, given back at
         // once) then adds to a small RSS rather than to the peak.
         let passwords = password_checker(config).await?;
-        let sessions = Arc::new(LiveSessions::load(store)?);
+        let sessions = Arc::new(store.live_sessions()?);
         let users = Arc::new(LiveUsers::new(
             UsersFile::load(&config.users.file)?.into_users(),
         ));

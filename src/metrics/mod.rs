@@ -281,6 +281,8 @@ pub struct Metrics {
     upstream_duration: Histogram,
     live_sessions: Gauge,
     store_healthy: Gauge,
+    store_connected: Gauge,
+    cache_hit_ratio: Gauge<f64, std::sync::atomic::AtomicU64>,
     authy_duration: Family<CallLabels, Histogram, fn() -> Histogram>,
     authy_errors: Family<CallErrorLabels, Counter>,
     verify_duration: Family<CallLabels, Histogram, fn() -> Histogram>,
@@ -346,6 +348,18 @@ impl Metrics {
             "1 while the last store write and flush worked, 0 otherwise",
             store_healthy.clone(),
         );
+        let store_connected = Gauge::default();
+        registry.register(
+            "store_connected",
+            "1 while the store can be reached (Redis: the connection and the invalidation feed work)",
+            store_connected.clone(),
+        );
+        let cache_hit_ratio = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "session_cache_hit_ratio",
+            "Share of session lookups answered from memory since start (a shared store's cache; 1 for sled)",
+            cache_hit_ratio.clone(),
+        );
         let authy_duration =
             Family::<CallLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 provider_buckets,
@@ -394,6 +408,8 @@ impl Metrics {
             upstream_duration,
             live_sessions,
             store_healthy,
+            store_connected,
+            cache_hit_ratio,
             authy_duration,
             authy_errors,
             verify_duration,
@@ -415,6 +431,8 @@ impl Metrics {
                 .inc_by(0);
         }
         self.store_healthy.set(1);
+        self.store_connected.set(1);
+        self.cache_hit_ratio.set(1.0);
     }
 
     /// The counters of requests answered under one route label.
@@ -495,6 +513,21 @@ impl Metrics {
     /// Sampled when scraped.
     pub fn set_store_healthy(&self, healthy: bool) {
         self.store_healthy.set(i64::from(healthy));
+    }
+
+    pub fn set_store_connected(&self, connected: bool) {
+        self.store_connected.set(i64::from(connected));
+    }
+
+    /// Lookups answered from memory and lookups that read the store.
+    pub fn set_cache_lookups(&self, hits: u64, misses: u64) {
+        let all = hits.saturating_add(misses);
+        let ratio = if all == 0 {
+            1.0
+        } else {
+            hits as f64 / all as f64
+        };
+        self.cache_hit_ratio.set(ratio);
     }
 
     /// The Prometheus text format (0.0.4).

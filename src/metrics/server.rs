@@ -128,6 +128,9 @@ fn answer(
     }
     metrics.set_live_sessions(sessions.len());
     metrics.set_store_healthy(sessions.is_healthy());
+    metrics.set_store_connected(sessions.is_connected());
+    let (hits, misses) = sessions.cache_lookups();
+    metrics.set_cache_lookups(hits, misses);
     let openmetrics = req
         .headers()
         .get_all(header::ACCEPT)

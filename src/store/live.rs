@@ -107,16 +107,27 @@ pub struct LiveSessions {
     writes: RwLock<()>,
 }
 
+const EPOCH_SLICES: usize = 256;
+
+fn slice(key: &SessionKey) -> usize {
+    usize::from(key.0[0]) % EPOCH_SLICES
+}
+
 /// What keeps a shared store's cache honest.
-#[derive(Default)]
 struct CacheState {
-    /// Bumped by every eviction: a read from the store that started before
-    /// one may carry what was evicted, and is then not cached.
-    epoch: AtomicU64,
+    /// Bumped by every eviction in a slice of the keys (by the key's first
+    /// byte): a read from the store that started before one may carry what
+    /// was evicted, and is then not cached. Sliced so that the other
+    /// replicas' writes do not keep every read out of the cache.
+    epochs: [AtomicU64; EPOCH_SLICES],
     /// False while the invalidation feed is down: nothing is cached then.
     usable: AtomicBool,
     /// Orders a read's check-and-insert against evictions.
     filling: Mutex<()>,
+    /// Lookups answered from memory and lookups that read the shared
+    /// store (counted with a shared store only: the metrics' hit ratio).
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 /// The feed's handle on the cache.
@@ -128,13 +139,15 @@ struct CacheFeed {
 impl SessionCache for CacheFeed {
     fn evict(&self, key: &SessionKey) {
         let _filling = self.state.filling.lock().unwrap_or_else(|e| e.into_inner());
-        self.state.epoch.fetch_add(1, Ordering::AcqRel);
+        self.state.epochs[slice(key)].fetch_add(1, Ordering::AcqRel);
         self.live.remove(key);
     }
 
     fn evict_all(&self) {
         let _filling = self.state.filling.lock().unwrap_or_else(|e| e.into_inner());
-        self.state.epoch.fetch_add(1, Ordering::AcqRel);
+        for epoch in &self.state.epochs {
+            epoch.fetch_add(1, Ordering::AcqRel);
+        }
         self.live.clear();
     }
 
@@ -218,9 +231,14 @@ impl LiveSessions {
         store: Arc<dyn SessionStore>,
         shared: Option<Arc<dyn SharedSessions>>,
     ) -> Self {
-        let cache = CacheState::default();
-        // A private store's map is the truth, not a cache: always usable.
-        cache.usable.store(shared.is_none(), Ordering::Relaxed);
+        let cache = CacheState {
+            epochs: std::array::from_fn(|_| AtomicU64::new(0)),
+            // A private store's map is the truth, not a cache: always usable.
+            usable: AtomicBool::new(shared.is_none()),
+            filling: Mutex::new(()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        };
         LiveSessions {
             live: Arc::new(live),
             shared,
@@ -244,13 +262,30 @@ impl LiveSessions {
     /// A copy of the session: for a confirmed one, one reference count
     /// (the email's) and no allocation. A shared store is read on a miss.
     pub fn get(&self, key: &SessionKey) -> Result<Option<SessionRecord>, StoreError> {
-        if let Some(entry) = self.live.get(key) {
-            return Ok(Some(entry.record()));
+        let cached = self.live.get(key).map(|entry| entry.record());
+        let Some(shared) = &self.shared else {
+            return Ok(cached);
+        };
+        if cached.is_some() {
+            self.cache.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(cached);
         }
-        match &self.shared {
-            Some(shared) => self.fill(shared.as_ref(), key),
-            None => Ok(None),
-        }
+        self.cache.misses.fetch_add(1, Ordering::Relaxed);
+        self.fill(shared.as_ref(), key)
+    }
+
+    /// (hits, misses) of the shared store's cache; none without one.
+    pub fn cache_lookups(&self) -> (u64, u64) {
+        (
+            self.cache.hits.load(Ordering::Relaxed),
+            self.cache.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether the store can be reached: for a shared store, while its
+    /// invalidation feed works (it pings every 200 ms).
+    pub fn is_connected(&self) -> bool {
+        self.cache.usable.load(Ordering::Acquire)
     }
 
     /// The stored copy, whatever the cache holds: before a shared session
@@ -269,7 +304,7 @@ impl LiveSessions {
         shared: &dyn SharedSessions,
         key: &SessionKey,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let epoch = self.cache.epoch.load(Ordering::Acquire);
+        let epoch = self.cache.epochs[slice(key)].load(Ordering::Acquire);
         let record = shared.fetch(key)?;
         match &record {
             Some(record) => self.cache_own(key, record.clone(), Some(epoch)),
@@ -284,7 +319,8 @@ impl LiveSessions {
     /// came in since `epoch`.
     fn cache_own(&self, key: &SessionKey, record: SessionRecord, epoch: Option<u64>) {
         let _filling = self.cache.filling.lock().unwrap_or_else(|e| e.into_inner());
-        let current = epoch.is_none_or(|e| self.cache.epoch.load(Ordering::Acquire) == e);
+        let current =
+            epoch.is_none_or(|e| self.cache.epochs[slice(key)].load(Ordering::Acquire) == e);
         if self.cache.usable.load(Ordering::Acquire)
             && current
             && let Ok(compact) = self.compact(record)
@@ -592,9 +628,10 @@ impl LiveSessions {
         self.live.is_empty()
     }
 
-    /// False after the last write or flush failed, until a flush works.
+    /// False after the last write or flush failed, until a flush works;
+    /// with a shared store also while it cannot be reached.
     pub fn is_healthy(&self) -> bool {
-        self.health.is_ok()
+        self.health.is_ok() && self.is_connected()
     }
 
     fn writing(&self) -> RwLockReadGuard<'_, ()> {

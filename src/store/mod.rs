@@ -3,6 +3,7 @@
 //! path never reads from the durable store: `LiveSessions` (`live.rs`) holds
 //! the live sessions in memory and writes through.
 
+mod backend;
 mod compact;
 mod factors;
 mod live;
@@ -12,6 +13,7 @@ pub mod redis;
 mod session_map;
 mod sled;
 
+pub use backend::Backend;
 pub use factors::{FactorStore, TotpRecord};
 pub use live::{LiveSessions, SessionId, touch_interval};
 pub use memory::MemoryStore;

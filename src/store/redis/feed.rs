@@ -35,6 +35,10 @@ async fn run(handle: LinkHandle, channel: String, origin: String, cache: Arc<dyn
     loop {
         cache.set_usable(false);
         let subscribed = async {
+            // The command connection first: the feed then knows which
+            // connection it was made beside, and drops the cache when that
+            // one is made again (perhaps to a new master).
+            handle.connect().await?;
             let mut pubsub = Link::pubsub(&handle).await?;
             tokio::time::timeout(handle.timeout(), pubsub.subscribe(&channel))
                 .await
@@ -83,7 +87,7 @@ async fn listen(
                 if handle.generation() != generation {
                     break;
                 }
-                let pong = tokio::time::timeout(PING_TIMEOUT, sink.ping::<String>()).await;
+                let pong = tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await;
                 if !matches!(pong, Ok(Ok(_))) {
                     break;
                 }

@@ -184,6 +184,11 @@ impl LinkHandle {
     pub fn generation(&self) -> u64 {
         self.0.generation.load(Ordering::Acquire)
     }
+
+    /// Makes sure the command connection stands (made now if need be).
+    pub async fn connect(&self) -> Result<(), StoreError> {
+        self.0.connection().await.map(|_| ())
+    }
 }
 
 impl State {

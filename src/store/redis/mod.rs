@@ -15,6 +15,8 @@ mod feed;
 mod link;
 #[cfg(test)]
 pub mod testing;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,6 +125,11 @@ impl RedisStore {
         &self.link
     }
 
+    #[cfg(test)]
+    fn as_factor_store(&self) -> &dyn FactorStore {
+        self
+    }
+
     /// Whether the last call reached Redis (the store's gauge).
     pub fn is_connected(&self) -> bool {
         self.link.is_connected()
@@ -210,21 +217,17 @@ impl RedisStore {
 }
 
 impl SessionStore for RedisStore {
+    /// A new session (a login, a step-up: a fresh random key that no
+    /// replica can have cached), so nothing is announced. Every change of
+    /// an existing one goes through `replace` or `take`, which announce it.
     fn put(&self, key: &SessionKey, session: &SessionRecord) -> Result<(), StoreError> {
         let value = encode(session)?;
-        self.link.pipe::<()>(
-            pipe()
-                .atomic()
-                .cmd("SET")
+        self.link.call::<()>(
+            cmd("SET")
                 .arg(self.session_key(key))
                 .arg(value)
                 .arg("EX")
-                .arg(self.ttl(session))
-                .ignore()
-                .cmd("PUBLISH")
-                .arg(&self.channel)
-                .arg(self.message(key))
-                .ignore(),
+                .arg(self.ttl(session)),
         )
     }
 

@@ -15,14 +15,10 @@ pub struct TestRedis {
 impl TestRedis {
     pub fn start() -> TestRedis {
         let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/test installs it)");
-        let redis = TestRedis { child, port };
+        let redis = TestRedis {
+            child: spawn(port),
+            port,
+        };
         redis.wait_until_up();
         redis
     }
@@ -59,9 +55,33 @@ impl Drop for TestRedis {
     }
 }
 
+fn spawn(port: u16) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (scripts/test installs it)")
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
+}
+
+impl TestRedis {
+    /// Stops the server; `restart` brings it back on the same port, empty.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(self.port);
+        self.wait_until_up();
+    }
 }
