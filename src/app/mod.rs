@@ -58,7 +58,13 @@ impl App {
     pub async fn build(config: &Config) -> Result<App, AppError> {
         let metrics = Arc::new(Metrics::new());
         let store = Backend::open(&config.store, &config.session)?;
-        let signed_up = store.sessions.signup_users()?;
+        // A shared store is read when a sign-up user is first met (they
+        // may sign up on another replica), so a replica starts while Redis
+        // is down and answers 503 until it is back.
+        let signed_up = match store.shared {
+            Some(_) => Vec::new(),
+            None => store.sessions.signup_users()?,
+        };
         let factors = factors::build(config, &metrics, &store)?;
         // Before the sessions load: its argon2 hash (19 MiB, given back at
         // once) then adds to a small RSS rather than to the peak.

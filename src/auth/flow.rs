@@ -147,7 +147,7 @@ impl Authenticator {
         }
         // Counted before argon2 runs, so a burst cannot outrun the count.
         let attempt = self.regulation.reserve(email, client, self.clock.now())?;
-        let user = self.users.find(email.trim());
+        let user = self.find_user(email.trim())?;
         let hash = user.as_ref().map(|u| u.password.as_str());
         let matched = self.passwords.verify(hash, password).await;
         let now = self.clock.now();
@@ -275,12 +275,29 @@ impl Authenticator {
                 None => return Ok(None),
             }
         }
-        let user = self.users.find(&session.user);
+        let user = self.find_user(&session.user)?;
         let Some(user) = user.filter(|_| self.is_alive(&session, now)) else {
             let _ = self.sessions.remove(&key);
             return Ok(None);
         };
         Ok(Some((key, session, user)))
+    }
+
+    /// A user of the users file or a sign-up user. With a shared store a
+    /// sign-up user may have signed up on another replica: an email this
+    /// replica does not know is looked up there once.
+    fn find_user(&self, email: &str) -> Result<Option<Arc<User>>, StoreError> {
+        if let Some(user) = self.users.find(email) {
+            return Ok(Some(user));
+        }
+        if !self.sessions.is_shared() {
+            return Ok(None);
+        }
+        let Some(user) = self.sessions.store().signup_user(email)? else {
+            return Ok(None);
+        };
+        self.users.add_signed_up(user);
+        Ok(self.users.find(email))
     }
 
     fn is_alive(&self, session: &SessionRecord, now: u64) -> bool {

@@ -79,6 +79,13 @@ pub trait SessionStore: Send + Sync {
     }
     /// Users who signed up themselves (they live beside the users file).
     fn signup_users(&self) -> Result<Vec<User>, StoreError>;
+    /// One sign-up user, by email (any case).
+    fn signup_user(&self, email: &str) -> Result<Option<User>, StoreError> {
+        Ok(self
+            .signup_users()?
+            .into_iter()
+            .find(|u| u.email.eq_ignore_ascii_case(email)))
+    }
     /// Stores a sign-up user unless the email is taken; true when stored.
     fn insert_signup_user(&self, user: &User) -> Result<bool, StoreError>;
 }

@@ -13,6 +13,7 @@ mod cli;
 mod config_errors;
 mod crash;
 mod forward_auth;
+mod ha;
 mod layers;
 mod limits;
 mod login;

@@ -276,6 +276,17 @@ impl SessionStore for RedisStore {
             .collect()
     }
 
+    fn signup_user(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let value: Option<Vec<u8>> = self.link.call(
+            cmd("HGET")
+                .arg(self.link.key("signups"))
+                .arg(email.to_lowercase()),
+        )?;
+        value
+            .map(|v| serde_json::from_slice(&v).map_err(|e| StoreError::Read(e.to_string())))
+            .transpose()
+    }
+
     fn insert_signup_user(&self, user: &User) -> Result<bool, StoreError> {
         let value = serde_json::to_vec(user).map_err(|e| StoreError::Write(e.to_string()))?;
         let stored: i64 = self.link.call(

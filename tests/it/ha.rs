@@ -1,0 +1,342 @@
+//! Several replicas on one Redis (issue 15), with real `redis-server` and
+//! `redis-sentinel` processes (scripts/proxy-deps installs them): a session
+//! made on one replica works on the other, a logout on one is refused on
+//! the other within a second, a dead Redis is a 503 everywhere (never a
+//! 2xx) and is survived without a restart, and so is a Sentinel failover.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::support::*;
+
+/// How long a revocation may take to reach another replica.
+const PROPAGATION_BOUND: Duration = Duration::from_secs(1);
+
+/// One `redis-server` (or `redis-sentinel`) on a loopback port, writing
+/// only inside its temp dir; killed when dropped.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+impl Redis {
+    /// A server that keeps its data on disk (append-only, fsync on every
+    /// write), so that a restart loses nothing.
+    pub fn start() -> Redis {
+        Redis::spawn(&["--appendonly", "yes", "--appendfsync", "always"])
+    }
+
+    pub fn replica_of(master: &Redis) -> Redis {
+        Redis::spawn(&["--replicaof", "127.0.0.1", &master.port.to_string()])
+    }
+
+    fn spawn(extra: &[&str]) -> Redis {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["--dir".into(), dir.path().display().to_string()]);
+        args.extend(["--save".into(), String::new()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir,
+            args,
+        };
+        redis.run("redis-server");
+        redis
+    }
+
+    /// A Sentinel watching `master` as `authgate-master`, quick to decide.
+    pub fn sentinel(master: &Redis) -> Redis {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let config = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor authgate-master 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds authgate-master 1000\n\
+                 sentinel failover-timeout authgate-master 5000\n",
+                dir.path().display(),
+                master.port
+            ),
+        )
+        .expect("write sentinel.conf");
+        let mut sentinel = Redis {
+            child: None,
+            port,
+            args: vec![config.display().to_string()],
+            dir,
+        };
+        sentinel.run("redis-sentinel");
+        sentinel
+    }
+
+    fn run(&mut self, program: &str) {
+        let child = Command::new(program)
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e} (scripts/proxy-deps installs it)"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.cli(&["PING"]) != "PONG" {
+            assert!(Instant::now() < deadline, "{program} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis-cli` against this server; its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The same server again, on the same port, with what it had saved.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run("redis-server");
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A replica's setup: proxy mode in front of `upstream`, alice in its
+/// users file, the store on `redis`.
+async fn replica(redis: toml::Value, upstream: &str) -> Setup {
+    let mut setup = Setup::new(Some(upstream));
+    setup
+        .set("store.backend", "redis")
+        .set("store.redis", redis);
+    setup.add_alice().await;
+    setup
+}
+
+fn plain(redis: &Redis) -> toml::Value {
+    toml::Value::Table(
+        toml::from_str(&format!(
+            "url = \"{}\"\nkey_prefix = \"it:\"\ntimeout = \"1s\"",
+            redis.url()
+        ))
+        .expect("redis table"),
+    )
+}
+
+/// `rd`-less GET of `path` with the session cookie `cookie`.
+async fn get_with(gw: &Gateway, cookie: &str, path: &str, accept: &str) -> reqwest::Response {
+    client()
+        .get(gw.url(path))
+        .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
+        .header("accept", accept)
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn status_with(gw: &Gateway, cookie: &str) -> StatusCode {
+    get_with(gw, cookie, "/app", "text/html").await.status()
+}
+
+/// Polls `check` every 20 ms until it holds or `bound` has passed.
+async fn within<F, Fut>(bound: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + bound;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_session_works_on_every_replica_and_a_logout_on_one_ends_it_on_all_within_a_second() {
+    let redis = Redis::start();
+    let upstream = Upstream::start().await;
+    let a = replica(plain(&redis), &upstream.url()).await.start().await;
+    let b = replica(plain(&redis), &upstream.url()).await.start().await;
+
+    let cookie = a.browser().login(ALICE, ALICE_PW).await;
+    // Both replicas serve it, from memory after the first read.
+    for gw in [&a, &b, &a, &b] {
+        let reply = get_with(gw, &cookie, "/app", "text/html").await;
+        assert_eq!(reply.status(), StatusCode::OK);
+        let echo = Echo(reply.json().await.unwrap());
+        assert_eq!(echo.header("remote-user").as_deref(), Some(ALICE));
+    }
+
+    let mut on_b = b.browser();
+    on_b.set_cookie_value(SESSION_COOKIE, &cookie);
+    on_b.logout().await;
+    let logged_out = Instant::now();
+    assert!(
+        within(PROPAGATION_BOUND, || async {
+            status_with(&a, &cookie).await != StatusCode::OK
+        })
+        .await,
+        "replica a still let the session through {:?} after the logout on b",
+        logged_out.elapsed()
+    );
+    assert_ne!(status_with(&b, &cookie).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn with_redis_down_every_answer_is_503_never_a_2xx_and_it_heals_without_a_restart() {
+    let mut redis = Redis::start();
+    let upstream = Upstream::start().await;
+    let gw = replica(plain(&redis), &upstream.url()).await.start().await;
+    let cookie = gw.browser().login(ALICE, ALICE_PW).await;
+    assert_eq!(status_with(&gw, &cookie).await, StatusCode::OK);
+    let healthz = || async {
+        client()
+            .get(gw.url(&format!("{PREFIX}/healthz")))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(healthz().await, StatusCode::OK);
+
+    redis.stop();
+    assert!(
+        within(PROPAGATION_BOUND, || async {
+            status_with(&gw, &cookie).await == StatusCode::SERVICE_UNAVAILABLE
+        })
+        .await,
+        "the cached session was still served with Redis down"
+    );
+    let page = get_with(&gw, &cookie, "/app", "text/html").await;
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(page.text().await.unwrap().contains("</html>"), "a page");
+    let api = get_with(&gw, &cookie, "/app", "application/json").await;
+    assert_eq!(api.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = api.json().await.expect("JSON for an API client");
+    assert_eq!(body["error"], "store_unavailable", "{body}");
+    let asked = client()
+        .get(gw.url(&format!("{PREFIX}/auth-request")))
+        .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
+        .header("x-original-url", "http://app.example.com/")
+        .header("x-original-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        within(Duration::from_secs(3), || async {
+            healthz().await == StatusCode::SERVICE_UNAVAILABLE
+        })
+        .await
+    );
+    let login = gw.browser().post_login(ALICE, ALICE_PW, None).await;
+    assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        login.set_cookie(SESSION_COOKIE).is_none(),
+        "no session cookie"
+    );
+
+    redis.restart();
+    assert!(
+        within(Duration::from_secs(10), || async {
+            healthz().await == StatusCode::OK
+        })
+        .await,
+        "healthz stayed 503 after Redis came back"
+    );
+    // Redis kept the session on disk: nobody was logged out.
+    assert_eq!(status_with(&gw, &cookie).await, StatusCode::OK);
+    gw.browser().login(ALICE, ALICE_PW).await;
+}
+
+#[tokio::test]
+async fn a_sentinel_failover_keeps_every_session_and_logins_go_on() {
+    let master = Redis::start();
+    let replica_server = Redis::replica_of(&master);
+    let sentinel = Redis::sentinel(&master);
+    // The Sentinel must know the replica before it can promote it.
+    assert!(
+        within(Duration::from_secs(15), || async {
+            sentinel
+                .cli(&["SENTINEL", "REPLICAS", "authgate-master"])
+                .contains(&replica_server.port.to_string())
+        })
+        .await,
+        "the sentinel never saw the replica"
+    );
+    let upstream = Upstream::start().await;
+    let store: toml::Value = toml::Value::Table(
+        toml::from_str(&format!(
+            "url = \"redis://authgate-master\"\nkey_prefix = \"it:\"\ntimeout = \"1s\"\n\
+             min_replicas_ack = 1\n\
+             [sentinel]\nmaster_name = \"authgate-master\"\nnodes = [\"127.0.0.1:{}\"]",
+            sentinel.port
+        ))
+        .expect("redis table"),
+    );
+    let gw = replica(store, &upstream.url()).await.start().await;
+    let cookie = gw.browser().login(ALICE, ALICE_PW).await;
+    assert_eq!(status_with(&gw, &cookie).await, StatusCode::OK);
+
+    let answer = sentinel.cli(&["SENTINEL", "FAILOVER", "authgate-master"]);
+    assert_eq!(answer, "OK", "the failover was not started");
+    let promoted = replica_server.port.to_string();
+    assert!(
+        within(Duration::from_secs(15), || async {
+            sentinel
+                .cli(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "authgate-master"])
+                .contains(&promoted)
+        })
+        .await,
+        "the replica was never promoted"
+    );
+    // The session the login waited to see replicated is still there.
+    assert!(
+        within(Duration::from_secs(10), || async {
+            status_with(&gw, &cookie).await == StatusCode::OK
+        })
+        .await,
+        "the session did not survive the failover"
+    );
+    assert!(
+        replica_server
+            .cli(&["INFO", "replication"])
+            .contains("role:master"),
+        "the gateway must be talking to the new master"
+    );
+    gw.browser().login(ALICE, ALICE_PW).await;
+}
