@@ -4,6 +4,7 @@
 //! the live sessions in memory and writes through.
 
 mod compact;
+mod copy;
 mod factors;
 mod live;
 mod memory;
@@ -12,6 +13,7 @@ pub mod redis;
 mod session_map;
 mod sled;
 
+pub use copy::{Copied, CopyDirection, CopyError, copy_store};
 pub use factors::{FactorStore, TotpRecord};
 pub use live::{LiveSessions, SessionId, touch_interval};
 pub use memory::MemoryStore;
