@@ -26,12 +26,19 @@ pub struct Copied {
     pub factor_subjects: usize,
 }
 
-/// A failed step of the copy, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("{step}: {reason}")]
-pub struct CopyError {
-    step: String,
-    reason: StoreError,
+pub enum CopyError {
+    /// A store call failed at this step.
+    #[error("{step}: {reason}")]
+    Store { step: String, reason: StoreError },
+    /// Opening would create an empty store and copy nothing.
+    #[error("there is no sled store at store.path {0}")]
+    NoSledStore(String),
+    #[error("{0} already holds authgate data; copy only into an empty store")]
+    TargetNotEmpty(&'static str),
+    /// Written to while the copy ran: a gateway is using the target.
+    #[error("sign-up user {email} appeared in {target} during the copy; stop the gateway")]
+    TargetChanged { email: String, target: &'static str },
 }
 
 /// The provider's id for one user, as listed by [`StoreDump`].
@@ -61,18 +68,13 @@ pub fn copy_store(
     redis: &RedisConfig,
     timeouts: SessionTimeouts,
 ) -> Result<Copied, CopyError> {
-    let opening = format!(
+    if direction == CopyDirection::SledToRedis && !sled_path.is_dir() {
+        return Err(CopyError::NoSledStore(sled_path.display().to_string()));
+    }
+    let sled = SledStore::open(sled_path).map_err(at(format!(
         "opening sled at store.path {} (is the gateway stopped?)",
         sled_path.display()
-    );
-    if direction == CopyDirection::SledToRedis && !sled_path.is_dir() {
-        // Opening would create an empty store and copy nothing.
-        return Err(CopyError {
-            step: opening,
-            reason: StoreError::Read("there is no store there".into()),
-        });
-    }
-    let sled = SledStore::open(sled_path).map_err(at(opening))?;
+    )))?;
     let redis = RedisStore::connect(redis, timeouts).map_err(at("connecting to Redis"))?;
     match direction {
         CopyDirection::SledToRedis => copy(&sled, "sled", &redis, "Redis"),
@@ -82,45 +84,49 @@ pub fn copy_store(
 
 fn at(step: impl Into<String>) -> impl FnOnce(StoreError) -> CopyError {
     let step = step.into();
-    move |reason| CopyError { step, reason }
+    move |reason| CopyError::Store { step, reason }
 }
 
 /// Copies every kind in turn; the first failure stops it.
 pub(super) fn copy(
     from: &dyn StoreDump,
-    from_name: &str,
+    from_name: &'static str,
     to: &dyn StoreDump,
-    to_name: &str,
+    to_name: &'static str,
 ) -> Result<Copied, CopyError> {
     let blank = to
         .is_blank()
         .map_err(at(format!("checking that {to_name} is empty")))?;
     if !blank {
-        return Err(CopyError {
-            step: format!("checking that {to_name} is empty"),
-            reason: StoreError::Write(format!(
-                "{to_name} already holds authgate data; copy only into an empty store"
-            )),
-        });
+        return Err(CopyError::TargetNotEmpty(to_name));
     }
     let reading = |kind: &str| format!("reading the {kind} from {from_name}");
     let writing = |kind: &str| format!("writing the {kind} to {to_name}");
     let mut copied = Copied::default();
 
-    let sessions = from.load_all().map_err(at(reading("sessions")))?;
-    for (key, record) in &sessions {
-        to.put(key, record).map_err(at(writing("sessions")))?;
+    // One at a time: a million sessions are never all in memory.
+    let mut write_failed = None;
+    from.load_each(&mut |key, record| {
+        if write_failed.is_none() {
+            match to.put(&key, &record) {
+                Ok(()) => copied.sessions += 1,
+                Err(err) => write_failed = Some(err),
+            }
+        }
+    })
+    .map_err(at(reading("sessions")))?;
+    if let Some(err) = write_failed {
+        return Err(at(writing("sessions"))(err));
     }
-    copied.sessions = sessions.len();
 
     for user in from.signup_users().map_err(at(reading("sign-up users")))? {
         let stored = to
             .insert_signup_user(&user)
             .map_err(at(writing("sign-up users")))?;
         if !stored {
-            return Err(CopyError {
-                step: writing("sign-up users"),
-                reason: StoreError::Write(format!("{} is there twice", user.email)),
+            return Err(CopyError::TargetChanged {
+                email: user.email,
+                target: to_name,
             });
         }
         copied.signup_users += 1;
