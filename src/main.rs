@@ -16,7 +16,7 @@ use authgate::config::{self, ConfigSource, LogFormat};
 use authgate::model::User;
 use authgate::sandbox::{self, SandboxConfig};
 use authgate::server::{self, shutdown_signal};
-use authgate::store::{FactorStore, SessionStore};
+use authgate::store::{CopyDirection, FactorStore, SessionStore, SessionTimeouts, copy_store};
 use authgate::users::UsersFile;
 
 #[derive(Parser)]
@@ -62,6 +62,9 @@ enum Command {
     /// Edit the users file named by `users.file`.
     #[command(subcommand)]
     User(UserCommand),
+    /// Work on the store itself, with the gateway stopped.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Ask the running gateway's healthz endpoint; exit 0 when healthy.
     Healthcheck,
     /// Which access rule decides a URL, and why.
@@ -105,6 +108,19 @@ enum Command {
         /// Twilio Verify v2: the one service the sandbox knows.
         #[arg(long, default_value = sandbox::DEFAULT_VERIFY_SERVICE_SID)]
         verify_service_sid: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy sessions, sign-up users, users' factors and provider ids
+    /// between sled and Redis, into an empty target; stop the gateway first.
+    Copy {
+        /// `sled`: from `[store.redis]` into sled at `store.path`. A
+        /// redis:// or rediss:// URL: from sled at `store.path` into that
+        /// Redis, reached with the other `[store.redis]` settings.
+        #[arg(long, value_name = "TARGET")]
+        to: String,
     },
 }
 
@@ -164,6 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(cmd) => user_command(&source, cmd),
+        Command::Store(StoreCommand::Copy { to }) => store_copy(&source, &to),
         Command::Healthcheck => healthcheck(&source),
         Command::CheckAccess {
             url,
@@ -318,6 +335,42 @@ fn reset_signup_user(source: &ConfigSource, email: &str) -> anyhow::Result<()> {
     } else {
         println!("{email}: had no TOTP; nothing to reset");
     }
+    Ok(())
+}
+
+/// `store copy --to TARGET`: the direction from the target, the Redis
+/// settings from the config (the URL from `--to` when it is one).
+fn store_copy(source: &ConfigSource, to: &str) -> anyhow::Result<()> {
+    let (direction, url) = match to {
+        "sled" => (CopyDirection::RedisToSled, None),
+        url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            (CopyDirection::SledToRedis, Some(url))
+        }
+        _ => bail!("--to takes \"sled\" or a redis:// or rediss:// URL"),
+    };
+    let config = config::load_for_store_copy(source, url)?;
+    let config::StoreBackend::Redis(redis) = &config.store.backend else {
+        bail!("store copy needs the Redis settings of [store.redis]");
+    };
+    let timeouts = SessionTimeouts {
+        idle: config.session.idle_timeout,
+        lifetime: config.session.lifetime,
+    };
+    let copied = copy_store(direction, &config.store.path, redis, timeouts).context(
+        "store copy failed (a target written in part must be emptied before another try)",
+    )?;
+    let (from, into) = match direction {
+        CopyDirection::SledToRedis => ("sled", "Redis"),
+        CopyDirection::RedisToSled => ("Redis", "sled"),
+    };
+    println!(
+        "copied from {from} to {into} (sled at {}):",
+        config.store.path.display()
+    );
+    println!("  sessions:      {}", copied.sessions);
+    println!("  sign-up users: {}", copied.signup_users);
+    println!("  user factors:  {}", copied.user_factors);
+    println!("  provider ids:  {}", copied.factor_subjects);
     Ok(())
 }
 

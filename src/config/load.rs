@@ -39,6 +39,21 @@ pub fn effective_config_masked(source: &ConfigSource) -> Result<String, ConfigEr
     Ok(render_masked(raw))
 }
 
+/// The config for `store copy`: always on the Redis backend, whose
+/// `[store.redis]` settings say how to reach it; `redis_url` (the copy's
+/// target) stands in for `store.redis.url` when given.
+pub fn load_for_store_copy(
+    source: &ConfigSource,
+    redis_url: Option<&str>,
+) -> Result<Config, ConfigError> {
+    let mut raw = load_raw(source)?;
+    raw.store.backend = "redis".to_owned();
+    if let Some(url) = redis_url {
+        raw.store.redis.url = Some(url.to_owned());
+    }
+    validate::validate(&raw)
+}
+
 /// Only `users.file`, so that `authgate user add` works before the rest of
 /// the config (a secret, say) is in place.
 pub fn users_file_path(source: &ConfigSource) -> Result<PathBuf, ConfigError> {
@@ -84,6 +99,8 @@ fn render_masked(mut raw: RawConfig) -> String {
         &mut raw.authy.api_key,
         &mut raw.totp.encryption_key,
         &mut raw.verify.auth_token,
+        &mut raw.store.redis.password,
+        &mut raw.store.redis.sentinel.password,
     ] {
         if secret.is_some() {
             *secret = Some(MASK.to_owned());
@@ -839,13 +856,16 @@ mod tests {
         full.verify.auth_token = Some("t".into());
         full.verify.auth_token_file = Some("f".into());
         full.verify.service_sid = Some("VA".into());
+        full.store.redis.url = Some("redis://x".into());
+        full.store.redis.username = Some("u".into());
+        full.store.redis.password = Some("p".into());
+        full.store.redis.password_file = Some("f".into());
+        full.store.redis.sentinel.master_name = Some("m".into());
+        full.store.redis.sentinel.password = Some("p".into());
+        full.store.redis.sentinel.password_file = Some("f".into());
         let table = toml::Table::try_from(&full).expect("serializes");
         let mut expected = BTreeSet::new();
-        for (section, value) in &table {
-            for key in value.as_table().expect("sections are tables").keys() {
-                expected.insert(format!("{section}.{key}"));
-            }
-        }
+        flatten(String::new(), &table, &mut expected);
         let known: BTreeSet<String> = known_keys().into_keys().collect();
         assert_eq!(known, expected);
         assert_eq!(known_keys()["session.secret"], EnvKind::Optional);
@@ -856,6 +876,99 @@ mod tests {
         // field's deserializer splits the text.
         assert_eq!(known_keys()["auth.methods"], EnvKind::Optional);
         assert_eq!(known_keys()["totp.previous_encryption_keys"], EnvKind::List);
+        assert_eq!(known_keys()["store.redis.url"], EnvKind::Optional);
+        assert_eq!(known_keys()["store.redis.sentinel.nodes"], EnvKind::List);
+        assert_eq!(known_keys()["store.redis.min_replicas_ack"], EnvKind::Typed);
+    }
+
+    /// The dotted keys of the leaves (values that are not tables).
+    fn flatten(prefix: String, table: &toml::Table, keys: &mut BTreeSet<String>) {
+        for (name, value) in table {
+            let key = match prefix.is_empty() {
+                true => name.clone(),
+                false => format!("{prefix}.{name}"),
+            };
+            match value.as_table() {
+                Some(inner) => flatten(key, inner, keys),
+                None => {
+                    keys.insert(key);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn redis_keys_come_from_the_environment_and_passwords_are_masked() {
+        let passwords = ["redis-password-value", "sentinel-password-value"];
+        Jail::expect_with(|jail| {
+            minimal(jail)?;
+            jail.create_file(
+                "authgate.toml",
+                "[store]\nbackend = \"redis\"\n[store.redis]\nurl = \"redis://file:6379\"\n",
+            )?;
+            jail.set_env("AUTHGATE_STORE__REDIS__URL", "rediss://env.example:6380/1");
+            jail.set_env("AUTHGATE_STORE__REDIS__PASSWORD", passwords[0]);
+            jail.set_env("AUTHGATE_STORE__REDIS__KEY_PREFIX", "gw1:");
+            jail.set_env("AUTHGATE_STORE__REDIS__MIN_REPLICAS_ACK", "2");
+            jail.set_env("AUTHGATE_STORE__REDIS__SENTINEL__MASTER_NAME", "main");
+            jail.set_env(
+                "AUTHGATE_STORE__REDIS__SENTINEL__NODES",
+                "s1:26379, s2:26379",
+            );
+            jail.set_env("AUTHGATE_STORE__REDIS__SENTINEL__PASSWORD", passwords[1]);
+            let config = load(&ConfigSource::Default).map_err(|e| e.to_string())?;
+            let crate::config::StoreBackend::Redis(redis) = config.store.backend else {
+                return Err("the redis backend expected".into());
+            };
+            assert_eq!(redis.url, "rediss://env.example:6380/1");
+            assert_eq!(redis.password.unwrap().expose(), passwords[0]);
+            assert_eq!(redis.key_prefix, "gw1:");
+            assert_eq!(redis.min_replicas_ack, 2);
+            let sentinel = redis.sentinel.expect("sentinel from the environment");
+            assert_eq!(sentinel.nodes, ["s1:26379", "s2:26379"]);
+            assert_eq!(sentinel.password.unwrap().expose(), passwords[1]);
+
+            let text =
+                effective_config_masked(&ConfigSource::Default).map_err(|e| e.to_string())?;
+            for password in passwords {
+                assert!(!text.contains(password), "{password} shown:\n{text}");
+            }
+            let reparsed: RawConfig = toml::from_str(&text).map_err(|e| e.to_string())?;
+            assert_eq!(reparsed.store.redis.password.as_deref(), Some(MASK));
+            assert_eq!(
+                reparsed.store.redis.sentinel.password.as_deref(),
+                Some(MASK)
+            );
+            assert_eq!(
+                reparsed.store.redis.sentinel.master_name.as_deref(),
+                Some("main")
+            );
+
+            jail.set_env("AUTHGATE_STORE__REDIS__MIN_REPLICAS_ACK", "some");
+            let err = expect_err(&ConfigSource::Default);
+            assert_key(&err, "store.redis.min_replicas_ack", "some");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn store_copy_reads_the_redis_settings_whatever_the_backend() {
+        Jail::expect_with(|jail| {
+            minimal(jail)?;
+            jail.set_env("AUTHGATE_STORE__REDIS__KEY_PREFIX", "copy:");
+            let err = load_for_store_copy(&ConfigSource::Default, None).unwrap_err();
+            assert_key(&err, "store.redis.url", "missing");
+            let config = load_for_store_copy(&ConfigSource::Default, Some("redis://h:1"))
+                .map_err(|e| e.to_string())?;
+            let crate::config::StoreBackend::Redis(redis) = config.store.backend else {
+                return Err("the redis backend expected".into());
+            };
+            assert_eq!(
+                (redis.url.as_str(), redis.key_prefix.as_str()),
+                ("redis://h:1", "copy:")
+            );
+            Ok(())
+        });
     }
 
     #[test]

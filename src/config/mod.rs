@@ -14,7 +14,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 pub use error::ConfigError;
-pub use load::{ConfigSource, effective_config_masked, load, users_file_path};
+pub use load::{ConfigSource, effective_config_masked, load, load_for_store_copy, users_file_path};
 
 /// The validated, typed configuration the rest of the program uses.
 #[derive(Debug, Clone)]

@@ -127,6 +127,10 @@ impl Default for RawSession {
 pub struct RawStore {
     pub path: String,
     pub flush_interval: String,
+    /// "sled" or "redis".
+    pub backend: String,
+    /// Read only with `backend = "redis"` (and by `store copy`).
+    pub redis: RawRedis,
 }
 
 impl Default for RawStore {
@@ -134,8 +138,52 @@ impl Default for RawStore {
         RawStore {
             path: "data".into(),
             flush_interval: "1s".into(),
+            backend: "sled".into(),
+            redis: RawRedis::default(),
         }
     }
+}
+
+/// `[store.redis]`. A table with defaults, not an `Option`, so that the
+/// env layer finds every nested key (`AUTHGATE_STORE__REDIS__URL`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRedis {
+    /// Required with `backend = "redis"`.
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub key_prefix: String,
+    pub timeout: String,
+    pub min_replicas_ack: u32,
+    pub sentinel: RawSentinel,
+}
+
+impl Default for RawRedis {
+    fn default() -> Self {
+        RawRedis {
+            url: None,
+            username: None,
+            password: None,
+            password_file: None,
+            key_prefix: "authgate:".into(),
+            timeout: "2s".into(),
+            min_replicas_ack: 0,
+            sentinel: RawSentinel::default(),
+        }
+    }
+}
+
+/// `[store.redis.sentinel]`: on when `master_name` or `nodes` is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSentinel {
+    pub master_name: Option<String>,
+    /// `host:port` of each Sentinel.
+    pub nodes: Vec<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,14 +10,14 @@ use ipnet::IpNet;
 
 use super::raw::{
     RawAccessControl, RawAudit, RawAuth, RawAuthy, RawConfig, RawLog, RawMetrics, RawProxy,
-    RawRegulation, RawServer, RawSession, RawSignup, RawStore, RawTotp, RawUpstream, RawUsers,
-    RawVerify, host_name,
+    RawRedis, RawRegulation, RawSentinel, RawServer, RawSession, RawSignup, RawStore, RawTotp,
+    RawUpstream, RawUsers, RawVerify, host_name,
 };
 use super::{
     AuditConfig, AuditOutput, AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat,
-    MetricsConfig, ProxyConfig, RegulationConfig, SecondFactorMode, Secret, ServerConfig,
-    SessionConfig, SignupConfig, StoreBackend, StoreConfig, TotpConfig, TotpEnrollment,
-    UpstreamConfig, UsersConfig, VerifyChannel, VerifyConfig,
+    MetricsConfig, ProxyConfig, RedisConfig, RegulationConfig, SecondFactorMode, Secret,
+    SentinelConfig, ServerConfig, SessionConfig, SignupConfig, StoreBackend, StoreConfig,
+    TotpConfig, TotpEnrollment, UpstreamConfig, UsersConfig, VerifyChannel, VerifyConfig,
 };
 use super::{CaBundle, TlsFiles};
 use crate::model::Method;
@@ -699,8 +699,155 @@ fn store(raw: &RawStore) -> Result<StoreConfig> {
     Ok(StoreConfig {
         path: PathBuf::from(&raw.path),
         flush_interval: duration("store.flush_interval", &raw.flush_interval)?,
-        backend: StoreBackend::Sled,
+        backend: backend(raw)?,
     })
+}
+
+/// `[store.redis]` is read only for the Redis backend: a sled gateway
+/// ignores it, so a half-written Redis section does not stop it.
+fn backend(raw: &RawStore) -> Result<StoreBackend> {
+    match raw.backend.trim() {
+        "sled" => Ok(StoreBackend::Sled),
+        "redis" => redis(&raw.redis).map(StoreBackend::Redis),
+        other => Err(ConfigError::at(
+            "store.backend",
+            format!("unknown backend {other:?}; expected \"sled\" or \"redis\""),
+        )),
+    }
+}
+
+fn redis(raw: &RawRedis) -> Result<RedisConfig> {
+    let url = raw
+        .url
+        .as_deref()
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .ok_or_else(|| {
+            ConfigError::at(
+                "store.redis.url",
+                "missing; store.backend = \"redis\" needs it, e.g. \"redis://127.0.0.1:6379\"",
+            )
+        })?;
+    let password = secret_value(
+        ("store.redis.password", raw.password.as_deref()),
+        ("store.redis.password_file", raw.password_file.as_deref()),
+    )?;
+    Ok(RedisConfig {
+        url: redis_url(url)?,
+        username: raw.username.clone().filter(|name| !name.is_empty()),
+        password: password.map(Secret::new),
+        key_prefix: key_prefix(&raw.key_prefix)?,
+        timeout: duration("store.redis.timeout", &raw.timeout)?,
+        min_replicas_ack: raw.min_replicas_ack,
+        sentinel: sentinel(&raw.sentinel)?,
+    })
+}
+
+/// The value is never shown in an error: a URL may carry a password.
+fn redis_url(value: &str) -> Result<String> {
+    const KEY: &str = "store.redis.url";
+    let url = url::Url::parse(value).map_err(|err| {
+        ConfigError::at(
+            KEY,
+            format!("not a URL ({err}); write e.g. \"redis://127.0.0.1:6379\""),
+        )
+    })?;
+    if !matches!(url.scheme(), "redis" | "rediss") {
+        return Err(ConfigError::at(
+            KEY,
+            format!(
+                "scheme {:?} is not supported; use redis:// or rediss:// (TLS)",
+                url.scheme()
+            ),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        // In the URL, check-config could not mask the password.
+        return Err(ConfigError::at(
+            KEY,
+            "holds credentials; set store.redis.username and store.redis.password \
+             (or store.redis.password_file) instead",
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::at(
+            KEY,
+            "needs a host, e.g. redis://127.0.0.1:6379",
+        ));
+    }
+    let database = url.path().trim_start_matches('/');
+    if !database.is_empty() && database.parse::<u16>().is_err() {
+        return Err(ConfigError::at(
+            KEY,
+            format!(
+                "the path {database:?} is not a database number; write e.g. redis://host:6379/0"
+            ),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+fn key_prefix(value: &str) -> Result<String> {
+    if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::at(
+            "store.redis.key_prefix",
+            format!("{value:?} must be non-empty, without spaces or control characters"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// On as soon as any of its keys is set; then it needs both the master's
+/// name and at least one Sentinel.
+fn sentinel(raw: &RawSentinel) -> Result<Option<SentinelConfig>> {
+    let password = secret_value(
+        ("store.redis.sentinel.password", raw.password.as_deref()),
+        (
+            "store.redis.sentinel.password_file",
+            raw.password_file.as_deref(),
+        ),
+    )?;
+    if raw.master_name.is_none() && raw.nodes.is_empty() && password.is_none() {
+        return Ok(None);
+    }
+    let master_name = raw.master_name.as_deref().unwrap_or_default().trim();
+    if master_name.is_empty() {
+        return Err(ConfigError::at(
+            "store.redis.sentinel.master_name",
+            "missing; the Sentinels are asked for the master of this name",
+        ));
+    }
+    if raw.nodes.is_empty() {
+        return Err(ConfigError::at(
+            "store.redis.sentinel.nodes",
+            "must list at least one Sentinel as \"host:port\"",
+        ));
+    }
+    let nodes = raw
+        .nodes
+        .iter()
+        .map(|node| sentinel_node(node))
+        .collect::<Result<_>>()?;
+    Ok(Some(SentinelConfig {
+        master_name: master_name.to_owned(),
+        nodes,
+        password: password.map(Secret::new),
+    }))
+}
+
+/// `host:port`, an IPv6 host in brackets.
+fn sentinel_node(node: &str) -> Result<String> {
+    let node = node.trim();
+    let valid = node.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.trim_matches(['[', ']']).is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    if !valid {
+        return Err(ConfigError::at(
+            "store.redis.sentinel.nodes",
+            format!("{node:?} is not host:port, e.g. \"10.0.0.5:26379\""),
+        ));
+    }
+    Ok(node.to_owned())
 }
 
 /// Only that the file can be read; its contents are the users module's.
@@ -1939,5 +2086,188 @@ mod tests {
         assert_eq!(validate(&raw).unwrap().regulation.ipv6_prefix, 64);
         raw.regulation.ipv6_prefix = 128;
         assert_eq!(validate(&raw).unwrap().regulation.ipv6_prefix, 128);
+    }
+
+    /// The baseline on the Redis backend.
+    fn on_redis(r: &mut RawConfig) {
+        r.store.backend = "redis".into();
+        r.store.redis.url = Some("redis://127.0.0.1:6379/2".into());
+    }
+
+    #[test]
+    fn store_backend_is_sled_or_redis() {
+        let users = users_file();
+        let mut raw = valid(&users);
+        assert!(matches!(
+            validate(&raw).unwrap().store.backend,
+            StoreBackend::Sled
+        ));
+        // Redis settings beside the sled backend are not read.
+        raw.store.redis.key_prefix = "has space".into();
+        raw.store.redis.url = Some("ftp://x".into());
+        assert!(matches!(
+            validate(&raw).unwrap().store.backend,
+            StoreBackend::Sled
+        ));
+        on_redis(&mut raw);
+        raw.store.redis.key_prefix = "authgate:".into();
+        let StoreBackend::Redis(redis) = validate(&raw).unwrap().store.backend else {
+            panic!("redis expected");
+        };
+        assert_eq!(redis.url, "redis://127.0.0.1:6379/2");
+        assert_eq!(redis.key_prefix, "authgate:");
+        assert_eq!(redis.timeout, Duration::from_secs(2));
+        assert_eq!(redis.min_replicas_ack, 0);
+        assert!(redis.password.is_none() && redis.sentinel.is_none());
+        refused(
+            |r| r.store.backend = "postgres".into(),
+            "store.backend",
+            "postgres",
+        );
+    }
+
+    #[test]
+    fn redis_url_is_required_and_checked() {
+        refused(
+            |r| {
+                on_redis(r);
+                r.store.redis.url = None;
+            },
+            "store.redis.url",
+            "missing",
+        );
+        for (url, text) in [
+            ("http://127.0.0.1:6379", "\"http\" is not supported"),
+            ("localhost:6379", "\"localhost\" is not supported"),
+            ("127.0.0.1:6379", "not a URL"),
+            ("redis://", "needs a host"),
+            ("redis:///0", "needs a host"),
+            ("redis://127.0.0.1:6379/zero", "database number"),
+            ("redis://:hunter2@127.0.0.1", "credentials"),
+            ("not a url", "not a URL"),
+        ] {
+            refused(
+                |r| {
+                    on_redis(r);
+                    r.store.redis.url = Some(url.into());
+                },
+                "store.redis.url",
+                text,
+            );
+        }
+        let users = users_file();
+        let mut raw = valid(&users);
+        on_redis(&mut raw);
+        raw.store.redis.url = Some("rediss://redis.example.com:6380".into());
+        assert!(validate(&raw).is_ok());
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_not_shown() {
+        let users = users_file();
+        let mut raw = valid(&users);
+        on_redis(&mut raw);
+        raw.store.redis.url = Some("redis://user:hunter2@127.0.0.1".into());
+        let err = validate(&raw).unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn redis_settings_are_checked() {
+        for prefix in ["", "two words", "tab\t", "nul\0"] {
+            refused(
+                |r| {
+                    on_redis(r);
+                    r.store.redis.key_prefix = prefix.into();
+                },
+                "store.redis.key_prefix",
+                "non-empty",
+            );
+        }
+        refused(
+            |r| {
+                on_redis(r);
+                r.store.redis.timeout = "0s".into();
+            },
+            "store.redis.timeout",
+            "longer than zero",
+        );
+        refused(
+            |r| {
+                on_redis(r);
+                r.store.redis.password = Some("p".into());
+                r.store.redis.password_file = Some("/nowhere".into());
+            },
+            "store.redis.password_file",
+            "only one",
+        );
+    }
+
+    #[test]
+    fn redis_passwords_come_from_files() {
+        let users = users_file();
+        let file = users_file();
+        std::fs::write(file.path(), "redis-password\n").unwrap();
+        let path = file.path().to_string_lossy().into_owned();
+        let mut raw = valid(&users);
+        on_redis(&mut raw);
+        raw.store.redis.username = Some("gateway".into());
+        raw.store.redis.password_file = Some(path.clone());
+        raw.store.redis.min_replicas_ack = 1;
+        raw.store.redis.sentinel.master_name = Some("main".into());
+        raw.store.redis.sentinel.nodes = vec!["10.0.0.5:26379".into(), "[::1]:26379".into()];
+        raw.store.redis.sentinel.password_file = Some(path);
+        let StoreBackend::Redis(redis) = validate(&raw).unwrap().store.backend else {
+            panic!("redis expected");
+        };
+        assert_eq!(redis.username.as_deref(), Some("gateway"));
+        assert_eq!(redis.password.unwrap().expose(), "redis-password");
+        assert_eq!(redis.min_replicas_ack, 1);
+        let sentinel = redis.sentinel.expect("sentinel configured");
+        assert_eq!(sentinel.master_name, "main");
+        assert_eq!(sentinel.nodes, ["10.0.0.5:26379", "[::1]:26379"]);
+        assert_eq!(sentinel.password.unwrap().expose(), "redis-password");
+    }
+
+    #[test]
+    fn sentinel_needs_a_master_name_and_nodes() {
+        refused(
+            |r| {
+                on_redis(r);
+                r.store.redis.sentinel.nodes = vec!["10.0.0.5:26379".into()];
+            },
+            "store.redis.sentinel.master_name",
+            "missing",
+        );
+        refused(
+            |r| {
+                on_redis(r);
+                r.store.redis.sentinel.master_name = Some("main".into());
+            },
+            "store.redis.sentinel.nodes",
+            "at least one",
+        );
+        for node in ["10.0.0.5", "10.0.0.5:port", ":26379", "10.0.0.5:0"] {
+            refused(
+                |r| {
+                    on_redis(r);
+                    r.store.redis.sentinel.master_name = Some("main".into());
+                    r.store.redis.sentinel.nodes = vec!["ok:26379".into(), node.into()];
+                },
+                "store.redis.sentinel.nodes",
+                node,
+            );
+        }
+        refused(
+            |r| {
+                on_redis(r);
+                r.store.redis.sentinel.master_name = Some("main".into());
+                r.store.redis.sentinel.nodes = vec!["ok:26379".into()];
+                r.store.redis.sentinel.password = Some("p".into());
+                r.store.redis.sentinel.password_file = Some("/nowhere".into());
+            },
+            "store.redis.sentinel.password_file",
+            "only one",
+        );
     }
 }

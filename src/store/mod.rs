@@ -5,6 +5,7 @@
 
 mod backend;
 mod compact;
+mod copy;
 mod factors;
 mod live;
 mod memory;
@@ -14,6 +15,7 @@ mod session_map;
 mod sled;
 
 pub use backend::Backend;
+pub use copy::{Copied, CopyDirection, CopyError, copy_store};
 pub use factors::{FactorStore, TotpRecord};
 pub use live::{LiveSessions, SessionId, touch_interval};
 pub use memory::MemoryStore;

@@ -354,6 +354,61 @@ impl SubjectCache for SledStore {
     }
 }
 
+/// Listing and whole-record writes for `store copy`.
+impl super::copy::StoreDump for SledStore {
+    fn is_blank(&self) -> Result<bool, StoreError> {
+        let trees = self.trees()?;
+        Ok([
+            &trees.sessions,
+            &trees.subjects,
+            &trees.signups,
+            &trees.factors,
+        ]
+        .iter()
+        .all(|tree| tree.is_empty()))
+    }
+
+    fn all_user_factors(&self) -> Result<Vec<(String, UserFactors)>, StoreError> {
+        let mut all = Vec::new();
+        for entry in self.trees()?.factors.iter() {
+            let (key, value) = entry.map_err(read_error)?;
+            let email = String::from_utf8(key.to_vec()).map_err(read_error)?;
+            all.push((email, UserFactors::decode(&value)?));
+        }
+        Ok(all)
+    }
+
+    fn put_user_factors(&self, email: &str, factors: &UserFactors) -> Result<(), StoreError> {
+        self.trees()?
+            .factors
+            .insert(UserFactors::key(email), factors.encode()?)
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    fn all_factor_subjects(&self) -> Result<Vec<super::copy::FactorSubject>, StoreError> {
+        let mut all = Vec::new();
+        for entry in self.trees()?.subjects.iter() {
+            let (key, value) = entry.map_err(read_error)?;
+            all.push(factor_subject(&key, &value)?);
+        }
+        Ok(all)
+    }
+}
+
+/// A `subjects` entry: key `<method>\0<email>` (see `subject_key`).
+fn factor_subject(key: &[u8], value: &[u8]) -> Result<super::copy::FactorSubject, StoreError> {
+    let key = std::str::from_utf8(key).map_err(read_error)?;
+    let (method, email) = key
+        .split_once('\0')
+        .ok_or_else(|| read_error(format!("provider id key {key:?} has no method")))?;
+    Ok(super::copy::FactorSubject {
+        method: method.to_owned(),
+        email: email.to_owned(),
+        subject: String::from_utf8_lossy(value).into_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

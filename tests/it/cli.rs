@@ -1,4 +1,4 @@
-//! Test 12: `hash-password` and `user add|list|remove`.
+//! Test 12: `hash-password` and `user add|list|remove`; `store copy`.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -124,4 +124,141 @@ async fn user_commands_edit_the_users_file_and_list_never_shows_hashes() {
         .run(&["user", "remove", "--config", config, ALICE], "", &[])
         .await;
     assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+}
+
+/// A `redis-server` on a free loopback port, saving nothing to disk;
+/// killed when dropped.
+struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = free_port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        RedisServer { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A session made on sled goes to Redis and back, and still logs the
+/// browser in; a copy that cannot finish exits 1 and says why.
+#[tokio::test]
+async fn store_copy_moves_sessions_to_redis_and_back() {
+    let upstream = Upstream::start().await;
+    let setup = Setup::new(Some(&upstream.url()));
+    setup.add_alice().await;
+    let mut gw = setup.start().await;
+    let mut b = gw.browser();
+    b.login(ALICE, ALICE_PW).await;
+    gw.stop().await;
+
+    let dir = gw.setup().dir.path().to_owned();
+    let config = gw.setup().config_path();
+    let config = config.to_str().unwrap();
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let copy = |to: String, env: Vec<(&'static str, String)>| {
+        let dir = dir.clone();
+        async move {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            run_bin(
+                &dir,
+                &["store", "copy", "--config", config, "--to", &to],
+                "",
+                &env,
+            )
+            .await
+        }
+    };
+
+    let out = copy(url.clone(), vec![]).await;
+    assert_success(&out, "store copy --to redis://");
+    assert!(
+        stdout(&out).contains("sessions:      1"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The target now holds data: a second copy is refused, not merged.
+    let out = copy(url.clone(), vec![]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr_of(&out).contains("already holds"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // As on a new machine: no sled store. Copying from it is refused...
+    std::fs::remove_dir_all(dir.join("data")).unwrap();
+    let out = copy(url.clone(), vec![]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr_of(&out).contains("store.path"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!dir.join("data").exists(), "an empty store was made");
+
+    // ...and copying back from Redis fills it.
+    let out = copy(
+        "sled".into(),
+        vec![("AUTHGATE_STORE__REDIS__URL", url.clone())],
+    )
+    .await;
+    assert_success(&out, "store copy --to sled");
+    assert!(
+        stdout(&out).contains("sessions:      1"),
+        "{}",
+        stdout(&out)
+    );
+
+    gw.restart().await;
+    let echo = b.get("/").await.echo();
+    assert_eq!(echo.header("remote-user").as_deref(), Some(ALICE));
+    gw.stop().await;
+
+    // Redis gone: exit 1, naming what failed.
+    drop(redis);
+    let fresh = dir.join("fresh").to_str().unwrap().to_owned();
+    let out = copy(
+        "sled".into(),
+        vec![
+            ("AUTHGATE_STORE__REDIS__URL", url.clone()),
+            ("AUTHGATE_STORE__PATH", fresh),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr_of(&out).contains("reading the sessions from Redis"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!stdout(&out).contains("copied"), "{}", stdout(&out));
 }

@@ -167,3 +167,53 @@ async fn environment_overrides_the_file() {
     assert_success(&out, "check-config with AUTHGATE_SERVER__LISTEN");
     assert!(stdout(&out).contains(&listen), "{}", stdout(&out));
 }
+
+/// `[store.redis]` keys are checked with `backend = "redis"`, named in
+/// full, from the file or the environment.
+#[tokio::test]
+async fn redis_store_settings_are_named_when_wrong() {
+    let mut s = setup();
+    s.set("store.backend", "redis");
+    let out = serve(&s, &[]).await;
+    assert_refused(&out, "store.redis.url", "redis backend without a URL");
+
+    let url = [("AUTHGATE_STORE__REDIS__URL", "http://127.0.0.1:6379")];
+    let out = check_config(&s, &url).await;
+    assert_refused(&out, "store.redis.url", "an http URL");
+
+    let nodes = [
+        ("AUTHGATE_STORE__REDIS__URL", "redis://127.0.0.1:6379"),
+        ("AUTHGATE_STORE__REDIS__SENTINEL__MASTER_NAME", "main"),
+        ("AUTHGATE_STORE__REDIS__SENTINEL__NODES", "10.0.0.5"),
+    ];
+    let out = serve(&s, &nodes).await;
+    assert_refused(&out, "store.redis.sentinel.nodes", "a node without a port");
+
+    s.set("store.backend", "memcached");
+    let out = check_config(&s, &[]).await;
+    assert_refused(&out, "store.backend", "an unknown backend");
+
+    // The Redis settings are read only for the Redis backend, and the
+    // password is masked.
+    let mut s = setup();
+    s.set("store.backend", "redis");
+    let env = [
+        (
+            "AUTHGATE_STORE__REDIS__URL",
+            "rediss://redis.example.com:6380/0",
+        ),
+        ("AUTHGATE_STORE__REDIS__PASSWORD", "redis-password-0123"),
+    ];
+    let out = check_config(&s, &env).await;
+    assert_success(&out, "check-config on redis");
+    assert!(
+        !stdout(&out).contains("redis-password-0123"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("backend = \"redis\""),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -415,3 +415,112 @@ impl FactorStore for RedisStore {
         Ok(())
     }
 }
+
+/// Listing and whole-record writes for `store copy`.
+impl super::copy::StoreDump for RedisStore {
+    /// Only the kinds a copy writes count: counters and pending pushes
+    /// that a gateway left behind expire by themselves.
+    fn is_blank(&self) -> Result<bool, StoreError> {
+        let signups: i64 = self
+            .link
+            .call(cmd("EXISTS").arg(self.link.key("signups")))?;
+        if signups != 0 {
+            return Ok(false);
+        }
+        for kind in ["s:", "f:", "sub:"] {
+            let mut found = false;
+            self.scan(kind, |_| {
+                found = true;
+                Ok(())
+            })?;
+            if found {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn all_user_factors(&self) -> Result<Vec<(String, UserFactors)>, StoreError> {
+        let mut all = Vec::new();
+        for (email, value) in self.scan_values("f:")? {
+            all.push((email, UserFactors::decode(&value)?));
+        }
+        Ok(all)
+    }
+
+    fn put_user_factors(&self, email: &str, factors: &UserFactors) -> Result<(), StoreError> {
+        let key = self.link.key(&format!("f:{}", UserFactors::key(email)));
+        self.link.call(cmd("SET").arg(key).arg(factors.encode()?))
+    }
+
+    fn all_factor_subjects(&self) -> Result<Vec<super::copy::FactorSubject>, StoreError> {
+        let mut all = Vec::new();
+        for (name, value) in self.scan_values("sub:")? {
+            let (method, email) = name.split_once('\0').ok_or_else(|| {
+                StoreError::Read(format!("provider id key {name:?} has no method"))
+            })?;
+            all.push(super::copy::FactorSubject {
+                method: method.to_owned(),
+                email: email.to_owned(),
+                subject: String::from_utf8_lossy(&value).into_owned(),
+            });
+        }
+        Ok(all)
+    }
+}
+
+impl RedisStore {
+    /// Every key of one kind (`f:`, ...), a SCAN step at a time. The
+    /// prefix is matched literally, glob characters and all.
+    fn scan(
+        &self,
+        kind: &str,
+        mut visit: impl FnMut(Vec<String>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let literal: String = self
+            .link
+            .key(kind)
+            .chars()
+            .flat_map(|c| match c {
+                '*' | '?' | '[' | ']' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let pattern = format!("{literal}*");
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self.link.call(
+                cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT),
+            )?;
+            if !keys.is_empty() {
+                visit(keys)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// Every key of one kind with its value; the names without the
+    /// prefix and kind. A key gone between SCAN and MGET is left out.
+    fn scan_values(&self, kind: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let skip = self.link.key(kind).len();
+        let mut all = Vec::new();
+        self.scan(kind, |keys| {
+            let values: Vec<Option<Vec<u8>>> = self.link.call(cmd("MGET").arg(&keys))?;
+            for (name, value) in keys.iter().zip(values) {
+                if let (Some(name), Some(value)) = (name.get(skip..), value) {
+                    all.push((name.to_owned(), value));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(all)
+    }
+}
