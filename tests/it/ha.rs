@@ -214,6 +214,9 @@ async fn a_session_works_on_every_replica_and_a_logout_on_one_ends_it_on_all_wit
         logged_out.elapsed()
     );
     assert_ne!(status_with(&b, &cookie).await, StatusCode::OK);
+    let mut a = a;
+    let stopped = a.stop().await;
+    assert!(stopped.success(), "{stopped:?}: {}", a.stderr());
 }
 
 #[tokio::test]
@@ -288,6 +291,13 @@ async fn a_sentinel_failover_keeps_every_session_and_logins_go_on() {
     let master = Redis::start();
     let replica_server = Redis::replica_of(&master);
     let sentinel = Redis::sentinel(&master);
+    assert!(
+        within(Duration::from_secs(15), || async {
+            master.cli(&["INFO", "replication"]).contains("state=online")
+        })
+        .await,
+        "the replica never caught up"
+    );
     // The Sentinel must know the replica before it can promote it.
     assert!(
         within(Duration::from_secs(15), || async {

@@ -35,7 +35,9 @@ enum Target {
 }
 
 pub struct Link {
-    runtime: Arc<tokio::runtime::Runtime>,
+    /// Taken on drop: a runtime dropped the usual way from async code
+    /// (the gateway's shutdown) would panic.
+    runtime: Option<tokio::runtime::Runtime>,
     state: Arc<State>,
     prefix: String,
 }
@@ -65,7 +67,7 @@ impl Link {
             .build()
             .map_err(|e| StoreError::Unavailable(format!("starting the Redis runtime: {e}")))?;
         Ok(Link {
-            runtime: Arc::new(runtime),
+            runtime: Some(runtime),
             state: Arc::new(State {
                 target: target(config)?,
                 timeout: config.timeout,
@@ -76,6 +78,10 @@ impl Link {
             }),
             prefix: config.key_prefix.clone(),
         })
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("only taken on drop")
     }
 
     /// `key_prefix` followed by `name`.
@@ -146,7 +152,7 @@ impl Link {
         future: impl Future<Output = Result<T, StoreError>> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
+        self.runtime().spawn(async move {
             let _ = tx.send(future.await);
         });
         blocking(|| rx.recv()).unwrap_or_else(|_| {
@@ -158,7 +164,7 @@ impl Link {
 
     /// Starts `future` on the link's runtime (the subscriber).
     pub fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
-        self.runtime.spawn(future);
+        self.runtime().spawn(future);
     }
 
     /// A connection for a subscriber: made fresh, to the current master.
@@ -383,4 +389,12 @@ fn sentinel_addr(node: &str, tls: bool) -> Result<ConnectionAddr, StoreError> {
     } else {
         ConnectionAddr::Tcp(host, port)
     })
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
