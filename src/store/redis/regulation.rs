@@ -244,4 +244,37 @@ mod tests {
         let redis = TestRedis::start();
         contract::a_burst_of_100_takes_at_most_max_places(&counters(&redis, "burst:"));
     }
+
+    /// Seconds the counter key has left: -2 when it is gone.
+    fn ttl(counters: &RedisAttemptCounters, name: &str) -> i64 {
+        let key = counters.link.key(name);
+        counters.link.call(redis::cmd("TTL").arg(key)).unwrap()
+    }
+
+    #[test]
+    fn counters_expire_once_they_behave_like_absent_ones() {
+        let redis = TestRedis::start();
+        let counters = counters(&redis, "ttl:");
+        let x = contract::keys("x", "10.0.0.1");
+        let (address, user) = ("reg:a:10.0.0.1", "reg:u:10.0.0.1 x");
+        counters.reserve(&x, 1000).unwrap();
+        assert!((590..=600).contains(&ttl(&counters, user)), "a window");
+        counters.fail(&x, 1100).unwrap();
+        assert!((490..=500).contains(&ttl(&counters, user)), "window's rest");
+        counters.reserve(&x, 1100).unwrap();
+        counters.succeed(&x, 1100).unwrap();
+        assert_eq!(ttl(&counters, user), -2, "cleared by the success");
+        assert!((490..=500).contains(&ttl(&counters, address)));
+        for _ in 0..3 {
+            counters.reserve(&x, 1200).unwrap();
+            counters.fail(&x, 1200).unwrap();
+        }
+        assert!((890..=900).contains(&ttl(&counters, user)), "the ban");
+        counters.reserve(&x, 5000).unwrap();
+        counters.fail(&x, 5000).unwrap();
+        counters
+            .succeed(&contract::keys("y", "10.0.0.1"), 7000)
+            .unwrap();
+        assert_eq!(ttl(&counters, address), -2, "over: same as absent");
+    }
 }
