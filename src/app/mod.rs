@@ -77,7 +77,7 @@ impl App {
             sessions: sessions.clone(),
             users: directory,
             passwords,
-            regulation: Regulation::new(&config.regulation),
+            regulation: regulation(config)?,
             clock: Arc::new(SystemClock),
             providers: factors.providers,
             totp: factors.totp,
@@ -119,6 +119,23 @@ impl App {
         tracing::info!("authgate stopped");
         Ok(())
     }
+}
+
+/// The regulation counters: on Redis when the replicas share a store, so
+/// N replicas keep one limit, not N.
+fn regulation(config: &Config) -> Result<Regulation, AppError> {
+    use crate::config::StoreBackend;
+    use crate::store::CounterLimits;
+    use crate::store::redis::{Link, RedisAttemptCounters};
+    let StoreBackend::Redis(redis) = &config.store.backend else {
+        return Ok(Regulation::new(&config.regulation));
+    };
+    let limits = CounterLimits::new(&config.regulation);
+    let counters = RedisAttemptCounters::new(Arc::new(Link::new(redis)?), limits);
+    Ok(Regulation::with_counters(
+        &config.regulation,
+        Arc::new(counters),
+    ))
 }
 
 /// The audit trail `audit.output` asks for, and its writer, started.
