@@ -77,7 +77,7 @@ impl App {
             sessions: sessions.clone(),
             users: directory,
             passwords,
-            regulation: regulation(config)?,
+            regulation: regulation(config, store.shared.as_deref()),
             clock: Arc::new(SystemClock),
             providers: factors.providers,
             totp: factors.totp,
@@ -123,19 +123,15 @@ impl App {
 
 /// The regulation counters: on Redis when the replicas share a store, so
 /// N replicas keep one limit, not N.
-fn regulation(config: &Config) -> Result<Regulation, AppError> {
-    use crate::config::StoreBackend;
+fn regulation(config: &Config, shared: Option<&crate::store::RedisStore>) -> Regulation {
     use crate::store::CounterLimits;
-    use crate::store::redis::{Link, RedisAttemptCounters};
-    let StoreBackend::Redis(redis) = &config.store.backend else {
-        return Ok(Regulation::new(&config.regulation));
+    use crate::store::redis::RedisAttemptCounters;
+    let Some(redis) = shared else {
+        return Regulation::new(&config.regulation);
     };
     let limits = CounterLimits::new(&config.regulation);
-    let counters = RedisAttemptCounters::new(Arc::new(Link::new(redis)?), limits);
-    Ok(Regulation::with_counters(
-        &config.regulation,
-        Arc::new(counters),
-    ))
+    let counters = RedisAttemptCounters::new(redis.link().clone(), limits);
+    Regulation::with_counters(&config.regulation, Arc::new(counters))
 }
 
 /// The audit trail `audit.output` asks for, and its writer, started.
