@@ -83,7 +83,7 @@ impl App {
             sessions: sessions.clone(),
             users: directory,
             passwords,
-            regulation: Regulation::new(&config.regulation),
+            regulation: regulation(config, store.shared.as_deref()),
             clock: Arc::new(SystemClock),
             providers: factors.providers,
             totp: factors.totp,
@@ -125,6 +125,19 @@ impl App {
         tracing::info!("authgate stopped");
         Ok(())
     }
+}
+
+/// The regulation counters: on Redis when the replicas share a store, so
+/// N replicas keep one limit, not N.
+fn regulation(config: &Config, shared: Option<&crate::store::RedisStore>) -> Regulation {
+    use crate::store::CounterLimits;
+    use crate::store::redis::RedisAttemptCounters;
+    let Some(redis) = shared else {
+        return Regulation::new(&config.regulation);
+    };
+    let limits = CounterLimits::new(&config.regulation);
+    let counters = RedisAttemptCounters::new(redis.link().clone(), limits);
+    Regulation::with_counters(&config.regulation, Arc::new(counters))
 }
 
 /// The audit trail `audit.output` asks for, and its writer, started.

@@ -7,7 +7,7 @@ use crate::factor::FactorError;
 use crate::store::StoreError;
 
 use super::password::MAX_PASSWORD_CHARS;
-use super::regulation::Banned;
+use super::regulation::Refusal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -46,10 +46,13 @@ pub enum AuthError {
     Signup(&'static str),
 }
 
-impl From<Banned> for AuthError {
-    fn from(b: Banned) -> Self {
-        AuthError::RateLimited {
-            retry_after: b.retry_after,
+impl From<Refusal> for AuthError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Banned(b) => AuthError::RateLimited {
+                retry_after: b.retry_after,
+            },
+            Refusal::Store(err) => AuthError::Store(err),
         }
     }
 }

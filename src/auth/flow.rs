@@ -520,6 +520,49 @@ mod tests {
         assert!(matches!(err, AuthError::RateLimited { .. }), "{err}");
     }
 
+    /// Counters in a store that cannot be reached (Redis down).
+    struct UnreachableCounters;
+
+    impl crate::store::AttemptCounters for UnreachableCounters {
+        fn reserve(
+            &self,
+            _: &crate::store::AttemptKeys,
+            _: u64,
+        ) -> Result<crate::store::Reservation, StoreError> {
+            Err(StoreError::Unavailable("down".into()))
+        }
+        fn fail(&self, _: &crate::store::AttemptKeys, _: u64) -> Result<(), StoreError> {
+            Err(StoreError::Unavailable("down".into()))
+        }
+        fn succeed(&self, _: &crate::store::AttemptKeys, _: u64) -> Result<(), StoreError> {
+            Err(StoreError::Unavailable("down".into()))
+        }
+        fn is_banned(&self, _: &crate::store::AttemptKeys, _: u64) -> Result<bool, StoreError> {
+            Err(StoreError::Unavailable("down".into()))
+        }
+        fn sweep(&self, _: u64) {}
+    }
+
+    #[tokio::test]
+    async fn a_login_that_cannot_be_counted_is_refused_as_a_store_error() {
+        let mut f = fixture(SecondFactorMode::Off);
+        let config = RegulationConfig {
+            max_failures: 3,
+            max_failures_per_address: 50,
+            window: Duration::from_secs(600),
+            ban: Duration::from_secs(900),
+            ipv6_prefix: 64,
+        };
+        f.auth.regulation = Regulation::with_counters(&config, Arc::new(UnreachableCounters));
+        let err = f
+            .auth
+            .login("alice@example.com", "alice-pw", ADDR, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::Store(_)), "{err}");
+        assert!(f.store.load_all().unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn long_passwords_are_refused_before_hashing() {
         let f = fixture(SecondFactorMode::Off);

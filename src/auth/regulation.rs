@@ -11,25 +11,26 @@
 //! accounts exist. A banned attempt is refused before argon2 runs.
 //!
 //! An attempt is counted before its password is checked: `reserve` checks
-//! the ban and takes a place in both counters under one lock, so a burst
-//! sent at once checks at most `max_failures` passwords per (email,
+//! the ban and takes a place in both counters in one atomic step, so a
+//! burst sent at once checks at most `max_failures` passwords per (email,
 //! address) and `max_failures_per_address` per address. The `Attempt` it
 //! returns is settled as a failure or a success; dropped unsettled (the
 //! client hung up during argon2), it counts as a failure.
 //!
+//! The counters live in the store (`AttemptCounters`): in this process, or
+//! on Redis where every replica shares them, so N replicas keep one limit.
+//! When they cannot be reached no attempt is allowed.
+//!
 //! An IPv6 client is counted by its address masked to
 //! `regulation.ipv6_prefix` bits, since one host usually holds a whole /64.
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Arc;
 
 use crate::config::RegulationConfig;
-
-/// The wait asked of an attempt refused while the counter's places are
-/// taken by attempts still being checked: they end within a second.
-const IN_FLIGHT_RETRY_SECS: u64 = 1;
+use crate::store::{
+    AttemptCounters, AttemptKeys, CounterLimits, MemoryAttemptCounters, Reservation, StoreError,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Banned {
@@ -37,150 +38,20 @@ pub struct Banned {
     pub retry_after: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Counter {
-    window_start: u64,
-    failures: u32,
-    /// Attempts reserved and not settled yet: they count toward the limit.
-    in_flight: u32,
-    banned_until: u64,
+/// Why no attempt was reserved.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("too many failed attempts; retry in {}s", .0.retry_after)]
+    Banned(Banned),
+    /// The shared counters cannot be reached: an attempt that cannot be
+    /// counted is not allowed (fail closed), the login answers 503.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
-
-#[derive(Clone, Copy)]
-struct Limits {
-    max: u32,
-    window: u64,
-    ban: u64,
-}
-
-impl Counter {
-    fn new(now: u64) -> Self {
-        Counter {
-            window_start: now,
-            failures: 0,
-            in_flight: 0,
-            banned_until: 0,
-        }
-    }
-
-    /// Forgets the failures of a window that has passed.
-    fn roll(&mut self, limits: Limits, now: u64) {
-        if now.saturating_sub(self.window_start) >= limits.window {
-            self.window_start = now;
-            self.failures = 0;
-        }
-    }
-
-    fn refusal(&mut self, limits: Limits, now: u64) -> Option<Banned> {
-        if self.banned_until > now {
-            return Some(Banned {
-                retry_after: self.banned_until - now,
-            });
-        }
-        self.roll(limits, now);
-        (self.failures + self.in_flight >= limits.max).then_some(Banned {
-            retry_after: IN_FLIGHT_RETRY_SECS,
-        })
-    }
-
-    fn fail(&mut self, limits: Limits, now: u64) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        self.roll(limits, now);
-        self.failures += 1;
-        if self.failures >= limits.max {
-            self.banned_until = now + limits.ban;
-            self.failures = 0;
-            self.window_start = now;
-        }
-    }
-}
-
-/// Failure counters for one kind of key.
-struct Counters<K> {
-    limits: Limits,
-    by_key: HashMap<K, Counter>,
-}
-
-impl<K: Hash + Eq + Clone> Counters<K> {
-    fn new(limits: Limits) -> Self {
-        Counters {
-            limits,
-            by_key: HashMap::new(),
-        }
-    }
-
-    fn bans(&self, key: &K, now: u64) -> bool {
-        self.by_key.get(key).is_some_and(|c| c.banned_until > now)
-    }
-
-    fn refusal(&mut self, key: &K, now: u64) -> Option<Banned> {
-        let limits = self.limits;
-        self.by_key.get_mut(key)?.refusal(limits, now)
-    }
-
-    fn reserve(&mut self, key: &K, now: u64) {
-        let counter = self
-            .by_key
-            .entry(key.clone())
-            .or_insert_with(|| Counter::new(now));
-        counter.in_flight += 1;
-    }
-
-    fn fail(&mut self, key: &K, now: u64) {
-        let limits = self.limits;
-        self.by_key
-            .entry(key.clone())
-            .or_insert_with(|| Counter::new(now))
-            .fail(limits, now);
-    }
-
-    /// Gives the attempt's place back, failures untouched.
-    fn release(&mut self, key: &K) {
-        if let Some(counter) = self.by_key.get_mut(key) {
-            counter.in_flight = counter.in_flight.saturating_sub(1);
-        }
-    }
-
-    /// Gives the attempt's place back and clears the failures. The counter
-    /// cannot be banned here: a ban needs `max` failures, and this attempt
-    /// held one of the `max` places.
-    fn clear(&mut self, key: &K) {
-        let Some(counter) = self.by_key.get_mut(key) else {
-            return;
-        };
-        counter.in_flight = counter.in_flight.saturating_sub(1);
-        counter.failures = 0;
-        if counter.in_flight == 0 {
-            self.by_key.remove(key);
-        }
-    }
-
-    fn sweep(&mut self, now: u64) {
-        let window = self.limits.window;
-        self.by_key.retain(|_, c| {
-            c.in_flight > 0 || c.banned_until > now || now.saturating_sub(c.window_start) < window
-        });
-    }
-}
-
-/// The counters of both kinds, under one lock so that an attempt is
-/// checked and reserved in both at once.
-struct Tables {
-    per_user: Counters<UserKey>,
-    per_address: Counters<IpAddr>,
-}
-
-type UserKey = (String, IpAddr);
 
 pub struct Regulation {
     ipv6_prefix: u8,
-    tables: Mutex<Tables>,
-}
-
-/// The counters an attempt holds a place in.
-struct Keys {
-    user: UserKey,
-    address: IpAddr,
+    counters: Arc<dyn AttemptCounters>,
 }
 
 /// A password attempt counted before its password is checked. Settle it
@@ -189,7 +60,7 @@ struct Keys {
 pub struct Attempt<'a> {
     regulation: &'a Regulation,
     /// None once settled.
-    keys: Option<Keys>,
+    keys: Option<AttemptKeys>,
     reserved_at: u64,
 }
 
@@ -205,9 +76,12 @@ impl Attempt<'_> {
     /// the per-address counter keeps counting other emails.
     pub fn succeeded(mut self) {
         if let Some(keys) = self.keys.take() {
-            let mut tables = self.regulation.lock();
-            tables.per_address.release(&keys.address);
-            tables.per_user.clear(&keys.user);
+            let settled = self.regulation.counters.succeed(&keys, self.reserved_at);
+            // The place stays taken until its counter expires: too strict
+            // for a while, never too lenient.
+            if let Err(err) = settled {
+                tracing::warn!(error = %err, "a successful login could not be settled");
+            }
         }
     }
 }
@@ -221,71 +95,69 @@ impl Drop for Attempt<'_> {
 }
 
 impl Regulation {
+    /// Counters held in this process: the limits hold per replica.
     pub fn new(config: &RegulationConfig) -> Self {
-        let limits = |max| Limits {
-            max,
-            window: config.window.as_secs(),
-            ban: config.ban.as_secs(),
-        };
+        let counters = MemoryAttemptCounters::new(CounterLimits::new(config));
+        Regulation::with_counters(config, Arc::new(counters))
+    }
+
+    /// Counters kept by `counters` (shared on Redis by every replica); they
+    /// carry the limits of `config`, this the IPv6 prefix.
+    pub fn with_counters(config: &RegulationConfig, counters: Arc<dyn AttemptCounters>) -> Self {
         Regulation {
             ipv6_prefix: config.ipv6_prefix,
-            tables: Mutex::new(Tables {
-                per_user: Counters::new(limits(config.max_failures)),
-                per_address: Counters::new(limits(config.max_failures_per_address)),
-            }),
+            counters,
         }
     }
 
     /// Takes a place for one password check in both counters, or Err
-    /// while either is banned or has every place taken.
-    pub fn reserve(&self, email: &str, addr: IpAddr, now: u64) -> Result<Attempt<'_>, Banned> {
-        let address = client_key(addr, self.ipv6_prefix);
-        let keys = Keys {
-            user: (email.trim().to_lowercase(), address),
-            address,
-        };
-        {
-            let mut tables = self.lock();
-            if let Some(banned) = tables.per_address.refusal(&keys.address, now) {
-                return Err(banned);
-            }
-            if let Some(banned) = tables.per_user.refusal(&keys.user, now) {
-                return Err(banned);
-            }
-            tables.per_address.reserve(&keys.address, now);
-            tables.per_user.reserve(&keys.user, now);
+    /// while either is banned or has every place taken, or while the
+    /// counters cannot be reached.
+    pub fn reserve(&self, email: &str, addr: IpAddr, now: u64) -> Result<Attempt<'_>, Refusal> {
+        let keys = self.keys(email, addr);
+        match self.counters.reserve(&keys, now)? {
+            Reservation::Taken => Ok(Attempt {
+                regulation: self,
+                keys: Some(keys),
+                reserved_at: now,
+            }),
+            Reservation::Refused { retry_after } => Err(Refusal::Banned(Banned { retry_after })),
         }
-        Ok(Attempt {
-            regulation: self,
-            keys: Some(keys),
-            reserved_at: now,
-        })
     }
 
     /// Whether `email` from `addr` is inside a ban (not merely waiting for
-    /// attempts in flight): the audit trail asks after a failed login.
+    /// attempts in flight): the audit trail asks after a failed login. Not
+    /// known when the counters cannot be reached: no ban is recorded then.
     pub fn is_banned(&self, email: &str, addr: IpAddr, now: u64) -> bool {
-        let address = client_key(addr, self.ipv6_prefix);
-        let user = (email.trim().to_lowercase(), address);
-        let tables = self.lock();
-        tables.per_address.bans(&address, now) || tables.per_user.bans(&user, now)
+        self.counters
+            .is_banned(&self.keys(email, addr), now)
+            .unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "regulation counters unreachable");
+                false
+            })
     }
 
-    fn fail(&self, keys: &Keys, now: u64) {
-        let mut tables = self.lock();
-        tables.per_address.fail(&keys.address, now);
-        tables.per_user.fail(&keys.user, now);
+    fn fail(&self, keys: &AttemptKeys, now: u64) {
+        // The place stays taken until its counter expires: the failure is
+        // lost, the attempt still counted.
+        if let Err(err) = self.counters.fail(keys, now) {
+            tracing::warn!(error = %err, "a failed login could not be counted");
+        }
     }
 
     /// Forgets counters whose window and ban are over, so memory stays bounded.
     pub fn sweep(&self, now: u64) {
-        let mut tables = self.lock();
-        tables.per_user.sweep(now);
-        tables.per_address.sweep(now);
+        self.counters.sweep(now);
     }
 
-    fn lock(&self) -> MutexGuard<'_, Tables> {
-        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    /// The counters of `email` from `addr`. An address never holds a
+    /// space, so the user's key splits back into one address and one email.
+    fn keys(&self, email: &str, addr: IpAddr) -> AttemptKeys {
+        let address = client_key(addr, self.ipv6_prefix).to_string();
+        AttemptKeys {
+            user: format!("{address} {}", email.trim().to_lowercase()),
+            address,
+        }
     }
 }
 
@@ -308,18 +180,33 @@ fn client_key(addr: IpAddr, ipv6_prefix: u8) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RedisConfig;
+    use crate::store::redis::testing::TestRedis;
+    use crate::store::redis::{Link, RedisAttemptCounters};
     use std::net::Ipv4Addr;
     use std::sync::Barrier;
     use std::time::Duration;
 
-    fn regulation_with_prefix(max: u32, per_address: u32, ipv6_prefix: u8) -> Regulation {
-        Regulation::new(&RegulationConfig {
+    fn config(max: u32, per_address: u32, ipv6_prefix: u8) -> RegulationConfig {
+        RegulationConfig {
             max_failures: max,
             max_failures_per_address: per_address,
             window: Duration::from_secs(600),
             ban: Duration::from_secs(900),
             ipv6_prefix,
-        })
+        }
+    }
+
+    fn regulation_with_prefix(max: u32, per_address: u32, ipv6_prefix: u8) -> Regulation {
+        Regulation::new(&config(max, per_address, ipv6_prefix))
+    }
+
+    /// A replica's regulation on the Redis of `redis`, with its own link.
+    fn replica(redis: &RedisConfig, max: u32, per_address: u32) -> Regulation {
+        let config = config(max, per_address, 64);
+        let link = Link::new(redis).unwrap();
+        let counters = RedisAttemptCounters::new(Arc::new(link), CounterLimits::new(&config));
+        Regulation::with_counters(&config, Arc::new(counters))
     }
 
     fn regulation(max: u32, per_address: u32) -> Regulation {
@@ -331,6 +218,16 @@ mod tests {
 
     fn fail(r: &Regulation, email: &str, addr: IpAddr, now: u64) {
         r.reserve(email, addr, now).unwrap().failed(now);
+    }
+
+    /// The ban that refused the attempt; None when it was reserved (and
+    /// dropped: a failure).
+    fn banned(reserved: Result<Attempt<'_>, Refusal>) -> Option<Banned> {
+        match reserved {
+            Ok(_) => None,
+            Err(Refusal::Banned(banned)) => Some(banned),
+            Err(Refusal::Store(err)) => panic!("{err}"),
+        }
     }
 
     fn v6(text: &str) -> IpAddr {
@@ -345,7 +242,7 @@ mod tests {
         }
         fail(&r, "X@Example.com", A, 1000);
         assert_eq!(
-            r.reserve("x@example.com", A, 1001).err(),
+            banned(r.reserve("x@example.com", A, 1001)),
             Some(Banned { retry_after: 899 })
         );
         assert!(r.reserve("x@example.com", B, 1001).is_ok(), "other address");
@@ -390,7 +287,7 @@ mod tests {
         r.sweep(800);
         assert!(r.reserve("x@example.com", A, 800).is_err(), "still banned");
         r.sweep(2000);
-        assert!(r.lock().per_user.by_key.is_empty());
+        assert!(r.reserve("x@example.com", A, 2000).is_ok(), "ban over");
     }
 
     #[test]
@@ -400,7 +297,7 @@ mod tests {
         let second = r.reserve("x@example.com", A, 0).unwrap();
         let third = r.reserve("x@example.com", A, 0).unwrap();
         assert_eq!(
-            r.reserve("x@example.com", A, 0).err(),
+            banned(r.reserve("x@example.com", A, 0)),
             Some(Banned { retry_after: 1 }),
             "every place is taken"
         );
@@ -411,7 +308,7 @@ mod tests {
         first.failed(0);
         second.failed(0);
         assert_eq!(
-            r.reserve("x@example.com", A, 0).err(),
+            banned(r.reserve("x@example.com", A, 0)),
             Some(Banned { retry_after: 1 }),
             "two failures and one attempt being checked"
         );
@@ -429,20 +326,26 @@ mod tests {
             drop(r.reserve("x@example.com", A, 10).unwrap());
         }
         assert_eq!(
-            r.reserve("x@example.com", A, 11).err(),
+            banned(r.reserve("x@example.com", A, 11)),
             Some(Banned { retry_after: 899 })
         );
     }
 
-    /// Every thread is released at once; the ones that got a place hold it
-    /// until all have asked, then fail.
-    fn burst(r: &Regulation, threads: usize, email: impl Fn(usize) -> String + Sync) -> usize {
+    /// Every thread is released at once, thread `i` on replica `i` modulo
+    /// their number; the ones that got a place hold it until all have
+    /// asked, then fail.
+    fn burst(
+        replicas: &[&Regulation],
+        threads: usize,
+        email: impl Fn(usize) -> String + Sync,
+    ) -> usize {
         let asked = Barrier::new(threads);
         let all_asked = Barrier::new(threads);
         std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads)
                 .map(|i| {
                     let (asked, all_asked, email) = (&asked, &all_asked, &email);
+                    let r = replicas[i % replicas.len()];
                     scope.spawn(move || {
                         asked.wait();
                         let attempt = r.reserve(&email(i), A, 100);
@@ -462,14 +365,14 @@ mod tests {
     #[test]
     fn a_burst_from_many_threads_checks_at_most_max_per_user() {
         let r = regulation(5, 1000);
-        assert_eq!(burst(&r, 64, |_| "x@example.com".into()), 5);
+        assert_eq!(burst(&[&r], 64, |_| "x@example.com".into()), 5);
         assert!(r.reserve("x@example.com", A, 101).is_err(), "banned");
     }
 
     #[test]
     fn a_burst_from_many_threads_checks_at_most_max_per_address() {
         let r = regulation(1000, 7);
-        assert_eq!(burst(&r, 64, |i| format!("user{i}@example.com")), 7);
+        assert_eq!(burst(&[&r], 64, |i| format!("user{i}@example.com")), 7);
         assert!(r.reserve("fresh@example.com", A, 101).is_err(), "banned");
     }
 
@@ -514,5 +417,61 @@ mod tests {
         fail(&r, "x@example.com", v6("::ffff:10.0.0.1"), 0);
         assert!(r.reserve("x@example.com", A, 0).is_err());
         assert!(r.reserve("x@example.com", B, 0).is_ok(), "/32 for IPv4");
+    }
+
+    #[test]
+    fn replicas_sharing_redis_share_one_limit() {
+        let redis = TestRedis::start();
+        let (a, b) = (
+            replica(&redis.config("authgate:"), 4, 100),
+            replica(&redis.config("authgate:"), 4, 100),
+        );
+        fail(&a, "x@example.com", A, 0);
+        fail(&b, "x@example.com", A, 0);
+        fail(&a, "x@example.com", A, 0);
+        let last = b.reserve("x@example.com", A, 1).unwrap();
+        assert_eq!(
+            banned(a.reserve("x@example.com", A, 1)),
+            Some(Banned { retry_after: 1 }),
+            "the last place is being checked on the other replica"
+        );
+        last.failed(1);
+        assert!(a.is_banned("x@example.com", A, 2), "b's failure banned");
+        assert_eq!(
+            banned(a.reserve("X@example.com", A, 2)),
+            Some(Banned { retry_after: 899 })
+        );
+        assert!(a.reserve("y@example.com", A, 2).is_ok(), "other email");
+    }
+
+    #[test]
+    fn a_burst_split_across_replicas_checks_at_most_max() {
+        let redis = TestRedis::start();
+        let a = replica(&redis.config("authgate:"), 5, 1000);
+        let b = replica(&redis.config("authgate:"), 5, 1000);
+        assert_eq!(burst(&[&a, &b], 100, |_| "x@example.com".into()), 5);
+        assert!(b.is_banned("x@example.com", A, 101));
+        let a = replica(&redis.config("other:"), 1000, 7);
+        let b = replica(&redis.config("other:"), 1000, 7);
+        let emails = |i| format!("user{i}@example.com");
+        assert_eq!(burst(&[&a, &b], 100, emails), 7, "per address");
+        assert!(a.is_banned("fresh@example.com", A, 101));
+    }
+
+    #[test]
+    fn unreachable_counters_allow_no_attempt() {
+        let gone = {
+            let redis = TestRedis::start();
+            redis.config("authgate:")
+        };
+        let r = replica(&gone, 3, 100);
+        assert!(matches!(
+            r.reserve("x@example.com", A, 0),
+            Err(Refusal::Store(StoreError::Unavailable(_)))
+        ));
+        assert!(
+            !r.is_banned("x@example.com", A, 0),
+            "not known: no ban recorded"
+        );
     }
 }

@@ -11,6 +11,7 @@ mod live;
 mod memory;
 mod record;
 pub mod redis;
+mod regulation;
 mod session_map;
 mod sled;
 
@@ -21,6 +22,9 @@ pub use live::{LiveSessions, SessionId, touch_interval};
 pub use memory::MemoryStore;
 pub use record::{AuthLevel, Challenge, Phase, SessionKey, SessionRecord};
 pub use redis::{RedisStore, SessionTimeouts};
+pub use regulation::{
+    AttemptCounters, AttemptKeys, CounterLimits, MemoryAttemptCounters, Reservation,
+};
 pub use sled::SledStore;
 
 use crate::model::User;

@@ -13,6 +13,7 @@
 
 mod feed;
 mod link;
+mod regulation;
 #[cfg(test)]
 pub mod testing;
 #[cfg(test)]
@@ -24,6 +25,7 @@ use std::time::Duration;
 use redis::{Script, cmd, pipe};
 
 pub use self::link::Link;
+pub use self::regulation::RedisAttemptCounters;
 use super::factors::UserFactors;
 use super::{
     FactorStore, SessionCache, SessionKey, SessionRecord, SessionStore, SharedSessions, StoreError,
