@@ -16,11 +16,14 @@ use crate::auth::password::{PasswordChecker, PasswordError};
 use crate::auth::regulation::Regulation;
 use crate::auth::{AuthDeps, AuthSettings, Authenticator};
 use crate::clock::SystemClock;
-use crate::config::{AuditOutput, Config};
+use crate::config::{AuditOutput, Config, StoreBackend};
 use crate::gateway::Gateway;
 use crate::metrics::{Metrics, MetricsServer};
 use crate::proxy::{ProxyError, Upstream};
+use crate::store::redis::Link;
 use crate::store::{LiveSessions, SessionStore, SledStore, StoreError};
+use crate::store::{MemoryPushIndex, MemoryReplayGuard, PushIndex, ReplayGuard};
+use crate::store::{RedisPushIndex, RedisReplayGuard};
 use crate::users::{Directory, LiveUsers, UsersFile, UsersFileError};
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,11 @@ impl App {
             .as_ref()
             .map(|u| Upstream::new(u, &config.server.allowed_upgrades, &config.proxy))
             .transpose()?;
+        let shared_link = match &config.store.backend {
+            StoreBackend::Sled => None,
+            StoreBackend::Redis(redis) => Some(Arc::new(Link::new(redis)?)),
+        };
+        let (pushes, webhook_replays) = push_state(shared_link);
         let deps = AuthDeps {
             sessions: sessions.clone(),
             users: directory,
@@ -82,6 +90,7 @@ impl App {
             providers: factors.providers,
             totp: factors.totp,
             factor_store: Some(factors.store),
+            pushes,
         };
         let (audit, audit_writer) = audit_trail(config, &metrics).await?;
         let auth = Arc::new(Authenticator::new(deps, settings(config)).with_audit(audit.clone()));
@@ -91,6 +100,7 @@ impl App {
             sessions.clone(),
             upstream,
             metrics.clone(),
+            webhook_replays,
         )
         .with_audit(audit);
         let metrics = crate::metrics::serve(&config.metrics, metrics, sessions.clone()).await?;
@@ -118,6 +128,21 @@ impl App {
         self.sessions.flush()?;
         tracing::info!("authgate stopped");
         Ok(())
+    }
+}
+
+/// Pending pushes and the webhook calls seen: in this process, or in the
+/// store the replicas share.
+fn push_state(shared: Option<Arc<Link>>) -> (Arc<dyn PushIndex>, Arc<dyn ReplayGuard>) {
+    match shared {
+        None => (
+            Arc::new(MemoryPushIndex::default()),
+            Arc::new(MemoryReplayGuard::default()),
+        ),
+        Some(link) => (
+            Arc::new(RedisPushIndex::new(link.clone())),
+            Arc::new(RedisReplayGuard::new(link)),
+        ),
     }
 }
 

@@ -7,16 +7,20 @@ mod compact;
 mod factors;
 mod live;
 mod memory;
+mod pushes;
 mod record;
 pub mod redis;
+mod replay;
 mod session_map;
 mod sled;
 
 pub use factors::{FactorStore, TotpRecord};
 pub use live::{LiveSessions, SessionId, touch_interval};
 pub use memory::MemoryStore;
+pub use pushes::{MemoryPushIndex, PushIndex};
 pub use record::{AuthLevel, Challenge, Phase, SessionKey, SessionRecord};
-pub use redis::{RedisStore, SessionTimeouts};
+pub use redis::{RedisPushIndex, RedisReplayGuard, RedisStore, SessionTimeouts};
+pub use replay::{MemoryReplayGuard, ReplayGuard};
 pub use sled::SledStore;
 
 use crate::model::User;

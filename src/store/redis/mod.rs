@@ -13,6 +13,7 @@
 
 mod feed;
 mod link;
+mod pushes;
 #[cfg(test)]
 pub mod testing;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 use redis::{Script, cmd, pipe};
 
 pub use self::link::Link;
+pub use self::pushes::{RedisPushIndex, RedisReplayGuard};
 use super::factors::UserFactors;
 use super::{
     FactorStore, SessionCache, SessionKey, SessionRecord, SessionStore, SharedSessions, StoreError,
