@@ -139,6 +139,8 @@ impl Authenticator {
         let method = pick(&methods, wanted)?;
         let live = session.challenge.as_ref().filter(|c| c.expires_at > now);
         if let Some(challenge) = live.filter(|c| c.method == method) {
+            // Indexed again: a store failure may have lost the first entry.
+            self.index_push(&id.key(), challenge, now)?;
             return self.view(challenge, methods);
         }
         let provider = self.provider_for(method)?;
@@ -189,11 +191,27 @@ impl Authenticator {
         // finds it gone.
         let started = started.unwrap_or_else(|| Box::new(challenge));
         let shown = self.view(&started, methods)?;
-        if let Phase::AwaitingPush { push_id, .. } = &started.phase {
-            let ttl = answerable_for(started.expires_at, now);
-            self.pushes.add(push_id, &id.key(), ttl)?;
-        }
+        self.index_push(&id.key(), &started, now)?;
         Ok(shown)
+    }
+
+    /// Lets an answer to the challenge's push, if one is pending, find the
+    /// session `key` on any replica.
+    fn index_push(
+        &self,
+        key: &SessionKey,
+        challenge: &Challenge,
+        now: u64,
+    ) -> Result<(), AuthError> {
+        if let Phase::AwaitingPush {
+            push_id,
+            status: PushStatus::Pending,
+        } = &challenge.phase
+        {
+            let ttl = answerable_for(challenge.expires_at, now);
+            self.pushes.add(push_id, key, ttl)?;
+        }
+        Ok(())
     }
 
     /// A push's answer from the webhook or the poller. Applies only to a
@@ -537,27 +555,19 @@ impl Authenticator {
     /// sessions loaded (one process: a shared index outlives restarts).
     pub(super) fn index_pending_pushes(&self) {
         let now = self.clock.now();
-        let mut pending = Vec::new();
+        let mut pushes = Vec::new();
         self.sessions
             .for_each(|key: &SessionKey, s: &SessionRecord| {
-                if let Some(Challenge {
-                    phase:
-                        Phase::AwaitingPush {
-                            push_id,
-                            status: PushStatus::Pending,
-                        },
-                    expires_at,
-                    ..
-                }) = s.challenge.as_deref()
+                if let Some(challenge) = s
+                    .challenge
+                    .as_ref()
+                    .filter(|c| c.push_status() == Some(PushStatus::Pending))
                 {
-                    pending.push((push_id.clone(), *key, *expires_at));
+                    pushes.push((*key, challenge.clone()));
                 }
             });
-        for (push_id, key, expires_at) in pending {
-            if let Err(err) = self
-                .pushes
-                .add(&push_id, &key, answerable_for(expires_at, now))
-            {
+        for (key, challenge) in pushes {
+            if let Err(err) = self.index_push(&key, &challenge, now) {
                 tracing::warn!(error = %err, "a pending push could not be indexed");
             }
         }
@@ -1208,6 +1218,23 @@ mod tests {
             restarted.push_outcome(&id).unwrap(),
             StatusOutcome::Confirmed(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn the_verify_page_indexes_its_pending_push_again() {
+        let f = fixture();
+        let id = challenged(&f).await;
+        // As if the store had failed as the push was indexed.
+        f.auth.pushes.remove("push-0").unwrap();
+        f.auth
+            .begin_challenge(&id, &requester(), None)
+            .await
+            .unwrap();
+        assert_eq!(f.factor.pushes.load(Ordering::SeqCst), 1, "no second push");
+        assert!(
+            f.auth
+                .record_push_answer("push-0", Some("1001"), PushStatus::Approved)
+        );
     }
 
     fn rebuild(f: &Fixture) -> Authenticator {
