@@ -1220,6 +1220,12 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_push_is_indexed_as_long_as_its_challenge_plus_the_grace() {
+        assert_eq!(answerable_for(1_300, 1_000), Duration::from_secs(330));
+        assert_eq!(answerable_for(1_000, 1_300), Duration::from_secs(30));
+    }
+
     #[tokio::test]
     async fn the_verify_page_indexes_its_pending_push_again() {
         let f = fixture();
