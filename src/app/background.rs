@@ -42,19 +42,25 @@ pub fn start(
         watch_users_file(config.users.file.clone(), users, USERS_POLL_EVERY),
     ];
     if let Some(authy) = &config.authy {
-        tasks.push(tokio::spawn(push_poll_loop(auth, authy.poll_interval)));
+        // Held over a tick and a provider call, so the holder renews it.
+        let lease = authy.poll_interval + authy.timeout;
+        tasks.push(tokio::spawn(push_poll_loop(
+            auth,
+            authy.poll_interval,
+            lease,
+        )));
     }
     Tasks(tasks)
 }
 
 /// Server-side polling of pending pushes (`authy.poll_interval`): the push
 /// works without any callback reaching the gateway.
-async fn push_poll_loop(auth: Arc<Authenticator>, every: Duration) {
+async fn push_poll_loop(auth: Arc<Authenticator>, every: Duration, lease: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let moved = auth.poll_pushes().await;
+        let moved = auth.poll_pushes(lease).await;
         if moved > 0 {
             tracing::info!(pushes = moved, "push answers found by polling");
         }

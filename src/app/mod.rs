@@ -20,7 +20,10 @@ use crate::config::{AuditOutput, Config};
 use crate::gateway::Gateway;
 use crate::metrics::{Metrics, MetricsServer};
 use crate::proxy::{ProxyError, Upstream};
+use crate::store::redis::Link;
 use crate::store::{Backend, LiveSessions, StoreError};
+use crate::store::{MemoryPushIndex, MemoryReplayGuard, PushIndex, ReplayGuard};
+use crate::store::{RedisPushIndex, RedisReplayGuard};
 use crate::users::{Directory, LiveUsers, UsersFile, UsersFileError};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +82,8 @@ impl App {
             .as_ref()
             .map(|u| Upstream::new(u, &config.server.allowed_upgrades, &config.proxy))
             .transpose()?;
+        let shared_link = store.shared.as_ref().map(|redis| redis.link().clone());
+        let (pushes, webhook_replays) = push_state(shared_link);
         let deps = AuthDeps {
             sessions: sessions.clone(),
             users: directory,
@@ -88,6 +93,7 @@ impl App {
             providers: factors.providers,
             totp: factors.totp,
             factor_store: Some(factors.store),
+            pushes,
         };
         let (audit, audit_writer) = audit_trail(config, &metrics).await?;
         let auth = Arc::new(Authenticator::new(deps, settings(config)).with_audit(audit.clone()));
@@ -97,6 +103,7 @@ impl App {
             sessions.clone(),
             upstream,
             metrics.clone(),
+            webhook_replays,
         )
         .with_audit(audit);
         let metrics = crate::metrics::serve(&config.metrics, metrics, sessions.clone()).await?;
@@ -138,6 +145,21 @@ fn regulation(config: &Config, shared: Option<&crate::store::RedisStore>) -> Reg
     let limits = CounterLimits::new(&config.regulation);
     let counters = RedisAttemptCounters::new(redis.link().clone(), limits);
     Regulation::with_counters(&config.regulation, Arc::new(counters))
+}
+
+/// Pending pushes and the webhook calls seen: in this process, or in the
+/// store the replicas share.
+fn push_state(shared: Option<Arc<Link>>) -> (Arc<dyn PushIndex>, Arc<dyn ReplayGuard>) {
+    match shared {
+        None => (
+            Arc::new(MemoryPushIndex::default()),
+            Arc::new(MemoryReplayGuard::default()),
+        ),
+        Some(link) => (
+            Arc::new(RedisPushIndex::new(link.clone())),
+            Arc::new(RedisReplayGuard::new(link)),
+        ),
+    }
 }
 
 /// The audit trail `audit.output` asks for, and its writer, started.

@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::audit::{Context, Entry, Event as AuditEvent, SessionRef};
 use crate::factor::{CodeCheck, PushRequest};
@@ -33,6 +34,10 @@ use super::state::{self, Event, Transition};
 
 /// The shortest gap between two "resend code" requests of one session.
 pub const RESEND_EVERY_SECS: u64 = 30;
+
+/// How long after its challenge expires a push is still found by its
+/// answer: one given just in time may reach the webhook a little late.
+const ANSWER_GRACE_SECS: u64 = 30;
 
 /// A code counted as wrong before its check. Settled as `valid`, `wrong`
 /// or `unchecked` (the provider gave no answer: the try is given back);
@@ -134,6 +139,8 @@ impl Authenticator {
         let method = pick(&methods, wanted)?;
         let live = session.challenge.as_ref().filter(|c| c.expires_at > now);
         if let Some(challenge) = live.filter(|c| c.method == method) {
+            // Indexed again: a store failure may have lost the first entry.
+            self.index_push(&id.key(), challenge, now)?;
             return self.view(challenge, methods);
         }
         let provider = self.provider_for(method)?;
@@ -184,10 +191,27 @@ impl Authenticator {
         // finds it gone.
         let started = started.unwrap_or_else(|| Box::new(challenge));
         let shown = self.view(&started, methods)?;
-        if let Phase::AwaitingPush { push_id, .. } = &started.phase {
-            self.pending_pushes.insert(push_id.clone(), id.key());
-        }
+        self.index_push(&id.key(), &started, now)?;
         Ok(shown)
+    }
+
+    /// Lets an answer to the challenge's push, if one is pending, find the
+    /// session `key` on any replica.
+    fn index_push(
+        &self,
+        key: &SessionKey,
+        challenge: &Challenge,
+        now: u64,
+    ) -> Result<(), AuthError> {
+        if let Phase::AwaitingPush {
+            push_id,
+            status: PushStatus::Pending,
+        } = &challenge.phase
+        {
+            let ttl = answerable_for(challenge.expires_at, now);
+            self.pushes.add(push_id, key, ttl)?;
+        }
+        Ok(())
     }
 
     /// A push's answer from the webhook or the poller. Applies only to a
@@ -201,8 +225,14 @@ impl Authenticator {
         if status == PushStatus::Pending {
             return false;
         }
-        let Some(key) = self.pending_pushes.get(push_id).map(|k| *k) else {
-            return false;
+        let key = match self.pushes.find(push_id) {
+            Ok(Some(key)) => key,
+            Ok(None) => return false,
+            Err(err) => {
+                // The poller asks again once the store is back.
+                tracing::warn!(error = %err, "a push answer could not be matched to its session");
+                return false;
+            }
         };
         // Stale until the session is found with that pending push.
         let mut stale = true;
@@ -220,8 +250,10 @@ impl Authenticator {
             moved.changed()
         });
         let applied = matches!(applied, Ok(true));
-        if applied || stale {
-            self.pending_pushes.remove(push_id);
+        if (applied || stale)
+            && let Err(err) = self.pushes.remove(push_id)
+        {
+            tracing::warn!(error = %err, "an answered push stays listed until it expires");
         }
         if applied {
             self.audit_push_answer(status, user, &key);
@@ -248,7 +280,11 @@ impl Authenticator {
 
     /// Asks the provider about every push still waiting, so a push works
     /// when the provider cannot reach our webhook. Returns how many moved.
-    pub async fn poll_pushes(&self) -> usize {
+    /// Each push is first leased for `lease`: among replicas sharing the
+    /// index one polls it at a time. A lease longer than a poll tick plus
+    /// one provider call is renewed by its holder tick after tick, and
+    /// taken over by another replica once the holder stops.
+    pub async fn poll_pushes(&self, lease: Duration) -> usize {
         let Some(provider) = self
             .providers
             .iter()
@@ -256,13 +292,23 @@ impl Authenticator {
         else {
             return 0;
         };
-        let waiting: Vec<String> = self
-            .pending_pushes
-            .iter()
-            .map(|e| e.key().clone())
-            .collect();
+        let waiting = match self.pushes.pending() {
+            Ok(waiting) => waiting,
+            Err(err) => {
+                tracing::debug!(error = %err, "pending pushes could not be listed");
+                return 0;
+            }
+        };
         let mut moved = 0;
         for push_id in waiting {
+            match self.pushes.lease(&push_id, &self.replica, lease) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(err) => {
+                    tracing::debug!(error = %err, "a push could not be leased");
+                    continue;
+                }
+            }
             match provider.push_status(&push_id).await {
                 Ok(status) => moved += usize::from(self.record_push_answer(&push_id, None, status)),
                 Err(err) => tracing::debug!(error = %err, "push status poll failed"),
@@ -505,19 +551,32 @@ impl Authenticator {
         }
     }
 
-    /// Rebuilds the index of pending pushes after a restart.
+    /// Rebuilds the index of pending pushes after a restart, from the
+    /// sessions loaded (one process: a shared index outlives restarts).
     pub(super) fn index_pending_pushes(&self) {
+        let now = self.clock.now();
+        let mut pushes = Vec::new();
         self.sessions
             .for_each(|key: &SessionKey, s: &SessionRecord| {
-                if let Some(Phase::AwaitingPush {
-                    push_id,
-                    status: PushStatus::Pending,
-                }) = s.challenge.as_ref().map(|c| &c.phase)
+                if let Some(challenge) = s
+                    .challenge
+                    .as_ref()
+                    .filter(|c| c.push_status() == Some(PushStatus::Pending))
                 {
-                    self.pending_pushes.insert(push_id.clone(), *key);
+                    pushes.push((*key, challenge.clone()));
                 }
             });
+        for (key, challenge) in pushes {
+            if let Err(err) = self.index_push(&key, &challenge, now) {
+                tracing::warn!(error = %err, "a pending push could not be indexed");
+            }
+        }
     }
+}
+
+/// How long the index keeps a push whose challenge expires at `expires_at`.
+fn answerable_for(expires_at: u64, now: u64) -> Duration {
+    Duration::from_secs(expires_at.saturating_sub(now) + ANSWER_GRACE_SECS)
 }
 
 /// The method a new challenge starts with: the one asked for when the user
@@ -578,8 +637,9 @@ mod tests {
     use crate::config::{RegulationConfig, SecondFactorMode};
     use crate::factor::{FactorError, FactorUser, SecondFactor};
     use crate::model::Policy;
-    use crate::store::LiveSessions;
-    use crate::store::MemoryStore;
+    use crate::store::redis::testing::TestRedis;
+    use crate::store::{FactorStore, LiveSessions, MemoryStore};
+    use crate::store::{MemoryPushIndex, PushIndex, RedisPushIndex, RedisStore, SessionTimeouts};
     use crate::users::LiveUsers;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -598,6 +658,8 @@ mod tests {
         hangs: AtomicBool,
         push_answer: Mutex<Option<PushStatus>>,
         last_push: Mutex<Option<(String, PushRequest)>>,
+        /// The push ids asked about, in order.
+        polled: Mutex<Vec<String>>,
     }
 
     impl Default for FakeFactor {
@@ -619,6 +681,7 @@ mod tests {
                 hangs: AtomicBool::default(),
                 push_answer: Mutex::default(),
                 last_push: Mutex::default(),
+                polled: Mutex::default(),
             }
         }
 
@@ -668,8 +731,9 @@ mod tests {
             *self.last_push.lock().unwrap() = Some((subject.to_owned(), copy));
             Ok(Some(format!("push-{n}")))
         }
-        async fn push_status(&self, _push_id: &str) -> Result<PushStatus, FactorError> {
+        async fn push_status(&self, push_id: &str) -> Result<PushStatus, FactorError> {
             self.fail_if_down()?;
+            self.polled.lock().unwrap().push(push_id.to_owned());
             Ok(self
                 .push_answer
                 .lock()
@@ -734,13 +798,32 @@ mod tests {
         clock: Arc<ManualClock>,
         factors: Vec<Arc<FakeFactor>>,
     ) -> Authenticator {
-        let store_for_factors = store.clone();
+        let backing = Backing {
+            sessions: Arc::new(LiveSessions::load(store.clone()).unwrap()),
+            pushes: Arc::new(MemoryPushIndex::default()),
+            factor_store: store,
+        };
+        authenticator_on(backing, clock, factors)
+    }
+
+    /// Where one replica keeps its state.
+    struct Backing {
+        sessions: Arc<LiveSessions>,
+        pushes: Arc<dyn PushIndex>,
+        factor_store: Arc<dyn FactorStore>,
+    }
+
+    fn authenticator_on(
+        backing: Backing,
+        clock: Arc<ManualClock>,
+        factors: Vec<Arc<FakeFactor>>,
+    ) -> Authenticator {
         let factors = factors
             .into_iter()
             .map(|f| f as Arc<dyn SecondFactor>)
             .collect();
         let deps = AuthDeps {
-            sessions: Arc::new(LiveSessions::load(store).unwrap()),
+            sessions: backing.sessions,
             users: Arc::new(LiveUsers::new(vec![alice()])),
             passwords: PasswordChecker::new(1).unwrap(),
             regulation: Regulation::new(&RegulationConfig {
@@ -753,7 +836,8 @@ mod tests {
             clock,
             providers: factors,
             totp: None,
-            factor_store: Some(store_for_factors),
+            factor_store: Some(backing.factor_store),
+            pushes: backing.pushes,
         };
         let settings = AuthSettings {
             idle_timeout: 1800,
@@ -777,6 +861,9 @@ mod tests {
             store,
         }
     }
+
+    /// A poller's lease on a push, longer than any test.
+    const LEASE: Duration = Duration::from_secs(60);
 
     const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 5));
 
@@ -950,14 +1037,14 @@ mod tests {
     async fn polling_finds_answers_without_a_callback() {
         let f = fixture();
         let id = challenged(&f).await;
-        assert_eq!(f.auth.poll_pushes().await, 0);
+        assert_eq!(f.auth.poll_pushes(LEASE).await, 0);
         *f.factor.push_answer.lock().unwrap() = Some(PushStatus::Denied);
-        assert_eq!(f.auth.poll_pushes().await, 1);
+        assert_eq!(f.auth.poll_pushes(LEASE).await, 1);
         assert!(matches!(
             f.auth.push_outcome(&id).unwrap(),
             StatusOutcome::Waiting(Some(PushStatus::Denied))
         ));
-        assert_eq!(f.auth.poll_pushes().await, 0, "nothing left to poll");
+        assert_eq!(f.auth.poll_pushes(LEASE).await, 0, "nothing left to poll");
     }
 
     #[tokio::test]
@@ -1133,6 +1220,29 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_push_is_indexed_as_long_as_its_challenge_plus_the_grace() {
+        assert_eq!(answerable_for(1_300, 1_000), Duration::from_secs(330));
+        assert_eq!(answerable_for(1_000, 1_300), Duration::from_secs(30));
+    }
+
+    #[tokio::test]
+    async fn the_verify_page_indexes_its_pending_push_again() {
+        let f = fixture();
+        let id = challenged(&f).await;
+        // As if the store had failed as the push was indexed.
+        f.auth.pushes.remove("push-0").unwrap();
+        f.auth
+            .begin_challenge(&id, &requester(), None)
+            .await
+            .unwrap();
+        assert_eq!(f.factor.pushes.load(Ordering::SeqCst), 1, "no second push");
+        assert!(
+            f.auth
+                .record_push_answer("push-0", Some("1001"), PushStatus::Approved)
+        );
+    }
+
     fn rebuild(f: &Fixture) -> Authenticator {
         authenticator(
             f.store.clone(),
@@ -1253,5 +1363,141 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(view.method, Method::Authy, "unknown wish: the first method");
+    }
+
+    /// One replica of several sharing `redis`: its own connection, cache
+    /// of the sessions and view of the push index.
+    fn replica(
+        redis: &TestRedis,
+        clock: &Arc<ManualClock>,
+        factor: &Arc<FakeFactor>,
+    ) -> Authenticator {
+        let timeouts = SessionTimeouts {
+            idle: Duration::from_secs(1800),
+            lifetime: Duration::from_secs(43200),
+        };
+        let store = Arc::new(RedisStore::connect(&redis.config("ha:"), timeouts).unwrap());
+        let backing = Backing {
+            sessions: Arc::new(LiveSessions::shared(store.clone())),
+            pushes: Arc::new(RedisPushIndex::new(store.link().clone())),
+            factor_store: store,
+        };
+        authenticator_on(backing, clock.clone(), vec![factor.clone()])
+    }
+
+    /// Polls `outcome` until it is `Some`, for at most five seconds.
+    fn within_5s<T>(mut outcome: impl FnMut() -> Option<T>) -> T {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(found) = outcome() {
+                return found;
+            }
+            assert!(std::time::Instant::now() < deadline, "not within 5 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Runs a replica test's steps on a runtime of their own: the
+    /// replicas' Redis links (each with its runtime) are dropped after it.
+    fn steps<F: std::future::Future>(steps: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(steps)
+    }
+
+    #[test]
+    fn a_push_started_on_one_replica_and_answered_on_another_steps_up_once() {
+        let redis = TestRedis::start();
+        let clock = Arc::new(ManualClock::at(1_000_000));
+        let factor = Arc::new(FakeFactor::default());
+        let (a, b) = (
+            replica(&redis, &clock, &factor),
+            replica(&redis, &clock, &factor),
+        );
+        steps(push_answered_elsewhere(&a, &b));
+    }
+
+    async fn push_answered_elsewhere(a: &Authenticator, b: &Authenticator) {
+        let id = login_to(a).await;
+        a.begin_challenge(&id, &requester(), None).await.unwrap();
+        assert!(
+            b.record_push_answer("push-0", Some("1001"), PushStatus::Approved),
+            "the webhook on B finds the session that waits on A"
+        );
+        for (name, replica) in [("A", a), ("B", b)] {
+            assert!(
+                !replica.record_push_answer("push-0", Some("1001"), PushStatus::Approved),
+                "applied a second time on {name}"
+            );
+        }
+        let new_id = within_5s(|| match a.push_outcome(&id) {
+            Ok(StatusOutcome::Confirmed(new_id)) => Some(new_id),
+            Ok(StatusOutcome::Waiting(_)) => None,
+            Err(err) => panic!("{err}"),
+        });
+        for (name, replica) in [("A", a), ("B", b)] {
+            assert!(
+                matches!(replica.push_outcome(&id), Err(AuthError::LoginRequired)),
+                "stepped up a second time on {name}"
+            );
+            assert!(matches!(
+                replica.check(Some(&new_id), Policy::TwoFactor).unwrap(),
+                Access::Granted(Some(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn each_pending_push_is_polled_by_one_replica_until_it_stops() {
+        let redis = TestRedis::start();
+        let clock = Arc::new(ManualClock::at(1_000_000));
+        let (factor_a, factor_b) = (
+            Arc::new(FakeFactor::default()),
+            Arc::new(FakeFactor::default()),
+        );
+        let a = replica(&redis, &clock, &factor_a);
+        let b = replica(&redis, &clock, &factor_b);
+        steps(polled_once_each(&a, &b, &factor_a, &factor_b));
+    }
+
+    async fn polled_once_each(
+        a: &Authenticator,
+        b: &Authenticator,
+        factor_a: &FakeFactor,
+        factor_b: &FakeFactor,
+    ) {
+        for _ in 0..4 {
+            let id = login_to(a).await;
+            a.begin_challenge(&id, &requester(), None).await.unwrap();
+        }
+        let lease = Duration::from_millis(500);
+        for _ in 0..2 {
+            futures_util::join!(a.poll_pushes(lease), b.poll_pushes(lease));
+        }
+        let polled = |factor: &FakeFactor| {
+            let mut ids = factor.polled.lock().unwrap().clone();
+            ids.sort();
+            ids.dedup();
+            ids
+        };
+        let (by_a, by_b) = (polled(factor_a), polled(factor_b));
+        assert!(
+            by_a.iter().all(|id| !by_b.contains(id)),
+            "polled by both: {by_a:?} {by_b:?}"
+        );
+        assert_eq!(by_a.len() + by_b.len(), 4, "{by_a:?} {by_b:?}");
+        // A stops polling (as if it died): its leases run out, and B takes
+        // every push over.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while polled(factor_b).len() < 4 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no takeover within 5 s"
+            );
+            b.poll_pushes(lease).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

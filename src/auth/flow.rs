@@ -8,8 +8,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use dashmap::DashMap;
-
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::config::{SecondFactorMode, TotpEnrollment};
@@ -17,7 +15,7 @@ use crate::factor::SecondFactor;
 use crate::factor::totp::TotpFactor;
 use crate::model::Policy;
 use crate::model::User;
-use crate::store::{AuthLevel, FactorStore, SessionKey, SessionRecord, StoreError};
+use crate::store::{AuthLevel, FactorStore, PushIndex, SessionKey, SessionRecord, StoreError};
 use crate::store::{LiveSessions, SessionId};
 use crate::users::UserDirectory;
 
@@ -88,6 +86,9 @@ pub struct AuthDeps {
     pub totp: Option<Arc<TotpFactor>>,
     /// Per-user factor state (the last method used).
     pub factor_store: Option<Arc<dyn FactorStore>>,
+    /// Push id → the session that asked for it: in memory for one process
+    /// (`MemoryPushIndex`), in the shared store for several replicas.
+    pub pushes: Arc<dyn PushIndex>,
 }
 
 pub struct Authenticator {
@@ -101,8 +102,10 @@ pub struct Authenticator {
     pub(super) totp: Option<Arc<TotpFactor>>,
     pub(super) factor_store: Option<Arc<dyn FactorStore>>,
     /// Push id → the session that asked for it: a push answer finds its
-    /// one session here.
-    pub(super) pending_pushes: DashMap<String, SessionKey>,
+    /// one session here, whichever replica started the push.
+    pub(super) pushes: Arc<dyn PushIndex>,
+    /// This process among the replicas, as the holder of push leases.
+    pub(super) replica: String,
     /// Push answers that come without a browser request (webhook, poller).
     pub(super) audit: Audit,
 }
@@ -119,7 +122,8 @@ impl Authenticator {
             totp: deps.totp,
             factor_store: deps.factor_store,
             settings,
-            pending_pushes: DashMap::new(),
+            pushes: deps.pushes,
+            replica: replica_name(),
             audit: Audit::off(),
         };
         auth.end_spent_challenges();
@@ -313,6 +317,21 @@ impl Authenticator {
     }
 }
 
+/// A name no other replica has: random, or (the OS gave no randomness)
+/// the process id and the start time.
+fn replica_name() -> String {
+    let mut bytes = [0u8; 8];
+    match getrandom::getrandom(&mut bytes) {
+        Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        Err(_) => {
+            let started = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            format!("{}-{}", std::process::id(), started.as_nanos())
+        }
+    }
+}
+
 fn one_factor_session(user: &User, now: u64) -> SessionRecord {
     SessionRecord {
         user: user.email.as_str().into(),
@@ -331,7 +350,7 @@ mod tests {
     use crate::auth::password::hash_password;
     use crate::clock::testing::ManualClock;
     use crate::config::RegulationConfig;
-    use crate::store::{MemoryStore, SessionStore};
+    use crate::store::{MemoryPushIndex, MemoryStore, SessionStore};
     use crate::users::LiveUsers;
     use std::sync::OnceLock;
     use std::time::Duration;
@@ -394,6 +413,7 @@ mod tests {
             providers: Vec::new(),
             totp: None,
             factor_store: None,
+            pushes: Arc::new(MemoryPushIndex::default()),
         };
         let auth = Authenticator::new(deps, settings);
         Fixture {

@@ -37,7 +37,7 @@ use crate::model::Policy;
 use crate::model::User;
 use crate::pages::Pages;
 use crate::proxy::{ForwardContext, Upstream};
-use crate::store::LiveSessions;
+use crate::store::{LiveSessions, ReplayGuard};
 
 use crate::wire::{Body, ConnInfo, full};
 use answer::Answer;
@@ -99,6 +99,7 @@ impl Gateway {
         sessions: Arc<LiveSessions>,
         upstream: Option<Upstream>,
         metrics: Arc<Metrics>,
+        webhook_replays: Arc<dyn ReplayGuard>,
     ) -> Self {
         let public_url = config.server.public_url.clone();
         let secure = public_url.scheme() == "https";
@@ -112,7 +113,7 @@ impl Gateway {
             ),
             requests: Route::ALL.map(|route| metrics.requests_of(route_label(route))),
             metrics,
-            portal: Portal::new(config, sessions),
+            portal: Portal::new(config, sessions, webhook_replays),
             guard: Guard {
                 access: config.access_control.clone(),
                 trusted_proxies: config.server.trusted_proxies.clone(),
@@ -417,7 +418,11 @@ impl Gateway {
 }
 
 impl Portal {
-    fn new(config: &Config, sessions: Arc<LiveSessions>) -> Self {
+    fn new(
+        config: &Config,
+        sessions: Arc<LiveSessions>,
+        webhook_replays: Arc<dyn ReplayGuard>,
+    ) -> Self {
         Portal {
             prefix: config.server.path_prefix.clone(),
             pages: Pages::new(&config.server.path_prefix),
@@ -426,7 +431,7 @@ impl Portal {
             webhook: config
                 .authy
                 .as_ref()
-                .map(|a| WebhookVerifier::new(a.api_key.clone(), &a.callback_url)),
+                .map(|a| WebhookVerifier::new(a.api_key.clone(), &a.callback_url, webhook_replays)),
             max_form_bytes: config.server.max_form_bytes,
             totp_issuer: config.totp.issuer.clone(),
             security_headers: SecurityHeaders::new(

@@ -212,6 +212,11 @@ impl Gateway {
                 tracing::warn!("OneTouch callback with a bad signature refused");
                 return Err(GatewayError::BadSignature);
             }
+            // Not trusted, and not answered with an error: the poller
+            // finds the answer once the store is back.
+            Err(err @ WebhookError::ReplayUnchecked(_)) => {
+                tracing::warn!(reason = %err, "OneTouch callback ignored")
+            }
             Err(err) => tracing::info!(reason = %err, "OneTouch callback ignored"),
         }
         Ok(Answer::json(StatusCode::OK, json!({"ok": true})))

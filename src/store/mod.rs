@@ -9,9 +9,11 @@ mod copy;
 mod factors;
 mod live;
 mod memory;
+mod pushes;
 mod record;
 pub mod redis;
 mod regulation;
+mod replay;
 mod session_map;
 mod sled;
 
@@ -20,11 +22,13 @@ pub use copy::{Copied, CopyDirection, CopyError, copy_store};
 pub use factors::{FactorStore, TotpRecord};
 pub use live::{LiveSessions, SessionId, touch_interval};
 pub use memory::MemoryStore;
+pub use pushes::{MemoryPushIndex, PushIndex};
 pub use record::{AuthLevel, Challenge, Phase, SessionKey, SessionRecord};
-pub use redis::{RedisStore, SessionTimeouts};
+pub use redis::{RedisPushIndex, RedisReplayGuard, RedisStore, SessionTimeouts};
 pub use regulation::{
     AttemptCounters, AttemptKeys, CounterLimits, MemoryAttemptCounters, Reservation,
 };
+pub use replay::{MemoryReplayGuard, ReplayGuard};
 pub use sled::SledStore;
 
 use crate::model::User;

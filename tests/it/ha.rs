@@ -293,7 +293,9 @@ async fn a_sentinel_failover_keeps_every_session_and_logins_go_on() {
     let sentinel = Redis::sentinel(&master);
     assert!(
         within(Duration::from_secs(15), || async {
-            master.cli(&["INFO", "replication"]).contains("state=online")
+            master
+                .cli(&["INFO", "replication"])
+                .contains("state=online")
         })
         .await,
         "the replica never caught up"

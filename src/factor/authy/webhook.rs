@@ -2,14 +2,14 @@
 //! `authy.callback_url` (never rebuilt from request headers), replay guard,
 //! and the approval answer it carries.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::{params, signature};
 use crate::config::Secret;
 use crate::model::PushStatus;
+use crate::store::ReplayGuard;
 
 /// How long a (nonce, signature) pair is remembered against replays.
 const REPLAY_WINDOW_SECS: u64 = 3600;
@@ -22,6 +22,10 @@ pub enum WebhookError {
     Replayed,
     #[error("signed callback without a usable uuid, authy_id or status")]
     Malformed,
+    /// The replay guard could not be asked (the shared store is down):
+    /// the call is not trusted.
+    #[error("callback not checked against replays: {0}")]
+    ReplayUnchecked(String),
 }
 
 /// What a verified callback says about one approval request.
@@ -44,15 +48,17 @@ pub struct CallbackRequest<'a> {
 pub struct WebhookVerifier {
     api_key: Secret,
     signed_url: String,
-    seen: Mutex<HashMap<(String, String), u64>>,
+    /// The (nonce, signature) pairs seen: shared by the replicas that
+    /// share a store, so a call replayed to another one is refused too.
+    seen: Arc<dyn ReplayGuard>,
 }
 
 impl WebhookVerifier {
-    pub fn new(api_key: Secret, callback_url: &str) -> Self {
+    pub fn new(api_key: Secret, callback_url: &str, seen: Arc<dyn ReplayGuard>) -> Self {
         WebhookVerifier {
             api_key,
             signed_url: signature::callback_url_for_signing(callback_url),
-            seen: Mutex::new(HashMap::new()),
+            seen,
         }
     }
 
@@ -82,11 +88,12 @@ impl WebhookVerifier {
     }
 
     fn remember(&self, nonce: &str, sig: &str, now: u64) -> Result<(), WebhookError> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.retain(|_, at| now.saturating_sub(*at) < REPLAY_WINDOW_SECS);
-        match seen.insert((nonce.to_owned(), sig.to_owned()), now) {
-            Some(_) => Err(WebhookError::Replayed),
-            None => Ok(()),
+        // A header value holds no line break: the pair reads back one way.
+        let id = format!("{nonce}\n{sig}");
+        match self.seen.first_use(&id, REPLAY_WINDOW_SECS, now) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(WebhookError::Replayed),
+            Err(err) => Err(WebhookError::ReplayUnchecked(err.to_string())),
         }
     }
 }
@@ -119,6 +126,7 @@ fn answer(fields: &Value) -> Option<PushAnswer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::MemoryReplayGuard;
 
     const KEY: &str = "sandbox-api-key";
     const URL: &str = "https://auth.example.com/_authgate/authy/callback";
@@ -136,7 +144,11 @@ mod tests {
     }
 
     fn verifier() -> WebhookVerifier {
-        WebhookVerifier::new(Secret::new(KEY.into()), URL)
+        WebhookVerifier::new(Secret::new(KEY.into()), URL, guard())
+    }
+
+    fn guard() -> Arc<dyn ReplayGuard> {
+        Arc::new(MemoryReplayGuard::default())
     }
 
     fn request<'a>(
@@ -189,7 +201,11 @@ mod tests {
             v.check(&request("POST", &body, "1", ""), 0),
             Err(WebhookError::BadSignature)
         );
-        let other = WebhookVerifier::new(Secret::new(KEY.into()), "https://other.example.com/cb");
+        let other = WebhookVerifier::new(
+            Secret::new(KEY.into()),
+            "https://other.example.com/cb",
+            guard(),
+        );
         assert_eq!(
             other.check(&request("POST", &body, "1", &sig), 0),
             Err(WebhookError::BadSignature)
@@ -214,6 +230,47 @@ mod tests {
         assert_eq!(
             (answer.uuid.as_str(), answer.status),
             ("u-2", PushStatus::Denied)
+        );
+    }
+
+    #[test]
+    fn a_callback_replayed_to_another_replica_is_refused() {
+        use crate::store::RedisReplayGuard;
+        use crate::store::redis::{Link, testing::TestRedis};
+        let redis = TestRedis::start();
+        let replica = || {
+            let link = Arc::new(Link::new(&redis.config("ha:")).unwrap());
+            WebhookVerifier::new(
+                Secret::new(KEY.into()),
+                URL,
+                Arc::new(RedisReplayGuard::new(link)),
+            )
+        };
+        let (a, b) = (replica(), replica());
+        let (body, sig) = signed_post(BODY, "1700000000");
+        let call = request("POST", &body, "1700000000", &sig);
+        assert!(a.check(&call, 100).is_ok());
+        assert_eq!(b.check(&call, 101), Err(WebhookError::Replayed));
+        assert_eq!(a.check(&call, 102), Err(WebhookError::Replayed));
+    }
+
+    /// A guard whose store cannot be reached.
+    struct Unreachable;
+
+    impl ReplayGuard for Unreachable {
+        fn first_use(&self, _: &str, _: u64, _: u64) -> Result<bool, crate::store::StoreError> {
+            Err(crate::store::StoreError::Unavailable("down".into()))
+        }
+    }
+
+    #[test]
+    fn a_callback_that_cannot_be_checked_for_replays_is_not_trusted() {
+        let v = WebhookVerifier::new(Secret::new(KEY.into()), URL, Arc::new(Unreachable));
+        let (body, sig) = signed_post(BODY, "1700000000");
+        let outcome = v.check(&request("POST", &body, "1700000000", &sig), 100);
+        assert!(
+            matches!(outcome, Err(WebhookError::ReplayUnchecked(_))),
+            "{outcome:?}"
         );
     }
 }

@@ -13,6 +13,7 @@
 
 mod feed;
 mod link;
+mod pushes;
 mod regulation;
 #[cfg(test)]
 pub mod testing;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use redis::{Script, cmd, pipe};
 
 pub use self::link::Link;
+pub use self::pushes::{RedisPushIndex, RedisReplayGuard};
 pub use self::regulation::RedisAttemptCounters;
 use super::factors::UserFactors;
 use super::{
