@@ -291,11 +291,19 @@ async fn a_sentinel_failover_keeps_every_session_and_logins_go_on() {
     let master = Redis::start();
     let replica_server = Redis::replica_of(&master);
     let sentinel = Redis::sentinel(&master);
+    // Online for the master, then loaded on the replica's side: until
+    // then a login that waits for one replica is refused (503).
     assert!(
         within(Duration::from_secs(15), || async {
+            let info = replica_server.cli(&["INFO", "replication"]);
             master
                 .cli(&["INFO", "replication"])
                 .contains("state=online")
+                && info.contains("master_link_status:up")
+                && info.contains("master_sync_in_progress:0")
+                && replica_server
+                    .cli(&["INFO", "persistence"])
+                    .contains("loading:0")
         })
         .await,
         "the replica never caught up"
@@ -350,5 +358,20 @@ async fn a_sentinel_failover_keeps_every_session_and_logins_go_on() {
             .contains("role:master"),
         "the gateway must be talking to the new master"
     );
-    gw.browser().login(ALICE, ALICE_PW).await;
+    // New logins wait (503) until the new master has a replica again (the
+    // old master, once it has synced): min_replicas_ack = 1 holds.
+    assert!(
+        within(Duration::from_secs(20), || async {
+            let login = gw.browser().post_login(ALICE, ALICE_PW, None).await;
+            login.status == StatusCode::SEE_OTHER
+        })
+        .await,
+        "logins never worked again after the failover"
+    );
+    assert!(
+        replica_server
+            .cli(&["INFO", "replication"])
+            .contains("connected_slaves:1"),
+        "a login was let through before a replica held it"
+    );
 }

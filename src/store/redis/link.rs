@@ -271,6 +271,7 @@ impl State {
 
     async fn connect(&self) -> Result<MultiplexedConnection, StoreError> {
         let client = self.client().await?;
+        tracing::info!(addr = %client.get_connection_info().addr(), "connecting to Redis");
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
