@@ -126,8 +126,28 @@ struct CacheState {
     filling: Mutex<()>,
     /// Lookups answered from memory and lookups that read the shared
     /// store (counted with a shared store only: the metrics' hit ratio).
-    hits: AtomicU64,
+    /// Hits come with every request: striped, so that workers on
+    /// different cores do not fight over one cache line.
+    hits: [Stripe; HIT_STRIPES],
     misses: AtomicU64,
+}
+
+const HIT_STRIPES: usize = 16;
+
+/// One counter on a cache line of its own.
+#[repr(align(64))]
+#[derive(Default)]
+struct Stripe(AtomicU64);
+
+/// The stripe of the calling thread: threads are numbered as they first
+/// count, so the runtime's few workers get stripes of their own.
+fn my_stripe() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % HIT_STRIPES;
+    }
+    STRIPE.with(|stripe| *stripe)
 }
 
 /// The feed's handle on the cache.
@@ -236,7 +256,7 @@ impl LiveSessions {
             // A private store's map is the truth, not a cache: always usable.
             usable: AtomicBool::new(shared.is_none()),
             filling: Mutex::new(()),
-            hits: AtomicU64::new(0),
+            hits: Default::default(),
             misses: AtomicU64::new(0),
         };
         LiveSessions {
@@ -267,7 +287,9 @@ impl LiveSessions {
             return Ok(cached);
         };
         if cached.is_some() {
-            self.cache.hits.fetch_add(1, Ordering::Relaxed);
+            self.cache.hits[my_stripe()]
+                .0
+                .fetch_add(1, Ordering::Relaxed);
             return Ok(cached);
         }
         self.cache.misses.fetch_add(1, Ordering::Relaxed);
@@ -277,7 +299,11 @@ impl LiveSessions {
     /// (hits, misses) of the shared store's cache; none without one.
     pub fn cache_lookups(&self) -> (u64, u64) {
         (
-            self.cache.hits.load(Ordering::Relaxed),
+            self.cache
+                .hits
+                .iter()
+                .map(|stripe| stripe.0.load(Ordering::Relaxed))
+                .sum(),
             self.cache.misses.load(Ordering::Relaxed),
         )
     }
