@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
+use crate::proxies::{example, nginx_command, program, render};
 use crate::support::*;
 
 /// How long a revocation may take to reach another replica.
@@ -82,7 +83,7 @@ impl Redis {
     }
 
     fn run(&mut self, program: &str) {
-        let child = Command::new(program)
+        let child = Command::new(crate::proxies::program(program))
             .args(&self.args)
             .current_dir(self.dir.path())
             .stdout(Stdio::null())
@@ -103,7 +104,7 @@ impl Redis {
 
     /// `redis-cli` against this server; its output, trimmed.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
+        let out = Command::new(program("redis-cli"))
             .args(["-p", &self.port.to_string()])
             .args(args)
             .output()
@@ -374,4 +375,132 @@ async fn a_sentinel_failover_keeps_every_session_and_logins_go_on() {
             .contains("connected_slaves:1"),
         "a login was let through before a replica held it"
     );
+}
+
+/// `examples/ha/nginx.conf` on a free port, in front of replicas `a` and
+/// `b`; killed when dropped.
+struct RoundRobin {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RoundRobin {
+    async fn start_on(port: u16, a: u16, b: u16) -> RoundRobin {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let site = render(
+            &example("ha/nginx.conf"),
+            &[
+                ("127.0.0.1:9091", format!("127.0.0.1:{a}")),
+                ("127.0.0.1:9092", format!("127.0.0.1:{b}")),
+                ("listen 8080;", format!("listen 127.0.0.1:{port};")),
+            ],
+        );
+        let child = nginx_command(dir.path(), &site)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let proxy = RoundRobin {
+            child,
+            port,
+            _dir: dir,
+        };
+        let up = within(Duration::from_secs(10), || async {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
+        assert!(up, "nginx did not start");
+        proxy
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RoundRobin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A replica behind nginx: nginx's address is its public URL, the users
+/// file is `users` (one file for both), and three failures ban.
+async fn behind_nginx(
+    redis: &Redis,
+    app: &str,
+    nginx_port: u16,
+    users: &std::path::Path,
+) -> Gateway {
+    let mut setup = Setup::new(Some(app));
+    setup
+        .set("store.backend", "redis")
+        .set("store.redis", plain(redis))
+        .set(
+            "server.public_url",
+            format!("http://127.0.0.1:{nginx_port}"),
+        )
+        .set("users.file", users.to_str().unwrap())
+        .set("regulation.max_failures", 3)
+        .set("regulation.ban", "15m");
+    setup.start().await
+}
+
+#[tokio::test]
+async fn two_replicas_behind_nginx_round_robin_share_sessions_limits_and_users() {
+    let redis = Redis::start();
+    let app = Upstream::start().await;
+    // nginx's port first: both replicas name it as their public URL.
+    let nginx_port = free_port();
+    let users_dir = tempfile::tempdir().unwrap();
+    let users = users_dir.path().join("users.toml");
+    let mut first = Setup::new(Some(&app.url()));
+    first.set("users.file", users.to_str().unwrap());
+    first.add_alice().await;
+    let a = behind_nginx(&redis, &app.url(), nginx_port, &users).await;
+    let b = behind_nginx(&redis, &app.url(), nginx_port, &users).await;
+    let nginx = RoundRobin::start_on(nginx_port, a.setup().port, b.setup().port).await;
+
+    // The login form is posted to one replica, the pages asked of both.
+    let mut browser = Browser::new(&nginx.base());
+    let cookie = browser.login(ALICE, ALICE_PW).await;
+    for _ in 0..6 {
+        let echo = browser.get("/app").await.echo();
+        assert_eq!(echo.header("remote-user").as_deref(), Some(ALICE));
+    }
+    for gw in [&a, &b] {
+        assert_eq!(status_with(gw, &cookie).await, StatusCode::OK);
+    }
+
+    // Failures split across the replicas count against one limit.
+    let mut bob_tries = Vec::new();
+    for (i, gw) in [&a, &b, &a].into_iter().enumerate() {
+        let reply = gw
+            .browser()
+            .post_login(ALICE, &format!("wrong {i}"), None)
+            .await;
+        bob_tries.push(reply.status);
+    }
+    let after = b.browser().post_login(ALICE, ALICE_PW, None).await;
+    assert_eq!(
+        after.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "three failures on a, b, a must ban on b: {bob_tries:?}"
+    );
+
+    // Removed from the shared users file: refused on both within the
+    // users file's reload (1 s) and the bound.
+    first.remove_user(ALICE).await;
+    for gw in [&a, &b] {
+        assert!(
+            within(Duration::from_secs(3), || async {
+                status_with(gw, &cookie).await != StatusCode::OK
+            })
+            .await,
+            "a removed user's session still worked"
+        );
+    }
+    drop(nginx);
 }

@@ -42,7 +42,7 @@ fn repo() -> &'static Path {
 
 /// `scripts/proxy-deps`, run once per test binary; its failure is every
 /// proxy test's failure.
-fn proxy_deps() -> &'static Result<(), String> {
+pub(crate) fn proxy_deps() -> &'static Result<(), String> {
     static DEPS: OnceLock<Result<(), String>> = OnceLock::new();
     DEPS.get_or_init(|| {
         let script = repo().join("scripts/proxy-deps");
@@ -67,7 +67,7 @@ fn proxy_deps() -> &'static Result<(), String> {
 
 /// The program's path, after `scripts/proxy-deps`; panics (the test fails)
 /// when it is not there.
-fn program(name: &str) -> PathBuf {
+pub(crate) fn program(name: &str) -> PathBuf {
     if let Err(err) = proxy_deps() {
         panic!("{name} is needed for this test and could not be installed: {err}");
     }
@@ -109,7 +109,7 @@ const NGINX_HOST_CHECK: &str = r#"    if ($http_host !~ "^(\[[0-9A-Fa-f:.]+\]|[A
 
 /// `template` with every `(from, to)` replaced; each `from` must occur, so
 /// an edit of the example that the test no longer matches fails loudly.
-fn render(template: &str, replacements: &[(&str, String)]) -> String {
+pub(crate) fn render(template: &str, replacements: &[(&str, String)]) -> String {
     let mut text = template.to_owned();
     for (from, to) in replacements {
         assert!(
@@ -121,7 +121,44 @@ fn render(template: &str, replacements: &[(&str, String)]) -> String {
     text
 }
 
-fn example(path: &str) -> String {
+/// nginx with `site` (an example, which goes inside `http { }` as in
+/// conf.d), keeping every file nginx writes inside `dir` (its log is
+/// `proxy.log`). One process (no master), so killing it leaves nothing
+/// behind.
+pub(crate) fn nginx_command(dir: &Path, site: &str) -> Command {
+    let path = |name: &str| dir.join(name);
+    fs::write(path("authgate.conf"), site).expect("write authgate.conf");
+    let dir = dir.to_str().expect("utf-8 temp dir");
+    let main = format!(
+        "master_process off;\n\
+         worker_processes 1;\n\
+         pid {dir}/nginx.pid;\n\
+         error_log {dir}/proxy.log warn;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n\
+             access_log off;\n\
+             client_body_temp_path {dir}/client_body;\n\
+             proxy_temp_path {dir}/proxy_temp;\n\
+             fastcgi_temp_path {dir}/fastcgi_temp;\n\
+             uwsgi_temp_path {dir}/uwsgi_temp;\n\
+             scgi_temp_path {dir}/scgi_temp;\n\
+             include {dir}/authgate.conf;\n\
+         }}\n"
+    );
+    fs::write(path("nginx.conf"), main).expect("write nginx.conf");
+    let mut cmd = Command::new(program("nginx"));
+    cmd.arg("-c")
+        .arg(path("nginx.conf"))
+        .arg("-p")
+        .arg(dir)
+        .arg("-e")
+        .arg(path("proxy.log"))
+        .arg("-g")
+        .arg("daemon off;");
+    cmd
+}
+
+pub(crate) fn example(path: &str) -> String {
     let path = repo().join("examples").join(path);
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
@@ -182,37 +219,7 @@ impl Proxy {
                     replacements.push((NGINX_HOST_CHECK, String::new()));
                 }
                 let site = render(&example("nginx/authgate.conf"), &replacements);
-                fs::write(self.path("authgate.conf"), site).expect("write authgate.conf");
-                // The example goes inside `http { }`, as in conf.d; the rest
-                // keeps every file nginx writes inside the temp dir. One
-                // process (no master), so killing it leaves nothing behind.
-                let main = format!(
-                    "master_process off;\n\
-                     worker_processes 1;\n\
-                     pid {dir}/nginx.pid;\n\
-                     error_log {dir}/proxy.log warn;\n\
-                     events {{ worker_connections 256; }}\n\
-                     http {{\n\
-                         access_log off;\n\
-                         client_body_temp_path {dir}/client_body;\n\
-                         proxy_temp_path {dir}/proxy_temp;\n\
-                         fastcgi_temp_path {dir}/fastcgi_temp;\n\
-                         uwsgi_temp_path {dir}/uwsgi_temp;\n\
-                         scgi_temp_path {dir}/scgi_temp;\n\
-                         include {dir}/authgate.conf;\n\
-                     }}\n"
-                );
-                fs::write(self.path("nginx.conf"), main).expect("write nginx.conf");
-                let mut cmd = Command::new(program("nginx"));
-                cmd.arg("-c")
-                    .arg(self.path("nginx.conf"))
-                    .arg("-p")
-                    .arg(&dir)
-                    .arg("-e")
-                    .arg(self.path("proxy.log"))
-                    .arg("-g")
-                    .arg("daemon off;");
-                cmd
+                nginx_command(self.dir.path(), &site)
             }
             Kind::Caddy => {
                 let mut replacements = vec![
