@@ -16,7 +16,7 @@ use authgate::config::{self, ConfigSource, LogFormat};
 use authgate::model::User;
 use authgate::sandbox::{self, SandboxConfig};
 use authgate::server::{self, shutdown_signal};
-use authgate::store::{CopyDirection, FactorStore, SessionStore, SessionTimeouts, copy_store};
+use authgate::store::{CopyDirection, SessionTimeouts, copy_store};
 use authgate::users::UsersFile;
 
 #[derive(Parser)]
@@ -310,26 +310,24 @@ fn user_command(source: &ConfigSource, cmd: UserCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A sign-up user lives in the store, which a running gateway holds
-/// locked: the reset needs the gateway stopped. Their TOTP is removed, so
-/// they enroll again at their next login.
+/// A sign-up user lives in the store. sled's is held locked by a running
+/// gateway, so on sled the reset needs the gateway stopped; Redis is
+/// shared, so there it works beside the running replicas. Their TOTP is
+/// removed, so they enroll again at their next login.
 fn reset_signup_user(source: &ConfigSource, email: &str) -> anyhow::Result<()> {
     let config = config::load(source)?;
-    let store = authgate::store::SledStore::open(&config.store.path).with_context(|| {
-        format!(
-            "{email} is not in the users file, so it can only be a sign-up user, kept in \
+    let store =
+        authgate::store::Backend::open(&config.store, &config.session).with_context(|| {
+            format!(
+                "{email} is not in the users file, so it can only be a sign-up user, kept in \
              the store; stop the gateway first (it holds the store) and run this again"
-        )
-    })?;
-    let signed_up = store
-        .signup_users()?
-        .iter()
-        .any(|u| u.email.eq_ignore_ascii_case(email.trim()));
-    if !signed_up {
+            )
+        })?;
+    if store.sessions.signup_user(email.trim())?.is_none() {
         bail!("no user {email} in the users file or among the sign-up users");
     }
-    let removed = store.remove_totp(email.trim())?;
-    store.flush()?;
+    let removed = store.factors.remove_totp(email.trim())?;
+    store.sessions.flush()?;
     if removed {
         println!("{email}: TOTP removed; they set it up again at their next login");
     } else {
