@@ -139,20 +139,3 @@ impl SubjectCache for MemoryStore {
         Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-    use crate::store::factors::contract;
-
-    #[test]
-    fn factor_store_contract() {
-        contract::totp_records_are_kept_per_lower_cased_email(&MemoryStore::default());
-        contract::a_step_is_used_once_and_only_forward(&MemoryStore::default());
-        contract::reseal_only_replaces_the_expected_secret(&MemoryStore::default());
-        contract::the_last_method_is_kept_beside_the_totp(&MemoryStore::default());
-        contract::concurrent_uses_of_one_step_pass_once(Arc::new(MemoryStore::default()));
-    }
-}

@@ -5,6 +5,8 @@
 
 mod backend;
 mod compact;
+#[cfg(test)]
+mod contract;
 mod copy;
 mod factors;
 mod live;

@@ -413,7 +413,6 @@ fn factor_subject(key: &[u8], value: &[u8]) -> Result<super::copy::FactorSubject
 mod tests {
     use super::*;
     use crate::store::AuthLevel;
-    use crate::store::factors::contract;
 
     fn record(user: &str) -> SessionRecord {
         SessionRecord {
@@ -516,15 +515,6 @@ mod tests {
         store.flush().unwrap();
         drop(store);
         assert_eq!(reopen(dir.path()).load_all().unwrap().len(), 2);
-    }
-
-    #[test]
-    fn factor_store_contract() {
-        contract::totp_records_are_kept_per_lower_cased_email(&SledStore::temporary().unwrap());
-        contract::a_step_is_used_once_and_only_forward(&SledStore::temporary().unwrap());
-        contract::reseal_only_replaces_the_expected_secret(&SledStore::temporary().unwrap());
-        contract::the_last_method_is_kept_beside_the_totp(&SledStore::temporary().unwrap());
-        contract::concurrent_uses_of_one_step_pass_once(Arc::new(SledStore::temporary().unwrap()));
     }
 
     #[test]

@@ -129,11 +129,6 @@ impl RedisStore {
         &self.link
     }
 
-    #[cfg(test)]
-    fn as_factor_store(&self) -> &dyn FactorStore {
-        self
-    }
-
     /// Whether the last call reached Redis (the store's gauge).
     pub fn is_connected(&self) -> bool {
         self.link.is_connected()

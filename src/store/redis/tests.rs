@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use super::testing::TestRedis;
 use super::*;
-use crate::store::factors::contract;
 use crate::store::{AuthLevel, LiveSessions, SessionId};
 
 /// How long a revocation may take to reach another replica (issue 15).
@@ -143,30 +142,6 @@ fn sign_up_users_and_provider_ids_are_shared() {
             .unwrap()
             .as_deref(),
         Some("42")
-    );
-}
-
-#[test]
-fn factor_store_contract() {
-    let redis = TestRedis::start();
-    contract::totp_records_are_kept_per_lower_cased_email(store(&redis).as_ref());
-    contract::a_step_is_used_once_and_only_forward(
-        RedisStore::connect(&redis.config("other:"), TIMEOUTS)
-            .unwrap()
-            .as_factor_store(),
-    );
-    contract::concurrent_uses_of_one_step_pass_once(Arc::new(
-        RedisStore::connect(&redis.config("third:"), TIMEOUTS).unwrap(),
-    ));
-    contract::reseal_only_replaces_the_expected_secret(
-        RedisStore::connect(&redis.config("fourth:"), TIMEOUTS)
-            .unwrap()
-            .as_factor_store(),
-    );
-    contract::the_last_method_is_kept_beside_the_totp(
-        RedisStore::connect(&redis.config("fifth:"), TIMEOUTS)
-            .unwrap()
-            .as_factor_store(),
     );
 }
 
