@@ -165,6 +165,19 @@ async fn get_with(gw: &Gateway, cookie: &str, path: &str, accept: &str) -> reqwe
         .expect("request")
 }
 
+/// A forward-auth check of `GET http://app.example.com/` as nginx's
+/// `auth_request` asks it, with the session cookie `cookie`.
+async fn ask_nginx_style(url: &str, cookie: &str) -> reqwest::Response {
+    client()
+        .get(url)
+        .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
+        .header("x-original-url", "http://app.example.com/")
+        .header("x-original-method", "GET")
+        .send()
+        .await
+        .expect("request")
+}
+
 async fn status_with(gw: &Gateway, cookie: &str) -> StatusCode {
     get_with(gw, cookie, "/app", "text/html").await.status()
 }
@@ -251,14 +264,7 @@ async fn with_redis_down_every_answer_is_503_never_a_2xx_and_it_heals_without_a_
             let mut asked = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 for cookie in &cookies {
-                    let reply = client()
-                        .get(&url)
-                        .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
-                        .header("x-original-url", "http://app.example.com/")
-                        .header("x-original-method", "GET")
-                        .send()
-                        .await
-                        .unwrap();
+                    let reply = ask_nginx_style(&url, cookie).await;
                     assert!(
                         !reply.status().is_success(),
                         "{} without a session",
@@ -286,14 +292,7 @@ async fn with_redis_down_every_answer_is_503_never_a_2xx_and_it_heals_without_a_
     assert_eq!(api.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = api.json().await.expect("JSON for an API client");
     assert_eq!(body["error"], "store_unavailable", "{body}");
-    let asked = client()
-        .get(gw.url(&format!("{PREFIX}/auth-request")))
-        .header("cookie", format!("{SESSION_COOKIE}={cookie}"))
-        .header("x-original-url", "http://app.example.com/")
-        .header("x-original-method", "GET")
-        .send()
-        .await
-        .unwrap();
+    let asked = ask_nginx_style(&gw.url(&format!("{PREFIX}/auth-request")), &cookie).await;
     assert_eq!(asked.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         within(Duration::from_secs(3), || async {

@@ -187,32 +187,6 @@ impl RedisStore {
             }
         }
     }
-
-    /// Every stored session key, a SCAN step at a time.
-    fn each_key(
-        &self,
-        mut visit: impl FnMut(Vec<String>) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let pattern = self.link.key("s:*");
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = self.link.call(
-                cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(SCAN_COUNT),
-            )?;
-            if !keys.is_empty() {
-                visit(keys)?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
-    }
 }
 
 impl SessionStore for RedisStore {
@@ -245,7 +219,7 @@ impl SessionStore for RedisStore {
         visit: &mut dyn FnMut(SessionKey, SessionRecord),
     ) -> Result<(), StoreError> {
         let prefix_len = self.link.key("s:").len();
-        self.each_key(|keys| {
+        self.scan("s:", |keys| {
             let values: Vec<Option<Vec<u8>>> = self.link.call(cmd("MGET").arg(&keys))?;
             for (name, value) in keys.iter().zip(values) {
                 let key = name.get(prefix_len..).and_then(unhex);
