@@ -126,46 +126,6 @@ async fn user_commands_edit_the_users_file_and_list_never_shows_hashes() {
     assert_eq!(missing.status.code(), Some(1), "{missing:?}");
 }
 
-/// A `redis-server` on a free loopback port, saving nothing to disk;
-/// killed when dropped.
-struct RedisServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = free_port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/test installs it)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        RedisServer { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A session made on sled goes to Redis and back, and still logs the
 /// browser in; a copy that cannot finish exits 1 and says why.
 #[tokio::test]
@@ -181,7 +141,7 @@ async fn store_copy_moves_sessions_to_redis_and_back() {
     let dir = gw.setup().dir.path().to_owned();
     let config = gw.setup().config_path();
     let config = config.to_str().unwrap();
-    let redis = RedisServer::start();
+    let redis = crate::ha::Redis::start();
     let url = redis.url();
     let copy = |to: String, env: Vec<(&'static str, String)>| {
         let dir = dir.clone();

@@ -144,7 +144,7 @@ async fn replica(redis: toml::Value, upstream: &str) -> Setup {
     setup
 }
 
-fn plain(redis: &Redis) -> toml::Value {
+pub fn plain(redis: &Redis) -> toml::Value {
     toml::Value::Table(
         toml::from_str(&format!(
             "url = \"{}\"\nkey_prefix = \"it:\"\ntimeout = \"1s\"",

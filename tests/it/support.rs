@@ -473,6 +473,12 @@ impl Gateway {
         &self.setup
     }
 
+    /// The setup to change between a `stop` and a `restart`.
+    pub fn setup_mut(&mut self) -> &mut Setup {
+        assert!(self.child.is_none(), "stop() first");
+        &mut self.setup
+    }
+
     pub fn base(&self) -> String {
         self.setup.base()
     }

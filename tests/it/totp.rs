@@ -764,3 +764,52 @@ async fn a_restart_keeps_the_enrollment_sealed_in_the_store() {
     reaches_app_as(&mut b, ALICE).await;
     assert!(env.upstream.hits() >= 1);
 }
+
+/// `authgate store copy --to TARGET` for the stopped gateway; must work.
+async fn store_copy(gw: &Gateway, to: &str) {
+    gw.setup().write_config();
+    let config = gw.setup().config_path();
+    let args = [
+        "store",
+        "copy",
+        "--config",
+        config.to_str().unwrap(),
+        "--to",
+        to,
+    ];
+    let out = gw.setup().run(&args, "", &[]).await;
+    assert_success(&out, &format!("store copy --to {to}"));
+}
+
+#[tokio::test]
+async fn a_totp_user_moves_to_redis_and_back_without_enrolling_again() {
+    let mut env = start_env(|_| {}).await;
+    let (_enrolled, mut app) = enroll(&env.gw, ALICE, ALICE_PW, false).await;
+    env.gw.stop().await;
+
+    // `[store.redis]` (its key prefix) first: `store copy` writes with it.
+    let redis = crate::ha::Redis::start();
+    env.gw
+        .setup_mut()
+        .set("store.redis", crate::ha::plain(&redis));
+    store_copy(&env.gw, &redis.url()).await;
+    env.gw.setup_mut().set("store.backend", "redis");
+    env.gw.restart().await;
+    logs_in_with_a_code(&env.gw, &mut app).await;
+
+    env.gw.stop().await;
+    // Into an empty sled store: a copy never merges.
+    std::fs::remove_dir_all(env.gw.setup().path("data")).unwrap();
+    store_copy(&env.gw, "sled").await;
+    env.gw.setup_mut().set("store.backend", "sled");
+    env.gw.restart().await;
+    logs_in_with_a_code(&env.gw, &mut app).await;
+}
+
+/// Password, then the TOTP form (not the enrollment), then the app.
+async fn logs_in_with_a_code(gw: &Gateway, app: &mut TotpApp) {
+    let mut b = logged_in(gw, ALICE, ALICE_PW).await;
+    totp_form(&mut b, gw).await;
+    code_steps_up(&mut b, gw, &app.fresh_code().await).await;
+    reaches_app_as(&mut b, ALICE).await;
+}
