@@ -305,6 +305,10 @@ def render_redis(runs, meta):
     row("forward-auth, a known session (warm cache): req/s", "redis", rps, per_second, 0.9)
     row("— p50", "redis", latency("p50_us"), ms)
     row("— p99", "redis", latency("p99_us"), ms)
+    if "sled" in runs["redis"] and "redis" in runs["redis"]:
+        peaks = [mib(max(r["peak_rss_kb"] for r in runs["redis"][side].values()))
+                 for side in ("sled", "redis")]
+        w(f"| — the gateway's peak RSS | {peaks[0]} | {peaks[1]} | | |")
     row("logins that work (argon2, then a new session stored): logins/s", "logins", rps,
         lambda x: f"{x:,.1f}")
     row("— p50", "logins", latency("p50_us"), ms)
