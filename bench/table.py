@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Turns bench/run's raw results (one JSON line per wrk run) into the
-Markdown table it prints, and with --write FILE puts that table into FILE
-between the `bench:begin` / `bench:end` markers (text outside them stays).
+Markdown tables it prints, and with --write FILE puts each table into FILE
+between its markers (text outside them stays): the main table between
+`bench:begin` / `bench:end`, the Redis one (issue 15) between
+`bench:redis:begin` / `bench:redis:end`. A run that measured only one of
+them (BENCH_ONLY=redis) leaves the other as it was.
 
 Usage: table.py RESULTS.jsonl META.json [--write bench/RESULTS.md]
 """
@@ -13,6 +16,8 @@ from collections import defaultdict
 
 BEGIN = "<!-- bench:begin (written by bench/run; edit outside the markers) -->"
 END = "<!-- bench:end -->"
+REDIS_BEGIN = "<!-- bench:redis:begin (written by bench/run; edit outside the markers) -->"
+REDIS_END = "<!-- bench:redis:end -->"
 
 # scenario: (title, baseline side, measured side, {side: label})
 SCENARIOS = {
@@ -121,12 +126,16 @@ def verdict(ok):
     return "met" if ok else "**missed**"
 
 
+def measured_on(meta):
+    return (f"Measured {meta['date']} on {meta['cpu']}, {meta['cores']} cores "
+            f"(load generator on the same machine), commit `{meta['commit']}`.")
+
+
 def render(runs, meta):
     few, many = meta["few"], meta["many"]
     lines = []
     w = lines.append
-    w(f"Measured {meta['date']} on {meta['cpu']}, {meta['cores']} cores "
-      f"(load generator on the same machine), commit `{meta['commit']}`.")
+    w(measured_on(meta))
     w("")
     w(f"Command: `{meta['command']}` — wrk -t{meta['threads']} -c{meta['connections']}, "
       f"{meta['pairs']} interleaved rounds (A B A B …; the proxy: nginx, floor, authgate) of {meta['seconds']} s "
@@ -256,15 +265,126 @@ def render(runs, meta):
     return "\n".join(lines) + "\n"
 
 
-def write_into(path, table):
-    block = f"{BEGIN}\n{table}{END}\n"
+def render_redis(runs, meta):
+    """The redis scenario: the same gateway on sled and on Redis, in the
+    same rounds, and a cold start on Redis with many sessions."""
+    lines = []
+    w = lines.append
+    w(measured_on(meta))
+    w("")
+    w(f"Command: `{meta['command']}`. The sled and Redis gateways run side by side, interleaved "
+      f"(sled, redis, sled, redis …; {meta['pairs']} rounds of {meta['seconds']} s after a 2 s "
+      "warm-up of each); Redis "
+      f"{(meta.get('redis') or {}).get('version', '?')} on 127.0.0.1 in the run's directory, "
+      "no persistence. The ratio is redis ÷ sled per round: median (min–max).")
+    w("")
+    w("| | sled | redis | redis ÷ sled | target |")
+    w("| --- | ---: | ---: | --- | --- |")
+    targets = []
+
+    def row(title, scenario, value, fmt, target=None):
+        sides = runs[scenario]
+        if "sled" not in sides or "redis" not in sides:
+            return
+        ratios = pair_values(runs, scenario, "sled", "redis", value)
+        cells = [fmt(statistics.median(value(r["run"]) for r in sides[side].values()))
+                 for side in ("sled", "redis")]
+        target_cell = ""
+        if target is not None:
+            ok = statistics.median(ratios) >= target
+            target_cell = f"≥ {target}× — {verdict(ok)}"
+            targets.append((title, times(statistics.median(ratios)), ok))
+        w(f"| {title} | {cells[0]} | {cells[1]} | {spread(ratios, times)} | {target_cell} |")
+
+    def errors(scenario):
+        return sum(v for side in runs[scenario].values() for r in side.values()
+                   for k, v in r["run"].items() if k.startswith("err_"))
+
+    per_second = lambda x: f"{x:,.0f}"
+    latency = lambda key: lambda r: r[key]
+    row("forward-auth, a known session (warm cache): req/s", "redis", rps, per_second, 0.9)
+    row("— p50", "redis", latency("p50_us"), ms)
+    row("— p99", "redis", latency("p99_us"), ms)
+    if "sled" in runs["redis"] and "redis" in runs["redis"]:
+        peaks = [mib(max(r["peak_rss_kb"] for r in runs["redis"][side].values()))
+                 for side in ("sled", "redis")]
+        w(f"| — the gateway's peak RSS | {peaks[0]} | {peaks[1]} | | |")
+    row("logins that work (argon2, then a new session stored): logins/s", "logins", rps,
+        lambda x: f"{x:,.1f}")
+    row("— p50", "logins", latency("p50_us"), ms)
+    row("— p99", "logins", latency("p99_us"), ms)
+    for scenario in ("redis", "logins"):
+        if errors(scenario):
+            w("")
+            w(f"({scenario}: {errors(scenario):,} requests were errors or non-2xx/3xx answers.)")
+    redis = meta.get("redis")
+    hit_ratio = (redis or {}).get("hit_ratio")
+    if hit_ratio is not None:
+        w("")
+        w(f"The Redis gateway's cache hit ratio after the forward-auth rounds: {hit_ratio:.4f} "
+          "(`authgate_session_cache_hit_ratio`, since its start).")
+    if redis:
+        cold_rows(w, meta, redis)
+    if targets:
+        w("")
+        w("Targets (on the medians):")
+        w("")
+        for name, value, ok in targets:
+            w(f"- {name} on Redis ≥ 0.9× sled: {value} — {verdict(ok)}")
+    return "\n".join(lines) + "\n"
+
+
+def seconds(key):
+    return lambda cold: f"{cold[key] / 1000:.1f} s"
+
+
+def cold_rows(w, meta, redis):
+    sled, cold = redis["sled_cold"], redis["redis_cold"]
+    many, warm = cold["sessions"], cold["warm"]
+    sled_up = meta.get("many_start_secs")
+
+    def cells(value):
+        if sled is not None:
+            return f"{value(sled)} | {value(cold)}"
+        return f"— | {value(cold)}"
+
+    w("")
+    w(f"Cold start with {many:,} sessions, a fresh gateway on each store (sled loads every "
+      "session before it answers; on Redis the gateway loads nothing, its sessions are a "
+      "cache filled on misses). The warm-up asks once for each of "
+      f"{warm:,} sessions, one request at a time (on Redis each is a miss, a read from Redis):")
+    w("")
+    w("| | sled | redis |")
+    w("| --- | ---: | ---: |")
+    if sled is None and sled_up is not None:
+        w(f"| time from spawn to the first answer | {sled_up} s (to `healthz`, in the many "
+          f"scenario) | {cold['first_200_ms']:,} ms |")
+        w(f"| RSS idle, just started | {mib(meta['idle_rss_many_kb'])} | {mib(cold['idle_rss_kb'])} |")
+    else:
+        w(f"| time from spawn to the first 200 on a known session | "
+          f"{cells(lambda c: format(c['first_200_ms'], ',') + ' ms')} |")
+        w(f"| RSS idle, 2 s after that | {cells(lambda c: mib(c['idle_rss_kb']))} |")
+    w(f"| RSS after the warm-up; its peak during it | "
+      f"{cells(lambda c: mib(c['warm_rss_kb']) + '; peak ' + mib(c['warm_hwm_kb']))} |")
+    w(f"| the warm-up: {warm:,} requests | {cells(seconds('warm_ms'))} |")
+    w(f"| sessions in memory after it (`authgate_live_sessions`) | "
+      f"{cells(lambda c: '—' if c['cached'] is None else format(c['cached'], ','))} |")
+    w(f"| seeding {many:,} sessions with `seed-sessions` (sled: 1 writer; Redis: 16 through "
+      f"`RedisStore::put`) | {cells(seconds('seed_ms'))} |")
+    w(f"| Redis at the end (these {many:,}, the other 1,000 and the logins' sessions): "
+      "`used_memory`; the server's RSS | — | "
+      f"{mib(redis['used_memory_kb'])}; {mib(redis['server_rss_kb'])} |")
+
+
+def write_into(path, table, begin=BEGIN, end=END):
+    block = f"{begin}\n{table}{end}\n"
     try:
         text = open(path).read()
     except FileNotFoundError:
         text = "# Benchmark results\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + block + ("\n" + tail if tail else "")
     else:
         text = text.rstrip("\n") + "\n\n" + block
@@ -277,12 +397,19 @@ def main(argv):
         sys.exit(__doc__)
     runs = load(argv[0])
     meta = json.load(open(argv[1]))
-    table = render(runs, meta)
-    print(table, end="")
-    if "--write" in argv:
-        path = argv[argv.index("--write") + 1]
-        write_into(path, table)
-        print(f"(written to {path})", file=sys.stderr)
+    path = argv[argv.index("--write") + 1] if "--write" in argv else None
+    if any(key in runs for key in SCENARIOS):
+        table = render(runs, meta)
+        print(table, end="")
+        if path:
+            write_into(path, table)
+            print(f"(written to {path})", file=sys.stderr)
+    if "redis" in runs or meta.get("redis"):
+        table = render_redis(runs, meta)
+        print(table, end="")
+        if path:
+            write_into(path, table, REDIS_BEGIN, REDIS_END)
+            print(f"(the Redis table written to {path})", file=sys.stderr)
 
 
 if __name__ == "__main__":

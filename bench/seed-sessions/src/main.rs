@@ -1,7 +1,8 @@
 //! seed-sessions: writes N confirmed (`two_factor`) sessions for one user
-//! into the sled store named by an authgate config, through
-//! `authgate::store::SledStore` (the gateway must not be running on that
-//! store: sled holds a file lock), and writes the `Cookie` header value
+//! into the store named by an authgate config (`store.backend`: sled or
+//! Redis), through the store API the gateway opens it with
+//! (`authgate::store::Backend`; on sled the gateway must not be running on
+//! that store: sled holds a file lock), and writes the `Cookie` header value
 //! (`authgate_session=…`, signed as the gateway signs it) of the first K
 //! sessions to a file, one a line.
 //!
@@ -15,11 +16,17 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use authgate::config::{self, ConfigSource};
+use authgate::config::{self, ConfigSource, StoreBackend};
 use authgate::gateway::cookies::Cookies;
-use authgate::store::{AuthLevel, SessionId, SessionRecord, SessionStore, SledStore};
+use authgate::store::{AuthLevel, Backend, SessionId, SessionRecord};
+
+/// Writers on Redis: each `put` is a round trip, and the link multiplexes
+/// the writers' commands on its one connection, so a few writers keep
+/// Redis busy where one would mostly wait.
+const REDIS_WRITERS: u64 = 16;
 
 struct Args {
     config: PathBuf,
@@ -65,7 +72,12 @@ fn parse_args() -> Result<Args, String> {
 fn run(args: Args) -> Result<(), String> {
     let config =
         config::load(&ConfigSource::Explicit(args.config.clone())).map_err(|e| e.to_string())?;
-    let store = SledStore::open(&config.store.path).map_err(|e| e.to_string())?;
+    let (writers, place) = match &config.store.backend {
+        StoreBackend::Sled => (1, config.store.path.display().to_string()),
+        StoreBackend::Redis(redis) => (REDIS_WRITERS, format!("Redis under {}", redis.key_prefix)),
+    };
+    let backend = Backend::open(&config.store, &config.session).map_err(|e| e.to_string())?;
+    let store = backend.sessions.as_ref();
     let secure = config.server.public_url.scheme() == "https";
     let cookies = Cookies::new(&config.session, secure);
     let now = SystemTime::now()
@@ -88,25 +100,51 @@ fn run(args: Args) -> Result<(), String> {
         None => Box::new(std::io::stdout().lock()),
     };
     let started = Instant::now();
-    for n in 0..args.count {
-        let id = SessionId::generate().map_err(|e| e.to_string())?;
-        store.put(&id.key(), &record).map_err(|e| e.to_string())?;
-        if n < args.cookies {
-            let set_cookie = cookies.set_session(&id);
-            let pair = set_cookie.split(';').next().unwrap_or_default();
-            writeln!(out, "{pair}").map_err(|e| e.to_string())?;
-        }
-        if n > 0 && n % 100_000 == 0 {
-            eprintln!("seed-sessions: {n} sessions written");
-        }
+    let written = AtomicU64::new(0);
+    // Writer w writes sessions w, w + writers, …: the cookies of the first
+    // K come from every writer, and are put back in order below.
+    let per_writer: Vec<Result<Vec<(u64, String)>, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..writers)
+            .map(|first| {
+                let (record, cookies, written) = (&record, &cookies, &written);
+                scope.spawn(move || {
+                    let mut lines = Vec::new();
+                    for n in (first..args.count).step_by(writers as usize) {
+                        let id = SessionId::generate().map_err(|e| e.to_string())?;
+                        store.put(&id.key(), record).map_err(|e| e.to_string())?;
+                        if n < args.cookies {
+                            let set_cookie = cookies.set_session(&id);
+                            let pair = set_cookie.split(';').next().unwrap_or_default();
+                            lines.push((n, pair.to_owned()));
+                        }
+                        let total = written.fetch_add(1, Ordering::Relaxed) + 1;
+                        if total % 100_000 == 0 {
+                            eprintln!("seed-sessions: {total} sessions written");
+                        }
+                    }
+                    Ok(lines)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("a writer panicked".into())))
+            .collect()
+    });
+    let mut lines = Vec::new();
+    for writer in per_writer {
+        lines.extend(writer?);
+    }
+    lines.sort_unstable_by_key(|(n, _)| *n);
+    for (_, pair) in lines {
+        writeln!(out, "{pair}").map_err(|e| e.to_string())?;
     }
     out.flush().map_err(|e| e.to_string())?;
     store.flush().map_err(|e| e.to_string())?;
     eprintln!(
-        "seed-sessions: {} sessions for {} in {} in {:.1}s",
+        "seed-sessions: {} sessions for {} in {place} in {:.1}s",
         args.count,
         args.user,
-        config.store.path.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
