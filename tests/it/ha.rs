@@ -545,3 +545,36 @@ async fn two_replicas_behind_nginx_round_robin_share_sessions_limits_and_users()
     }
     drop(nginx);
 }
+
+#[tokio::test]
+async fn a_user_who_signs_up_on_one_replica_logs_in_on_the_other() {
+    let redis = Redis::start();
+    let upstream = Upstream::start().await;
+    let mut with_signup = Vec::new();
+    for _ in 0..2 {
+        let mut setup = replica(plain(&redis), &upstream.url()).await;
+        setup.set("signup.enabled", true);
+        with_signup.push(setup.start().await);
+    }
+    let (a, b) = (&with_signup[0], &with_signup[1]);
+    let mut on_a = a.browser();
+    let csrf = on_a.csrf().await;
+    let form = [
+        ("name", "Bob Signup"),
+        ("email", "bob@example.com"),
+        ("country_code", ""),
+        ("phone", ""),
+        ("password", "bob-password-0123"),
+        ("csrf", csrf.as_str()),
+    ];
+    let signed_up = on_a.post_form(&format!("{PREFIX}/signup"), &form).await;
+    assert!(
+        signed_up.status.is_success() || signed_up.status.is_redirection(),
+        "{signed_up:?}"
+    );
+    let cookie = b
+        .browser()
+        .login("bob@example.com", "bob-password-0123")
+        .await;
+    assert_eq!(status_with(b, &cookie).await, StatusCode::OK);
+}
