@@ -906,8 +906,11 @@ mod tests {
             self.check()?;
             self.inner.delete(key)
         }
-        fn load_all(&self) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
-            self.inner.load_all()
+        fn load_each(
+            &self,
+            visit: &mut dyn FnMut(SessionKey, SessionRecord),
+        ) -> Result<(), StoreError> {
+            self.inner.load_each(visit)
         }
         fn flush(&self) -> Result<(), StoreError> {
             self.check()

@@ -94,12 +94,14 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    fn load_all(&self) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
-        Ok(self
-            .sessions()?
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
-            .collect())
+    fn load_each(
+        &self,
+        visit: &mut dyn FnMut(SessionKey, SessionRecord),
+    ) -> Result<(), StoreError> {
+        for (key, record) in self.sessions()?.iter() {
+            visit(*key, record.clone());
+        }
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {

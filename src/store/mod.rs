@@ -66,19 +66,16 @@ pub trait SessionStore: Send + Sync {
     fn put(&self, key: &SessionKey, session: &SessionRecord) -> Result<(), StoreError>;
     fn delete(&self, key: &SessionKey) -> Result<(), StoreError>;
     /// Every stored session.
-    fn load_all(&self) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError>;
+    fn load_all(&self) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        let mut all = Vec::new();
+        self.load_each(&mut |key, record| all.push((key, record)))?;
+        Ok(all)
+    }
     /// Every stored session, one at a time, for loading the in-memory copy
     /// at start-up: a store that can read them one by one never holds the
     /// whole list (with 1,000,000 sessions, 100 MB more at the peak).
-    fn load_each(
-        &self,
-        visit: &mut dyn FnMut(SessionKey, SessionRecord),
-    ) -> Result<(), StoreError> {
-        for (key, record) in self.load_all()? {
-            visit(key, record);
-        }
-        Ok(())
-    }
+    fn load_each(&self, visit: &mut dyn FnMut(SessionKey, SessionRecord))
+    -> Result<(), StoreError>;
     /// Makes every write so far survive a crash.
     fn flush(&self) -> Result<(), StoreError>;
     /// Closes and opens the store again, after a failure that the open

@@ -177,12 +177,6 @@ impl SessionStore for SledStore {
         Ok(())
     }
 
-    fn load_all(&self) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
-        let mut all = Vec::new();
-        self.load_each(&mut |key, record| all.push((key, record)))?;
-        Ok(all)
-    }
-
     fn load_each(
         &self,
         visit: &mut dyn FnMut(SessionKey, SessionRecord),
