@@ -55,7 +55,8 @@ impl ConfigArg {
 enum Command {
     /// Run the gateway (the default command).
     Serve,
-    /// Validate the config and print it with secrets masked.
+    /// Validate the config (and render every portal template once) and
+    /// print it with secrets masked.
     CheckConfig,
     /// Read a password (stdin or prompt) and print its argon2id hash.
     HashPassword,
@@ -171,6 +172,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(&source, log_format),
         Command::CheckConfig => {
             let text = config::effective_config_masked(&source)?;
+            check_pages(&config::load(&source)?)?;
             print!("{text}");
             Ok(())
         }
@@ -217,6 +219,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
     }
+}
+
+/// `[portal]`'s files read and every template rendered once with sample
+/// data, as the gateway does at start: the one that fails is named.
+fn check_pages(config: &config::Config) -> anyhow::Result<()> {
+    authgate::pages::Pages::load(&config.portal, &config.server.path_prefix)
+        .map_err(|err| anyhow::anyhow!("config error: {err}"))?;
+    Ok(())
 }
 
 /// `--log-format` when given, else the configured format.

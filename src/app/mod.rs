@@ -45,6 +45,9 @@ pub enum AppError {
     /// The audit trail could not start; the message names `audit.file`.
     #[error("{0}")]
     Audit(std::io::Error),
+    /// `[portal]`'s files or templates; the message names the key.
+    #[error("config error: {0}")]
+    Pages(#[from] crate::pages::PagesError),
 }
 
 /// The running application: what the listener serves, and what must stop
@@ -59,6 +62,7 @@ pub struct App {
 impl App {
     /// Everything the config names, started; the listener comes next.
     pub async fn build(config: &Config) -> Result<App, AppError> {
+        let pages = crate::pages::Pages::load(&config.portal, &config.server.path_prefix)?;
         let metrics = Arc::new(Metrics::new());
         let store = Backend::open(&config.store, &config.session)?;
         // A shared store is read when a sign-up user is first met (they
@@ -105,7 +109,8 @@ impl App {
             metrics.clone(),
             webhook_replays,
         )
-        .with_audit(audit);
+        .with_audit(audit)
+        .with_pages(pages);
         let metrics = crate::metrics::serve(&config.metrics, metrics, sessions.clone()).await?;
         let mut tasks = background::start(config, sessions.clone(), auth, users);
         tasks.add(audit_writer);

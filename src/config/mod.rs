@@ -4,6 +4,7 @@
 
 mod error;
 mod load;
+mod portal;
 mod raw;
 mod validate;
 
@@ -15,6 +16,7 @@ use ipnet::IpNet;
 
 pub use error::ConfigError;
 pub use load::{ConfigSource, effective_config_masked, load, load_for_store_copy, users_file_path};
+pub use portal::{FooterLink, ImageType, Logo, PortalConfig};
 
 /// The validated, typed configuration the rest of the program uses.
 #[derive(Debug, Clone)]
@@ -39,6 +41,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub proxy: ProxyConfig,
     pub audit: AuditConfig,
+    pub portal: PortalConfig,
 }
 
 /// `[proxy]`: what proxy mode does to requests beyond the built-in rules.

@@ -24,6 +24,7 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     pub proxy: RawProxy,
     pub audit: RawAudit,
+    pub portal: super::portal::RawPortal,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -55,6 +55,7 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config> {
         metrics: metrics(&raw.metrics)?,
         proxy: proxy(&raw.proxy)?,
         audit: audit(&raw.audit)?,
+        portal: super::portal::portal(&raw.portal)?,
         server,
     })
 }
@@ -108,7 +109,7 @@ fn tls_files(raw: &RawServer) -> Result<Option<TlsFiles>> {
     }
 }
 
-fn readable_file(key: &str, value: &str) -> Result<PathBuf> {
+pub(super) fn readable_file(key: &str, value: &str) -> Result<PathBuf> {
     let path = Path::new(value);
     match std::fs::File::open(path).and_then(|f| f.metadata()) {
         Ok(meta) if meta.is_file() => Ok(path.to_owned()),

@@ -13,8 +13,7 @@ use super::response::{self, Format};
 use crate::auth::ChallengeView;
 use crate::auth::enrollment::EnrollmentView;
 use crate::model::Delivery;
-use crate::pages::assets::Asset;
-use crate::pages::{EnrollView, LoginView, SignupView, VerifyView};
+use crate::pages::{EnrollView, LoginView, Pages, SignupView, StaticFile, VerifyView};
 use crate::wire::Body;
 
 /// A portal answer before it is rendered, with the cookies it sets.
@@ -33,15 +32,9 @@ enum Content {
     },
     /// On to `location` after a step: a 303 for browsers; for API clients
     /// 200 and `json`, which names where to go.
-    Next {
-        location: String,
-        json: Value,
-    },
+    Next { location: String, json: Value },
     /// The same JSON for every client.
-    Json {
-        status: StatusCode,
-        json: Value,
-    },
+    Json { status: StatusCode, json: Value },
     /// The same redirect for every client.
     Redirect {
         status: StatusCode,
@@ -49,16 +42,12 @@ enum Content {
     },
     /// A session is needed: browsers go to the login page at `location`,
     /// API clients get "login required".
-    LoginFirst {
-        location: String,
-    },
+    LoginFirst { location: String },
     /// A failure shown as the error page or the JSON error; `json_only`
     /// for an endpoint that speaks JSON to every client.
-    Failed {
-        err: GatewayError,
-        json_only: bool,
-    },
-    Asset(&'static Asset),
+    Failed { err: GatewayError, json_only: bool },
+    /// A file the pages load: built in, or the operator's brand.
+    Asset(StaticFile),
 }
 
 /// A portal form and what it shows.
@@ -134,8 +123,8 @@ impl Answer {
         })
     }
 
-    pub fn asset(asset: &'static Asset) -> Self {
-        Answer::of(Content::Asset(asset))
+    pub fn asset(file: StaticFile) -> Self {
+        Answer::of(Content::Asset(file))
     }
 
     pub fn with_cookie(mut self, cookie: String) -> Self {
@@ -170,11 +159,12 @@ pub(super) fn refused(
 }
 
 impl Portal {
-    /// The one place an answer becomes a page or JSON.
-    pub(super) fn render(&self, answer: Answer, format: Format) -> Response<Body> {
+    /// The one place an answer becomes a page or JSON; `pages` speak the
+    /// browser's language.
+    pub(super) fn render(&self, answer: Answer, format: Format, pages: &Pages) -> Response<Body> {
         let response = match (answer.content, format) {
             (Content::Form { status, form, csrf }, Format::Html) => {
-                let mut page = response::html(status, self.page(&form, &csrf));
+                let mut page = response::html(status, self.page(&form, &csrf, pages));
                 if let Form::Login {
                     retry_after: Some(seconds),
                     ..
@@ -202,19 +192,19 @@ impl Portal {
             }
             (Content::Failed { err, json_only }, format) => {
                 let format = if json_only { Format::Json } else { format };
-                response::error(&err, format, &self.pages)
+                response::error(&err, format, pages)
             }
-            (Content::Asset(asset), _) => response::asset(asset),
+            (Content::Asset(file), _) => response::asset(file),
         };
         response::with_cookies(response, &answer.cookies)
     }
 
-    fn page(&self, form: &Form, csrf: &str) -> String {
+    fn page(&self, form: &Form, csrf: &str, pages: &Pages) -> String {
         let prefix = self.prefix.as_str();
         match form {
             Form::Login {
                 rd, email, message, ..
-            } => self.pages.login(&LoginView {
+            } => pages.login(&LoginView {
                 action: &format!("{prefix}/login"),
                 csrf,
                 rd,
@@ -222,8 +212,7 @@ impl Portal {
                 message: message.as_deref(),
             }),
             Form::Logout { user } => {
-                self.pages
-                    .logout(&format!("{prefix}/logout"), csrf, user.as_deref())
+                pages.logout(&format!("{prefix}/logout"), csrf, user.as_deref())
             }
             Form::Verify { rd, view, message } => {
                 let method = view.method.as_str();
@@ -233,7 +222,7 @@ impl Portal {
                     .map(|m| m.as_str())
                     .filter(|m| *m != method)
                     .collect();
-                self.pages.verify(&VerifyView {
+                pages.verify(&VerifyView {
                     prefix,
                     csrf,
                     rd,
@@ -245,7 +234,7 @@ impl Portal {
                     message: message.as_deref(),
                 })
             }
-            Form::Enroll { rd, view, message } => self.pages.enroll(&EnrollView {
+            Form::Enroll { rd, view, message } => pages.enroll(&EnrollView {
                 prefix,
                 csrf,
                 rd,
@@ -260,7 +249,7 @@ impl Portal {
                 fields,
                 methods,
                 message,
-            } => self.pages.signup(&SignupView {
+            } => pages.signup(&SignupView {
                 prefix,
                 csrf,
                 fields,

@@ -130,11 +130,25 @@ impl Gateway {
         self
     }
 
+    /// The portal's pages as `[portal]` has them (the built-in ones until
+    /// then).
+    pub fn with_pages(mut self, pages: Pages) -> Self {
+        self.portal.pages = pages;
+        self
+    }
+
     /// Never fails: every error becomes a response here, because a service
     /// error would make hyper drop the connection without an answer.
     pub async fn handle(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let format = request::response_format(req.headers());
         let route = self.route(req.uri().path());
+        // Only the portal reads the browser's languages: the hot routes
+        // keep their cost, and show their rare error pages in the default.
+        let browser_pages = route.is_portal().then(|| {
+            let accept_language = req.headers().get(http::header::ACCEPT_LANGUAGE);
+            (self.portal.pages).for_browser(accept_language.and_then(|v| v.to_str().ok()))
+        });
+        let pages = browser_pages.as_ref().unwrap_or(&self.portal.pages);
         let result = match route {
             Route::AuthRequest => Ok(self
                 .forward_auth(req.headers(), conn, Flavor::Nginx)
@@ -146,12 +160,12 @@ impl Gateway {
             // Boxed: the portal's futures are large, and hyper moves every
             // request's future into its slot; the hot routes stay small.
             _ => (Box::pin(self.answer(route, req, conn, format)).await)
-                .map(|answer| self.portal.render(answer, format)),
+                .map(|answer| self.portal.render(answer, format, pages)),
         };
         // The portal's own answers, errors of every route included; not
         // the forward-auth answers nor what the upstream sent (the hot path).
         let defended = result.is_err() || route.is_portal();
-        let mut response = result.unwrap_or_else(|err| self.error_response(&err, format));
+        let mut response = result.unwrap_or_else(|err| self.error_response(&err, format, pages));
         if defended {
             self.portal.security_headers.apply(response.headers_mut());
         }
@@ -213,22 +227,23 @@ impl Gateway {
         Answer::redirect(StatusCode::FOUND, self.redirects.portal_url("login", &rd))
     }
 
-    /// An embedded file the pages load: `{prefix}/static/{name}`.
+    /// A file the pages load (built in or the operator's brand):
+    /// `{prefix}/static/{name}`.
     fn asset(&self, path: &str) -> Result<Answer, GatewayError> {
         let name = path
             .strip_prefix(self.portal.prefix.as_str())
             .and_then(|rest| rest.strip_prefix("/static/"))
             .unwrap_or_default();
-        crate::pages::assets::named(name)
+        (self.portal.pages.static_file(name))
             .map(Answer::asset)
             .ok_or(GatewayError::NotFound)
     }
 
-    fn error_response(&self, err: &GatewayError, format: Format) -> Response<Body> {
+    fn error_response(&self, err: &GatewayError, format: Format, pages: &Pages) -> Response<Body> {
         if err.status().is_server_error() {
             tracing::error!(error = %err, "request failed");
         }
-        response::error(err, format, &self.portal.pages)
+        response::error(err, format, pages)
     }
 
     /// Proxy mode, in order: normalize the target, identify the session,

@@ -6,8 +6,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use http::{HeaderValue, Response, StatusCode};
 
 use super::error::GatewayError;
-use crate::pages::Pages;
-use crate::pages::assets::Asset;
+use crate::pages::{Pages, StaticFile};
 use crate::wire::{Body, full};
 
 /// Whether the client gets pages or JSON.
@@ -29,12 +28,12 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     build(status, "application/json", value.to_string())
 }
 
-/// An embedded page asset: the same for everyone, and its URL carries a
+/// A file the pages load: the same for everyone, and its URL carries a
 /// hash of its content, so a browser may keep it for a year.
-pub fn asset(asset: &'static Asset) -> Response<Body> {
-    let mut response = Response::new(full(asset.body));
+pub fn asset(file: StaticFile) -> Response<Body> {
+    let mut response = Response::new(full(file.body));
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(file.content_type));
     headers.insert(
         CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=31536000, immutable"),

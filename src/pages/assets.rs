@@ -40,10 +40,13 @@ impl Asset {
 }
 
 /// FNV-1a, 64 bits: a content fingerprint, not a security measure.
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+pub(super) fn fnv1a(content: impl AsRef<[u8]>) -> u64 {
+    content
+        .as_ref()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 #[cfg(test)]

@@ -1,9 +1,23 @@
 //! HTML pages, rendered by minijinja with auto-escaping on (templates end
-//! in `.html`), embedded in the binary with the files they load.
+//! in `.html`), embedded in the binary with the files they load; their
+//! words come from the message catalogues (`i18n`), in the language the
+//! browser asks for. `[portal]` may replace templates, add languages and
+//! brand the pages (`brand`).
 
 pub mod assets;
+mod brand;
+pub mod i18n;
 
-use minijinja::{Environment, context};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use minijinja::value::Kwargs;
+use minijinja::{Environment, State, context};
+
+use crate::config::PortalConfig;
+use brand::Brand;
+pub use brand::PagesError;
+use i18n::{Catalogues, Language};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("templates/base.html")),
@@ -67,38 +81,147 @@ pub struct SignupView<'a> {
     pub message: Option<&'a str>,
 }
 
+/// The portal's pages in one language (as made: `portal.default_language`):
+/// [`Pages::for_browser`] makes the same pages in another, cheaply.
+#[derive(Clone)]
 pub struct Pages {
+    shared: Arc<Shared>,
+    language: Language,
+}
+
+/// Everything that is the same for every request, made once at start.
+struct Shared {
     env: Environment<'static>,
+    catalogues: Arc<Catalogues>,
+    /// `portal.default_language`: when the browser asks for none we have.
+    default_language: Language,
+    brand: Brand,
+}
+
+/// A file the pages load, as it is served.
+pub struct StaticFile {
+    pub content_type: &'static str,
+    pub body: Bytes,
 }
 
 impl Pages {
-    /// `prefix`: `server.path_prefix`, where the assets are served.
+    /// The built-in pages in English, with no brand. `prefix`:
+    /// `server.path_prefix`, where the assets are served.
     pub fn new(prefix: &str) -> Self {
+        let catalogues = Catalogues::built_in();
+        // The built-in templates and catalogues are covered by tests.
+        Self::build(prefix, catalogues, Brand::default(), Vec::new(), "en")
+            .unwrap_or_else(|e| panic!("built-in pages: {e}"))
+    }
+
+    /// The pages as `[portal]` has them: the operator's templates,
+    /// languages and brand files read, every template rendered once with
+    /// sample data, so that a broken one stops the start (and
+    /// `check-config`) with its name.
+    pub fn load(portal: &PortalConfig, prefix: &str) -> Result<Self, PagesError> {
+        let mut catalogues = Catalogues::built_in();
+        let mut templates = Vec::new();
+        if let Some(dir) = &portal.templates_dir {
+            brand::add_catalogues(dir, &mut catalogues)?;
+            templates = brand::templates(dir)?;
+        }
+        let brand = Brand::load(portal, prefix)?;
+        let pages = Self::build(
+            prefix,
+            catalogues,
+            brand,
+            templates,
+            &portal.default_language,
+        )?;
+        pages.check()?;
+        Ok(pages)
+    }
+
+    fn build(
+        prefix: &str,
+        catalogues: Catalogues,
+        brand: Brand,
+        operator_templates: Vec<(String, String)>,
+        default_language: &str,
+    ) -> Result<Self, PagesError> {
+        let default_language = catalogues
+            .language(default_language)
+            .ok_or_else(|| PagesError::UnknownLanguage(default_language.to_owned()))?;
+        let catalogues = Arc::new(catalogues);
         let mut env = Environment::new();
         for (name, source) in TEMPLATES {
-            // The templates are part of the binary and covered by tests.
             env.add_template(name, source)
-                .unwrap_or_else(|e| panic!("template {name}: {e}"));
+                .map_err(|e| PagesError::template(name, &e))?;
+        }
+        // After the built-in ones: the same name replaces.
+        for (name, source) in operator_templates {
+            env.add_template_owned(name.clone(), source)
+                .map_err(|e| PagesError::template(&name, &e))?;
         }
         env.add_global("stylesheet_url", assets::STYLESHEET.url(prefix));
         env.add_global("push_script_url", assets::PUSH_SCRIPT.url(prefix));
-        Pages { env }
+        brand.add_globals(&mut env);
+        let words = catalogues.clone();
+        env.add_function("t", move |state: &State, key: &str, args: Kwargs| {
+            translate(&words, state, key, &args)
+        });
+        let shared = Shared {
+            env,
+            catalogues,
+            default_language,
+            brand,
+        };
+        Ok(Pages {
+            shared: Arc::new(shared),
+            language: default_language,
+        })
+    }
+
+    /// These pages in the language `Accept-Language` asks for, else in
+    /// `portal.default_language`.
+    pub fn for_browser(&self, accept_language: Option<&str>) -> Pages {
+        let catalogues = &self.shared.catalogues;
+        self.in_language(catalogues.negotiate(accept_language, self.shared.default_language))
+    }
+
+    fn in_language(&self, language: Language) -> Pages {
+        Pages {
+            shared: self.shared.clone(),
+            language,
+        }
+    }
+
+    /// The file under `{prefix}/static/{name}`: a built-in asset or one of
+    /// the operator's brand files.
+    pub fn static_file(&self, name: &str) -> Option<StaticFile> {
+        if let Some(asset) = assets::named(name) {
+            return Some(StaticFile {
+                content_type: asset.content_type,
+                body: Bytes::from_static(asset.body.as_bytes()),
+            });
+        }
+        self.shared.brand.file(name)
     }
 
     pub fn login(&self, view: &LoginView<'_>) -> String {
-        self.render(
-            "login.html",
-            context! {
-                action => view.action,
-                csrf => view.csrf,
-                rd => view.rd,
-                email => view.email,
-                message => view.message,
-            },
-        )
+        self.render("login.html", self.login_context(view))
+    }
+
+    fn login_context(&self, view: &LoginView<'_>) -> minijinja::Value {
+        context! {
+            action => view.action,
+            csrf => view.csrf,
+            rd => view.rd,
+            email => view.email,
+            message => self.message(view.message),
+        }
     }
 
     pub fn verify(&self, view: &VerifyView<'_>) -> String {
+        self.render("verify.html", self.verify_context(view))
+    }
+
+    fn verify_context(&self, view: &VerifyView<'_>) -> minijinja::Value {
         let action = format!("{}/verify", view.prefix);
         let rd_query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("rd", view.rd)
@@ -108,93 +231,216 @@ impl Pages {
             .iter()
             .map(|m| {
                 context! {
-                    label => method_label(m),
+                    label => self.method_label(m),
                     url => format!("{action}?method={m}&{rd_query}"),
                 }
             })
             .collect();
-        self.render(
-            "verify.html",
-            context! {
-                continue_url => format!("{action}?method={}&{rd_query}", view.method),
-                action,
-                resend_action => format!("{}/resend", view.prefix),
-                status_url => format!("{}/status", view.prefix),
-                csrf => view.csrf,
-                rd => view.rd,
-                method => view.method,
-                push => view.push,
-                push_failed => view.push_failed,
-                sends_codes => view.sends_codes,
-                switch,
-                message => view.message,
-            },
-        )
+        context! {
+            continue_url => format!("{action}?method={}&{rd_query}", view.method),
+            action,
+            resend_action => format!("{}/resend", view.prefix),
+            status_url => format!("{}/status", view.prefix),
+            csrf => view.csrf,
+            rd => view.rd,
+            method => view.method,
+            push => view.push,
+            push_failed => view.push_failed,
+            sends_codes => view.sends_codes,
+            switch,
+            message => self.message(view.message),
+        }
     }
 
     pub fn enroll(&self, view: &EnrollView<'_>) -> String {
-        self.render(
-            "enroll.html",
-            context! {
-                action => format!("{}/enroll/totp", view.prefix),
-                csrf => view.csrf,
-                rd => view.rd,
-                issuer => view.issuer,
-                secret_text => view.secret_text,
-                uri => view.uri,
-                qr_svg => minijinja::Value::from_safe_string(view.qr_svg.to_owned()),
-                was_reset => view.was_reset,
-                message => view.message,
-            },
-        )
+        self.render("enroll.html", self.enroll_context(view))
+    }
+
+    fn enroll_context(&self, view: &EnrollView<'_>) -> minijinja::Value {
+        context! {
+            action => format!("{}/enroll/totp", view.prefix),
+            csrf => view.csrf,
+            rd => view.rd,
+            issuer => view.issuer,
+            secret_text => view.secret_text,
+            uri => view.uri,
+            qr_svg => minijinja::Value::from_safe_string(view.qr_svg.to_owned()),
+            was_reset => view.was_reset,
+            message => self.message(view.message),
+        }
     }
 
     pub fn signup(&self, view: &SignupView<'_>) -> String {
+        self.render("signup.html", self.signup_context(view))
+    }
+
+    fn signup_context(&self, view: &SignupView<'_>) -> minijinja::Value {
         let field = |name: &str| view.fields.get(name).map_or("", String::as_str);
-        self.render(
-            "signup.html",
-            context! {
-                action => format!("{}/signup", view.prefix),
-                login_url => format!("{}/login", view.prefix),
-                csrf => view.csrf,
-                name => field("name"),
-                email => field("email"),
-                country_code => field("country_code"),
-                phone => field("phone"),
-                chosen => field("second_factor"),
-                methods => view.methods.iter().map(|m| context! { value => *m, label => method_label(m) }).collect::<Vec<_>>(),
-                min_password => view.min_password,
-                message => view.message,
-            },
-        )
+        let methods: Vec<minijinja::Value> = view
+            .methods
+            .iter()
+            .map(|m| context! { value => *m, label => self.method_label(m) })
+            .collect();
+        context! {
+            action => format!("{}/signup", view.prefix),
+            login_url => format!("{}/login", view.prefix),
+            csrf => view.csrf,
+            name => field("name"),
+            email => field("email"),
+            country_code => field("country_code"),
+            phone => field("phone"),
+            chosen => field("second_factor"),
+            methods,
+            min_password => view.min_password,
+            message => self.message(view.message),
+        }
     }
 
     pub fn logout(&self, action: &str, csrf: &str, user: Option<&str>) -> String {
         self.render("logout.html", context! { action, csrf, user })
     }
 
+    /// `message`: the gateway's English text, translated here.
     pub fn error(&self, status: u16, message: &str) -> String {
+        let message = self.message(Some(message));
         self.render("error.html", context! { status, message })
     }
 
     fn render(&self, name: &str, ctx: minijinja::Value) -> String {
-        self.env
-            .get_template(name)
-            .and_then(|t| t.render(ctx))
-            .unwrap_or_else(|e| {
-                tracing::error!(template = name, error = %e, "page rendering failed");
-                "<!doctype html><title>authgate</title><p>Internal error.</p>".to_owned()
-            })
+        self.try_render(name, ctx).unwrap_or_else(|e| {
+            tracing::error!(template = name, error = %e, "page rendering failed");
+            "<!doctype html><title>authgate</title><p>Internal error.</p>".to_owned()
+        })
+    }
+
+    fn try_render(&self, name: &str, ctx: minijinja::Value) -> Result<String, minijinja::Error> {
+        let lang = self.shared.catalogues.tag(self.language);
+        self.shared
+            .env
+            .get_template(name)?
+            .render(context! { lang, ..ctx })
+    }
+
+    /// Renders every page once with sample data: the first that fails is
+    /// named, with the template and line minijinja reports.
+    pub fn check(&self) -> Result<(), PagesError> {
+        let fields = std::collections::HashMap::new();
+        let samples = [
+            ("login.html", self.login_context(&samples::LOGIN)),
+            ("verify.html", self.verify_context(&samples::VERIFY)),
+            ("enroll.html", self.enroll_context(&samples::ENROLL)),
+            (
+                "signup.html",
+                self.signup_context(&samples::signup(&fields)),
+            ),
+            (
+                "logout.html",
+                context! { action => "/logout", csrf => "t", user => "a@example.com" },
+            ),
+            (
+                "error.html",
+                context! { status => 502, message => "Sample." },
+            ),
+        ];
+        for (name, ctx) in samples {
+            self.try_render(name, ctx)
+                .map_err(|e| PagesError::template(name, &e))?;
+        }
+        Ok(())
+    }
+
+    /// A message the gateway puts on a page, in this page's language.
+    fn message<'a>(&'a self, english: Option<&'a str>) -> Option<&'a str> {
+        english.map(|text| self.shared.catalogues.message(self.language, text))
+    }
+
+    /// How a method is named to the user.
+    fn method_label<'a>(&'a self, method: &'a str) -> &'a str {
+        let key = match method {
+            "authy" => "method.authy",
+            "totp" => "method.totp",
+            "verify" => "method.verify",
+            _ => "method.other",
+        };
+        self.shared
+            .catalogues
+            .text(self.language, key)
+            .unwrap_or(method)
     }
 }
 
-/// How a method is named to the user.
-fn method_label(method: &str) -> &'static str {
-    match method {
-        "authy" => "Authy app or SMS",
-        "totp" => "Authenticator app",
-        "verify" => "Code sent to your phone or email",
-        _ => "Other method",
+/// `t(key, name=value…)` in a template: the text of `key` in the page's
+/// language (`lang`), with `{name}` filled in. An unknown key is an error,
+/// so `check` catches a misspelt one in an operator's template.
+fn translate(
+    catalogues: &Catalogues,
+    state: &State,
+    key: &str,
+    args: &Kwargs,
+) -> Result<String, minijinja::Error> {
+    let language = state
+        .lookup("lang")
+        .and_then(|tag| catalogues.language(tag.as_str()?))
+        .unwrap_or(i18n::ENGLISH);
+    let text = catalogues.text(language, key).ok_or_else(|| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("no message {key:?} in the catalogues"),
+        )
+    })?;
+    let mut text = text.to_owned();
+    for name in args.args() {
+        let value: minijinja::Value = args.get(name)?;
+        text = text.replace(&format!("{{{name}}}"), &value.to_string());
+    }
+    Ok(text)
+}
+
+/// The sample data `check` renders every page with.
+mod samples {
+    use super::*;
+
+    pub const LOGIN: LoginView<'static> = LoginView {
+        action: "/login",
+        csrf: "t",
+        rd: "/",
+        email: "a@example.com",
+        message: Some("Invalid email or password."),
+    };
+
+    pub const VERIFY: VerifyView<'static> = VerifyView {
+        prefix: "",
+        csrf: "t",
+        rd: "/",
+        method: "authy",
+        push: Some("pending"),
+        push_failed: false,
+        sends_codes: true,
+        others: &["totp"],
+        message: Some("Wrong code. Please try again."),
+    };
+
+    pub const ENROLL: EnrollView<'static> = EnrollView {
+        prefix: "",
+        csrf: "t",
+        rd: "/",
+        issuer: "authgate",
+        secret_text: "ABCD EFGH",
+        uri: "otpauth://totp/x?secret=ABCDEFGH",
+        qr_svg: "<svg></svg>",
+        was_reset: true,
+        message: None,
+    };
+
+    pub fn signup(fields: &std::collections::HashMap<String, String>) -> SignupView<'_> {
+        SignupView {
+            prefix: "",
+            csrf: "t",
+            fields,
+            min_password: 12,
+            methods: &["authy", "totp"],
+            message: Some("Enter your name."),
+        }
     }
 }
 
