@@ -209,3 +209,50 @@ fn level_name(level: crate::store::AuthLevel) -> &'static str {
         crate::store::AuthLevel::TwoFactor => "two_factor",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::ProxyError;
+
+    /// Every message the gateway puts on a page has its German words in
+    /// the catalogue (`[message]` in de.toml).
+    #[test]
+    fn a_german_browser_reads_the_gateway_messages_in_german() {
+        let german = crate::pages::Pages::new("/p").for_browser(Some("de"));
+        let errors = [
+            GatewayError::BadRequest("The form could not be read."),
+            GatewayError::Csrf,
+            GatewayError::PayloadTooLarge,
+            GatewayError::NotFound,
+            GatewayError::MethodNotAllowed,
+            GatewayError::Forbidden,
+            GatewayError::NoRandomness,
+            GatewayError::BadSignature,
+            GatewayError::Upstream(ProxyError::Timeout),
+            GatewayError::Upstream(ProxyError::Connect("refused".into())),
+        ];
+        let auth = [
+            AuthError::PasswordTooLong,
+            AuthError::AlreadyConfirmed,
+            AuthError::Signup("Enter your name."),
+            AuthError::InvalidCredentials,
+            AuthError::RateLimited { retry_after: 7 },
+            AuthError::Store(crate::store::StoreError::Write("disk".into())),
+            AuthError::LoginRequired,
+            AuthError::InvalidCode { left: 2 },
+            AuthError::TooManyWrongCodes,
+            AuthError::ChallengeExpired,
+            AuthError::CodeExpired,
+            AuthError::NoSecondFactor,
+            AuthError::ProviderUnavailable,
+            AuthError::ProviderRejected("no".into()),
+        ];
+        for err in errors.into_iter().chain(auth.map(GatewayError::from)) {
+            let page = german.error(err.status().as_u16(), err.message());
+            assert!(page.contains("<html lang=\"de\">"), "{page}");
+            assert!(page.contains("Fehler"), "{page}");
+            assert!(!page.contains(err.message()), "{err:?} in English: {page}");
+        }
+    }
+}

@@ -630,4 +630,175 @@ mod tests {
         );
         assert!(!verify.contains("<2>"), "{verify}");
     }
+
+    fn portal_config(dir: Option<&std::path::Path>) -> PortalConfig {
+        PortalConfig {
+            title: "Acme <Login>".into(),
+            logo: None,
+            css_file: None,
+            templates_dir: dir.map(std::path::Path::to_owned),
+            footer_links: Vec::new(),
+            default_language: "en".into(),
+        }
+    }
+
+    fn login_of(pages: &Pages, email: &str) -> String {
+        pages.login(&LoginView {
+            email,
+            message: Some("Invalid email or password."),
+            ..samples::LOGIN
+        })
+    }
+
+    #[test]
+    fn a_browser_that_asks_for_german_gets_german_pages() {
+        let pages = Pages::new("/_authgate");
+        let german = pages.for_browser(Some("de-DE,de;q=0.9,en;q=0.8"));
+        let page = login_of(&german, "a@x");
+        assert!(page.contains("<html lang=\"de\">"), "{page}");
+        assert!(page.contains("<h1>Anmelden</h1>"), "{page}");
+        assert!(
+            page.contains("E-Mail-Adresse oder Passwort ist falsch."),
+            "{page}"
+        );
+        assert!(!page.contains("Password"), "{page}");
+        let english = login_of(&pages.for_browser(Some("fr, en;q=0.5")), "a@x");
+        assert!(english.contains("<html lang=\"en\">"), "{english}");
+        assert!(english.contains("<h1>Log in</h1>"), "{english}");
+        for page in every_page(&german) {
+            assert!(page.contains("<html lang=\"de\">"), "{page}");
+            assert!(!page.contains("Internal error"), "{page}");
+        }
+    }
+
+    #[test]
+    fn every_page_renders_in_every_language() {
+        let pages = Pages::new("/_authgate");
+        for language in pages.shared.catalogues.languages() {
+            pages.in_language(language).check().unwrap();
+        }
+    }
+
+    fn write(dir: &std::path::Path, name: &str, text: &str) {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn an_operator_template_replaces_the_built_in_one_and_stays_escaped() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "login.html",
+            "{% extends \"base.html\" %}{% block content %}<h1 id=\"acme\">{{ t(\"login.title\") }}</h1>\
+             {% include \"acme-note.html\" %}<p>{{ email }}</p>{% endblock %}",
+        );
+        write(
+            dir.path(),
+            "acme-note.html",
+            "<p class=\"note\">{{ portal_title }}</p>",
+        );
+        write(
+            dir.path(),
+            "i18n/fr.toml",
+            "[login]\ntitle = \"Connexion\"\n",
+        );
+        let pages = Pages::load(&portal_config(Some(dir.path())), "/_authgate").unwrap();
+        let page = login_of(&pages, "<script>alert(1)</script>");
+        assert!(page.contains("<h1 id=\"acme\">Log in</h1>"), "{page}");
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("&lt;script&gt;"), "{page}");
+        assert!(
+            page.contains("Acme &lt;Login&gt;"),
+            "the title is escaped: {page}"
+        );
+        let french = login_of(&pages.for_browser(Some("fr-CA")), "a@x");
+        assert!(french.contains("<html lang=\"fr\">"), "{french}");
+        assert!(french.contains(">Connexion</h1>"), "{french}");
+        let signup = pages.signup(&samples::signup(&Default::default()));
+        assert!(
+            signup.contains("<h1>Sign up</h1>"),
+            "the others stay: {signup}"
+        );
+    }
+
+    #[test]
+    fn a_broken_operator_template_is_named() {
+        let refused = |name: &str, source: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            write(dir.path(), name, source);
+            match Pages::load(&portal_config(Some(dir.path())), "/_authgate") {
+                Err(err @ PagesError::Template { .. }) => err.to_string(),
+                Err(other) => panic!("{name}: {other}"),
+                Ok(_) => panic!("{name}: {source:?} was taken"),
+            }
+        };
+        let syntax = refused("verify.html", "{% if %}");
+        assert!(
+            syntax.starts_with("portal.templates_dir: template verify.html: "),
+            "{syntax}"
+        );
+        let unknown = refused("logout.html", "{{ t(\"logout.no_such_key\") }}");
+        assert!(unknown.contains("template logout.html"), "{unknown}");
+        assert!(unknown.contains("logout.no_such_key"), "{unknown}");
+        let base = refused("base.html", "{{ nope() }}");
+        assert!(base.contains("base.html"), "{base}");
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "i18n/fr.toml", "[login]\ntitle = 1\n");
+        let err = Pages::load(&portal_config(Some(dir.path())), "/p")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("fr.toml"), "{err}");
+        let mut unknown_language = portal_config(None);
+        unknown_language.default_language = "fr".into();
+        let err = Pages::load(&unknown_language, "/p").err().unwrap();
+        assert!(
+            err.to_string().starts_with("portal.default_language: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn brand_files_are_served_from_our_origin_with_their_types() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "logo.svg",
+            "<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
+        );
+        write(dir.path(), "acme.css", "main { color: teal; }");
+        let mut config = portal_config(None);
+        config.logo = Some(crate::config::Logo {
+            path: dir.path().join("logo.svg"),
+            image: crate::config::ImageType::Svg,
+        });
+        config.css_file = Some(dir.path().join("acme.css"));
+        config.footer_links = vec![crate::config::FooterLink {
+            text: "Help <desk>".into(),
+            url: url::Url::parse("https://help.example.com/").unwrap(),
+        }];
+        let pages = Pages::load(&config, "/_authgate").unwrap();
+        let page = unescape_slashes(&login_of(&pages, "a@x"));
+        let css = pages.static_file("brand/portal.css").unwrap();
+        assert_eq!(css.content_type, "text/css; charset=utf-8");
+        assert_eq!(&css.body[..], b"main { color: teal; }");
+        let logo = pages.static_file("brand/logo.svg").unwrap();
+        assert_eq!(logo.content_type, "image/svg+xml");
+        let built_in = page.find("/_authgate/static/authgate.css?v=").unwrap();
+        let brand = page
+            .find("<link rel=\"stylesheet\" href=\"/_authgate/static/brand/portal.css?v=")
+            .unwrap_or_else(|| panic!("{page}"));
+        assert!(built_in < brand, "the operator's styles come last: {page}");
+        assert!(
+            page.contains("<img class=\"logo\" src=\"/_authgate/static/brand/logo.svg?v="),
+            "{page}"
+        );
+        assert!(
+            page.contains("<a href=\"https://help.example.com/\">Help &lt;desk&gt;</a>"),
+            "{page}"
+        );
+        assert!(pages.static_file("brand/logo.png").is_none());
+        assert!(pages.static_file("brand/../acme.css").is_none());
+    }
 }
