@@ -19,6 +19,7 @@ mod limits;
 mod login;
 mod logout;
 mod metrics;
+mod monitoring;
 mod portal_brand;
 mod portal_headers;
 mod proxies;

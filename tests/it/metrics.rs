@@ -11,7 +11,7 @@ use crate::support::*;
 
 /// The address the gateway logged for its metrics listener (it was told
 /// to bind port 0, so no two tests fight over a port).
-async fn metrics_addr(gw: &Gateway) -> String {
+pub async fn metrics_addr(gw: &Gateway) -> String {
     let mut found = None;
     let logged = eventually(100, Duration::from_millis(50), || {
         found = gw
@@ -31,7 +31,7 @@ async fn metrics_addr(gw: &Gateway) -> String {
     found.unwrap()
 }
 
-async fn scrape(addr: &str) -> (StatusCode, String, String) {
+pub async fn scrape(addr: &str) -> (StatusCode, String, String) {
     let r = client()
         .get(format!("http://{addr}/metrics"))
         .send()
