@@ -303,3 +303,37 @@ async fn a_code_post_lands_on_another_host_under_the_cookie_domain() {
     assert_eq!(landed.host_str(), Some("app.example.test"), "{landed}");
     stage.finish().await;
 }
+
+/// A chromium whose language is German (`--lang=de`: it sends
+/// `Accept-Language: de`) gets the portal in German: the login page, and
+/// after the password the second-factor page.
+#[tokio::test]
+async fn a_german_browser_gets_the_portal_in_german() {
+    let turn = ONE_AT_A_TIME.lock().await;
+    let gateway = Gateway::start().await;
+    let switches = ["--lang=de".to_owned(), "--accept-lang=de".to_owned()];
+    let browser = Browser::start_with("german", &switches).await;
+    let stage = Stage {
+        browser,
+        gateway,
+        _turn: turn,
+    };
+    let b = &stage.browser;
+    b.goto(&stage.gateway.url("/_authgate/login")).await;
+    b.wait_page("the German login page", PAGE, |_, source| {
+        source.contains(r#"<html lang="de">"#) && source.contains("<h1>Anmelden</h1>")
+    })
+    .await;
+    b.type_into("input[name=email]", DEMO_EMAIL).await;
+    b.type_into("input[name=password]", DEMO_PASSWORD).await;
+    b.click("form button[type=submit]").await;
+    b.wait_page("the German second-factor page", PAGE, |url, source| {
+        url.path() == "/_authgate/verify"
+            && source.contains("<h1>Bestätigen Sie, dass Sie es sind</h1>")
+    })
+    .await;
+    let waiting = b.find("#push-state").await;
+    let text = bounded("reading the waiting text", waiting.text()).await;
+    assert_eq!(text, "Warten auf Ihre Bestätigung …");
+    stage.finish().await;
+}
