@@ -148,7 +148,7 @@ fn given(value: &str) -> Option<&str> {
 
 fn logo(value: &str) -> Result<Logo> {
     let key = "portal.logo_file";
-    let path = super::validate::readable_file(key, value)?;
+    let path = readable_file(key, value)?;
     let image = ImageType::of(&path).ok_or_else(|| {
         ConfigError::at(
             key,
@@ -160,7 +160,7 @@ fn logo(value: &str) -> Result<Logo> {
 
 fn style_sheet(value: &str) -> Result<PathBuf> {
     let key = "portal.css_file";
-    let path = super::validate::readable_file(key, value)?;
+    let path = readable_file(key, value)?;
     if path.extension().and_then(|e| e.to_str()) != Some("css") {
         return Err(ConfigError::at(
             key,
@@ -168,6 +168,22 @@ fn style_sheet(value: &str) -> Result<PathBuf> {
         ));
     }
     Ok(path)
+}
+
+/// A file that opens now; `pages` reads it at start.
+fn readable_file(key: &str, value: &str) -> Result<PathBuf> {
+    let path = Path::new(value);
+    match std::fs::File::open(path).and_then(|f| f.metadata()) {
+        Ok(meta) if meta.is_file() => Ok(path.to_owned()),
+        Ok(_) => Err(ConfigError::at(
+            key,
+            format!("{value:?} is not a regular file"),
+        )),
+        Err(err) => Err(ConfigError::at(
+            key,
+            format!("{value:?} cannot be read: {err}"),
+        )),
+    }
 }
 
 fn templates_dir(value: &str) -> Result<PathBuf> {

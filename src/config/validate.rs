@@ -109,7 +109,7 @@ fn tls_files(raw: &RawServer) -> Result<Option<TlsFiles>> {
     }
 }
 
-pub(super) fn readable_file(key: &str, value: &str) -> Result<PathBuf> {
+fn readable_file(key: &str, value: &str) -> Result<PathBuf> {
     let path = Path::new(value);
     match std::fs::File::open(path).and_then(|f| f.metadata()) {
         Ok(meta) if meta.is_file() => Ok(path.to_owned()),
