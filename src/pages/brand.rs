@@ -12,7 +12,7 @@ use minijinja::{Environment, context};
 use super::StaticFile;
 use super::assets::fnv1a;
 use super::i18n::{CatalogueError, Catalogues};
-use crate::config::PortalConfig;
+use crate::config::{ImageType, PortalConfig};
 
 /// Why the pages cannot be made from `[portal]`; each names the key.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,8 @@ pub enum PagesError {
         path: PathBuf,
         source: CatalogueError,
     },
+    #[error("portal.logo_file: {}: the content is not a {} image", path.display(), image.extension())]
+    NotAnImage { path: PathBuf, image: ImageType },
     #[error(
         "portal.default_language: no catalogue for {0:?} (built in: en, de; templates_dir/i18n/{0}.toml adds one)"
     )]
@@ -103,7 +105,14 @@ impl Brand {
         let logo = portal.logo.as_ref().map(|logo| {
             let name = format!("brand/logo.{}", logo.image.extension());
             let content_type = logo.image.content_type();
-            BrandFile::read("portal.logo_file", &logo.path, name, content_type, prefix)
+            let file = BrandFile::read("portal.logo_file", &logo.path, name, content_type, prefix)?;
+            match is_image(logo.image, &file.body) {
+                true => Ok(file),
+                false => Err(PagesError::NotAnImage {
+                    path: logo.path.clone(),
+                    image: logo.image,
+                }),
+            }
         });
         let style_sheet = portal.css_file.as_ref().map(|path| {
             let name = "brand/portal.css".to_owned();
@@ -148,6 +157,23 @@ impl Brand {
                 content_type: file.content_type,
                 body: file.body.clone(),
             })
+    }
+}
+
+/// Whether `body` starts as a file of type `image` does: the logo is
+/// served with the type its name says (and `nosniff`), so a page saved as
+/// `logo.png` by mistake is refused at start rather than shown broken.
+fn is_image(image: ImageType, body: &[u8]) -> bool {
+    match image {
+        ImageType::Png => body.starts_with(b"\x89PNG\r\n\x1a\n"),
+        ImageType::Jpeg => body.starts_with(b"\xff\xd8\xff"),
+        ImageType::Gif => body.starts_with(b"GIF87a") || body.starts_with(b"GIF89a"),
+        ImageType::Webp => body.len() >= 12 && &body[..4] == b"RIFF" && &body[8..12] == b"WEBP",
+        ImageType::Ico => body.starts_with(b"\0\0\x01\0"),
+        ImageType::Svg => {
+            let head = &body[..body.len().min(4096)];
+            String::from_utf8_lossy(head).contains("<svg")
+        }
     }
 }
 
@@ -203,4 +229,26 @@ fn read_text(path: &Path) -> Result<String, PagesError> {
         path: path.to_owned(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_logo_must_be_the_image_its_name_says() {
+        assert!(is_image(ImageType::Png, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"));
+        assert!(!is_image(ImageType::Png, b"<!doctype html>"));
+        assert!(is_image(ImageType::Jpeg, b"\xff\xd8\xff\xe0"));
+        assert!(is_image(ImageType::Gif, b"GIF89a..."));
+        assert!(is_image(ImageType::Webp, b"RIFF\x10\0\0\0WEBPVP8 "));
+        assert!(!is_image(ImageType::Webp, b"RIFF\x10\0\0\0WAVE"));
+        assert!(is_image(ImageType::Ico, b"\0\0\x01\0\x01\0"));
+        assert!(is_image(
+            ImageType::Svg,
+            b"<?xml version=\"1.0\"?>\n<svg xmlns=\"x\"/>"
+        ));
+        assert!(!is_image(ImageType::Svg, b"<html></html>"));
+        assert!(!is_image(ImageType::Png, b""));
+    }
 }
