@@ -32,9 +32,15 @@ enum Content {
     },
     /// On to `location` after a step: a 303 for browsers; for API clients
     /// 200 and `json`, which names where to go.
-    Next { location: String, json: Value },
+    Next {
+        location: String,
+        json: Value,
+    },
     /// The same JSON for every client.
-    Json { status: StatusCode, json: Value },
+    Json {
+        status: StatusCode,
+        json: Value,
+    },
     /// The same redirect for every client.
     Redirect {
         status: StatusCode,
@@ -42,11 +48,15 @@ enum Content {
     },
     /// A session is needed: browsers go to the login page at `location`,
     /// API clients get "login required".
-    LoginFirst { location: String },
+    LoginFirst {
+        location: String,
+    },
     /// A failure shown as the error page or the JSON error; `json_only`
     /// for an endpoint that speaks JSON to every client.
-    Failed { err: GatewayError, json_only: bool },
-    /// A file the pages load: built in, or the operator's brand.
+    Failed {
+        err: GatewayError,
+        json_only: bool,
+    },
     Asset(StaticFile),
 }
 

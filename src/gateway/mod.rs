@@ -146,7 +146,8 @@ impl Gateway {
         // keep their cost, and show their rare error pages in the default.
         let browser_pages = route.is_portal().then(|| {
             let accept_language = req.headers().get(http::header::ACCEPT_LANGUAGE);
-            (self.portal.pages).for_browser(accept_language.and_then(|v| v.to_str().ok()))
+            let accept_language = accept_language.and_then(|v| v.to_str().ok());
+            self.portal.pages.for_browser(accept_language)
         });
         let pages = browser_pages.as_ref().unwrap_or(&self.portal.pages);
         let result = match route {
@@ -234,7 +235,9 @@ impl Gateway {
             .strip_prefix(self.portal.prefix.as_str())
             .and_then(|rest| rest.strip_prefix("/static/"))
             .unwrap_or_default();
-        (self.portal.pages.static_file(name))
+        self.portal
+            .pages
+            .static_file(name)
             .map(Answer::asset)
             .ok_or(GatewayError::NotFound)
     }
