@@ -173,7 +173,6 @@ impl WebauthnFactor {
             .credentials(user)?
             .iter()
             .filter_map(|c| URL_SAFE_NO_PAD.decode(&c.id).ok())
-            .map(Into::into)
             .collect();
         let conveyance = match self.attestation {
             Attestation::None => AttestationConveyancePreference::None,
@@ -190,7 +189,7 @@ impl WebauthnFactor {
             .new_challenge_register_builder(&user_handle(&email), &email, display)
             .map_err(engine_error)?
             .attestation(conveyance)
-            .user_verification_policy(self.policy.clone())
+            .user_verification_policy(self.policy)
             .require_resident_key(self.passwordless)
             .exclude_credentials(Some(known));
         let (options, state) = self
@@ -269,7 +268,7 @@ impl WebauthnFactor {
     fn start_authentication(&self, credentials: Vec<Credential>) -> Result<Ceremony, FactorError> {
         let builder = self
             .core
-            .new_challenge_authenticate_builder(credentials, Some(self.policy.clone()))
+            .new_challenge_authenticate_builder(credentials, Some(self.policy))
             .map_err(engine_error)?
             .allow_backup_eligible_upgrade(true);
         let (options, state) = self
