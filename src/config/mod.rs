@@ -7,6 +7,7 @@ mod load;
 mod portal;
 mod raw;
 mod validate;
+mod webauthn;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use ipnet::IpNet;
 pub use error::ConfigError;
 pub use load::{ConfigSource, effective_config_masked, load, load_for_store_copy, users_file_path};
 pub use portal::{FooterLink, ImageType, Logo, PortalConfig};
+pub use webauthn::{Attestation, UserVerification, WebauthnConfig, parse_aaguid};
 
 /// The validated, typed configuration the rest of the program uses.
 #[derive(Debug, Clone)]
@@ -37,6 +39,8 @@ pub struct Config {
     /// `[verify]` (Twilio Verify), on when its credentials are set or
     /// `auth.methods` lists `verify`.
     pub verify: Option<VerifyConfig>,
+    /// `[webauthn]`, on when `auth.methods` lists `webauthn`.
+    pub webauthn: Option<WebauthnConfig>,
     pub signup: SignupConfig,
     pub metrics: MetricsConfig,
     pub proxy: ProxyConfig,

@@ -26,16 +26,28 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("verify.html", include_str!("templates/verify.html")),
     ("signup.html", include_str!("templates/signup.html")),
     ("enroll.html", include_str!("templates/enroll.html")),
+    (
+        "enroll_webauthn.html",
+        include_str!("templates/enroll_webauthn.html"),
+    ),
+    ("security.html", include_str!("templates/security.html")),
+    (
+        "webauthn_widget.html",
+        include_str!("templates/webauthn_widget.html"),
+    ),
     ("error.html", include_str!("templates/error.html")),
 ];
 
 /// What the login form shows.
 pub struct LoginView<'a> {
+    pub prefix: &'a str,
     pub action: &'a str,
     pub csrf: &'a str,
     pub rd: &'a str,
     pub email: &'a str,
     pub message: Option<&'a str>,
+    /// "Sign in with a passkey" is offered.
+    pub passkeys: bool,
 }
 
 /// What the second-factor page shows.
@@ -67,6 +79,37 @@ pub struct EnrollView<'a> {
     /// Rendered by our QR encoder from `uri`: markup, not user text.
     pub qr_svg: &'a str,
     pub was_reset: bool,
+    pub message: Option<&'a str>,
+    /// The security-key enrollment page, when the user may pick that.
+    pub webauthn_url: Option<&'a str>,
+}
+
+/// The page that registers a first security key or passkey.
+pub struct EnrollKeyView<'a> {
+    pub prefix: &'a str,
+    pub csrf: &'a str,
+    pub rd: &'a str,
+    /// The TOTP enrollment page, when the user may pick that instead.
+    pub totp_url: Option<&'a str>,
+    pub was_reset: bool,
+    pub message: Option<&'a str>,
+}
+
+/// One registered key as the security page lists it.
+pub struct KeyRow {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub last_used: String,
+}
+
+/// The security page: the user's keys, and adding or removing one.
+pub struct SecurityView<'a> {
+    pub prefix: &'a str,
+    pub csrf: &'a str,
+    pub keys: &'a [KeyRow],
+    /// Confirmed recently enough to add or remove a key.
+    pub can_change: bool,
     pub message: Option<&'a str>,
 }
 
@@ -160,6 +203,7 @@ impl Pages {
         }
         env.add_global("stylesheet_url", assets::STYLESHEET.url(prefix));
         env.add_global("push_script_url", assets::PUSH_SCRIPT.url(prefix));
+        env.add_global("webauthn_script_url", assets::WEBAUTHN_SCRIPT.url(prefix));
         brand.add_globals(&mut env);
         let words = catalogues.clone();
         env.add_function("t", move |state: &State, key: &str, args: Kwargs| {
@@ -214,6 +258,9 @@ impl Pages {
             rd => view.rd,
             email => view.email,
             message => self.message(view.message),
+            passkeys => view.passkeys,
+            options_url => format!("{}/webauthn/passkey/options", view.prefix),
+            finish_url => format!("{}/webauthn/passkey", view.prefix),
         }
     }
 
@@ -249,6 +296,8 @@ impl Pages {
             sends_codes => view.sends_codes,
             switch,
             message => self.message(view.message),
+            webauthn_options_url => format!("{}/webauthn/assert/options", view.prefix),
+            webauthn_finish_url => format!("{}/webauthn/assert", view.prefix),
         }
     }
 
@@ -266,6 +315,47 @@ impl Pages {
             uri => view.uri,
             qr_svg => minijinja::Value::from_safe_string(view.qr_svg.to_owned()),
             was_reset => view.was_reset,
+            message => self.message(view.message),
+            webauthn_url => view.webauthn_url,
+        }
+    }
+
+    pub fn enroll_key(&self, view: &EnrollKeyView<'_>) -> String {
+        self.render("enroll_webauthn.html", self.enroll_key_context(view))
+    }
+
+    fn enroll_key_context(&self, view: &EnrollKeyView<'_>) -> minijinja::Value {
+        context! {
+            csrf => view.csrf,
+            rd => view.rd,
+            options_url => format!("{}/webauthn/register/options", view.prefix),
+            finish_url => format!("{}/webauthn/register", view.prefix),
+            totp_url => view.totp_url,
+            was_reset => view.was_reset,
+            message => self.message(view.message),
+        }
+    }
+
+    pub fn security(&self, view: &SecurityView<'_>) -> String {
+        self.render("security.html", self.security_context(view))
+    }
+
+    fn security_context(&self, view: &SecurityView<'_>) -> minijinja::Value {
+        let keys: Vec<minijinja::Value> = view
+            .keys
+            .iter()
+            .map(|k| {
+                context! { id => &k.id, name => &k.name, created => &k.created, last_used => &k.last_used }
+            })
+            .collect();
+        context! {
+            action => format!("{}/account/security", view.prefix),
+            csrf => view.csrf,
+            rd => format!("{}/account/security", view.prefix),
+            keys,
+            can_change => view.can_change,
+            options_url => format!("{}/webauthn/register/options", view.prefix),
+            finish_url => format!("{}/webauthn/register", view.prefix),
             message => self.message(view.message),
         }
     }
@@ -325,10 +415,19 @@ impl Pages {
     /// named, with the template and line minijinja reports.
     pub fn check(&self) -> Result<(), PagesError> {
         let fields = std::collections::HashMap::new();
+        let keys = samples::keys();
         let samples = [
             ("login.html", self.login_context(&samples::LOGIN)),
             ("verify.html", self.verify_context(&samples::VERIFY)),
             ("enroll.html", self.enroll_context(&samples::ENROLL)),
+            (
+                "enroll_webauthn.html",
+                self.enroll_key_context(&samples::ENROLL_KEY),
+            ),
+            (
+                "security.html",
+                self.security_context(&samples::security(&keys)),
+            ),
             (
                 "signup.html",
                 self.signup_context(&samples::signup(&fields)),
@@ -360,6 +459,7 @@ impl Pages {
             "authy" => "method.authy",
             "totp" => "method.totp",
             "verify" => "method.verify",
+            "webauthn" => "method.webauthn",
             _ => "method.other",
         };
         self.shared
@@ -401,12 +501,42 @@ mod samples {
     use super::*;
 
     pub const LOGIN: LoginView<'static> = LoginView {
+        prefix: "",
         action: "/login",
         csrf: "t",
         rd: "/",
         email: "a@example.com",
         message: Some("Invalid email or password."),
+        passkeys: true,
     };
+
+    pub const ENROLL_KEY: EnrollKeyView<'static> = EnrollKeyView {
+        prefix: "",
+        csrf: "t",
+        rd: "/",
+        totp_url: Some("/enroll/totp"),
+        was_reset: true,
+        message: None,
+    };
+
+    pub fn keys() -> Vec<KeyRow> {
+        vec![KeyRow {
+            id: "k1".into(),
+            name: "YubiKey".into(),
+            created: "2026-12-05 10:00 UTC".into(),
+            last_used: "never".into(),
+        }]
+    }
+
+    pub fn security(keys: &[KeyRow]) -> SecurityView<'_> {
+        SecurityView {
+            prefix: "",
+            csrf: "t",
+            keys,
+            can_change: true,
+            message: None,
+        }
+    }
 
     pub const VERIFY: VerifyView<'static> = VerifyView {
         prefix: "",
@@ -430,6 +560,7 @@ mod samples {
         qr_svg: "<svg></svg>",
         was_reset: true,
         message: None,
+        webauthn_url: Some("/enroll/webauthn"),
     };
 
     pub fn signup(fields: &std::collections::HashMap<String, String>) -> SignupView<'_> {
@@ -452,11 +583,13 @@ mod tests {
     fn values_are_html_escaped() {
         let pages = Pages::new("/_authgate");
         let page = pages.login(&LoginView {
+            prefix: "/_authgate",
             action: "/_authgate/login",
             csrf: "tok\"en",
             rd: "http://x/?a=<script>",
             email: "<b>a@example.com</b>",
             message: Some("<i>bad</i>"),
+            passkeys: true,
         });
         assert!(!page.contains("<script>"), "{page}");
         assert!(!page.contains("<b>a@"), "{page}");
@@ -470,11 +603,40 @@ mod tests {
         let fields = std::collections::HashMap::new();
         let mut all = vec![
             pages.login(&LoginView {
+                prefix: "/_authgate",
                 action: "/_authgate/login",
                 csrf: "t",
                 rd: "/",
                 email: "a@x",
                 message: Some("Invalid email or password."),
+                passkeys: true,
+            }),
+            pages.enroll_key(&EnrollKeyView {
+                prefix: "/_authgate",
+                csrf: "t",
+                rd: "/",
+                totp_url: Some("/_authgate/enroll/totp"),
+                was_reset: true,
+                message: Some("Not accepted."),
+            }),
+            pages.security(&SecurityView {
+                prefix: "/_authgate",
+                csrf: "t",
+                keys: &[KeyRow {
+                    id: "k1".into(),
+                    name: "<b>key</b>".into(),
+                    created: "2026-12-05".into(),
+                    last_used: "never".into(),
+                }],
+                can_change: true,
+                message: Some("Removed."),
+            }),
+            pages.security(&SecurityView {
+                prefix: "/_authgate",
+                csrf: "t",
+                keys: &[],
+                can_change: false,
+                message: None,
             }),
             pages.logout("/_authgate/logout", "t", Some("a@x")),
             pages.logout("/_authgate/logout", "t", None),
@@ -497,10 +659,16 @@ mod tests {
                 qr_svg: "<svg id=\"qr\"></svg>",
                 was_reset: true,
                 message: Some("Wrong code."),
+                webauthn_url: Some("/_authgate/enroll/webauthn"),
             }),
         ];
         for push in [Some("pending"), Some("denied"), Some("expired"), None] {
-            for (method, sends_codes) in [("authy", true), ("totp", false), ("verify", true)] {
+            for (method, sends_codes) in [
+                ("authy", true),
+                ("totp", false),
+                ("verify", true),
+                ("webauthn", false),
+            ] {
                 all.push(pages.verify(&VerifyView {
                     prefix: "/_authgate",
                     csrf: "t",
@@ -612,6 +780,7 @@ mod tests {
             qr_svg: "<svg id=\"qr\"></svg>",
             was_reset: true,
             message: None,
+            webauthn_url: None,
         });
         assert!(
             enroll.contains("<svg id=\"qr\">"),

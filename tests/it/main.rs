@@ -35,3 +35,4 @@ mod upgrade;
 mod upstream_errors;
 mod users_reload;
 mod verify;
+mod webauthn;
