@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 use webauthn_rs_core::WebauthnCore;
 use webauthn_rs_core::proto::{
     AttestationConveyancePreference, AuthenticationResult, AuthenticationState, Credential,
-    PublicKeyCredential, RegisterPublicKeyCredential, RegistrationState, UserVerificationPolicy,
+    PublicKeyCredential, RegisterPublicKeyCredential, RegistrationState, ResidentKeyRequirement,
+    UserVerificationPolicy,
 };
 
 use super::{CodeCheck, FactorError, FactorUser, SecondFactor};
@@ -190,12 +191,20 @@ impl WebauthnFactor {
             .map_err(engine_error)?
             .attestation(conveyance)
             .user_verification_policy(self.policy)
-            .require_resident_key(self.passwordless)
             .exclude_credentials(Some(known));
-        let (options, state) = self
+        let (mut options, state) = self
             .core
             .generate_challenge_register(builder)
             .map_err(engine_error)?;
+        if self.passwordless {
+            // A passkey where the authenticator can keep one, for "Sign in
+            // with a passkey"; a plain security key still registers as a
+            // second factor (the engine knows only "required" or not).
+            if let Some(selection) = options.public_key.authenticator_selection.as_mut() {
+                selection.resident_key = Some(ResidentKeyRequirement::Preferred);
+                selection.require_resident_key = false;
+            }
+        }
         Ok(Ceremony {
             options: encode_state(&options)?,
             state: encode_state(&state)?,
