@@ -1,0 +1,391 @@
+//! WebAuthn in a real browser: chromium's virtual authenticators (the
+//! WebDriver WebAuthn extension) stand in for security keys and passkeys,
+//! and the demo's `passkey@example.com`, pinned to `webauthn` with no
+//! credential yet, enrols one at the first login. The pages are browsed
+//! at `localhost`, the demo's relying-party id.
+
+use std::time::Duration;
+
+use authgate::demo::DEMO_PASSWORD;
+use fantoccini::Locator;
+
+use crate::Stage;
+use crate::harness::{AuthenticatorOptions, PAGE, VirtualAuthenticator, bounded, wait_for};
+
+const PASSKEY_EMAIL: &str = "passkey@example.com";
+/// The page the user asks for before logging in.
+const TARGET: &str = "/reports/keys?x=1";
+const TARGET_PATH: &str = "/reports/keys";
+const ENROL_PATH: &str = "/_authgate/enroll/webauthn";
+const SECURITY_PATH: &str = "/_authgate/account/security";
+const REGISTER_WIDGET: &str = r#"data-mode="register""#;
+const ASSERT_WIDGET: &str = r#"data-mode="assert""#;
+/// A ceremony (key generation included) on the slow 2-core machine.
+const CEREMONY: Duration = Duration::from_secs(30);
+
+impl Stage {
+    /// Asks for `TARGET` at `localhost`, lands on the login page and sends
+    /// the passkey user's password.
+    async fn send_password(&self) {
+        let b = &self.browser;
+        self.expect_login_page().await;
+        b.type_into("input[name=email]", PASSKEY_EMAIL).await;
+        b.type_into("input[name=password]", DEMO_PASSWORD).await;
+        b.click("form button[type=submit]").await;
+    }
+
+    /// Asks for `TARGET` and lands on the login page, which keeps it in `rd`.
+    async fn expect_login_page(&self) {
+        let b = &self.browser;
+        b.goto(&self.gateway.localhost(TARGET)).await;
+        let (login, _) = b
+            .wait_page("the login page", PAGE, |url, source| {
+                url.path() == "/_authgate/login" && source.contains(r#"name="password""#)
+            })
+            .await;
+        let rd = query_value(&login, "rd");
+        assert!(
+            rd.ends_with(TARGET),
+            "the login URL {login} keeps the page in rd"
+        );
+    }
+
+    /// From the first login's enrolment page: names the key, runs the
+    /// registration, and lands on `TARGET`.
+    async fn enrol_at_first_login(&self, key_name: &str) {
+        let b = &self.browser;
+        b.wait_page("the WebAuthn enrolment page", PAGE, |url, source| {
+            url.path() == ENROL_PATH && source.contains(REGISTER_WIDGET)
+        })
+        .await;
+        b.type_into("#webauthn-name", key_name).await;
+        b.click("#webauthn-start").await;
+        self.expect_app("after the enrolment").await;
+    }
+
+    /// The verify page offers the key; a click runs the assertion.
+    async fn confirm_with_key(&self) {
+        let b = &self.browser;
+        b.wait_page("the verify page with the key", PAGE, |url, source| {
+            url.path() == "/_authgate/verify" && source.contains(ASSERT_WIDGET)
+        })
+        .await;
+        let button = bounded(
+            "reading the key button",
+            b.find("#webauthn-start").await.text(),
+        )
+        .await;
+        assert!(
+            button.contains("Use your security key or passkey"),
+            "the verify page's button: {button:?}"
+        );
+        b.click("#webauthn-start").await;
+    }
+
+    /// The demo upstream shows `TARGET` to the passkey user.
+    async fn expect_app(&self, how: &str) {
+        let b = &self.browser;
+        let (url, _) = b
+            .wait_page(
+                &format!("the upstream page {how}"),
+                CEREMONY,
+                |url, source| url.path() == TARGET_PATH && source.contains("remote-user"),
+            )
+            .await;
+        assert_eq!(url.host_str(), Some("localhost"), "{url}");
+        assert_eq!(url.query(), Some("x=1"), "the query of {url} was lost");
+        let cell = bounded(
+            "finding the remote-user row",
+            b.client
+                .find(Locator::XPath("//tr[td/code[text()='remote-user']]/td[2]")),
+        )
+        .await;
+        let shown = bounded("reading the remote-user cell", cell.text()).await;
+        assert_eq!(shown.trim(), PASSKEY_EMAIL, "remote-user {how}");
+    }
+
+    /// The logout page's button; lands on the login page.
+    async fn log_out(&self) {
+        let b = &self.browser;
+        b.goto(&self.gateway.localhost("/_authgate/logout")).await;
+        b.wait_page("the logout page", PAGE, |url, _| {
+            url.path() == "/_authgate/logout"
+        })
+        .await;
+        b.click("form button[type=submit]").await;
+        b.wait_page("the login page after logout", PAGE, |url, _| {
+            url.path() == "/_authgate/login"
+        })
+        .await;
+    }
+
+    /// The names in the security page's table of keys, in its order.
+    async fn key_names(&self) -> Vec<String> {
+        let cells = bounded(
+            "finding the key names",
+            self.browser
+                .client
+                .find_all(Locator::Css("tr.credential td.name")),
+        )
+        .await;
+        let mut names = Vec::new();
+        for cell in cells {
+            names.push(
+                bounded("reading a key name", cell.text())
+                    .await
+                    .trim()
+                    .to_owned(),
+            );
+        }
+        names
+    }
+
+    /// The remove button in the row of the key `name`.
+    async fn remove_key(&self, name: &str) {
+        let xpath = format!(
+            "//tr[contains(@class, 'credential')][td[contains(@class, 'name')][normalize-space() = '{name}']]\
+             //form[contains(@class, 'remove')]//button[@type = 'submit']"
+        );
+        let button = bounded(
+            &format!("finding the remove button of {name:?}"),
+            self.browser.client.find(Locator::XPath(&xpath)),
+        )
+        .await;
+        bounded(&format!("removing {name:?}"), button.click()).await;
+    }
+
+    /// Waits until the security page (a new load of it) lists `expected`.
+    async fn expect_keys(&self, expected: &[&str]) {
+        wait_for(&format!("the keys {expected:?}"), CEREMONY, || async {
+            let url = self
+                .browser
+                .client
+                .current_url()
+                .await
+                .map_err(|e| e.to_string())?;
+            if url.path() != SECURITY_PATH {
+                return Err(format!("the browser is at {url}"));
+            }
+            let names = self.key_names().await;
+            match names == expected {
+                true => Ok(()),
+                false => Err(format!("keys listed: {names:?}")),
+            }
+        })
+        .await;
+    }
+}
+
+fn query_value(url: &url::Url, key: &str) -> String {
+    url.query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// The one credential `authenticator` holds, for `localhost`.
+async fn only_credential(stage: &Stage, authenticator: &VirtualAuthenticator) -> u64 {
+    let held = authenticator.credentials(&stage.browser).await;
+    assert_eq!(held.len(), 1, "credentials on the authenticator: {held:?}");
+    assert_eq!(held[0].rp_id, "localhost", "{held:?}");
+    assert!(!held[0].id.is_empty(), "{held:?}");
+    held[0].sign_count
+}
+
+/// The first login enrols a security key; after logout the password and
+/// the key get the user in again, and the key has signed once more.
+#[tokio::test]
+async fn first_login_enrols_a_key_that_then_confirms_the_login() {
+    let stage = Stage::start("webauthn-enrol").await;
+    let key = stage
+        .browser
+        .add_authenticator(AuthenticatorOptions::security_key())
+        .await;
+    stage.send_password().await;
+    stage.enrol_at_first_login("my key").await;
+    let enrolled = only_credential(&stage, &key).await;
+
+    stage.log_out().await;
+    stage.send_password().await;
+    stage.confirm_with_key().await;
+    stage.expect_app("after the key").await;
+    let used = only_credential(&stage, &key).await;
+    assert!(
+        used > enrolled,
+        "the key signed the login: counter {enrolled} then {used}"
+    );
+    stage.finish().await;
+}
+
+/// A passkey that verifies the user is both factors: "Sign in with a
+/// passkey" on the login page, nothing typed, lands on the app.
+#[tokio::test]
+async fn a_verified_passkey_signs_in_without_a_password() {
+    let stage = Stage::start("webauthn-passwordless").await;
+    let passkey = stage
+        .browser
+        .add_authenticator(AuthenticatorOptions::passkey())
+        .await;
+    stage.send_password().await;
+    stage.enrol_at_first_login("phone").await;
+    let held = passkey.credentials(&stage.browser).await;
+    assert!(
+        held.len() == 1 && held[0].resident,
+        "one discoverable credential: {held:?}"
+    );
+
+    stage.log_out().await;
+    stage.expect_login_page().await;
+    let b = &stage.browser;
+    let button = bounded(
+        "reading the passkey button",
+        b.find("#passkey-start").await.text(),
+    )
+    .await;
+    assert!(button.contains("Sign in with a passkey"), "{button:?}");
+    b.click("#passkey-start").await;
+    stage.expect_app("after the passkey alone").await;
+    stage.finish().await;
+}
+
+/// A passkey on a key that cannot verify the user is one factor: the
+/// usual second step follows, and the key confirms it.
+#[tokio::test]
+async fn an_unverified_passkey_is_one_factor() {
+    let stage = Stage::start("webauthn-unverified").await;
+    let passkey = stage
+        .browser
+        .add_authenticator(AuthenticatorOptions {
+            user_verification: false,
+            user_verified: false,
+            ..AuthenticatorOptions::passkey()
+        })
+        .await;
+    stage.send_password().await;
+    stage.enrol_at_first_login("old key").await;
+    let held = passkey.credentials(&stage.browser).await;
+    assert!(
+        held.len() == 1 && held[0].resident,
+        "one discoverable credential: {held:?}"
+    );
+
+    stage.log_out().await;
+    stage.expect_login_page().await;
+    stage.browser.click("#passkey-start").await;
+    stage.confirm_with_key().await;
+    stage
+        .expect_app("after the passkey and the second step")
+        .await;
+    stage.finish().await;
+}
+
+/// The security page adds a second key under a name, removes the first,
+/// refuses to remove the last one, and the second key logs in.
+#[tokio::test]
+async fn the_security_page_adds_a_key_and_removes_the_first() {
+    let stage = Stage::start("webauthn-security").await;
+    let b = &stage.browser;
+    let first = b
+        .add_authenticator(AuthenticatorOptions::security_key())
+        .await;
+    stage.send_password().await;
+    stage.enrol_at_first_login("first key").await;
+
+    b.goto(&stage.gateway.localhost(SECURITY_PATH)).await;
+    stage.expect_keys(&["first key"]).await;
+    let last_used = bounded(
+        "reading when the key was last used",
+        b.find("tr.credential td.last-used").await.text(),
+    )
+    .await;
+    assert!(!last_used.trim().is_empty(), "the last-used cell is empty");
+
+    // Unplugged, so that the browser can only reach the second key.
+    first.remove(b).await;
+    let second = b
+        .add_authenticator(AuthenticatorOptions::security_key())
+        .await;
+    b.type_into("#webauthn-name", "backup key").await;
+    b.click("#webauthn-start").await;
+    stage.expect_keys(&["first key", "backup key"]).await;
+    only_credential(&stage, &second).await;
+
+    stage.remove_key("first key").await;
+    stage.expect_keys(&["backup key"]).await;
+
+    // The last factor stays while the second factor is required.
+    mark_document(&stage).await;
+    stage.remove_key("backup key").await;
+    b.wait_page(
+        "the security page after the refusal",
+        PAGE,
+        |url, source| url.path() == SECURITY_PATH && !source.contains(MARK),
+    )
+    .await;
+    stage.expect_keys(&["backup key"]).await;
+
+    stage.log_out().await;
+    stage.send_password().await;
+    stage.confirm_with_key().await;
+    stage.expect_app("after the second key").await;
+    stage.finish().await;
+}
+
+/// Set on the page's body by `mark_document`; gone once a new page loads.
+const MARK: &str = "data-before-submit";
+
+async fn mark_document(stage: &Stage) {
+    let script = format!("document.body.setAttribute('{MARK}', 'yes');");
+    bounded(
+        "marking the page",
+        stage.browser.client.execute(&script, vec![]),
+    )
+    .await;
+}
+
+/// A user who cancels (the key's user verification fails, as when the
+/// PIN or fingerprint prompt is dismissed) stays on the enrolment page
+/// with a message and no credential is made; trying again works.
+#[tokio::test]
+async fn a_cancelled_ceremony_stays_on_the_page_with_a_message() {
+    let stage = Stage::start("webauthn-cancel").await;
+    let b = &stage.browser;
+    let passkey = b
+        .add_authenticator(AuthenticatorOptions {
+            user_verified: false,
+            ..AuthenticatorOptions::passkey()
+        })
+        .await;
+    stage.send_password().await;
+    b.wait_page("the WebAuthn enrolment page", PAGE, |url, source| {
+        url.path() == ENROL_PATH && source.contains(REGISTER_WIDGET)
+    })
+    .await;
+    b.type_into("#webauthn-name", "phone").await;
+    b.click("#webauthn-start").await;
+    let message = wait_for("the cancelled message", CEREMONY, || async {
+        let text = b
+            .client
+            .find(Locator::Css("#webauthn-message"))
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        match text.contains("cancelled") {
+            true => Ok(text),
+            false => Err(format!("#webauthn-message: {text:?}")),
+        }
+    })
+    .await;
+    let url = bounded("the URL", b.client.current_url()).await;
+    assert_eq!(url.path(), ENROL_PATH, "after {message:?}");
+    let held = passkey.credentials(b).await;
+    assert!(held.is_empty(), "a cancelled ceremony made {held:?}");
+
+    passkey.set_user_verified(b, true).await;
+    b.click("#webauthn-start").await;
+    stage.expect_app("after trying again").await;
+    only_credential(&stage, &passkey).await;
+    stage.finish().await;
+}
