@@ -10,7 +10,9 @@ use authgate::demo::DEMO_PASSWORD;
 use fantoccini::Locator;
 
 use crate::Stage;
-use crate::harness::{AuthenticatorOptions, PAGE, VirtualAuthenticator, bounded, wait_for};
+use crate::harness::{
+    AuthenticatorOptions, Browser, Gateway, PAGE, VirtualAuthenticator, bounded, wait_for,
+};
 
 const PASSKEY_EMAIL: &str = "passkey@example.com";
 /// The page the user asks for before logging in.
@@ -50,17 +52,46 @@ impl Stage {
         );
     }
 
+    /// The first login goes on to the enrolment page, with the widget.
+    async fn expect_enrol_page(&self) {
+        self.browser
+            .wait_page("the WebAuthn enrolment page", PAGE, |url, source| {
+                url.path() == ENROL_PATH && source.contains(REGISTER_WIDGET)
+            })
+            .await;
+    }
+
     /// From the first login's enrolment page: names the key, runs the
     /// registration, and lands on `TARGET`.
     async fn enrol_at_first_login(&self, key_name: &str) {
         let b = &self.browser;
-        b.wait_page("the WebAuthn enrolment page", PAGE, |url, source| {
-            url.path() == ENROL_PATH && source.contains(REGISTER_WIDGET)
-        })
-        .await;
+        self.expect_enrol_page().await;
         b.type_into("#webauthn-name", key_name).await;
         b.click("#webauthn-start").await;
         self.expect_app("after the enrolment").await;
+    }
+
+    /// The enrolment page's message says `words`, and the browser is still
+    /// on the page.
+    async fn expect_enrol_message(&self, words: &str) {
+        let b = &self.browser;
+        let message = wait_for(&format!("a message with {words:?}"), CEREMONY, || async {
+            let text = b
+                .client
+                .find(Locator::Css("#webauthn-message"))
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            match text.contains(words) {
+                true => Ok(text),
+                false => Err(format!("#webauthn-message: {text:?}")),
+            }
+        })
+        .await;
+        let url = bounded("reading the URL", b.client.current_url()).await;
+        assert_eq!(url.path(), ENROL_PATH, "after {message:?}");
     }
 
     /// The verify page offers the key; a click runs the assertion.
@@ -357,29 +388,10 @@ async fn a_cancelled_ceremony_stays_on_the_page_with_a_message() {
         })
         .await;
     stage.send_password().await;
-    b.wait_page("the WebAuthn enrolment page", PAGE, |url, source| {
-        url.path() == ENROL_PATH && source.contains(REGISTER_WIDGET)
-    })
-    .await;
+    stage.expect_enrol_page().await;
     b.type_into("#webauthn-name", "phone").await;
     b.click("#webauthn-start").await;
-    let message = wait_for("the cancelled message", CEREMONY, || async {
-        let text = b
-            .client
-            .find(Locator::Css("#webauthn-message"))
-            .await
-            .map_err(|e| e.to_string())?
-            .text()
-            .await
-            .map_err(|e| e.to_string())?;
-        match text.contains("cancelled") {
-            true => Ok(text),
-            false => Err(format!("#webauthn-message: {text:?}")),
-        }
-    })
-    .await;
-    let url = bounded("the URL", b.client.current_url()).await;
-    assert_eq!(url.path(), ENROL_PATH, "after {message:?}");
+    stage.expect_enrol_message("cancelled").await;
     let held = passkey.credentials(b).await;
     assert!(held.is_empty(), "a cancelled ceremony made {held:?}");
 
@@ -387,5 +399,27 @@ async fn a_cancelled_ceremony_stays_on_the_page_with_a_message() {
     b.click("#webauthn-start").await;
     stage.expect_app("after trying again").await;
     only_credential(&stage, &passkey).await;
+    stage.finish().await;
+}
+
+/// A browser without WebAuthn (chromium with its Web Authentication API
+/// switched off, as in a browser too old for it) is told so on the page.
+#[tokio::test]
+async fn a_browser_without_webauthn_is_told_so() {
+    let turn = crate::ONE_AT_A_TIME.lock().await;
+    let gateway = Gateway::start().await;
+    let switches = ["--disable-blink-features=WebAuth".to_owned()];
+    let browser = Browser::start_with("webauthn-missing", &switches).await;
+    let stage = Stage {
+        browser,
+        gateway,
+        _turn: turn,
+    };
+    stage.send_password().await;
+    let b = &stage.browser;
+    stage.expect_enrol_page().await;
+    b.type_into("#webauthn-name", "my key").await;
+    b.click("#webauthn-start").await;
+    stage.expect_enrol_message("cannot use security keys").await;
     stage.finish().await;
 }
