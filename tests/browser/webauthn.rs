@@ -33,7 +33,8 @@ impl Stage {
         self.expect_login_page().await;
         b.type_into("input[name=email]", PASSKEY_EMAIL).await;
         b.type_into("input[name=password]", DEMO_PASSWORD).await;
-        b.click("form button[type=submit]").await;
+        b.click("form:has(input[name=password]) button[type=submit]")
+            .await;
     }
 
     /// Asks for `TARGET` and lands on the login page, which keeps it in `rd`.
