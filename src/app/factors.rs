@@ -9,6 +9,7 @@ use crate::factor::authy::client::AuthyClient;
 use crate::factor::authy::provider::AuthyFactor;
 use crate::factor::totp::{SecretSealer, TotpFactor};
 use crate::factor::verify::{Channel, VerifyClient, VerifyFactor, VerifySettings};
+use crate::factor::webauthn::WebauthnFactor;
 use crate::metrics::Metrics;
 use crate::model::Method;
 use crate::store::{Backend, FactorStore};
@@ -19,6 +20,7 @@ pub struct Factors {
     /// In `auth.methods` order.
     pub providers: Vec<Arc<dyn SecondFactor>>,
     pub totp: Option<Arc<TotpFactor>>,
+    pub webauthn: Option<Arc<WebauthnFactor>>,
     pub store: Arc<dyn FactorStore>,
 }
 
@@ -29,6 +31,7 @@ pub fn build(
 ) -> Result<Factors, AppError> {
     let mut providers: Vec<Arc<dyn SecondFactor>> = Vec::new();
     let mut totp = None;
+    let mut webauthn = None;
     for method in &config.auth.methods {
         match method {
             Method::Authy => providers.push(authy(config, metrics, store)?),
@@ -38,11 +41,17 @@ pub fn build(
                 totp = Some(factor.clone());
                 providers.push(factor);
             }
+            Method::Webauthn => {
+                let factor = Arc::new(webauthn_factor(config, store.factors.clone())?);
+                webauthn = Some(factor.clone());
+                providers.push(factor);
+            }
         }
     }
     Ok(Factors {
         providers,
         totp,
+        webauthn,
         store: store.factors.clone(),
     })
 }
@@ -76,6 +85,17 @@ fn totp_factor(config: &Config, store: Arc<dyn FactorStore>) -> TotpFactor {
         config.totp.issuer.clone(),
         Arc::new(SystemClock),
     )
+}
+
+fn webauthn_factor(
+    config: &Config,
+    store: Arc<dyn FactorStore>,
+) -> Result<WebauthnFactor, AppError> {
+    let webauthn = config
+        .webauthn
+        .as_ref()
+        .ok_or_else(|| AppError::Provider("webauthn: no [webauthn] section".into()))?;
+    Ok(WebauthnFactor::new(webauthn, store, Arc::new(SystemClock)))
 }
 
 fn authy(

@@ -177,7 +177,8 @@ impl Authenticator {
                     challenge.phase = Phase::SendFailed;
                 }
             },
-            Delivery::AppCode => {}
+            // The verify page starts the ceremony (`webauthn_options`).
+            Delivery::AppCode | Delivery::Assertion => {}
         }
         // Switching methods must not reset the count of wrong codes; the
         // stored count includes the codes checked since `session` was read.

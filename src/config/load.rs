@@ -851,6 +851,7 @@ mod tests {
         full.upstream.ca_file = Some("ca.pem".into());
         full.auth.methods = Some(vec!["totp".into()]);
         full.totp.encryption_key = Some("k".into());
+        full.webauthn.rp_id = Some("example.com".into());
         full.totp.encryption_key_file = Some("f".into());
         full.verify.account_sid = Some("AC".into());
         full.verify.auth_token = Some("t".into());

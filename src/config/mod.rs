@@ -6,6 +6,7 @@ mod error;
 mod load;
 mod raw;
 mod validate;
+mod webauthn;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 pub use error::ConfigError;
+pub use webauthn::{Attestation, UserVerification, WebauthnConfig, parse_aaguid};
 pub use load::{ConfigSource, effective_config_masked, load, load_for_store_copy, users_file_path};
 
 /// The validated, typed configuration the rest of the program uses.
@@ -35,6 +37,8 @@ pub struct Config {
     /// `[verify]` (Twilio Verify), on when its credentials are set or
     /// `auth.methods` lists `verify`.
     pub verify: Option<VerifyConfig>,
+    /// `[webauthn]`, on when `auth.methods` lists `webauthn`.
+    pub webauthn: Option<WebauthnConfig>,
     pub signup: SignupConfig,
     pub metrics: MetricsConfig,
     pub proxy: ProxyConfig,

@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub authy: RawAuthy,
     pub totp: RawTotp,
     pub verify: RawVerify,
+    pub webauthn: super::webauthn::RawWebauthn,
     pub signup: RawSignup,
     pub metrics: RawMetrics,
     pub proxy: RawProxy,

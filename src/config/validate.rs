@@ -39,9 +39,16 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config> {
         authy: authy.is_some(),
         verify: verify.is_some(),
     };
+    let session = session(&raw.session)?;
+    let webauthn = super::webauthn::webauthn(
+        &raw.webauthn,
+        lists(&raw.auth, Method::Webauthn),
+        &server.public_url,
+        session.cookie_domain.as_deref(),
+    )?;
     Ok(Config {
         upstream: upstream(&raw.upstream)?,
-        session: session(&raw.session)?,
+        session,
         store: store(&raw.store)?,
         users: users(&raw.users)?,
         auth: auth(&raw.auth, server.listen, configured)?,
@@ -49,6 +56,7 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config> {
         authy,
         totp: totp(&raw.totp)?,
         verify,
+        webauthn,
         regulation: regulation(&raw.regulation)?,
         access_control: access_control(&raw.access_control)?,
         log: log(&raw.log)?,

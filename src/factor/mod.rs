@@ -6,6 +6,7 @@ pub mod authy;
 mod http;
 pub mod totp;
 pub mod verify;
+pub mod webauthn;
 
 use std::collections::BTreeMap;
 

@@ -11,16 +11,23 @@ pub enum Method {
     Authy,
     Totp,
     Verify,
+    Webauthn,
 }
 
 impl Method {
-    pub const ALL: [Method; 3] = [Method::Authy, Method::Totp, Method::Verify];
+    pub const ALL: [Method; 4] = [
+        Method::Authy,
+        Method::Totp,
+        Method::Verify,
+        Method::Webauthn,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Authy => "authy",
             Method::Totp => "totp",
             Method::Verify => "verify",
+            Method::Webauthn => "webauthn",
         }
     }
 
@@ -39,6 +46,9 @@ pub enum Delivery {
     SentCode,
     /// A code the user reads from an app; nothing is sent (TOTP).
     AppCode,
+    /// The browser asks an authenticator to sign a challenge (WebAuthn):
+    /// no code, and nothing leaves the gateway but the page.
+    Assertion,
 }
 
 /// Where a push approval request stands.

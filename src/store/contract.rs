@@ -94,6 +94,9 @@ where
     factors::a_step_is_used_once_and_only_forward(store.as_ref());
     factors::reseal_only_replaces_the_expected_secret(store.as_ref());
     factors::the_last_method_is_kept_beside_the_totp(store.as_ref());
+    factors::credentials_are_kept_and_indexed(store.as_ref());
+    factors::a_credential_counter_only_moves_forward(store.as_ref());
+    factors::concurrent_uses_of_one_counter_pass_once(store.clone());
     factors::concurrent_uses_of_one_step_pass_once(store);
 }
 

@@ -51,7 +51,7 @@ pub(super) struct FactorSubject {
 
 /// What a copy needs of a store beyond the traits the gateway uses: the
 /// lists of everything, and writing a user's factors whole.
-pub(super) trait StoreDump: SessionStore + SubjectCache {
+pub(super) trait StoreDump: SessionStore + SubjectCache + super::factors::FactorCells {
     /// True when the store holds nothing a copy would write.
     fn is_blank(&self) -> Result<bool, StoreError>;
     /// Every user's factors, keyed by the lower-cased email.
@@ -138,6 +138,11 @@ pub(super) fn copy(
     {
         to.put_user_factors(&email, &factors)
             .map_err(at(writing("user factors")))?;
+        // The id → user index goes along, so a passkey finds its user there.
+        for credential in &factors.webauthn {
+            to.claim_credential_id(&credential.id, &email)
+                .map_err(at(writing("WebAuthn credential ids")))?;
+        }
         copied.user_factors += 1;
     }
 

@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::factors::UserFactors;
+use super::factors::{FactorCells, UserFactors, webauthn_methods};
 use super::{
     FactorStore, SessionKey, SessionRecord, SessionStore, StoreError, SubjectCache, TotpRecord,
     subject_key,
@@ -16,6 +16,8 @@ pub struct MemoryStore {
     subjects: Mutex<HashMap<String, String>>,
     signups: Mutex<HashMap<String, User>>,
     factors: Mutex<HashMap<String, UserFactors>>,
+    /// WebAuthn credential id → lower-cased email.
+    credential_ids: Mutex<HashMap<String, String>>,
 }
 
 impl MemoryStore {
@@ -51,7 +53,42 @@ impl MemoryStore {
     }
 }
 
+impl FactorCells for MemoryStore {
+    fn read_factors(&self, email: &str) -> Result<UserFactors, StoreError> {
+        Ok(self.user_factors(email))
+    }
+
+    fn modify_factors_with(
+        &self,
+        email: &str,
+        _durable: bool,
+        change: &mut dyn FnMut(&mut UserFactors) -> bool,
+    ) -> Result<bool, StoreError> {
+        Ok(self.modify_factors(email, change))
+    }
+
+    fn claim_credential_id(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let mut ids = self.credential_ids.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(ids.entry(id.to_owned()).or_insert_with(|| owner.to_owned()) == owner)
+    }
+
+    fn release_credential_id(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        let mut ids = self.credential_ids.lock().unwrap_or_else(|e| e.into_inner());
+        if ids.get(id).is_some_and(|o| o == owner) {
+            ids.remove(id);
+        }
+        Ok(())
+    }
+
+    fn credential_id_owner(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let ids = self.credential_ids.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(ids.get(id).cloned())
+    }
+}
+
 impl FactorStore for MemoryStore {
+    webauthn_methods!();
+
     fn totp(&self, email: &str) -> Result<Option<TotpRecord>, StoreError> {
         Ok(self.user_factors(email).totp)
     }

@@ -21,11 +21,13 @@ mod sled;
 
 pub use backend::Backend;
 pub use copy::{Copied, CopyDirection, CopyError, copy_store};
-pub use factors::{FactorStore, TotpRecord};
+pub use factors::{
+    CredentialUse, CredentialUseOutcome, FactorStore, TotpRecord, WebauthnRecord,
+};
 pub use live::{LiveSessions, SessionId, touch_interval};
 pub use memory::MemoryStore;
 pub use pushes::{MemoryPushIndex, PushIndex};
-pub use record::{AuthLevel, Challenge, Phase, SessionKey, SessionRecord};
+pub use record::{AuthLevel, CeremonyKind, Challenge, Phase, SessionKey, SessionRecord};
 pub use redis::{RedisPushIndex, RedisReplayGuard, RedisStore, SessionTimeouts};
 pub use regulation::{
     AttemptCounters, AttemptKeys, CounterLimits, MemoryAttemptCounters, Reservation,

@@ -69,6 +69,25 @@ pub enum Phase {
     /// A TOTP enrollment: the new secret, sealed, kept only once the user
     /// proves their app has it.
     Enrolling { sealed_secret: String },
+    /// A WebAuthn ceremony: the browser asks an authenticator. `state` is
+    /// the ceremony as webauthn-rs serialised it (its challenge, the
+    /// credentials allowed), kept here so that it is bound to this session
+    /// and ends with the challenge; the answer takes it, so one challenge
+    /// is answered once (`None`: taken, or none asked for yet).
+    Ceremony {
+        kind: CeremonyKind,
+        state: Option<String>,
+    },
+}
+
+/// What a WebAuthn ceremony does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CeremonyKind {
+    /// A key or passkey confirms the login (the second step).
+    Assertion,
+    /// A new key or passkey is registered (enrollment, the security page).
+    Registration,
 }
 
 impl Challenge {
@@ -86,7 +105,9 @@ impl Challenge {
 pub enum UnreadableChallenge {
     #[error("unknown second-factor method {0:?}")]
     UnknownMethod(String),
-    #[error("a challenge cannot both enroll and have a push, or have a push that failed")]
+    #[error(
+        "a challenge has one phase: a push, a failed send, an enrollment or a WebAuthn ceremony"
+    )]
     ContradictoryPhase,
 }
 
@@ -104,6 +125,14 @@ struct ChallengeRecord {
     last_code_sent: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     enrolling: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ceremony: Option<CeremonyRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CeremonyRecord {
+    kind: CeremonyKind,
+    state: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -121,14 +150,23 @@ impl TryFrom<ChallengeRecord> for Challenge {
     fn try_from(stored: ChallengeRecord) -> Result<Self, Self::Error> {
         let method = Method::parse(&stored.method)
             .ok_or(UnreadableChallenge::UnknownMethod(stored.method))?;
-        let phase = match (stored.push, stored.push_failed, stored.enrolling) {
-            (None, false, None) => Phase::AwaitingCode,
-            (None, true, None) => Phase::SendFailed,
-            (Some(push), false, None) => Phase::AwaitingPush {
+        let phase = match (
+            stored.push,
+            stored.push_failed,
+            stored.enrolling,
+            stored.ceremony,
+        ) {
+            (None, false, None, None) => Phase::AwaitingCode,
+            (None, true, None, None) => Phase::SendFailed,
+            (Some(push), false, None, None) => Phase::AwaitingPush {
                 push_id: push.id,
                 status: push.status,
             },
-            (None, false, Some(sealed_secret)) => Phase::Enrolling { sealed_secret },
+            (None, false, Some(sealed_secret), None) => Phase::Enrolling { sealed_secret },
+            (None, false, None, Some(c)) => Phase::Ceremony {
+                kind: c.kind,
+                state: c.state,
+            },
             _ => return Err(UnreadableChallenge::ContradictoryPhase),
         };
         Ok(Challenge {
@@ -153,6 +191,7 @@ impl From<Challenge> for ChallengeRecord {
             expires_at: challenge.expires_at,
             last_code_sent: challenge.last_code_sent,
             enrolling: None,
+            ceremony: None,
         };
         match challenge.phase {
             Phase::AwaitingPush { push_id, status } => {
@@ -164,6 +203,9 @@ impl From<Challenge> for ChallengeRecord {
             Phase::SendFailed => stored.push_failed = true,
             Phase::AwaitingCode => {}
             Phase::Enrolling { sealed_secret } => stored.enrolling = Some(sealed_secret),
+            Phase::Ceremony { kind, state } => {
+                stored.ceremony = Some(CeremonyRecord { kind, state });
+            }
         }
         stored
     }
@@ -267,7 +309,7 @@ mod tests {
                 r#"{{"user":"a@example.com","level":"one_factor","auth_time":1,"second_factor_time":null,"created_at":1,"last_seen":1,"challenge":{challenge}}}"#
             )
         };
-        let unknown_method = r#"{"method":"webauthn","subject":"s","push":null,"push_failed":false,"wrong_codes":4,"expires_at":9,"last_code_sent":null}"#;
+        let unknown_method = r#"{"method":"carrier-pigeon","subject":"s","push":null,"push_failed":false,"wrong_codes":4,"expires_at":9,"last_code_sent":null}"#;
         let failed_push = r#"{"method":"authy","subject":"s","push":{"id":"p","status":"pending"},"push_failed":true,"wrong_codes":0,"expires_at":9,"last_code_sent":null}"#;
         let enrolling_push = r#"{"method":"totp","subject":"s","push":{"id":"p","status":"pending"},"push_failed":false,"wrong_codes":0,"expires_at":9,"last_code_sent":null,"enrolling":"v1.x"}"#;
         for challenge in [unknown_method, failed_push, enrolling_push] {

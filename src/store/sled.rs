@@ -49,6 +49,8 @@ struct Trees {
     subjects: sled::Tree,
     signups: sled::Tree,
     factors: sled::Tree,
+    /// WebAuthn credential id → lower-cased email.
+    credential_ids: sled::Tree,
 }
 
 fn write_error(e: impl std::fmt::Display) -> StoreError {
@@ -95,6 +97,7 @@ impl Trees {
             subjects: db.open_tree("factor_subjects")?,
             signups: db.open_tree("signup_users")?,
             factors: db.open_tree("user_factors")?,
+            credential_ids: db.open_tree("webauthn_credential_ids")?,
             db,
         })
     }
@@ -292,7 +295,51 @@ impl SledStore {
 /// Only enrollments and resets are flushed at once. A used step is not:
 /// the session it confirms is flushed right after (sled flushes every
 /// tree), and the periodic flush covers the rest.
+impl super::factors::FactorCells for SledStore {
+    fn read_factors(&self, email: &str) -> Result<UserFactors, StoreError> {
+        self.user_factors(email)
+    }
+
+    fn modify_factors_with(
+        &self,
+        email: &str,
+        durable: bool,
+        change: &mut dyn FnMut(&mut UserFactors) -> bool,
+    ) -> Result<bool, StoreError> {
+        self.modify_factors(email, durable, change)
+    }
+
+    fn claim_credential_id(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let trees = self.trees()?;
+        let claimed = trees
+            .credential_ids
+            .compare_and_swap(id, None as Option<&[u8]>, Some(owner.as_bytes()))
+            .map_err(write_error)?;
+        match claimed {
+            Ok(()) => Ok(true),
+            Err(seen) => Ok(seen.current.as_deref() == Some(owner.as_bytes())),
+        }
+    }
+
+    fn release_credential_id(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        let trees = self.trees()?;
+        // Only while it names `owner`: a new owner's claim stays.
+        let _ = trees
+            .credential_ids
+            .compare_and_swap(id, Some(owner.as_bytes()), None as Option<&[u8]>)
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    fn credential_id_owner(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let value = self.trees()?.credential_ids.get(id).map_err(read_error)?;
+        Ok(value.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+}
+
 impl FactorStore for SledStore {
+    super::factors::webauthn_methods!();
+
     fn totp(&self, email: &str) -> Result<Option<TotpRecord>, StoreError> {
         Ok(self.user_factors(email)?.totp)
     }

@@ -351,7 +351,55 @@ impl SubjectCache for RedisStore {
     }
 }
 
+impl RedisStore {
+    fn credential_id_key(&self, id: &str) -> String {
+        self.link.key(&format!("w:{id}"))
+    }
+}
+
+impl super::factors::FactorCells for RedisStore {
+    fn read_factors(&self, email: &str) -> Result<UserFactors, StoreError> {
+        Ok(self.user_factors(email)?.1)
+    }
+
+    fn modify_factors_with(
+        &self,
+        email: &str,
+        _durable: bool,
+        change: &mut dyn FnMut(&mut UserFactors) -> bool,
+    ) -> Result<bool, StoreError> {
+        self.modify_factors(email, change)
+    }
+
+    fn claim_credential_id(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let key = self.credential_id_key(id);
+        let set: Option<String> = self
+            .link
+            .call(cmd("SET").arg(&key).arg(owner).arg("NX"))?;
+        if set.is_some() {
+            return Ok(true);
+        }
+        let current: Option<String> = self.link.call(cmd("GET").arg(&key))?;
+        Ok(current.as_deref() == Some(owner))
+    }
+
+    fn release_credential_id(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        let key = self.credential_id_key(id);
+        // Only while it names `owner`: a new owner's claim stays.
+        let _: i64 = self
+            .link
+            .script(&self.replace_value, &[&key], &[owner.as_bytes(), b""])?;
+        Ok(())
+    }
+
+    fn credential_id_owner(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.link.call(cmd("GET").arg(self.credential_id_key(id)))
+    }
+}
+
 impl FactorStore for RedisStore {
+    super::factors::webauthn_methods!();
+
     fn totp(&self, email: &str) -> Result<Option<TotpRecord>, StoreError> {
         Ok(self.user_factors(email)?.1.totp)
     }
