@@ -92,6 +92,7 @@ impl App {
             clock: Arc::new(SystemClock),
             providers: factors.providers,
             totp: factors.totp,
+            webauthn: factors.webauthn,
             factor_store: Some(factors.store),
             pushes,
         };
@@ -201,5 +202,6 @@ fn settings(config: &Config) -> AuthSettings {
             .as_ref()
             .map_or_else(String::new, |a| a.onetouch_message.clone()),
         totp_enrollment: config.totp.enrollment,
+        passwordless: config.webauthn.as_ref().is_some_and(|w| w.passwordless),
     }
 }

@@ -31,6 +31,8 @@ pub enum Event {
     PushDenied,
     PushExpired,
     TotpEnrolled,
+    SecurityKeyAdded,
+    SecurityKeyRemoved,
     Logout,
     RegulationBan,
     ForwardAuthMalformedTarget,

@@ -620,8 +620,8 @@ impl Authenticator {
     }
 }
 
-/// `2026-11-25 21:50 UTC`, for the push's details.
-fn format_utc(unix: u64) -> String {
+/// `2026-11-25 21:50 UTC`, for the push's details and the security page.
+pub fn format_utc(unix: u64) -> String {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
     let text = humantime::format_rfc3339_seconds(time).to_string();
     text.replace('T', " ").trim_end_matches('Z').to_owned() + " UTC"
@@ -837,6 +837,7 @@ mod tests {
             clock,
             providers: factors,
             totp: None,
+            webauthn: None,
             factor_store: Some(backing.factor_store),
             pushes: backing.pushes,
         };
@@ -847,6 +848,7 @@ mod tests {
             challenge_timeout: 300,
             onetouch_message: "Log in to {host}".into(),
             totp_enrollment: crate::config::TotpEnrollment::FirstLogin,
+            passwordless: false,
         };
         Authenticator::new(deps, settings)
     }

@@ -33,24 +33,16 @@ pub struct EnrollmentView {
 }
 
 impl Authenticator {
-    /// Whether the session's user has no second factor and may enroll TOTP
-    /// now; the verify page sends such a user to the enrollment page.
-    pub fn may_enroll(&self, id: &SessionId) -> Result<bool, AuthError> {
-        let (_, user) = self.pending_session(id)?;
-        self.may_enroll_user(&user)
+    fn may_enroll_user(&self, user: &User) -> Result<bool, AuthError> {
+        Ok(self.enrollable_for(user)?.contains(&Method::Totp))
     }
 
-    fn may_enroll_user(&self, user: &User) -> Result<bool, AuthError> {
-        if self.totp.is_none() || !self.candidates(user).any(|p| p.method() == Method::Totp) {
-            return Ok(false);
-        }
-        if !self.methods_of(user)?.is_empty() {
-            return Ok(false);
-        }
-        Ok(match self.settings.totp_enrollment {
+    /// `totp.enrollment`, for every method a user sets up themselves.
+    pub(super) fn enrollment_allowed(&self, user: &User) -> bool {
+        match self.settings.totp_enrollment {
             TotpEnrollment::FirstLogin => true,
             TotpEnrollment::Admin => user.second_factor_reset.is_some(),
-        })
+        }
     }
 
     /// The enrollment page: a new pending secret, or the one this session

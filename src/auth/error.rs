@@ -41,6 +41,16 @@ pub enum AuthError {
     /// enroll one now).
     #[error("no second factor is set up for this account")]
     NoSecondFactor,
+    /// Adding a factor needs a second factor confirmed in the last few
+    /// minutes; this session's is older.
+    #[error("confirm your second factor again first")]
+    ConfirmAgain,
+    /// The user's last second factor cannot go while one is required.
+    #[error("this is the account's last second factor")]
+    LastFactor,
+    /// A security key's answer was not taken (no step up, no new key).
+    #[error("the security key was not accepted: {0}")]
+    KeyRefused(crate::factor::webauthn::Refused),
     /// A sign-up form the gateway will not take; the text is for the user.
     #[error("sign-up refused: {0}")]
     Signup(&'static str),

@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::config::{SecondFactorMode, TotpEnrollment};
 use crate::factor::SecondFactor;
 use crate::factor::totp::TotpFactor;
+use crate::factor::webauthn::WebauthnFactor;
 use crate::model::Policy;
 use crate::model::User;
 use crate::store::{AuthLevel, FactorStore, PushIndex, SessionKey, SessionRecord, StoreError};
@@ -33,6 +34,8 @@ pub struct AuthSettings {
     /// The push's message; `{host}` is the host of the page asked for.
     pub onetouch_message: String,
     pub totp_enrollment: TotpEnrollment,
+    /// `webauthn.passwordless`: the login page offers passkeys.
+    pub passwordless: bool,
 }
 
 /// What the per-request check decided.
@@ -84,6 +87,8 @@ pub struct AuthDeps {
     pub providers: Vec<Arc<dyn SecondFactor>>,
     /// TOTP's enrollment, when `totp` is offered (it is in `providers` too).
     pub totp: Option<Arc<TotpFactor>>,
+    /// WebAuthn's ceremonies, when `webauthn` is offered (in `providers` too).
+    pub webauthn: Option<Arc<WebauthnFactor>>,
     /// Per-user factor state (the last method used).
     pub factor_store: Option<Arc<dyn FactorStore>>,
     /// Push id → the session that asked for it: in memory for one process
@@ -100,6 +105,7 @@ pub struct Authenticator {
     pub(super) settings: AuthSettings,
     pub(super) providers: Vec<Arc<dyn SecondFactor>>,
     pub(super) totp: Option<Arc<TotpFactor>>,
+    pub(super) webauthn: Option<Arc<WebauthnFactor>>,
     pub(super) factor_store: Option<Arc<dyn FactorStore>>,
     /// Push id → the session that asked for it: a push answer finds its
     /// one session here, whichever replica started the push.
@@ -120,6 +126,7 @@ impl Authenticator {
             clock: deps.clock,
             providers: deps.providers,
             totp: deps.totp,
+            webauthn: deps.webauthn,
             factor_store: deps.factor_store,
             settings,
             pushes: deps.pushes,
@@ -239,6 +246,11 @@ impl Authenticator {
         self.clock.now()
     }
 
+    /// Whether a second factor is required (not `auth.second_factor = "off"`).
+    pub(super) fn second_factor_required(&self) -> bool {
+        self.settings.second_factor == SecondFactorMode::Required
+    }
+
     /// Whether a session at `level` may reach a resource under `policy`.
     pub fn level_satisfies(&self, level: AuthLevel, policy: Policy) -> bool {
         let effective = match self.settings.second_factor {
@@ -332,7 +344,7 @@ fn replica_name() -> String {
     }
 }
 
-fn one_factor_session(user: &User, now: u64) -> SessionRecord {
+pub(super) fn one_factor_session(user: &User, now: u64) -> SessionRecord {
     SessionRecord {
         user: user.email.as_str().into(),
         level: AuthLevel::OneFactor,
@@ -403,6 +415,7 @@ mod tests {
             challenge_timeout: 300,
             onetouch_message: "Log in to {host}".into(),
             totp_enrollment: TotpEnrollment::FirstLogin,
+            passwordless: false,
         };
         let deps = AuthDeps {
             sessions,
@@ -412,6 +425,7 @@ mod tests {
             clock: clock.clone(),
             providers: Vec::new(),
             totp: None,
+            webauthn: None,
             factor_store: None,
             pushes: Arc::new(MemoryPushIndex::default()),
         };

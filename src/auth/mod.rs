@@ -12,8 +12,9 @@ pub mod password;
 pub mod regulation;
 pub mod signup;
 mod state;
+pub mod webauthn;
 
-pub use challenge::{ChallengeView, Requester, StatusOutcome};
+pub use challenge::{ChallengeView, Requester, StatusOutcome, format_utc};
 pub use error::AuthError;
 pub use flow::{Access, AuthDeps, AuthSettings, Authenticator, Identified, LoginSuccess, StepUp};
 pub use signup::SignUpForm;

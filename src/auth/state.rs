@@ -8,6 +8,7 @@
 //! any live   --code posted--> the same phase, one more wrong code (counted before the check)
 //! any        --code unchecked (provider silent)--> the same phase, the try given back
 //! any        --code sent (resend)--> the same phase, resend limit from now
+//! Ceremony{state} --answered--> Ceremony{taken} (once; the answer is checked after)
 //! ```
 //!
 //! The arrows that leave the challenge belong to the session: an approved
@@ -15,7 +16,7 @@
 //! drops the challenge), and the fifth wrong code ends it (`CodeAttempt`).
 
 use crate::model::PushStatus;
-use crate::store::Challenge;
+use crate::store::{CeremonyKind, Challenge};
 
 use super::error::AuthError;
 
@@ -48,6 +49,9 @@ pub(super) enum Event<'a> {
     CodeUnchecked,
     /// The provider sent a code (resend).
     CodeSent,
+    /// The browser answered the WebAuthn ceremony of this kind: its state
+    /// is taken, so the same challenge is never answered twice.
+    CeremonyAnswered(CeremonyKind),
 }
 
 /// What an event did.
@@ -128,6 +132,22 @@ pub(super) fn on(challenge: &mut Option<Box<Challenge>>, event: Event<'_>, now: 
             Transition::Moved
         }
         (None, Event::CodeUnchecked | Event::CodeSent) => Transition::Ignored { stale: true },
+        (
+            Some(Challenge {
+                phase:
+                    crate::store::Phase::Ceremony {
+                        kind,
+                        state: state @ Some(_),
+                    },
+                expires_at,
+                ..
+            }),
+            Event::CeremonyAnswered(answered),
+        ) if *kind == answered && *expires_at > now => {
+            *state = None;
+            Transition::Moved
+        }
+        (_, Event::CeremonyAnswered(_)) => Transition::Ignored { stale: true },
     }
 }
 

@@ -14,7 +14,9 @@ use crate::auth::ChallengeView;
 use crate::auth::enrollment::EnrollmentView;
 use crate::model::Delivery;
 use crate::pages::assets::Asset;
-use crate::pages::{EnrollView, LoginView, SignupView, VerifyView};
+use crate::pages::{
+    EnrollKeyView, EnrollView, KeyRow, LoginView, SecurityView, SignupView, VerifyView,
+};
 use crate::wire::Body;
 
 /// A portal answer before it is rendered, with the cookies it sets.
@@ -81,6 +83,20 @@ pub(super) enum Form {
     Enroll {
         rd: String,
         view: EnrollmentView,
+        /// The security-key enrollment page, when the user may pick that.
+        webauthn_url: Option<String>,
+        message: Option<String>,
+    },
+    EnrollKey {
+        rd: String,
+        /// The TOTP enrollment page, when the user may pick that.
+        totp_url: Option<String>,
+        was_reset: bool,
+        message: Option<String>,
+    },
+    Security {
+        keys: Vec<KeyRow>,
+        can_change: bool,
         message: Option<String>,
     },
     Signup {
@@ -215,11 +231,13 @@ impl Portal {
             Form::Login {
                 rd, email, message, ..
             } => self.pages.login(&LoginView {
+                prefix,
                 action: &format!("{prefix}/login"),
                 csrf,
                 rd,
                 email,
                 message: message.as_deref(),
+                passkeys: self.passkeys,
             }),
             Form::Logout { user } => {
                 self.pages
@@ -240,12 +258,17 @@ impl Portal {
                     method,
                     push: view.push.map(|p| p.as_str()),
                     push_failed: view.push_failed,
-                    sends_codes: view.delivery != Delivery::AppCode,
+                    sends_codes: matches!(view.delivery, Delivery::Push | Delivery::SentCode),
                     others: &others,
                     message: message.as_deref(),
                 })
             }
-            Form::Enroll { rd, view, message } => self.pages.enroll(&EnrollView {
+            Form::Enroll {
+                rd,
+                view,
+                webauthn_url,
+                message,
+            } => self.pages.enroll(&EnrollView {
                 prefix,
                 csrf,
                 rd,
@@ -254,6 +277,31 @@ impl Portal {
                 uri: &view.uri,
                 qr_svg: &view.qr_svg,
                 was_reset: view.was_reset,
+                message: message.as_deref(),
+                webauthn_url: webauthn_url.as_deref(),
+            }),
+            Form::EnrollKey {
+                rd,
+                totp_url,
+                was_reset,
+                message,
+            } => self.pages.enroll_key(&EnrollKeyView {
+                prefix,
+                csrf,
+                rd,
+                totp_url: totp_url.as_deref(),
+                was_reset: *was_reset,
+                message: message.as_deref(),
+            }),
+            Form::Security {
+                keys,
+                can_change,
+                message,
+            } => self.pages.security(&SecurityView {
+                prefix,
+                csrf,
+                keys,
+                can_change: *can_change,
                 message: message.as_deref(),
             }),
             Form::Signup {
@@ -287,6 +335,20 @@ fn form_json(form: &Form, csrf: &str) -> Value {
         Form::Enroll { view, message, .. } => {
             json!({"secret": view.secret_text.replace(' ', ""), "uri": view.uri,
                    "was_reset": view.was_reset, "csrf": csrf, "message": message})
+        }
+        Form::EnrollKey {
+            was_reset, message, ..
+        } => json!({"csrf": csrf, "was_reset": was_reset, "message": message}),
+        Form::Security {
+            keys,
+            can_change,
+            message,
+        } => {
+            let keys: Vec<Value> = keys
+                .iter()
+                .map(|k| json!({"id": k.id, "name": k.name, "created": k.created, "last_used": k.last_used}))
+                .collect();
+            json!({"csrf": csrf, "keys": keys, "can_change": can_change, "message": message})
         }
     }
 }

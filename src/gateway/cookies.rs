@@ -21,6 +21,12 @@ use crate::config::SessionConfig;
 use crate::store::SessionId;
 
 pub const CSRF_COOKIE: &str = "authgate_csrf";
+/// A passkey sign-in's ceremony, signed, between its options and its
+/// answer: there is no session yet to keep it in. Its path is the passkey
+/// endpoints', so it never reaches the upstream.
+pub const PASSKEY_COOKIE: &str = "authgate_passkey";
+/// What the browser has to answer a passkey sign-in in.
+const PASSKEY_SECS: u64 = 180;
 
 /// Length of the base64 (with padding) of a SHA-256 MAC, which starts a
 /// signed value.
@@ -33,6 +39,7 @@ pub struct Cookies {
     /// Keyed once; each use works on a clone.
     signing: Hmac<Sha256>,
     csrf: Hmac<Sha256>,
+    passkey: Hmac<Sha256>,
 }
 
 impl Cookies {
@@ -44,12 +51,15 @@ impl Cookies {
         // cookie signature or the other way round.
         let mut csrf_key = keyed(master.signing());
         csrf_key.update(b"authgate csrf v1");
+        let mut passkey_key = keyed(master.signing());
+        passkey_key.update(b"authgate passkey ceremony v1");
         Cookies {
             session_name: config.cookie_name.clone(),
             domain: config.cookie_domain.clone(),
             secure,
             signing: keyed(master.signing()),
             csrf: keyed(&csrf_key.finalize().into_bytes()),
+            passkey: keyed(&passkey_key.finalize().into_bytes()),
         }
     }
 
@@ -119,6 +129,48 @@ impl Cookies {
         let mut mac = self.csrf.clone();
         mac.update(cookie_value.as_bytes());
         mac.verify_slice(&submitted).is_ok()
+    }
+
+    /// The `Set-Cookie` of a passkey sign-in's ceremony `state`, good until
+    /// `now` + 3 minutes, sent back only to `path` (the passkey endpoints).
+    pub fn set_passkey_ceremony(&self, state: &str, now: u64, path: &str) -> String {
+        let body = format!("{}.{}", now + PASSKEY_SECS, URL_SAFE_NO_PAD.encode(state));
+        let value = format!("{}.{body}", self.passkey_tag(&body));
+        let mut cookie = self.base(PASSKEY_COOKIE.to_owned(), value);
+        cookie.set_path(path.to_owned());
+        cookie.set_same_site(SameSite::Strict);
+        cookie.set_max_age(cookie::time::Duration::seconds(PASSKEY_SECS as i64));
+        cookie.to_string()
+    }
+
+    /// The ceremony state of a passkey sign-in, if the cookie is ours and
+    /// not expired at `now`; with its tag, which names this one ceremony.
+    pub fn passkey_ceremony(&self, headers: &HeaderMap, now: u64) -> Option<(String, String)> {
+        let raw = find_cookie(headers, PASSKEY_COOKIE)?;
+        let (tag, body) = raw.split_once('.')?;
+        let expected = self.passkey_tag(body);
+        if !bool::from(expected.as_bytes().ct_eq(tag.as_bytes())) {
+            return None;
+        }
+        let (expires, state) = body.split_once('.')?;
+        if expires.parse::<u64>().ok()? <= now {
+            return None;
+        }
+        let state = String::from_utf8(URL_SAFE_NO_PAD.decode(state).ok()?).ok()?;
+        Some((tag.to_owned(), state))
+    }
+
+    pub fn clear_passkey_ceremony(&self, path: &str) -> String {
+        let mut cookie = self.base(PASSKEY_COOKIE.to_owned(), String::new());
+        cookie.set_path(path.to_owned());
+        cookie.make_removal();
+        cookie.to_string()
+    }
+
+    fn passkey_tag(&self, body: &str) -> String {
+        let mut mac = self.passkey.clone();
+        mac.update(body.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
     fn base(&self, name: String, value: String) -> Cookie<'static> {
@@ -192,6 +244,26 @@ mod tests {
             HeaderValue::from_str(&format!("other=1; {pair}")).unwrap(),
         );
         headers
+    }
+
+    #[test]
+    fn a_passkey_ceremony_cookie_is_signed_scoped_and_expires() {
+        let c = cookies(true, None);
+        let path = "/_authgate/webauthn/passkey";
+        let set = c.set_passkey_ceremony("{\"challenge\":\"x\"}", 1_000, path);
+        assert!(set.contains("Path=/_authgate/webauthn/passkey"), "{set}");
+        assert!(set.contains("HttpOnly") && set.contains("Secure"), "{set}");
+        assert!(set.contains("SameSite=Strict"), "{set}");
+        let headers = header_from_set_cookie(&set);
+        let (tag, state) = c.passkey_ceremony(&headers, 1_100).unwrap();
+        assert_eq!(state, "{\"challenge\":\"x\"}");
+        assert!(!tag.is_empty());
+        assert!(c.passkey_ceremony(&headers, 1_180).is_none(), "expired");
+        let value = set.split(';').next().unwrap();
+        let forged = value.replacen(".1180.", ".9999.", 1);
+        let mut headers = HeaderMap::new();
+        headers.insert(COOKIE, HeaderValue::from_str(&forged).unwrap());
+        assert!(c.passkey_ceremony(&headers, 1_100).is_none(), "{forged}");
     }
 
     #[test]

@@ -75,6 +75,17 @@ impl Gateway {
             Err(AuthError::AlreadyConfirmed) => return Ok(self.to_target(rd, None)),
             Err(err) => return Err(err.into()),
         };
-        self.form(req, status, Form::Enroll { rd, view, message })
+        let webauthn_url = self
+            .auth
+            .enrollable(id)
+            .is_ok_and(|m| m.contains(&crate::model::Method::Webauthn))
+            .then(|| self.redirects.portal_url("enroll/webauthn", &rd));
+        let form = Form::Enroll {
+            rd,
+            view,
+            webauthn_url,
+            message,
+        };
+        self.form(req, status, form)
     }
 }

@@ -108,7 +108,9 @@ fn auth_status(err: &AuthError) -> StatusCode {
         AuthError::PasswordTooLong | AuthError::AlreadyConfirmed | AuthError::Signup(_) => {
             StatusCode::BAD_REQUEST
         }
-        AuthError::NoSecondFactor => StatusCode::FORBIDDEN,
+        AuthError::NoSecondFactor | AuthError::ConfirmAgain => StatusCode::FORBIDDEN,
+        AuthError::LastFactor => StatusCode::CONFLICT,
+        AuthError::KeyRefused(_) => StatusCode::UNAUTHORIZED,
         AuthError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         AuthError::Store(_) | AuthError::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         AuthError::ProviderRejected(_) => StatusCode::BAD_GATEWAY,
@@ -135,6 +137,9 @@ fn auth_code(err: &AuthError) -> &'static str {
         AuthError::ChallengeExpired => "challenge_expired",
         AuthError::CodeExpired => "code_expired",
         AuthError::NoSecondFactor => "no_second_factor",
+        AuthError::ConfirmAgain => "confirm_again",
+        AuthError::LastFactor => "last_factor",
+        AuthError::KeyRefused(_) => "key_refused",
         AuthError::ProviderUnavailable | AuthError::ProviderRejected(_) => "provider_unavailable",
     }
 }
@@ -161,6 +166,11 @@ fn auth_message(err: &AuthError) -> &'static str {
             "The second-factor service cannot be reached right now. Please try again, or use a code."
         }
         AuthError::ProviderRejected(_) => "The second-factor service refused the request.",
+        AuthError::ConfirmAgain => "Confirm it's you again first.",
+        AuthError::LastFactor => {
+            "This is your last second factor; add another one before removing it."
+        }
+        AuthError::KeyRefused(_) => "That security key or passkey was not accepted.",
     }
 }
 

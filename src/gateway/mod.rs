@@ -18,6 +18,7 @@ mod second_factor;
 mod security_headers;
 mod signup;
 mod trail;
+mod webauthn;
 
 use std::sync::Arc;
 
@@ -79,6 +80,10 @@ struct Portal {
     max_form_bytes: usize,
     /// `totp.issuer`, named on the enrollment page.
     totp_issuer: String,
+    /// Passkey sign-ins' ceremonies, each answered once on any replica.
+    ceremony_replays: Arc<dyn ReplayGuard>,
+    /// The login page offers "Sign in with a passkey".
+    passkeys: bool,
     /// CSP and friends, on every answer the portal makes.
     security_headers: SecurityHeaders,
 }
@@ -178,6 +183,10 @@ impl Gateway {
             (Route::Status, Method::GET) => Ok(self.status(&req, conn)),
             (Route::EnrollTotp, Method::GET) => self.enroll_page(&req),
             (Route::EnrollTotp, Method::POST) => self.enroll_submit(req, conn, format).await,
+            (Route::EnrollWebauthn, Method::GET) => self.enroll_key_page(&req),
+            (Route::Webauthn, Method::POST) => self.webauthn_post(req, conn).await,
+            (Route::Security, Method::GET) => self.security_page(&req, None),
+            (Route::Security, Method::POST) => self.security_submit(req, conn).await,
             (Route::AuthyCallback, Method::GET | Method::POST) => self.authy_callback(req).await,
             (Route::Signup, _) if !self.portal.signup.enabled => Err(GatewayError::NotFound),
             (Route::Signup, Method::GET) => self.signup_page(&req),
@@ -431,7 +440,11 @@ impl Portal {
             webhook: config
                 .authy
                 .as_ref()
-                .map(|a| WebhookVerifier::new(a.api_key.clone(), &a.callback_url, webhook_replays)),
+                .map(|a| {
+                    WebhookVerifier::new(a.api_key.clone(), &a.callback_url, webhook_replays.clone())
+                }),
+            ceremony_replays: webhook_replays,
+            passkeys: config.webauthn.as_ref().is_some_and(|w| w.passwordless),
             max_form_bytes: config.server.max_form_bytes,
             totp_issuer: config.totp.issuer.clone(),
             security_headers: SecurityHeaders::new(
@@ -528,6 +541,9 @@ fn route_label(route: Route) -> &'static str {
         Route::Resend => "resend",
         Route::Status => "status",
         Route::EnrollTotp => "enroll_totp",
+        Route::EnrollWebauthn => "enroll_webauthn",
+        Route::Webauthn => "webauthn",
+        Route::Security => "security",
         Route::AuthyCallback => "authy_callback",
         Route::Signup => "signup",
         Route::Healthz => "healthz",

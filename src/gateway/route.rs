@@ -9,6 +9,12 @@ pub enum Route {
     Status,
     /// TOTP enrollment for a user with no second factor.
     EnrollTotp,
+    /// The first security key or passkey of a user with no second factor.
+    EnrollWebauthn,
+    /// The WebAuthn ceremonies' JSON endpoints (`webauthn/…`).
+    Webauthn,
+    /// The security page: the user's keys, added and removed.
+    Security,
     AuthyCallback,
     Signup,
     Healthz,
@@ -27,13 +33,16 @@ pub enum Route {
 
 impl Route {
     /// In declaration order, so that `route as usize` indexes it.
-    pub const ALL: [Route; 15] = [
+    pub const ALL: [Route; 18] = [
         Route::Login,
         Route::Logout,
         Route::Verify,
         Route::Resend,
         Route::Status,
         Route::EnrollTotp,
+        Route::EnrollWebauthn,
+        Route::Webauthn,
+        Route::Security,
         Route::AuthyCallback,
         Route::Signup,
         Route::Healthz,
@@ -51,6 +60,16 @@ impl Route {
         !matches!(self, Route::Proxy | Route::AuthRequest | Route::ForwardAuth)
     }
 }
+
+/// The ceremonies' endpoints under the prefix: options, then the answer.
+pub const WEBAUTHN_ENDPOINTS: [&str; 6] = [
+    "/webauthn/register/options",
+    "/webauthn/register",
+    "/webauthn/assert/options",
+    "/webauthn/assert",
+    "/webauthn/passkey/options",
+    "/webauthn/passkey",
+];
 
 /// `authelia_paths`: serve Authelia's forward-auth paths (always without
 /// an upstream; with one only when `server.authelia_paths` is on, so they
@@ -72,6 +91,9 @@ pub fn route(path: &str, prefix: &str, has_upstream: bool, authelia_paths: bool)
         "/resend" => Route::Resend,
         "/status" => Route::Status,
         "/enroll/totp" => Route::EnrollTotp,
+        "/enroll/webauthn" => Route::EnrollWebauthn,
+        "/account/security" => Route::Security,
+        rest if WEBAUTHN_ENDPOINTS.contains(&rest) => Route::Webauthn,
         "/authy/callback" => Route::AuthyCallback,
         "/signup" => Route::Signup,
         "/auth-request" => Route::AuthRequest,

@@ -62,9 +62,11 @@ impl Gateway {
             }
             Err(AuthError::AlreadyConfirmed) => Ok(self.to_target(rd, None)),
             Err(AuthError::LoginRequired) => Ok(self.to_login(&rd)),
-            Err(AuthError::NoSecondFactor) if self.auth.may_enroll(&id)? => {
-                Ok(self.to_portal_page("enroll/totp", &rd))
-            }
+            Err(AuthError::NoSecondFactor) => match self.auth.enrollable(&id)?.first() {
+                Some(Method::Webauthn) => Ok(self.to_portal_page("enroll/webauthn", &rd)),
+                Some(_) => Ok(self.to_portal_page("enroll/totp", &rd)),
+                None => Err(AuthError::NoSecondFactor.into()),
+            },
             Err(err) => Err(err.into()),
         }
     }

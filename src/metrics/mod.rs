@@ -203,6 +203,8 @@ pub enum FactorMethod {
     Push,
     /// A one-time code (SMS or app).
     Code,
+    /// A security key or passkey (WebAuthn).
+    SecurityKey,
 }
 
 impl FactorMethod {
@@ -210,6 +212,7 @@ impl FactorMethod {
         match self {
             FactorMethod::Push => "push",
             FactorMethod::Code => "code",
+            FactorMethod::SecurityKey => "security_key",
         }
     }
 }

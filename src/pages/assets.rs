@@ -23,7 +23,14 @@ pub const PUSH_SCRIPT: Asset = Asset {
     body: include_str!("static/push.js"),
 };
 
-const ALL: [&Asset; 2] = [&STYLESHEET, &PUSH_SCRIPT];
+/// Runs the WebAuthn ceremonies (security keys, passkeys).
+pub const WEBAUTHN_SCRIPT: Asset = Asset {
+    name: "webauthn.js",
+    content_type: "text/javascript; charset=utf-8",
+    body: include_str!("static/webauthn.js"),
+};
+
+const ALL: [&Asset; 3] = [&STYLESHEET, &PUSH_SCRIPT, &WEBAUTHN_SCRIPT];
 
 /// The asset called `name` (the path segment after `static/`).
 pub fn named(name: &str) -> Option<&'static Asset> {

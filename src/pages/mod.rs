@@ -12,16 +12,28 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("verify.html", include_str!("templates/verify.html")),
     ("signup.html", include_str!("templates/signup.html")),
     ("enroll.html", include_str!("templates/enroll.html")),
+    (
+        "enroll_webauthn.html",
+        include_str!("templates/enroll_webauthn.html"),
+    ),
+    ("security.html", include_str!("templates/security.html")),
+    (
+        "webauthn_widget.html",
+        include_str!("templates/webauthn_widget.html"),
+    ),
     ("error.html", include_str!("templates/error.html")),
 ];
 
 /// What the login form shows.
 pub struct LoginView<'a> {
+    pub prefix: &'a str,
     pub action: &'a str,
     pub csrf: &'a str,
     pub rd: &'a str,
     pub email: &'a str,
     pub message: Option<&'a str>,
+    /// "Sign in with a passkey" is offered.
+    pub passkeys: bool,
 }
 
 /// What the second-factor page shows.
@@ -54,6 +66,37 @@ pub struct EnrollView<'a> {
     pub qr_svg: &'a str,
     pub was_reset: bool,
     pub message: Option<&'a str>,
+    /// The security-key enrollment page, when the user may pick that.
+    pub webauthn_url: Option<&'a str>,
+}
+
+/// The page that registers a first security key or passkey.
+pub struct EnrollKeyView<'a> {
+    pub prefix: &'a str,
+    pub csrf: &'a str,
+    pub rd: &'a str,
+    /// The TOTP enrollment page, when the user may pick that instead.
+    pub totp_url: Option<&'a str>,
+    pub was_reset: bool,
+    pub message: Option<&'a str>,
+}
+
+/// One registered key as the security page lists it.
+pub struct KeyRow {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub last_used: String,
+}
+
+/// The security page: the user's keys, and adding or removing one.
+pub struct SecurityView<'a> {
+    pub prefix: &'a str,
+    pub csrf: &'a str,
+    pub keys: &'a [KeyRow],
+    /// Confirmed recently enough to add or remove a key.
+    pub can_change: bool,
+    pub message: Option<&'a str>,
 }
 
 /// What the sign-up form shows again after an error (never the password).
@@ -82,6 +125,7 @@ impl Pages {
         }
         env.add_global("stylesheet_url", assets::STYLESHEET.url(prefix));
         env.add_global("push_script_url", assets::PUSH_SCRIPT.url(prefix));
+        env.add_global("webauthn_script_url", assets::WEBAUTHN_SCRIPT.url(prefix));
         Pages { env }
     }
 
@@ -94,6 +138,9 @@ impl Pages {
                 rd => view.rd,
                 email => view.email,
                 message => view.message,
+                passkeys => view.passkeys,
+                options_url => format!("{}/webauthn/passkey/options", view.prefix),
+                finish_url => format!("{}/webauthn/passkey", view.prefix),
             },
         )
     }
@@ -128,6 +175,8 @@ impl Pages {
                 sends_codes => view.sends_codes,
                 switch,
                 message => view.message,
+                webauthn_options_url => format!("{}/webauthn/assert/options", view.prefix),
+                webauthn_finish_url => format!("{}/webauthn/assert", view.prefix),
             },
         )
     }
@@ -144,6 +193,45 @@ impl Pages {
                 uri => view.uri,
                 qr_svg => minijinja::Value::from_safe_string(view.qr_svg.to_owned()),
                 was_reset => view.was_reset,
+                message => view.message,
+                webauthn_url => view.webauthn_url,
+            },
+        )
+    }
+
+    pub fn enroll_key(&self, view: &EnrollKeyView<'_>) -> String {
+        self.render(
+            "enroll_webauthn.html",
+            context! {
+                csrf => view.csrf,
+                rd => view.rd,
+                options_url => format!("{}/webauthn/register/options", view.prefix),
+                finish_url => format!("{}/webauthn/register", view.prefix),
+                totp_url => view.totp_url,
+                was_reset => view.was_reset,
+                message => view.message,
+            },
+        )
+    }
+
+    pub fn security(&self, view: &SecurityView<'_>) -> String {
+        let keys: Vec<minijinja::Value> = view
+            .keys
+            .iter()
+            .map(|k| {
+                context! { id => &k.id, name => &k.name, created => &k.created, last_used => &k.last_used }
+            })
+            .collect();
+        self.render(
+            "security.html",
+            context! {
+                action => format!("{}/account/security", view.prefix),
+                csrf => view.csrf,
+                rd => format!("{}/account/security", view.prefix),
+                keys,
+                can_change => view.can_change,
+                options_url => format!("{}/webauthn/register/options", view.prefix),
+                finish_url => format!("{}/webauthn/register", view.prefix),
                 message => view.message,
             },
         )
@@ -194,6 +282,7 @@ fn method_label(method: &str) -> &'static str {
         "authy" => "Authy app or SMS",
         "totp" => "Authenticator app",
         "verify" => "Code sent to your phone or email",
+        "webauthn" => "Security key or passkey",
         _ => "Other method",
     }
 }
@@ -206,11 +295,13 @@ mod tests {
     fn values_are_html_escaped() {
         let pages = Pages::new("/_authgate");
         let page = pages.login(&LoginView {
+            prefix: "/_authgate",
             action: "/_authgate/login",
             csrf: "tok\"en",
             rd: "http://x/?a=<script>",
             email: "<b>a@example.com</b>",
             message: Some("<i>bad</i>"),
+            passkeys: true,
         });
         assert!(!page.contains("<script>"), "{page}");
         assert!(!page.contains("<b>a@"), "{page}");
@@ -224,11 +315,40 @@ mod tests {
         let fields = std::collections::HashMap::new();
         let mut all = vec![
             pages.login(&LoginView {
+                prefix: "/_authgate",
                 action: "/_authgate/login",
                 csrf: "t",
                 rd: "/",
                 email: "a@x",
                 message: Some("Invalid email or password."),
+                passkeys: true,
+            }),
+            pages.enroll_key(&EnrollKeyView {
+                prefix: "/_authgate",
+                csrf: "t",
+                rd: "/",
+                totp_url: Some("/_authgate/enroll/totp"),
+                was_reset: true,
+                message: Some("Not accepted."),
+            }),
+            pages.security(&SecurityView {
+                prefix: "/_authgate",
+                csrf: "t",
+                keys: &[KeyRow {
+                    id: "k1".into(),
+                    name: "<b>key</b>".into(),
+                    created: "2026-12-05".into(),
+                    last_used: "never".into(),
+                }],
+                can_change: true,
+                message: Some("Removed."),
+            }),
+            pages.security(&SecurityView {
+                prefix: "/_authgate",
+                csrf: "t",
+                keys: &[],
+                can_change: false,
+                message: None,
             }),
             pages.logout("/_authgate/logout", "t", Some("a@x")),
             pages.logout("/_authgate/logout", "t", None),
@@ -251,10 +371,16 @@ mod tests {
                 qr_svg: "<svg id=\"qr\"></svg>",
                 was_reset: true,
                 message: Some("Wrong code."),
+                webauthn_url: Some("/_authgate/enroll/webauthn"),
             }),
         ];
         for push in [Some("pending"), Some("denied"), Some("expired"), None] {
-            for (method, sends_codes) in [("authy", true), ("totp", false), ("verify", true)] {
+            for (method, sends_codes) in [
+                ("authy", true),
+                ("totp", false),
+                ("verify", true),
+                ("webauthn", false),
+            ] {
                 all.push(pages.verify(&VerifyView {
                     prefix: "/_authgate",
                     csrf: "t",
