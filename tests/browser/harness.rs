@@ -550,13 +550,14 @@ pub struct AuthenticatorOptions {
 }
 
 impl AuthenticatorOptions {
-    /// A plain USB security key: no passkeys, no PIN, the user touches it.
+    /// A USB security key with a PIN (chromium creates a passkey on a key
+    /// only once it can verify the user).
     pub fn security_key() -> AuthenticatorOptions {
         AuthenticatorOptions {
             transport: Transport::Usb,
-            resident_key: false,
-            user_verification: false,
-            user_verified: false,
+            resident_key: true,
+            user_verification: true,
+            user_verified: true,
             user_consenting: true,
         }
     }
