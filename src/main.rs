@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use authgate::app::App;
 use authgate::config::{self, ConfigSource, LogFormat};
-use authgate::model::User;
+use authgate::model::{Method, User};
 use authgate::sandbox::{self, SandboxConfig};
 use authgate::server::{self, shutdown_signal};
 use authgate::store::{CopyDirection, SessionTimeouts, copy_store};
@@ -292,14 +292,22 @@ fn user_command(source: &ConfigSource, cmd: UserCommand) -> anyhow::Result<()> {
             file.reset_second_factor(&email, unix_now())?;
             file.save()?;
             println!(
-                "{email}: second factor reset; they set up TOTP again at their next login \
-                 (a running gateway picks this up within a second)"
+                "{email}: second factor reset; their TOTP secret and security keys no longer \
+                 count, and they set up a second factor again at their next login (a running \
+                 gateway picks this up within a second and removes the old keys)"
             );
         }
         UserCommand::Reset2fa { email } => reset_signup_user(source, &email)?,
         UserCommand::List => {
+            let offered = config::load(source).map(|c| c.auth.methods).ok();
             for user in file.users() {
-                println!("{}\t{}\t{}", user.email, user.name, user.groups.join(","));
+                let methods = user_methods(user, offered.as_deref());
+                println!(
+                    "{}\t{}\t{}\t{methods}",
+                    user.email,
+                    user.name,
+                    user.groups.join(",")
+                );
             }
         }
         UserCommand::Remove { email } => {
@@ -308,6 +316,22 @@ fn user_command(source: &ConfigSource, cmd: UserCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The second factors a user may confirm with: the one the users file
+/// pins, else every one `auth.methods` offers ("?" without a config).
+fn user_methods(user: &User, offered: Option<&[Method]>) -> String {
+    if let Some(pinned) = &user.second_factor {
+        return pinned.clone();
+    }
+    match offered {
+        Some(methods) => methods
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        None => "?".into(),
+    }
 }
 
 /// A sign-up user lives in the store. sled's is held locked by a running
@@ -326,12 +350,17 @@ fn reset_signup_user(source: &ConfigSource, email: &str) -> anyhow::Result<()> {
     if store.sessions.signup_user(email.trim())?.is_none() {
         bail!("no user {email} in the users file or among the sign-up users");
     }
-    let removed = store.factors.remove_totp(email.trim())?;
+    let removed_totp = store.factors.remove_totp(email.trim())?;
+    let removed_keys = store.factors.remove_all_webauthn(email.trim())?;
     store.sessions.flush()?;
-    if removed {
-        println!("{email}: TOTP removed; they set it up again at their next login");
+    if removed_totp || removed_keys > 0 {
+        println!(
+            "{email}: TOTP {} and {removed_keys} security key(s) removed; they set up a second \
+             factor again at their next login",
+            if removed_totp { "secret" } else { "(none)" }
+        );
     } else {
-        println!("{email}: had no TOTP; nothing to reset");
+        println!("{email}: had no TOTP and no security key; nothing to reset");
     }
     Ok(())
 }

@@ -182,9 +182,9 @@ impl Authenticator {
         } else {
             Some(self.reserve_code(id)?)
         };
-        let kept = self
-            .webauthn()?
-            .finish_registration(&factor_user(&user), &ceremony, answer, name);
+        let kept =
+            self.webauthn()?
+                .finish_registration(&factor_user(&user), &ceremony, answer, name);
         match kept {
             Ok(Ok(record)) => {
                 tracing::info!(user = %user.email, key = %record.name, "security key registered");
@@ -343,8 +343,7 @@ impl Authenticator {
         };
         let mut started = false;
         self.sessions.update(&id.key(), |s| {
-            started = state::on(&mut s.challenge, Event::Started(challenge.clone()), now)
-                .changed();
+            started = state::on(&mut s.challenge, Event::Started(challenge.clone()), now).changed();
             started
         })?;
         if !started {
@@ -396,4 +395,3 @@ fn wrong_or(counted: AuthError, refused: crate::factor::webauthn::Refused) -> Au
         other => other,
     }
 }
-

@@ -15,8 +15,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 pub use error::ConfigError;
-pub use webauthn::{Attestation, UserVerification, WebauthnConfig, parse_aaguid};
 pub use load::{ConfigSource, effective_config_masked, load, load_for_store_copy, users_file_path};
+pub use webauthn::{Attestation, UserVerification, WebauthnConfig, parse_aaguid};
 
 /// The validated, typed configuration the rest of the program uses.
 #[derive(Debug, Clone)]

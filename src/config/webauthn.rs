@@ -98,7 +98,10 @@ pub(super) fn webauthn(
         }
         return Ok(None);
     }
-    let host = public_url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let host = public_url
+        .host_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let rp_id = rp_id(raw.rp_id.as_deref(), cookie_domain, &host)?;
     let rp_name = raw.rp_name.trim();
     if rp_name.is_empty() {
@@ -124,10 +127,7 @@ fn rp_id(configured: Option<&str>, cookie_domain: Option<&str>, host: &str) -> R
         (None, None) => ("server.public_url", host),
     };
     let rp_id = rp_id.trim().trim_start_matches('.').to_ascii_lowercase();
-    if rp_id.parse::<std::net::IpAddr>().is_ok()
-        || rp_id.starts_with('[')
-        || rp_id.is_empty()
-    {
+    if rp_id.parse::<std::net::IpAddr>().is_ok() || rp_id.starts_with('[') || rp_id.is_empty() {
         return Err(ConfigError::at(
             key,
             format!(
@@ -272,8 +272,8 @@ mod tests {
         assert_eq!(
             config.attestation,
             Attestation::Aaguids(vec![[
-                0xcb, 0x69, 0x48, 0x1e, 0x8f, 0xf7, 0x40, 0x39, 0x93, 0xec, 0x0a, 0x27, 0x29,
-                0xa1, 0x54, 0xa8
+                0xcb, 0x69, 0x48, 0x1e, 0x8f, 0xf7, 0x40, 0x39, 0x93, 0xec, 0x0a, 0x27, 0x29, 0xa1,
+                0x54, 0xa8
             ]])
         );
         let raw = RawWebauthn {
@@ -297,8 +297,10 @@ mod tests {
             key_error(webauthn(&raw, false, &public, None)).0,
             "webauthn.passwordless"
         );
-        assert!(webauthn(&RawWebauthn::default(), false, &public, None)
-            .unwrap()
-            .is_none());
+        assert!(
+            webauthn(&RawWebauthn::default(), false, &public, None)
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -23,6 +23,9 @@ pub const TOTP_EMAIL: &str = "totp@example.com";
 pub const VERIFY_EMAIL: &str = "verify@example.com";
 /// Has no second factor yet: enrolls TOTP at the first login.
 pub const ENROLL_EMAIL: &str = "new@example.com";
+/// Has no second factor yet: registers a passkey or security key at the
+/// first login, then may sign in with it alone.
+pub const PASSKEY_EMAIL: &str = "passkey@example.com";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -55,13 +58,20 @@ impl Demo {
     pub async fn start(listen: SocketAddr) -> Result<Demo, DemoError> {
         let dir = tempfile::tempdir()?;
         let api_key = random_key()?;
-        let gateway_url = format!("http://{listen}");
+        let gateway_url = public_url(listen);
         let mut sandbox_config = SandboxConfig::new(api_key.clone());
         sandbox_config.callback_url = Some(format!("{gateway_url}/_authgate/authy/callback"));
         let sandbox = Sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)), sandbox_config).await?;
         let (listener, upstream_addr) = upstream::bind().await?;
         let upstream = tokio::spawn(upstream::serve(listener));
-        let config_path = write_files(dir.path(), listen, &sandbox.url(), upstream_addr, &api_key)?;
+        let config_path = write_files(
+            dir.path(),
+            listen,
+            &gateway_url,
+            &sandbox.url(),
+            upstream_addr,
+            &api_key,
+        )?;
         let config = config::load(&ConfigSource::Explicit(config_path))?;
         let totp_secret = enroll_totp_user(&config)?;
         print_banner(&gateway_url, &sandbox.page_url(), &totp_secret);
@@ -80,9 +90,19 @@ impl Drop for Demo {
     }
 }
 
+/// `localhost` for a loopback address: browsers refuse an IP address as
+/// WebAuthn's relying party, and passkeys are part of the demo.
+fn public_url(listen: SocketAddr) -> String {
+    match listen.ip().is_loopback() {
+        true => format!("http://localhost:{}", listen.port()),
+        false => format!("http://{listen}"),
+    }
+}
+
 fn write_files(
     dir: &Path,
     listen: SocketAddr,
+    public_url: &str,
     sandbox_url: &str,
     upstream: SocketAddr,
     api_key: &str,
@@ -95,8 +115,13 @@ fn write_files(
         (TOTP_EMAIL, "TOTP User", "", "totp"),
         (VERIFY_EMAIL, "Verify User", "5557654321", "verify"),
         (ENROLL_EMAIL, "New User", "", "totp"),
+        (PASSKEY_EMAIL, "Passkey User", "", "webauthn"),
     ];
+    let passkeys = listen.ip().is_loopback();
     for (email, name, phone, method) in people {
+        if method == "webauthn" && !passkeys {
+            continue;
+        }
         users.add(User {
             email: email.into(),
             name: name.into(),
@@ -113,7 +138,7 @@ fn write_files(
     let toml = format!(
         r#"[server]
 listen = "{listen}"
-public_url = "http://{listen}"
+public_url = "{public_url}"
 
 [upstream]
 url = "http://{upstream}"
@@ -131,8 +156,8 @@ file = {users:?}
 listen = ""
 
 [auth]
-methods = ["authy", "totp", "verify"]
-
+methods = ["authy", "totp", "verify"{webauthn_method}]
+{webauthn}
 [authy]
 api_key = "{api_key}"
 api_url = "{sandbox_url}"
@@ -143,6 +168,12 @@ account_sid = "{DEFAULT_VERIFY_ACCOUNT_SID}"
 auth_token = "{DEFAULT_VERIFY_AUTH_TOKEN}"
 service_sid = "{DEFAULT_VERIFY_SERVICE_SID}"
 "#,
+        webauthn_method = if passkeys { ", \"webauthn\"" } else { "" },
+        webauthn = if passkeys {
+            "\n[webauthn]\nrp_name = \"authgate demo\"\npasswordless = true\n"
+        } else {
+            ""
+        },
         secret = random_key()?,
         store = dir.join("store").display().to_string(),
         users = users_path.display().to_string(),
@@ -178,9 +209,12 @@ fn print_banner(gateway_url: &str, sandbox_page: &str, totp_secret: &str) {
          {TOTP_EMAIL:<20} TOTP: add the key {totp_secret} to an authenticator app,\n  \
          {:<20}   or run `oathtool --totp -b {totp_secret}`\n  \
          {VERIFY_EMAIL:<20} Twilio Verify: read the code \"sent\" by SMS at {sandbox_page}\n  \
-         {ENROLL_EMAIL:<20} no second factor yet: the first login shows the TOTP set-up page\n\n\
+         {ENROLL_EMAIL:<20} no second factor yet: the first login shows the TOTP set-up page\n  \
+         {PASSKEY_EMAIL:<20} no second factor yet: the first login registers a passkey or security key\n  \
+         {:<20}   (no key at hand? Chrome DevTools > More tools > WebAuthn: enable a virtual authenticator)\n  \
+         {:<20}   then \"Sign in with a passkey\" on the login page needs no password\n\n\
          Everything is on this machine; stop with Ctrl-C.\n",
-        ""
+        "", "", ""
     );
 }
 

@@ -437,12 +437,9 @@ impl Portal {
             pages: Pages::new(&config.server.path_prefix),
             sessions,
             signup: config.signup.clone(),
-            webhook: config
-                .authy
-                .as_ref()
-                .map(|a| {
-                    WebhookVerifier::new(a.api_key.clone(), &a.callback_url, webhook_replays.clone())
-                }),
+            webhook: config.authy.as_ref().map(|a| {
+                WebhookVerifier::new(a.api_key.clone(), &a.callback_url, webhook_replays.clone())
+            }),
             ceremony_replays: webhook_replays,
             passkeys: config.webauthn.as_ref().is_some_and(|w| w.passwordless),
             max_form_bytes: config.server.max_form_bytes,

@@ -96,7 +96,9 @@ impl Gateway {
                 id: k.id,
                 name: k.name,
                 created: crate::auth::format_utc(k.created_at),
-                last_used: k.last_used.map_or_else(|| "never".into(), crate::auth::format_utc),
+                last_used: k
+                    .last_used
+                    .map_or_else(|| "never".into(), crate::auth::format_utc),
             })
             .collect();
         let can_change = self.auth.confirmed_recently(&id)?;
@@ -138,7 +140,12 @@ impl Gateway {
                 let notice = match self.auth.remove_security_key(&id, field(&form, "id")) {
                     Ok(true) => {
                         let request = (head.headers(), conn);
-                        self.audit(request, Event::SecurityKeyRemoved, user.as_deref(), Some(&id));
+                        self.audit(
+                            request,
+                            Event::SecurityKeyRemoved,
+                            user.as_deref(),
+                            Some(&id),
+                        );
                         SecurityNotice::Removed
                     }
                     Ok(false) => SecurityNotice::NotFound,
@@ -174,7 +181,9 @@ impl Gateway {
                     .session_id(post.head.headers())
                     .ok_or(GatewayError::LOGIN_REQUIRED)?;
                 match other {
-                    "/webauthn/register/options" => self.auth.registration_options(&id).map(options),
+                    "/webauthn/register/options" => {
+                        self.auth.registration_options(&id).map(options)
+                    }
                     "/webauthn/register" => self.register_finish(&post, conn, &id),
                     "/webauthn/assert/options" => self.auth.assertion_options(&id).map(options),
                     _ => self.assert_finish(&post, conn, &id),
@@ -207,7 +216,12 @@ impl Gateway {
             Ok(Registered::SteppedUp(new_id)) => {
                 self.metrics
                     .second_factor(FactorMethod::SecurityKey, FactorOutcome::Success);
-                self.audit(request, Event::SecurityKeyAdded, user.as_deref(), Some(&new_id));
+                self.audit(
+                    request,
+                    Event::SecurityKeyAdded,
+                    user.as_deref(),
+                    Some(&new_id),
+                );
                 let method = Method::Webauthn;
                 let confirmed = Event::SecondFactorSucceeded { method };
                 self.audit(request, confirmed, user.as_deref(), Some(&new_id));
@@ -229,7 +243,9 @@ impl Gateway {
     ) -> Result<Answer, AuthError> {
         let subject = self.challenge_subject(id);
         let rd = self.redirects.safe_target(field(&post.form, "rd"));
-        let checked = self.auth.finish_assertion(id, field(&post.form, "credential"));
+        let checked = self
+            .auth
+            .finish_assertion(id, field(&post.form, "credential"));
         let outcome = match &checked {
             Ok(_) => FactorOutcome::Success,
             Err(AuthError::KeyRefused(_)) => FactorOutcome::Invalid,
@@ -237,7 +253,8 @@ impl Gateway {
             Err(AuthError::ChallengeExpired) => FactorOutcome::Expired,
             Err(_) => FactorOutcome::Error,
         };
-        self.metrics.second_factor(FactorMethod::SecurityKey, outcome);
+        self.metrics
+            .second_factor(FactorMethod::SecurityKey, outcome);
         let request = (post.head.headers(), conn);
         if matches!(
             checked,
@@ -276,9 +293,9 @@ impl Gateway {
             return Err(AuthError::ChallengeExpired);
         }
         let previous = self.cookies.session_id(post.head.headers());
-        let login = self
-            .auth
-            .passkey_login(&state, field(&post.form, "credential"), previous.as_ref());
+        let login =
+            self.auth
+                .passkey_login(&state, field(&post.form, "credential"), previous.as_ref());
         let ok = match login {
             Ok(ok) => ok,
             Err(err) => {
@@ -289,13 +306,23 @@ impl Gateway {
             }
         };
         self.metrics.login(LoginOutcome::Success);
-        self.audit(request, Event::LoginSucceeded, Some(&ok.user.email), Some(&ok.session_id));
+        self.audit(
+            request,
+            Event::LoginSucceeded,
+            Some(&ok.user.email),
+            Some(&ok.session_id),
+        );
         let rd = self.redirects.safe_target(field(&post.form, "rd"));
         let target = match ok.level {
             AuthLevel::TwoFactor => {
                 let method = Method::Webauthn;
                 let confirmed = Event::SecondFactorSucceeded { method };
-                self.audit(request, confirmed, Some(&ok.user.email), Some(&ok.session_id));
+                self.audit(
+                    request,
+                    confirmed,
+                    Some(&ok.user.email),
+                    Some(&ok.session_id),
+                );
                 rd
             }
             AuthLevel::OneFactor => self.redirects.portal_url("verify", &rd),

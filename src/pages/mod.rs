@@ -492,6 +492,7 @@ mod tests {
             qr_svg: "<svg id=\"qr\"></svg>",
             was_reset: true,
             message: None,
+            webauthn_url: None,
         });
         assert!(
             enroll.contains("<svg id=\"qr\">"),

@@ -51,7 +51,9 @@ pub(super) struct FactorSubject {
 
 /// What a copy needs of a store beyond the traits the gateway uses: the
 /// lists of everything, and writing a user's factors whole.
-pub(super) trait StoreDump: SessionStore + SubjectCache + super::factors::FactorCells {
+pub(super) trait StoreDump:
+    SessionStore + SubjectCache + super::factors::FactorCells
+{
     /// True when the store holds nothing a copy would write.
     fn is_blank(&self) -> Result<bool, StoreError>;
     /// Every user's factors, keyed by the lower-cased email.

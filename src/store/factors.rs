@@ -69,7 +69,9 @@ pub enum CredentialUseOutcome {
     Unknown,
     /// The counter did not move past the stored one: two copies of the key
     /// exist, or an old assertion came back.
-    CounterRegressed { stored: u32 },
+    CounterRegressed {
+        stored: u32,
+    },
 }
 
 pub trait FactorStore: Send + Sync {
@@ -166,7 +168,9 @@ pub(super) mod webauthn_edits {
         used: CredentialUse,
     ) -> Result<CredentialUseOutcome, StoreError> {
         let mut outcome = CredentialUseOutcome::Unknown;
-        cells.modify_factors_with(email, false, &mut |f| f.use_webauthn(id, used, &mut outcome))?;
+        cells.modify_factors_with(email, false, &mut |f| {
+            f.use_webauthn(id, used, &mut outcome)
+        })?;
         Ok(outcome)
     }
 
@@ -491,14 +495,33 @@ pub(super) mod contract {
     }
 
     pub fn credentials_are_kept_and_indexed(store: &dyn FactorStore) {
-        assert!(store.webauthn_credentials("a@example.com").unwrap().is_empty());
-        assert!(store.add_webauthn("A@example.com", &credential("k1", 0)).unwrap());
-        assert!(store.add_webauthn("a@example.com", &credential("k2", 5)).unwrap());
         assert!(
-            !store.add_webauthn("b@example.com", &credential("k1", 0)).unwrap(),
+            store
+                .webauthn_credentials("a@example.com")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .add_webauthn("A@example.com", &credential("k1", 0))
+                .unwrap()
+        );
+        assert!(
+            store
+                .add_webauthn("a@example.com", &credential("k2", 5))
+                .unwrap()
+        );
+        assert!(
+            !store
+                .add_webauthn("b@example.com", &credential("k1", 0))
+                .unwrap(),
             "an id belongs to one user"
         );
-        assert!(!store.add_webauthn("a@example.com", &credential("k1", 0)).unwrap());
+        assert!(
+            !store
+                .add_webauthn("a@example.com", &credential("k1", 0))
+                .unwrap()
+        );
         let ids: Vec<String> = store
             .webauthn_credentials("a@example.com")
             .unwrap()
@@ -506,7 +529,12 @@ pub(super) mod contract {
             .map(|c| c.id)
             .collect();
         assert_eq!(ids, ["k1", "k2"]);
-        assert!(store.webauthn_credentials("b@example.com").unwrap().is_empty());
+        assert!(
+            store
+                .webauthn_credentials("b@example.com")
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(
             store.webauthn_owner("k2").unwrap().as_deref(),
             Some("a@example.com")
@@ -516,7 +544,9 @@ pub(super) mod contract {
         assert!(!store.remove_webauthn("a@example.com", "k1").unwrap());
         assert_eq!(store.webauthn_owner("k1").unwrap(), None);
         assert!(
-            store.add_webauthn("b@example.com", &credential("k1", 0)).unwrap(),
+            store
+                .add_webauthn("b@example.com", &credential("k1", 0))
+                .unwrap(),
             "a removed id is free again"
         );
         assert_eq!(store.remove_all_webauthn("a@example.com").unwrap(), 1);
@@ -528,35 +558,54 @@ pub(super) mod contract {
     }
 
     pub fn a_credential_counter_only_moves_forward(store: &dyn FactorStore) {
-        store.add_webauthn("c@example.com", &credential("c1", 5)).unwrap();
-        store.add_webauthn("c@example.com", &credential("cz", 0)).unwrap();
+        store
+            .add_webauthn("c@example.com", &credential("c1", 5))
+            .unwrap();
+        store
+            .add_webauthn("c@example.com", &credential("cz", 0))
+            .unwrap();
         assert_eq!(
-            store.use_webauthn("c@example.com", "c1", used(5, 200)).unwrap(),
+            store
+                .use_webauthn("c@example.com", "c1", used(5, 200))
+                .unwrap(),
             CredentialUseOutcome::CounterRegressed { stored: 5 }
         );
         assert_eq!(
-            store.use_webauthn("c@example.com", "c1", used(6, 200)).unwrap(),
+            store
+                .use_webauthn("c@example.com", "c1", used(6, 200))
+                .unwrap(),
             CredentialUseOutcome::Recorded
         );
         assert_eq!(
-            store.use_webauthn("c@example.com", "c1", used(2, 300)).unwrap(),
+            store
+                .use_webauthn("c@example.com", "c1", used(2, 300))
+                .unwrap(),
             CredentialUseOutcome::CounterRegressed { stored: 6 }
         );
         assert_eq!(
-            store.use_webauthn("c@example.com", "cz", used(0, 300)).unwrap(),
+            store
+                .use_webauthn("c@example.com", "cz", used(0, 300))
+                .unwrap(),
             CredentialUseOutcome::Recorded,
             "a key without a counter says zero every time"
         );
         assert_eq!(
-            store.use_webauthn("c@example.com", "gone", used(9, 300)).unwrap(),
+            store
+                .use_webauthn("c@example.com", "gone", used(9, 300))
+                .unwrap(),
             CredentialUseOutcome::Unknown
         );
         let k1 = store.webauthn_credentials("c@example.com").unwrap()[0].clone();
-        assert_eq!((k1.counter, k1.last_used, k1.backup_state), (6, Some(200), true));
+        assert_eq!(
+            (k1.counter, k1.last_used, k1.backup_state),
+            (6, Some(200), true)
+        );
     }
 
     pub fn concurrent_uses_of_one_counter_pass_once(store: Arc<dyn FactorStore>) {
-        store.add_webauthn("d@example.com", &credential("d1", 1)).unwrap();
+        store
+            .add_webauthn("d@example.com", &credential("d1", 1))
+            .unwrap();
         const THREADS: usize = 8;
         let barrier = Arc::new(Barrier::new(THREADS));
         let winners: usize = (0..THREADS)
@@ -565,7 +614,9 @@ pub(super) mod contract {
                 let barrier = Arc::clone(&barrier);
                 std::thread::spawn(move || {
                     barrier.wait();
-                    let outcome = store.use_webauthn("d@example.com", "d1", used(2, 9)).unwrap();
+                    let outcome = store
+                        .use_webauthn("d@example.com", "d1", used(2, 9))
+                        .unwrap();
                     usize::from(outcome == CredentialUseOutcome::Recorded)
                 })
             })

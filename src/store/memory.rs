@@ -68,12 +68,18 @@ impl FactorCells for MemoryStore {
     }
 
     fn claim_credential_id(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
-        let mut ids = self.credential_ids.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids = self
+            .credential_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         Ok(ids.entry(id.to_owned()).or_insert_with(|| owner.to_owned()) == owner)
     }
 
     fn release_credential_id(&self, id: &str, owner: &str) -> Result<(), StoreError> {
-        let mut ids = self.credential_ids.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids = self
+            .credential_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if ids.get(id).is_some_and(|o| o == owner) {
             ids.remove(id);
         }
@@ -81,7 +87,10 @@ impl FactorCells for MemoryStore {
     }
 
     fn credential_id_owner(&self, id: &str) -> Result<Option<String>, StoreError> {
-        let ids = self.credential_ids.lock().unwrap_or_else(|e| e.into_inner());
+        let ids = self
+            .credential_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         Ok(ids.get(id).cloned())
     }
 }

@@ -21,9 +21,7 @@ mod sled;
 
 pub use backend::Backend;
 pub use copy::{Copied, CopyDirection, CopyError, copy_store};
-pub use factors::{
-    CredentialUse, CredentialUseOutcome, FactorStore, TotpRecord, WebauthnRecord,
-};
+pub use factors::{CredentialUse, CredentialUseOutcome, FactorStore, TotpRecord, WebauthnRecord};
 pub use live::{LiveSessions, SessionId, touch_interval};
 pub use memory::MemoryStore;
 pub use pushes::{MemoryPushIndex, PushIndex};

@@ -88,6 +88,11 @@ async fn user_commands_edit_the_users_file_and_list_never_shows_hashes() {
     assert!(text.contains(ALICE), "{text}");
     assert!(text.contains("a,b"), "{text}");
     assert!(text.contains("bob@example.com"), "{text}");
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with(ALICE) && line.ends_with("\ttotp")),
+        "each user's methods (here the default, TOTP):\n{text}"
+    );
     assert!(!text.contains("argon2"), "a hash is listed:\n{text}");
     assert!(!String::from_utf8_lossy(&list.stderr).contains("argon2"));
 

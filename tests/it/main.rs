@@ -33,3 +33,4 @@ mod upgrade;
 mod upstream_errors;
 mod users_reload;
 mod verify;
+mod webauthn;

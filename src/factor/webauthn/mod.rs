@@ -21,9 +21,7 @@ use super::{CodeCheck, FactorError, FactorUser, SecondFactor};
 use crate::clock::Clock;
 use crate::config::{Attestation, UserVerification, WebauthnConfig};
 use crate::model::{Delivery, Method};
-use crate::store::{
-    CredentialUse, CredentialUseOutcome, FactorStore, StoreError, WebauthnRecord,
-};
+use crate::store::{CredentialUse, CredentialUseOutcome, FactorStore, StoreError, WebauthnRecord};
 
 /// How long the browser lets the user find their key.
 const CEREMONY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -47,7 +45,9 @@ pub enum Refused {
     NotThisUsersKey,
     #[error("the key's answer does not check out: {0}")]
     Invalid(String),
-    #[error("the key's signature counter went backwards (stored {stored}, seen {seen}): a cloned key?")]
+    #[error(
+        "the key's signature counter went backwards (stored {stored}, seen {seen}): a cloned key?"
+    )]
     CounterRegressed { stored: u32, seen: u32 },
     #[error("this kind of authenticator is not allowed here")]
     ModelNotAllowed,
@@ -173,7 +173,6 @@ impl WebauthnFactor {
             .credentials(user)?
             .iter()
             .filter_map(|c| URL_SAFE_NO_PAD.decode(&c.id).ok())
-            .map(Into::into)
             .collect();
         let conveyance = match self.attestation {
             Attestation::None => AttestationConveyancePreference::None,
@@ -190,7 +189,7 @@ impl WebauthnFactor {
             .new_challenge_register_builder(&user_handle(&email), &email, display)
             .map_err(engine_error)?
             .attestation(conveyance)
-            .user_verification_policy(self.policy.clone())
+            .user_verification_policy(self.policy)
             .require_resident_key(self.passwordless)
             .exclude_credentials(Some(known));
         let (options, state) = self
@@ -269,7 +268,7 @@ impl WebauthnFactor {
     fn start_authentication(&self, credentials: Vec<Credential>) -> Result<Ceremony, FactorError> {
         let builder = self
             .core
-            .new_challenge_authenticate_builder(credentials, Some(self.policy.clone()))
+            .new_challenge_authenticate_builder(credentials, Some(self.policy))
             .map_err(engine_error)?
             .allow_backup_eligible_upgrade(true);
         let (options, state) = self
@@ -348,7 +347,9 @@ impl WebauthnFactor {
         answer: &PublicKeyCredential,
     ) -> Result<Result<Asserted, Refused>, FactorError> {
         let Ok(credential) = stored_credential(record) else {
-            return Ok(Err(Refused::Invalid("the stored key cannot be read".into())));
+            return Ok(Err(Refused::Invalid(
+                "the stored key cannot be read".into(),
+            )));
         };
         state.set_allowed_credentials(vec![credential]);
         let checked: AuthenticationResult = match self.core.authenticate_credential(answer, &state)
@@ -374,9 +375,9 @@ impl WebauthnFactor {
                 user_verified: checked.user_verified(),
             })),
             CredentialUseOutcome::Unknown => Ok(Err(Refused::NotThisUsersKey)),
-            CredentialUseOutcome::CounterRegressed { stored } => {
-                Ok(Err(self.regressed(email, record, stored).with_seen(used.counter)))
-            }
+            CredentialUseOutcome::CounterRegressed { stored } => Ok(Err(self
+                .regressed(email, record, stored)
+                .with_seen(used.counter))),
         }
     }
 

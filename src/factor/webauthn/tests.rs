@@ -71,7 +71,10 @@ fn assert_at(key: &mut SoftPasskey, at: Url, options: &str) -> Result<String, St
 }
 
 fn enroll(world: &World, email: &str, key: &mut SoftPasskey) -> WebauthnRecord {
-    let ceremony = world.factor.start_registration(&user(email), email).unwrap();
+    let ceremony = world
+        .factor
+        .start_registration(&user(email), email)
+        .unwrap();
     let answer = register_at(key, origin(), &ceremony.options).unwrap();
     world
         .factor
@@ -95,12 +98,20 @@ fn a_registered_key_confirms_its_user_and_its_use_is_kept() {
     let mut key = SoftPasskey::new(true);
     let record = enroll(&world, "alice@example.com", &mut key);
     assert_eq!(record.name, "My key");
-    assert!(world.factor.is_enrolled(&user("alice@example.com")).unwrap());
+    assert!(
+        world
+            .factor
+            .is_enrolled(&user("alice@example.com"))
+            .unwrap()
+    );
     assert!(!world.factor.is_enrolled(&user("bob@example.com")).unwrap());
     world.clock.advance(60);
     let asserted = sign_in(&world, "alice@example.com", &mut key).unwrap();
     assert_eq!(asserted.email, "alice@example.com");
-    let kept = world.store.webauthn_credentials("alice@example.com").unwrap();
+    let kept = world
+        .store
+        .webauthn_credentials("alice@example.com")
+        .unwrap();
     assert_eq!(kept[0].last_used, Some(1_060));
     assert!(kept[0].counter > record.counter);
 }
@@ -114,8 +125,14 @@ fn another_users_key_does_not_confirm_this_user() {
     enroll(&world, "mallory@example.com", &mut mallorys);
     // Mallory's key answers a challenge made for Alice, with Mallory's
     // credential offered in place of Alice's.
-    let ceremony = world.factor.start_assertion(&user("alice@example.com")).unwrap();
-    let theirs = world.factor.start_assertion(&user("mallory@example.com")).unwrap();
+    let ceremony = world
+        .factor
+        .start_assertion(&user("alice@example.com"))
+        .unwrap();
+    let theirs = world
+        .factor
+        .start_assertion(&user("mallory@example.com"))
+        .unwrap();
     let mut options: RequestChallengeResponse = serde_json::from_str(&ceremony.options).unwrap();
     let their_options: RequestChallengeResponse = serde_json::from_str(&theirs.options).unwrap();
     options.public_key.allow_credentials = their_options.public_key.allow_credentials;
@@ -135,7 +152,10 @@ fn an_answer_made_for_another_site_is_refused() {
     let world = world(Attestation::None);
     let mut key = SoftPasskey::new(true);
     enroll(&world, "alice@example.com", &mut key);
-    let ceremony = world.factor.start_assertion(&user("alice@example.com")).unwrap();
+    let ceremony = world
+        .factor
+        .start_assertion(&user("alice@example.com"))
+        .unwrap();
     // A look-alike site relays our challenge; the browser binds the answer
     // to the site it is on, and the key to that site's RP id.
     let mut options: RequestChallengeResponse = serde_json::from_str(&ceremony.options).unwrap();
@@ -151,7 +171,10 @@ fn an_answer_made_for_another_site_is_refused() {
         assert!(matches!(outcome, Err(Refused::Invalid(_))), "{outcome:?}");
     }
     // Our RP id, but the page on another origin.
-    let ceremony = world.factor.start_assertion(&user("alice@example.com")).unwrap();
+    let ceremony = world
+        .factor
+        .start_assertion(&user("alice@example.com"))
+        .unwrap();
     let answer = assert_at(
         &mut key,
         Url::parse("https://evil.example.com").unwrap(),
@@ -170,8 +193,14 @@ fn an_answer_for_another_challenge_is_refused() {
     let world = world(Attestation::None);
     let mut key = SoftPasskey::new(true);
     enroll(&world, "alice@example.com", &mut key);
-    let first = world.factor.start_assertion(&user("alice@example.com")).unwrap();
-    let second = world.factor.start_assertion(&user("alice@example.com")).unwrap();
+    let first = world
+        .factor
+        .start_assertion(&user("alice@example.com"))
+        .unwrap();
+    let second = world
+        .factor
+        .start_assertion(&user("alice@example.com"))
+        .unwrap();
     let answer = assert_at(&mut key, origin(), &first.options).unwrap();
     let outcome = world
         .factor
@@ -185,12 +214,27 @@ fn a_replayed_answer_is_refused_by_its_counter() {
     let world = world(Attestation::None);
     let mut key = SoftPasskey::new(true);
     enroll(&world, "alice@example.com", &mut key);
-    let ceremony = world.factor.start_assertion(&user("alice@example.com")).unwrap();
+    let ceremony = world
+        .factor
+        .start_assertion(&user("alice@example.com"))
+        .unwrap();
     let answer = assert_at(&mut key, origin(), &ceremony.options).unwrap();
     let alice = user("alice@example.com");
-    assert!(world.factor.finish_assertion(&alice, &ceremony.state, &answer).unwrap().is_ok());
-    let again = world.factor.finish_assertion(&alice, &ceremony.state, &answer).unwrap();
-    assert!(matches!(again, Err(Refused::CounterRegressed { .. })), "{again:?}");
+    assert!(
+        world
+            .factor
+            .finish_assertion(&alice, &ceremony.state, &answer)
+            .unwrap()
+            .is_ok()
+    );
+    let again = world
+        .factor
+        .finish_assertion(&alice, &ceremony.state, &answer)
+        .unwrap();
+    assert!(
+        matches!(again, Err(Refused::CounterRegressed { .. })),
+        "{again:?}"
+    );
 }
 
 #[test]
@@ -205,12 +249,21 @@ fn a_counter_that_goes_backwards_is_refused() {
     let newer = world.factor.start_assertion(&alice).unwrap();
     let older_answer = assert_at(&mut key, origin(), &older.options).unwrap();
     let newer_answer = assert_at(&mut key, origin(), &newer.options).unwrap();
-    assert!(world.factor.finish_assertion(&alice, &newer.state, &newer_answer).unwrap().is_ok());
+    assert!(
+        world
+            .factor
+            .finish_assertion(&alice, &newer.state, &newer_answer)
+            .unwrap()
+            .is_ok()
+    );
     let stale = world
         .factor
         .finish_assertion(&alice, &older.state, &older_answer)
         .unwrap();
-    assert!(matches!(stale, Err(Refused::CounterRegressed { .. })), "{stale:?}");
+    assert!(
+        matches!(stale, Err(Refused::CounterRegressed { .. })),
+        "{stale:?}"
+    );
 }
 
 #[test]
@@ -218,7 +271,10 @@ fn a_key_registered_before_a_reset_no_longer_works_and_is_removed() {
     let world = world(Attestation::None);
     let mut key = SoftPasskey::new(true);
     let record = enroll(&world, "alice@example.com", &mut key);
-    let ceremony = world.factor.start_assertion(&user("alice@example.com")).unwrap();
+    let ceremony = world
+        .factor
+        .start_assertion(&user("alice@example.com"))
+        .unwrap();
     let answer = assert_at(&mut key, origin(), &ceremony.options).unwrap();
     let reset = FactorUser {
         reset_at: Some(record.created_at),
@@ -226,10 +282,19 @@ fn a_key_registered_before_a_reset_no_longer_works_and_is_removed() {
     };
     assert!(!world.factor.is_enrolled(&reset).unwrap());
     assert_eq!(
-        world.factor.finish_assertion(&reset, &ceremony.state, &answer).unwrap(),
+        world
+            .factor
+            .finish_assertion(&reset, &ceremony.state, &answer)
+            .unwrap(),
         Err(Refused::NotThisUsersKey)
     );
-    assert!(world.store.webauthn_credentials("alice@example.com").unwrap().is_empty());
+    assert!(
+        world
+            .store
+            .webauthn_credentials("alice@example.com")
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(world.store.webauthn_owner(&record.id).unwrap(), None);
 }
 
@@ -240,7 +305,10 @@ fn a_passkey_login_finds_its_user_and_refuses_a_removed_or_reset_one() {
     let record = enroll(&world, "alice@example.com", &mut key);
     let answer_for = |key: &mut SoftPasskey, ceremony: &Ceremony| {
         // The soft key keeps no resident credentials: it is told which.
-        let own = world.factor.start_assertion(&user("alice@example.com")).unwrap();
+        let own = world
+            .factor
+            .start_assertion(&user("alice@example.com"))
+            .unwrap();
         let own: RequestChallengeResponse = serde_json::from_str(&own.options).unwrap();
         let mut options: RequestChallengeResponse =
             serde_json::from_str(&ceremony.options).unwrap();
@@ -280,7 +348,10 @@ fn a_passkey_login_finds_its_user_and_refuses_a_removed_or_reset_one() {
 fn only_allowed_models_register() {
     let world = world(Attestation::Aaguids(vec![[7; 16]]));
     let mut key = SoftPasskey::new(true);
-    let ceremony = world.factor.start_registration(&user("a@example.com"), "A").unwrap();
+    let ceremony = world
+        .factor
+        .start_registration(&user("a@example.com"), "A")
+        .unwrap();
     let answer = register_at(&mut key, origin(), &ceremony.options).unwrap();
     assert_eq!(
         world
@@ -291,7 +362,10 @@ fn only_allowed_models_register() {
     );
     // The soft key states the all-zero AAGUID.
     let world = world_with_zero_aaguid();
-    let ceremony = world.factor.start_registration(&user("a@example.com"), "A").unwrap();
+    let ceremony = world
+        .factor
+        .start_registration(&user("a@example.com"), "A")
+        .unwrap();
     let answer = register_at(&mut key, origin(), &ceremony.options).unwrap();
     assert!(
         world
@@ -311,7 +385,10 @@ fn a_key_registers_once() {
     let world = world(Attestation::None);
     let mut key = SoftPasskey::new(true);
     enroll(&world, "alice@example.com", &mut key);
-    let options = world.factor.start_registration(&user("alice@example.com"), "A").unwrap();
+    let options = world
+        .factor
+        .start_registration(&user("alice@example.com"), "A")
+        .unwrap();
     let parsed: CreationChallengeResponse = serde_json::from_str(&options.options).unwrap();
     assert_eq!(
         parsed.public_key.exclude_credentials.map(|c| c.len()),

@@ -373,9 +373,7 @@ impl super::factors::FactorCells for RedisStore {
 
     fn claim_credential_id(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
         let key = self.credential_id_key(id);
-        let set: Option<String> = self
-            .link
-            .call(cmd("SET").arg(&key).arg(owner).arg("NX"))?;
+        let set: Option<String> = self.link.call(cmd("SET").arg(&key).arg(owner).arg("NX"))?;
         if set.is_some() {
             return Ok(true);
         }
