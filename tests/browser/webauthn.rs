@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use authgate::demo::DEMO_PASSWORD;
+use authgate::demo::{DEMO_PASSWORD, PASSKEY_EMAIL};
 use fantoccini::Locator;
 
 use crate::Stage;
@@ -14,7 +14,6 @@ use crate::harness::{
     AuthenticatorOptions, Browser, Gateway, PAGE, VirtualAuthenticator, bounded, wait_for,
 };
 
-const PASSKEY_EMAIL: &str = "passkey@example.com";
 /// The page the user asks for before logging in.
 const TARGET: &str = "/reports/keys?x=1";
 const TARGET_PATH: &str = "/reports/keys";
