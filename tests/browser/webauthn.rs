@@ -174,8 +174,8 @@ impl Stage {
     /// The remove button in the row of the key `name`.
     async fn remove_key(&self, name: &str) {
         let xpath = format!(
-            "//tr[contains(@class, 'credential')][td[contains(@class, 'name')][normalize-space() = '{name}']]\
-             //form[contains(@class, 'remove')]//button[@type = 'submit']"
+            "{}//form[contains(@class, 'remove')]//button[@type = 'submit']",
+            key_row(name)
         );
         let button = bounded(
             &format!("finding the remove button of {name:?}"),
@@ -183,6 +183,18 @@ impl Stage {
         )
         .await;
         bounded(&format!("removing {name:?}"), button.click()).await;
+    }
+
+    /// When the key `name` was last used, as its row says.
+    async fn last_used(&self, name: &str) -> String {
+        let xpath = format!("{}/td[contains(@class, 'last-used')]", key_row(name));
+        let cell = bounded(
+            &format!("finding when {name:?} was last used"),
+            self.browser.client.find(Locator::XPath(&xpath)),
+        )
+        .await;
+        let text = bounded("reading the last-used cell", cell.text()).await;
+        text.trim().to_owned()
     }
 
     /// Waits until the security page (a new load of it) lists `expected`.
@@ -205,6 +217,13 @@ impl Stage {
         })
         .await;
     }
+}
+
+/// XPath of the security page's row for the key `name`.
+fn key_row(name: &str) -> String {
+    format!(
+        "//tr[contains(@class, 'credential')][td[contains(@class, 'name')][normalize-space() = '{name}']]"
+    )
 }
 
 fn query_value(url: &url::Url, key: &str) -> String {
@@ -314,13 +333,6 @@ async fn the_security_page_adds_a_key_and_removes_the_first() {
 
     b.goto(&stage.gateway.localhost(SECURITY_PATH)).await;
     stage.expect_keys(&["first key"]).await;
-    let last_used = bounded(
-        "reading when the key was last used",
-        b.find("tr.credential td.last-used").await.text(),
-    )
-    .await;
-    assert!(!last_used.trim().is_empty(), "the last-used cell is empty");
-
     // Unplugged, so that the browser can only reach the second key.
     first.remove(b).await;
     let second = b
@@ -344,11 +356,19 @@ async fn the_security_page_adds_a_key_and_removes_the_first() {
     )
     .await;
     stage.expect_keys(&["backup key"]).await;
+    let unused = stage.last_used("backup key").await;
 
     stage.log_out().await;
     stage.send_password().await;
     stage.confirm_with_key().await;
     stage.expect_app("after the second key").await;
+    b.goto(&stage.gateway.localhost(SECURITY_PATH)).await;
+    stage.expect_keys(&["backup key"]).await;
+    let used = stage.last_used("backup key").await;
+    assert!(
+        used != unused && !used.is_empty(),
+        "last used {unused:?} before the login with the key, then {used:?}"
+    );
     stage.finish().await;
 }
 
