@@ -155,6 +155,12 @@ impl Gateway {
         format!("{}{path_and_query}", self.base)
     }
 
+    /// The same, by the name `localhost`: the demo's `public_url`, and a
+    /// WebAuthn relying-party id (an IP address cannot be one).
+    pub fn localhost(&self, path_and_query: &str) -> String {
+        format!("http://localhost:{}{path_and_query}", self.port())
+    }
+
     /// The port the demo listens on.
     pub fn port(&self) -> u16 {
         url::Url::parse(&self.base)
@@ -506,5 +512,210 @@ impl WebDriverCompatibleCommand for ConsoleLog {
     fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
         let body = json!({"type": "browser"}).to_string();
         (http::Method::POST, Some(body))
+    }
+}
+
+/// How a virtual authenticator reaches the browser.
+#[derive(Debug, Clone, Copy)]
+pub enum Transport {
+    /// Built into the device (a platform authenticator: Touch ID, Windows Hello).
+    Internal,
+    /// A roaming security key on USB.
+    Usb,
+}
+
+impl Transport {
+    fn as_str(self) -> &'static str {
+        match self {
+            Transport::Internal => "internal",
+            Transport::Usb => "usb",
+        }
+    }
+}
+
+/// What a virtual authenticator can do and what its "user" does: the
+/// options of the WebDriver WebAuthn extension (CTAP2 always).
+#[derive(Debug, Clone, Copy)]
+pub struct AuthenticatorOptions {
+    pub transport: Transport,
+    /// Keeps discoverable credentials (passkeys).
+    pub resident_key: bool,
+    /// Can verify the user (PIN, biometrics).
+    pub user_verification: bool,
+    /// The verification succeeds (when it is asked for).
+    pub user_verified: bool,
+    /// The user touches the key or accepts the prompt; `false` is a user
+    /// who cancels every ceremony.
+    pub user_consenting: bool,
+}
+
+impl AuthenticatorOptions {
+    /// A USB security key with a PIN (chromium creates a passkey on a key
+    /// only once it can verify the user).
+    pub fn security_key() -> AuthenticatorOptions {
+        AuthenticatorOptions {
+            transport: Transport::Usb,
+            resident_key: true,
+            user_verification: true,
+            user_verified: true,
+            user_consenting: true,
+        }
+    }
+
+    /// A platform passkey authenticator that verifies the user.
+    pub fn passkey() -> AuthenticatorOptions {
+        AuthenticatorOptions {
+            transport: Transport::Internal,
+            resident_key: true,
+            user_verification: true,
+            user_verified: true,
+            user_consenting: true,
+        }
+    }
+
+    fn to_json(self) -> Value {
+        json!({
+            "protocol": "ctap2",
+            "transport": self.transport.as_str(),
+            "hasResidentKey": self.resident_key,
+            "hasUserVerification": self.user_verification,
+            "isUserVerified": self.user_verified,
+            "isUserConsenting": self.user_consenting,
+        })
+    }
+}
+
+/// A credential a virtual authenticator holds, as chromedriver lists it.
+#[derive(Debug, Clone)]
+pub struct VirtualCredential {
+    /// base64url, as the browser sends it to the server.
+    pub id: String,
+    /// A discoverable credential (a passkey).
+    pub resident: bool,
+    pub rp_id: String,
+    pub sign_count: u64,
+}
+
+impl VirtualCredential {
+    fn from_json(value: &Value) -> VirtualCredential {
+        VirtualCredential {
+            id: value["credentialId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            resident: value["isResidentCredential"] == true,
+            rp_id: value["rpId"].as_str().unwrap_or_default().to_owned(),
+            sign_count: value["signCount"].as_u64().unwrap_or_default(),
+        }
+    }
+}
+
+/// An authenticator chromium simulates for the current tab, in place of a
+/// real key; it lives until `remove` or the end of the session.
+#[derive(Debug)]
+pub struct VirtualAuthenticator {
+    id: String,
+}
+
+impl Browser {
+    /// Adds a virtual authenticator: from now on the page's WebAuthn calls
+    /// reach it instead of a real key (no prompt is shown).
+    pub async fn add_authenticator(&self, options: AuthenticatorOptions) -> VirtualAuthenticator {
+        let answer = bounded(
+            "adding a virtual authenticator",
+            self.client
+                .issue_cmd(WebAuthnCommand::AddAuthenticator(options)),
+        )
+        .await;
+        let id = answer
+            .as_str()
+            .unwrap_or_else(|| panic!("the authenticator id, not {answer}"));
+        VirtualAuthenticator { id: id.to_owned() }
+    }
+}
+
+impl VirtualAuthenticator {
+    /// The credentials it holds now.
+    pub async fn credentials(&self, browser: &Browser) -> Vec<VirtualCredential> {
+        let answer = bounded(
+            "listing the credentials of a virtual authenticator",
+            browser
+                .client
+                .issue_cmd(WebAuthnCommand::Credentials(self.id.clone())),
+        )
+        .await;
+        answer
+            .as_array()
+            .unwrap_or_else(|| panic!("a list of credentials, not {answer}"))
+            .iter()
+            .map(VirtualCredential::from_json)
+            .collect()
+    }
+
+    /// Whether the next user verification succeeds.
+    pub async fn set_user_verified(&self, browser: &Browser, verified: bool) {
+        bounded(
+            "setting user verification",
+            browser
+                .client
+                .issue_cmd(WebAuthnCommand::SetUserVerified(self.id.clone(), verified)),
+        )
+        .await;
+    }
+
+    /// Unplugs it: its credentials are gone with it.
+    pub async fn remove(self, browser: &Browser) {
+        bounded(
+            "removing a virtual authenticator",
+            browser
+                .client
+                .issue_cmd(WebAuthnCommand::RemoveAuthenticator(self.id)),
+        )
+        .await;
+    }
+}
+
+/// The WebDriver WebAuthn extension's commands
+/// (<https://w3c.github.io/webauthn/#sctn-automation>), which chromedriver
+/// serves under `/session/{id}/webauthn/`.
+#[derive(Debug)]
+enum WebAuthnCommand {
+    AddAuthenticator(AuthenticatorOptions),
+    /// The authenticator's id.
+    RemoveAuthenticator(String),
+    Credentials(String),
+    SetUserVerified(String, bool),
+}
+
+impl WebDriverCompatibleCommand for WebAuthnCommand {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        let authenticator = match self {
+            WebAuthnCommand::AddAuthenticator(_) => "authenticator".to_owned(),
+            WebAuthnCommand::RemoveAuthenticator(id) => format!("authenticator/{id}"),
+            WebAuthnCommand::Credentials(id) => format!("authenticator/{id}/credentials"),
+            WebAuthnCommand::SetUserVerified(id, _) => format!("authenticator/{id}/uv"),
+        };
+        base_url.join(&format!(
+            "session/{}/webauthn/{authenticator}",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        match self {
+            WebAuthnCommand::AddAuthenticator(options) => {
+                (http::Method::POST, Some(options.to_json().to_string()))
+            }
+            WebAuthnCommand::RemoveAuthenticator(_) => (http::Method::DELETE, None),
+            WebAuthnCommand::Credentials(_) => (http::Method::GET, None),
+            WebAuthnCommand::SetUserVerified(_, verified) => {
+                let body = json!({ "isUserVerified": verified }).to_string();
+                (http::Method::POST, Some(body))
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@
 mod harness;
 mod process;
 mod totp;
+mod webauthn;
 
 use authgate::demo::{DEMO_EMAIL, DEMO_PASSWORD};
 use fantoccini::Locator;
