@@ -10,11 +10,13 @@ pub use factors::sealer as totp_sealer;
 
 use std::sync::Arc;
 
+use crate::admin::listener::{AdminSocket, AdminSocketError};
+use crate::admin::{self, AdminService};
 use crate::audit::Audit;
 use crate::audit::writer::{self, Sink};
 use crate::auth::password::{PasswordChecker, PasswordError};
 use crate::auth::regulation::Regulation;
-use crate::auth::{AuthDeps, AuthSettings, Authenticator};
+use crate::auth::{AuthDeps, AuthSettings, Authenticator, SessionAdmin};
 use crate::clock::SystemClock;
 use crate::config::{AuditOutput, Config};
 use crate::gateway::Gateway;
@@ -45,6 +47,8 @@ pub enum AppError {
     /// The audit trail could not start; the message names `audit.file`.
     #[error("{0}")]
     Audit(std::io::Error),
+    #[error(transparent)]
+    AdminSocket(#[from] AdminSocketError),
 }
 
 /// The running application: what the listener serves, and what must stop
@@ -54,6 +58,7 @@ pub struct App {
     sessions: Arc<LiveSessions>,
     metrics: MetricsServer,
     tasks: background::Tasks,
+    admin_socket: Option<AdminSocket>,
 }
 
 impl App {
@@ -96,7 +101,31 @@ impl App {
             pushes,
         };
         let (audit, audit_writer) = audit_trail(config, &metrics).await?;
-        let auth = Arc::new(Authenticator::new(deps, settings(config)).with_audit(audit.clone()));
+        let auth = Arc::new(
+            Authenticator::new(deps, settings(config))
+                .with_audit(audit.clone())
+                .with_disabled_users(store.disabled.clone()),
+        );
+        let session_admin = Arc::new(
+            SessionAdmin::new(
+                sessions.clone(),
+                store.disabled.clone(),
+                Arc::new(SystemClock),
+                admin::lifetimes(config),
+            )
+            .with_audit(audit.clone()),
+        );
+        let admin_socket = match &config.server.admin_socket {
+            Some(path) => {
+                let service = AdminService::new(
+                    session_admin.clone(),
+                    sessions.clone(),
+                    store.factors.clone(),
+                );
+                Some(admin::listener::start(path, Arc::new(service))?)
+            }
+            None => None,
+        };
         let gateway = Gateway::new(
             config,
             auth.clone(),
@@ -115,6 +144,7 @@ impl App {
             sessions,
             metrics,
             tasks,
+            admin_socket,
         })
     }
 
@@ -126,6 +156,9 @@ impl App {
     /// After the listener has drained: stops the background work and makes
     /// every session write durable.
     pub fn stop(self) -> Result<(), AppError> {
+        if let Some(socket) = self.admin_socket {
+            socket.stop();
+        }
         self.metrics.stop();
         self.tasks.stop();
         self.sessions.flush()?;

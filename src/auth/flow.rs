@@ -16,7 +16,7 @@ use crate::factor::totp::TotpFactor;
 use crate::model::Policy;
 use crate::model::User;
 use crate::store::{AuthLevel, FactorStore, PushIndex, SessionKey, SessionRecord, StoreError};
-use crate::store::{LiveSessions, SessionId};
+use crate::store::{DisabledUsers, LiveSessions, SessionId};
 use crate::users::UserDirectory;
 
 use super::error::AuthError;
@@ -108,6 +108,8 @@ pub struct Authenticator {
     pub(super) replica: String,
     /// Push answers that come without a browser request (webhook, poller).
     pub(super) audit: Audit,
+    /// Users an operator disabled; none when not given.
+    disabled: Option<Arc<dyn DisabledUsers>>,
 }
 
 impl Authenticator {
@@ -125,6 +127,7 @@ impl Authenticator {
             pushes: deps.pushes,
             replica: replica_name(),
             audit: Audit::off(),
+            disabled: None,
         };
         auth.end_spent_challenges();
         auth.index_pending_pushes();
@@ -135,6 +138,20 @@ impl Authenticator {
     pub fn with_audit(mut self, audit: Audit) -> Self {
         self.audit = audit;
         self
+    }
+
+    /// Refuses the logins of the users `disabled` holds.
+    pub fn with_disabled_users(mut self, disabled: Arc<dyn DisabledUsers>) -> Self {
+        self.disabled = Some(disabled);
+        self
+    }
+
+    /// Whether an operator disabled the user. Read for every login, known
+    /// user or not, so that the answer takes as long either way.
+    fn is_disabled(&self, email: &str) -> Result<bool, StoreError> {
+        self.disabled
+            .as_ref()
+            .map_or(Ok(false), |disabled| disabled.is_disabled(email))
     }
 
     /// anonymous --password ok--> one_factor, under a new session id. The
@@ -152,10 +169,12 @@ impl Authenticator {
         // Counted before argon2 runs, so a burst cannot outrun the count.
         let attempt = self.regulation.reserve(email, client, self.clock.now())?;
         let user = self.find_user(email.trim())?;
+        let disabled = self.is_disabled(email.trim())?;
         let hash = user.as_ref().map(|u| u.password.as_str());
         let matched = self.passwords.verify(hash, password).await;
         let now = self.clock.now();
-        let Some(user) = user.filter(|_| matched) else {
+        // A disabled user is told what a wrong password is told, as late.
+        let Some(user) = user.filter(|_| matched && !disabled) else {
             attempt.failed(now);
             return Err(AuthError::InvalidCredentials);
         };

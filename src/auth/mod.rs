@@ -10,10 +10,12 @@ pub mod flow;
 pub mod methods;
 pub mod password;
 pub mod regulation;
+pub mod sessions;
 pub mod signup;
 mod state;
 
 pub use challenge::{ChallengeView, Requester, StatusOutcome};
 pub use error::AuthError;
 pub use flow::{Access, AuthDeps, AuthSettings, Authenticator, Identified, LoginSuccess, StepUp};
+pub use sessions::{ByReference, Lifetimes, SessionAdmin, SessionSummary};
 pub use signup::SignUpForm;

@@ -134,6 +134,11 @@ impl CompactRecord {
         }
     }
 
+    /// The user's email, the copy all their sessions share.
+    pub(super) fn user(&self) -> &Arc<str> {
+        &self.user.0
+    }
+
     pub(super) fn last_seen(&self) -> u64 {
         self.last_seen.time(self.created_at)
     }
