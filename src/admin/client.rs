@@ -25,7 +25,16 @@ pub enum ClientError {
 pub fn ask(path: &Path, request: &Request) -> Result<Reply, ClientError> {
     let failed = |err: io::Error| ClientError::Failed {
         path: path.display().to_string(),
-        reason: err.to_string(),
+        reason: match err.kind() {
+            // The gateway closes on a peer it refuses before reading.
+            io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::UnexpectedEof => {
+                "the gateway closed the connection (is this the gateway's user, or root?)"
+                    .to_owned()
+            }
+            _ => err.to_string(),
+        },
     };
     let mut stream = match UnixStream::connect(path) {
         Ok(stream) => stream,
@@ -50,10 +59,7 @@ pub fn ask(path: &Path, request: &Request) -> Result<Reply, ClientError> {
         .read_line(&mut reply)
         .map_err(failed)?;
     if reply.is_empty() {
-        return Err(failed(io::Error::new(
-            io::ErrorKind::ConnectionAborted,
-            "the gateway closed the connection (is this the gateway's user, or root?)",
-        )));
+        return Err(failed(io::ErrorKind::UnexpectedEof.into()));
     }
     serde_json::from_str(&reply).map_err(|e| failed(io::Error::other(e)))
 }

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod admin_socket;
 mod anonymous;
 mod audit;
 mod authy;
