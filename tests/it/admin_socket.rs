@@ -248,7 +248,7 @@ async fn after_a_crash_the_list_is_exactly_the_sessions_that_work() {
     let mut child = spawn_serve(&setup);
     let started = ready(&setup).await;
     let config = setup.config_path();
-    let args = ["session", "list", "--config", config.to_str().unwrap()];
+    let args = ["session", "list", "--user", ALICE, "--config", config.to_str().unwrap()];
     let list = run_bin(setup.dir.path(), &args, "", &[]).await;
     let mut working = 0;
     for browser in &mut browsers {
