@@ -134,7 +134,8 @@ impl App {
             metrics.clone(),
             webhook_replays,
         )
-        .with_audit(audit);
+        .with_audit(audit)
+        .with_session_admin(session_admin.clone());
         let metrics = crate::metrics::serve(&config.metrics, metrics, sessions.clone()).await?;
         let mut tasks = background::start(config, sessions.clone(), auth, users);
         tasks.add(audit_writer);

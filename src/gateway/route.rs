@@ -9,6 +9,8 @@ pub enum Route {
     Status,
     /// TOTP enrollment for a user with no second factor.
     EnrollTotp,
+    /// "Your sessions": a confirmed user's sessions, to sign out of.
+    AccountSessions,
     AuthyCallback,
     Signup,
     Healthz,
@@ -27,13 +29,14 @@ pub enum Route {
 
 impl Route {
     /// In declaration order, so that `route as usize` indexes it.
-    pub const ALL: [Route; 15] = [
+    pub const ALL: [Route; 16] = [
         Route::Login,
         Route::Logout,
         Route::Verify,
         Route::Resend,
         Route::Status,
         Route::EnrollTotp,
+        Route::AccountSessions,
         Route::AuthyCallback,
         Route::Signup,
         Route::Healthz,
@@ -72,6 +75,7 @@ pub fn route(path: &str, prefix: &str, has_upstream: bool, authelia_paths: bool)
         "/resend" => Route::Resend,
         "/status" => Route::Status,
         "/enroll/totp" => Route::EnrollTotp,
+        "/account/sessions" => Route::AccountSessions,
         "/authy/callback" => Route::AuthyCallback,
         "/signup" => Route::Signup,
         "/auth-request" => Route::AuthRequest,

@@ -13,6 +13,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("signup.html", include_str!("templates/signup.html")),
     ("enroll.html", include_str!("templates/enroll.html")),
     ("error.html", include_str!("templates/error.html")),
+    ("sessions.html", include_str!("templates/sessions.html")),
 ];
 
 /// What the login form shows.
@@ -64,6 +65,28 @@ pub struct SignupView<'a> {
     pub min_password: usize,
     /// The second factors a new account may choose.
     pub methods: &'a [&'a str],
+    pub message: Option<&'a str>,
+}
+
+/// One row of "Your sessions".
+#[derive(serde::Serialize)]
+pub struct SessionRow {
+    /// The session's reference (a hex prefix of its store key).
+    pub reference: String,
+    /// When it signed in and was last used, as the page shows them.
+    pub created: String,
+    pub last_seen: String,
+    /// `one_factor` or `two_factor`.
+    pub level: &'static str,
+    pub this_device: bool,
+}
+
+/// What "Your sessions" shows.
+pub struct SessionsView<'a> {
+    pub action: &'a str,
+    pub csrf: &'a str,
+    pub user: &'a str,
+    pub rows: &'a [SessionRow],
     pub message: Option<&'a str>,
 }
 
@@ -164,6 +187,32 @@ impl Pages {
                 chosen => field("second_factor"),
                 methods => view.methods.iter().map(|m| context! { value => *m, label => method_label(m) }).collect::<Vec<_>>(),
                 min_password => view.min_password,
+                message => view.message,
+            },
+        )
+    }
+
+    pub fn sessions(&self, view: &SessionsView<'_>) -> String {
+        let rows: Vec<minijinja::Value> = view
+            .rows
+            .iter()
+            .map(|row| {
+                context! {
+                    reference => &row.reference,
+                    created => &row.created,
+                    last_seen => &row.last_seen,
+                    level => row.level,
+                    this_device => row.this_device,
+                }
+            })
+            .collect();
+        self.render(
+            "sessions.html",
+            context! {
+                action => view.action,
+                csrf => view.csrf,
+                user => view.user,
+                rows,
                 message => view.message,
             },
         )

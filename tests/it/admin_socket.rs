@@ -83,9 +83,17 @@ async fn session_revoke_by_user_ends_every_session_of_theirs_at_the_next_request
 
     for browser in [&mut first, &mut second] {
         let reply = browser.get("/").await;
-        assert_eq!(reply.status, StatusCode::FOUND, "revoked: to the login page");
+        assert_eq!(
+            reply.status,
+            StatusCode::FOUND,
+            "revoked: to the login page"
+        );
     }
-    assert_eq!(bob.get("/").await.status, StatusCode::OK, "bob is untouched");
+    assert_eq!(
+        bob.get("/").await.status,
+        StatusCode::OK,
+        "bob is untouched"
+    );
     let all = cli(&gw, &["session", "list"]).await;
     assert_eq!((listed(&all, ALICE), listed(&all, BOB)), (0, 1));
 }
@@ -131,7 +139,11 @@ async fn a_disabled_user_is_refused_as_a_wrong_password_is_and_enable_lets_them_
 
     let out = cli(&gw, &["user", "disable", ALICE]).await;
     assert_success(&out, "user disable");
-    assert!(stdout(&out).contains("1 session(s) ended"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("1 session(s) ended"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(before.get("/").await.status, StatusCode::FOUND);
 
     let mut browser = gw.browser();
@@ -197,14 +209,20 @@ async fn the_socket_refuses_another_uid() {
     let refused = list_as_nobody(&gw);
     assert!(!refused.status.success());
     let err = stderr_of(&refused);
-    assert!(err.contains("closed the connection"), "the peer check: {err}");
+    assert!(
+        err.contains("closed the connection"),
+        "the peer check: {err}"
+    );
     assert!(
         stdout(&refused).is_empty(),
         "nothing listed: {}",
         stdout(&refused)
     );
     let log = gw.stderr();
-    assert!(log.contains("refused a connection from another user"), "{log}");
+    assert!(
+        log.contains("refused a connection from another user"),
+        "{log}"
+    );
 }
 
 /// After a `kill -9` the restarted gateway's index is rebuilt from the
@@ -248,7 +266,14 @@ async fn after_a_crash_the_list_is_exactly_the_sessions_that_work() {
     let mut child = spawn_serve(&setup);
     let started = ready(&setup).await;
     let config = setup.config_path();
-    let args = ["session", "list", "--user", ALICE, "--config", config.to_str().unwrap()];
+    let args = [
+        "session",
+        "list",
+        "--user",
+        ALICE,
+        "--config",
+        config.to_str().unwrap(),
+    ];
     let list = run_bin(setup.dir.path(), &args, "", &[]).await;
     let mut working = 0;
     for browser in &mut browsers {

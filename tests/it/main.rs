@@ -6,6 +6,7 @@
 
 mod support;
 
+mod account_sessions;
 mod admin_socket;
 mod anonymous;
 mod audit;
