@@ -76,7 +76,7 @@ fn server(raw: &RawServer) -> Result<ServerConfig> {
         redirect_http: None,
         allowed_upgrades: allowed_upgrades(&raw.allowed_upgrades)?,
         hsts: raw.hsts,
-        admin_socket: admin_socket(raw.admin_socket.as_deref())?,
+        admin_socket: admin_socket(&raw.admin_socket)?,
     };
     server.redirect_http = redirect_http(raw.redirect_http.as_deref(), &server)?;
     Ok(server)
@@ -126,8 +126,8 @@ fn readable_file(key: &str, value: &str) -> Result<PathBuf> {
 
 /// An absolute path: the gateway and the CLI, started in different
 /// directories, must meet at the same socket.
-fn admin_socket(value: Option<&str>) -> Result<Option<PathBuf>> {
-    let Some(value) = given(value) else {
+fn admin_socket(value: &str) -> Result<Option<PathBuf>> {
+    let Some(value) = given(Some(value)) else {
         return Ok(None);
     };
     let path = PathBuf::from(value);
