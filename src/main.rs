@@ -443,15 +443,17 @@ fn disabled_users(source: &ConfigSource) -> Option<Vec<String>> {
 fn print_reply(reply: Reply) -> anyhow::Result<()> {
     match reply {
         Reply::Sessions { sessions } => {
-            println!("REFERENCE\tUSER\tLEVEL\tCREATED\tLAST SEEN");
+            println!("REFERENCE\tUSER\tLEVEL\tCREATED\tLAST SEEN\tDEVICE\tMETHOD");
             for s in sessions {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     s.reference,
                     s.user,
                     serde_json::to_value(s.level)?.as_str().unwrap_or("?"),
                     time(s.created_at),
-                    time(s.last_seen)
+                    time(s.last_seen),
+                    s.device.as_deref().unwrap_or("-"),
+                    s.method.as_deref().unwrap_or("-")
                 );
             }
         }

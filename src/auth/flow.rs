@@ -13,8 +13,8 @@ use crate::clock::Clock;
 use crate::config::{SecondFactorMode, TotpEnrollment};
 use crate::factor::SecondFactor;
 use crate::factor::totp::TotpFactor;
-use crate::model::Policy;
 use crate::model::User;
+use crate::model::{Device, Policy};
 use crate::store::{AuthLevel, FactorStore, PushIndex, SessionKey, SessionRecord, StoreError};
 use crate::store::{DisabledUsers, LiveSessions, SessionId};
 use crate::users::UserDirectory;
@@ -163,6 +163,19 @@ impl Authenticator {
         client: IpAddr,
         previous: Option<&SessionId>,
     ) -> Result<LoginSuccess, AuthError> {
+        self.login_from(email, password, client, previous, None)
+            .await
+    }
+
+    /// `login`, the new session noting the browser it came from.
+    pub async fn login_from(
+        &self,
+        email: &str,
+        password: &str,
+        client: IpAddr,
+        previous: Option<&SessionId>,
+        device: Option<Device>,
+    ) -> Result<LoginSuccess, AuthError> {
         if password.chars().count() > MAX_PASSWORD_CHARS {
             return Err(AuthError::PasswordTooLong);
         }
@@ -183,7 +196,10 @@ impl Authenticator {
             self.sessions.remove(&previous.key())?;
         }
         let session_id = SessionId::generate()?;
-        let record = one_factor_session(&user, now);
+        let record = SessionRecord {
+            device,
+            ..one_factor_session(&user, now)
+        };
         self.sessions.insert(session_id.key(), record)?;
         Ok(LoginSuccess {
             session_id,
@@ -360,6 +376,8 @@ fn one_factor_session(user: &User, now: u64) -> SessionRecord {
         created_at: now,
         last_seen: now,
         challenge: None,
+        device: None,
+        second_factor_method: None,
     }
 }
 

@@ -26,6 +26,10 @@ pub struct SessionSummary {
     pub reference: String,
     pub user: String,
     pub level: AuthLevel,
+    /// "Firefox on Linux"; none for a session stored before this was kept.
+    pub device: Option<String>,
+    /// The second factor that confirmed it: `totp`, `authy`, `verify`.
+    pub method: Option<String>,
     pub created_at: u64,
     pub last_seen: u64,
 }
@@ -70,6 +74,10 @@ fn summary(key: &SessionKey, session: &SessionRecord) -> SessionSummary {
         reference: SessionRef::of(key).to_hex(),
         user: session.user.to_string(),
         level: session.level,
+        device: session.device.map(|device| device.label()),
+        method: session
+            .second_factor_method
+            .map(|method| method.as_str().to_owned()),
         created_at: session.created_at,
         last_seen: session.last_seen,
     }
@@ -271,6 +279,8 @@ mod tests {
             created_at,
             last_seen: created_at,
             challenge: None,
+            device: None,
+            second_factor_method: None,
         }
     }
 

@@ -148,6 +148,10 @@ fn row(summary: SessionSummary, this_device: bool) -> SessionRow {
             AuthLevel::OneFactor => "one_factor",
             AuthLevel::TwoFactor => "two_factor",
         },
+        device: summary
+            .device
+            .unwrap_or_else(|| "Unknown browser".to_owned()),
+        method: summary.method,
         this_device,
     }
 }

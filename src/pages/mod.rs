@@ -78,6 +78,10 @@ pub struct SessionRow {
     pub last_seen: String,
     /// `one_factor` or `two_factor`.
     pub level: &'static str,
+    /// "Firefox on Linux", or "Unknown browser" for a session of before.
+    pub device: String,
+    /// The second factor that confirmed it, if any.
+    pub method: Option<String>,
     pub this_device: bool,
 }
 
@@ -202,6 +206,8 @@ impl Pages {
                     created => &row.created,
                     last_seen => &row.last_seen,
                     level => row.level,
+                    device => &row.device,
+                    method => &row.method,
                     this_device => row.this_device,
                 }
             })

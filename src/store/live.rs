@@ -714,6 +714,8 @@ mod tests {
             created_at: 100,
             last_seen,
             challenge: None,
+            device: None,
+            second_factor_method: None,
         }
     }
 

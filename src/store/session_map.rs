@@ -155,6 +155,8 @@ mod tests {
                 created_at: 1,
                 last_seen: 1,
                 challenge: None,
+                device: None,
+                second_factor_method: None,
             };
             CompactRecord::new(stored, &mut emails).unwrap()
         };

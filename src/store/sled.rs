@@ -456,6 +456,8 @@ mod tests {
             created_at: 10,
             last_seen: 10,
             challenge: None,
+            device: None,
+            second_factor_method: None,
         }
     }
 

@@ -46,6 +46,14 @@ async fn one_browser_signs_the_other_out() {
         url.path() == SESSIONS && rows(source) == 2 && source.contains("(this device)")
     })
     .await;
+    let (_, source) = here
+        .wait_page("the rows' device and method", PAGE, |_, _| true)
+        .await;
+    assert_eq!(source.matches("Chrome on Linux").count(), 2, "{source}");
+    assert!(
+        source.contains("<td>authy</td>"),
+        "confirmed by the push: {source}"
+    );
     here.click(r#"form button[name=sign_out]"#).await;
     here.wait_page("the sessions page after the sign-out", PAGE, |_, source| {
         source.contains("1 session was signed out") && rows(source) == 1

@@ -136,3 +136,28 @@ async fn without_a_session_the_page_sends_to_the_login() {
     let reply = browser.get_json(PAGE).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 }
+
+/// Each row names the browser and system the session logged in from,
+/// parsed from its User-Agent.
+#[tokio::test]
+async fn a_session_is_named_by_its_browser_and_system() {
+    let setup = Setup::new(None);
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    let mut browser = gw.browser();
+    let csrf = browser.csrf().await;
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+    let builder = browser
+        .request(Method::POST, "/_authgate/login")
+        .header("user-agent", firefox)
+        .form(&[("email", ALICE), ("password", ALICE_PW), ("csrf", &csrf)]);
+    let reply = browser.send(builder).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{reply:?}");
+    let listing = sessions_json(&mut browser).await;
+    assert_eq!(
+        listing["sessions"][0]["device"], "Firefox on Linux",
+        "{listing}"
+    );
+    let page = browser.get(PAGE).await;
+    assert!(page.body.contains("Firefox on Linux"), "{}", page.body);
+}
