@@ -290,3 +290,57 @@ async fn after_a_crash_the_list_is_exactly_the_sessions_that_work() {
     let listed = text.lines().filter(|l| l.contains(ALICE)).count();
     assert_eq!(listed, working, "{text}");
 }
+
+/// Two replicas on one Redis: disabling a user through one replica's
+/// socket ends their session on the other (whose cache held it) within a
+/// second, refuses their login there too, and the other's `session list`
+/// (through its own socket) shows nothing of theirs.
+#[tokio::test]
+async fn with_redis_a_disable_on_one_replica_holds_on_the_other() {
+    use crate::ha::{Redis, plain};
+    let redis = Redis::start();
+    let upstream = Upstream::start().await;
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let mut setup = Setup::new(Some(&upstream.url()));
+        let socket = setup.path("admin.sock");
+        setup
+            .set("store.backend", "redis")
+            .set("store.redis", plain(&redis))
+            .set("server.admin_socket", socket.to_str().unwrap());
+        setup.add_alice().await;
+        replicas.push(setup.start().await);
+    }
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let mut on_a = a.browser();
+    let cookie = on_a.login(ALICE, ALICE_PW).await;
+    let mut on_b = b.browser();
+    on_b.set_cookie_value(SESSION_COOKIE, &cookie);
+    assert_eq!(on_b.get("/").await.status, StatusCode::OK, "cached on b");
+
+    let out = cli(a, &["user", "disable", ALICE]).await;
+    assert_success(&out, "user disable on a");
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while on_b.get("/").await.status == StatusCode::OK {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b still serves the disabled user's session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = gw_login_status(b).await;
+    assert_eq!(refused, StatusCode::UNAUTHORIZED);
+    let list = cli(b, &["session", "list", "--user", ALICE]).await;
+    assert_success(&list, "session list on b");
+    assert_eq!(listed(&list, ALICE), 0, "{}", stdout(&list));
+
+    let out = cli(b, &["user", "enable", ALICE]).await;
+    assert_success(&out, "user enable on b");
+    assert_eq!(gw_login_status(a).await, StatusCode::SEE_OTHER);
+}
+
+/// A fresh browser's password login on `gw`: its status.
+async fn gw_login_status(gw: &Gateway) -> StatusCode {
+    let mut browser = gw.browser();
+    browser.post_login(ALICE, ALICE_PW, None).await.status
+}
