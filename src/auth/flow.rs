@@ -201,6 +201,12 @@ impl Authenticator {
             ..one_factor_session(&user, now)
         };
         self.sessions.insert(session_id.key(), record)?;
+        // A disable that landed while the password was checked has
+        // already ended the user's sessions: this one must not outlive it.
+        if self.is_disabled(&user.email)? {
+            self.sessions.remove(&session_id.key())?;
+            return Err(AuthError::InvalidCredentials);
+        }
         Ok(LoginSuccess {
             session_id,
             level: AuthLevel::OneFactor,
@@ -459,6 +465,44 @@ mod tests {
             users,
             store,
         }
+    }
+
+    /// A disable that lands while argon2 runs: the first read says
+    /// enabled, every later one disabled.
+    #[derive(Default)]
+    struct DisabledMidLogin(std::sync::atomic::AtomicUsize);
+
+    impl DisabledUsers for DisabledMidLogin {
+        fn is_disabled(&self, _: &str) -> Result<bool, StoreError> {
+            use std::sync::atomic::Ordering;
+            Ok(self.0.fetch_add(1, Ordering::SeqCst) > 0)
+        }
+        fn set_disabled(&self, _: &str, _: bool) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        fn disabled_users(&self) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_disable_during_the_password_check_leaves_no_session() {
+        let f = fixture(SecondFactorMode::Required);
+        let auth = f
+            .auth
+            .with_disabled_users(Arc::new(DisabledMidLogin::default()));
+        let err = auth
+            .login("alice@example.com", "alice-pw", ADDR, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::InvalidCredentials), "{err}");
+        assert!(f.store.load_all().unwrap().is_empty());
+        assert!(
+            auth.sessions
+                .sessions_of("alice@example.com")
+                .unwrap()
+                .is_empty()
+        );
     }
 
     async fn login(f: &Fixture) -> SessionId {
