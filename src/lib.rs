@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | the demo: a whole world on one machine | demo |
 //! | assembly: build the application from the config; logging set-up | app, logging |
-//! | transport (listeners, TLS, the fast path, shutdown) and routing (portal, webhook, forward-auth or proxy, per request): neither knows the other; `app` hands the gateway to the server as a `wire::Handler` | server, gateway |
+//! | transport (listeners, TLS, the fast path, shutdown) and routing (portal, webhook, forward-auth or proxy, per request): neither knows the other; `app` hands the gateway to the server as a `wire::Handler`; the operator's admin socket | server, gateway, admin |
 //! | forwarding upstream; rendering pages | proxy, pages |
 //! | the login state machine, over traits | auth |
 //! | the Authy and Verify simulators | sandbox |
@@ -22,6 +22,7 @@
 //! `docs/architecture.md` walks a request through them.
 
 pub mod access;
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod auth;

@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 
 use std::net::SocketAddr;
 
+use authgate::admin::client::ClientError;
+use authgate::admin::{AdminService, Reply, Request};
 use authgate::app::App;
 use authgate::config::{self, ConfigSource, LogFormat};
 use authgate::model::{Method, User};
@@ -66,6 +68,10 @@ enum Command {
     /// Work on the store itself, with the gateway stopped.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// List and end live sessions: through the running gateway's admin
+    /// socket (`server.admin_socket`), else on the store directly.
+    #[command(subcommand)]
+    Session(SessionCommand),
     /// Ask the running gateway's healthz endpoint; exit 0 when healthy.
     Healthcheck,
     /// Which access rule decides a URL, and why.
@@ -126,6 +132,29 @@ enum StoreCommand {
 }
 
 #[derive(Subcommand)]
+enum SessionCommand {
+    /// Every live session, or one user's.
+    List {
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+    },
+    /// End every session of a user, or the one session a reference names.
+    Revoke {
+        #[arg(
+            long,
+            value_name = "EMAIL",
+            required_unless_present = "id",
+            conflicts_with = "id"
+        )]
+        user: Option<String>,
+        /// The session's reference (`session list`, the audit trail): at
+        /// least 6 of its hex digits.
+        #[arg(long, value_name = "PREFIX")]
+        id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum UserCommand {
     /// Add a user; the password is read from stdin or prompted for.
     Add {
@@ -148,6 +177,11 @@ enum UserCommand {
     List,
     /// Remove a user; their sessions end at their next request.
     Remove { email: String },
+    /// The user keeps their factors but cannot log in; their sessions end
+    /// now (through the admin socket, or on the store directly).
+    Disable { email: String },
+    /// Lets a disabled user log in again.
+    Enable { email: String },
     /// Reset a user's second factor: their TOTP no longer counts and they
     /// enroll again at their next login (and are told why).
     #[command(name = "reset-2fa")]
@@ -183,6 +217,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::User(cmd) => user_command(&source, cmd),
         Command::Store(StoreCommand::Copy { to }) => store_copy(&source, &to),
+        Command::Session(cmd) => session_command(&source, cmd),
         Command::Healthcheck => healthcheck(&source),
         Command::CheckAccess {
             url,
@@ -310,15 +345,26 @@ fn user_command(source: &ConfigSource, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::Reset2fa { email } => reset_signup_user(source, &email)?,
         UserCommand::List => {
             let offered = config::load(source).map(|c| c.auth.methods).ok();
+            let disabled = disabled_users(source);
             for user in file.users() {
                 let methods = user_methods(user, offered.as_deref());
+                let state = match &disabled {
+                    Some(d) if d.contains(&user.email.to_ascii_lowercase()) => "\tdisabled",
+                    _ => "",
+                };
                 println!(
-                    "{}\t{}\t{}\t{methods}",
+                    "{}\t{}\t{}\t{methods}{state}",
                     user.email,
                     user.name,
                     user.groups.join(",")
                 );
             }
+        }
+        UserCommand::Disable { email } => {
+            print_reply(admin_request(source, Request::DisableUser { user: email })?)?;
+        }
+        UserCommand::Enable { email } => {
+            print_reply(admin_request(source, Request::EnableUser { user: email })?)?;
         }
         UserCommand::Remove { email } => {
             file.remove(&email)?;
@@ -344,35 +390,152 @@ fn user_methods(user: &User, offered: Option<&[Method]>) -> String {
     }
 }
 
-/// A sign-up user lives in the store. sled's is held locked by a running
-/// gateway, so on sled the reset needs the gateway stopped; Redis is
-/// shared, so there it works beside the running replicas. Their TOTP is
+/// A sign-up user lives in the store: reset through the running
+/// gateway's admin socket, else in the store directly (sled's is held
+/// locked by a gateway running without the socket). Their TOTP is
 /// removed, so they enroll again at their next login.
 fn reset_signup_user(source: &ConfigSource, email: &str) -> anyhow::Result<()> {
-    let config = config::load(source)?;
-    let store =
-        authgate::store::Backend::open(&config.store, &config.session).with_context(|| {
-            format!(
-                "{email} is not in the users file, so it can only be a sign-up user, kept in \
-             the store; stop the gateway first (it holds the store) and run this again"
-            )
-        })?;
-    if store.sessions.signup_user(email.trim())?.is_none() {
-        bail!("no user {email} in the users file or among the sign-up users");
-    }
-    let removed_totp = store.factors.remove_totp(email.trim())?;
-    let removed_keys = store.factors.remove_all_webauthn(email.trim())?;
-    store.sessions.flush()?;
-    if removed_totp || removed_keys > 0 {
-        println!(
-            "{email}: TOTP {} and {removed_keys} security key(s) removed; they set up a second \
-             factor again at their next login",
-            if removed_totp { "secret" } else { "(none)" }
-        );
-    } else {
-        println!("{email}: had no TOTP and no security key; nothing to reset");
+    let reply = admin_request(
+        source,
+        Request::ResetSecondFactor {
+            user: email.to_owned(),
+        },
+    )
+    .with_context(|| {
+        format!("{email} is not in the users file, so it can only be a sign-up user")
+    })?;
+    match reply {
+        Reply::SecondFactorReset {
+            had_totp,
+            security_keys,
+            ..
+        } if had_totp || security_keys > 0 => {
+            println!(
+                "{email}: TOTP {} and {security_keys} security key(s) removed; they set up a \
+                 second factor again at their next login",
+                if had_totp { "secret" } else { "(none)" }
+            );
+        }
+        Reply::SecondFactorReset { .. } => {
+            println!("{email}: had no TOTP and no security key; nothing to reset")
+        }
+        Reply::Error { .. } => {
+            bail!("no user {email} in the users file or among the sign-up users")
+        }
+        other => bail!("unexpected answer {other:?}"),
     }
     Ok(())
+}
+
+fn session_command(source: &ConfigSource, cmd: SessionCommand) -> anyhow::Result<()> {
+    let request = match cmd {
+        SessionCommand::List { user } => Request::ListSessions { user },
+        SessionCommand::Revoke {
+            user: Some(user), ..
+        } => Request::RevokeUser { user },
+        SessionCommand::Revoke { id: Some(id), .. } => Request::RevokeSession { id },
+        SessionCommand::Revoke { .. } => bail!("session revoke takes --user EMAIL or --id PREFIX"),
+    };
+    print_reply(admin_request(source, request)?)
+}
+
+/// Asks the running gateway on `server.admin_socket`; when none listens
+/// there (or no socket is configured), does the same on the store.
+fn admin_request(source: &ConfigSource, request: Request) -> anyhow::Result<Reply> {
+    let config = config::load(source)?;
+    if let Some(path) = &config.server.admin_socket {
+        match authgate::admin::client::ask(path, &request) {
+            Ok(reply) => return Ok(reply),
+            Err(ClientError::NotRunning(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let service = AdminService::open(&config).context(
+        "no gateway answers on server.admin_socket, so this works on the store directly; \
+         with sled, stop the gateway first (it holds the store) or set server.admin_socket",
+    )?;
+    let reply = service.handle(request);
+    service.flush()?;
+    Ok(reply)
+}
+
+/// The disabled users for `user list`, when they can be had without
+/// creating a store: from the running gateway, from Redis, or from an
+/// existing sled store.
+fn disabled_users(source: &ConfigSource) -> Option<Vec<String>> {
+    let config = config::load(source).ok()?;
+    let reachable = config.server.admin_socket.is_some()
+        || !matches!(config.store.backend, config::StoreBackend::Sled)
+        || config.store.path.exists();
+    if !reachable {
+        return Some(Vec::new());
+    }
+    match admin_request(source, Request::ListDisabled) {
+        Ok(Reply::DisabledUsers { users }) => Some(users),
+        Ok(_) | Err(_) => {
+            eprintln!("authgate: could not read which users are disabled; not shown");
+            None
+        }
+    }
+}
+
+fn print_reply(reply: Reply) -> anyhow::Result<()> {
+    match reply {
+        Reply::Sessions { sessions } => {
+            println!("REFERENCE\tUSER\tLEVEL\tCREATED\tLAST SEEN\tDEVICE\tMETHOD");
+            for s in sessions {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    s.reference,
+                    s.user,
+                    serde_json::to_value(s.level)?.as_str().unwrap_or("?"),
+                    time(s.created_at),
+                    time(s.last_seen),
+                    s.device.as_deref().unwrap_or("-"),
+                    s.method.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        Reply::Revoked { sessions } => println!("revoked {sessions} session(s)"),
+        Reply::Disabled {
+            user,
+            was_enabled,
+            sessions_ended,
+        } => {
+            let state = if was_enabled {
+                "disabled"
+            } else {
+                "was disabled already"
+            };
+            println!("{user}: {state}; {sessions_ended} session(s) ended");
+        }
+        Reply::Enabled { user, was_disabled } => {
+            let state = if was_disabled {
+                "enabled"
+            } else {
+                "was not disabled"
+            };
+            println!("{user}: {state}");
+        }
+        Reply::DisabledUsers { users } => users.iter().for_each(|u| println!("{u}")),
+        Reply::SecondFactorReset {
+            user,
+            had_totp,
+            security_keys,
+        } => {
+            println!(
+                "{user}: second factor reset (had TOTP: {had_totp}; security keys removed: \
+                 {security_keys})"
+            );
+        }
+        Reply::Error { message } => bail!("{message}"),
+    }
+    Ok(())
+}
+
+fn time(unix: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// `store copy --to TARGET`: the direction from the target, the Redis

@@ -118,6 +118,8 @@ mod tests {
             created_at: 100,
             last_seen: 100,
             challenge: None,
+            device: None,
+            second_factor_method: None,
         };
         sessions.insert(key, record).unwrap();
         sessions.touch(&key, 500, 60);

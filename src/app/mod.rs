@@ -10,11 +10,13 @@ pub use factors::sealer as totp_sealer;
 
 use std::sync::Arc;
 
+use crate::admin::listener::{AdminSocket, AdminSocketError};
+use crate::admin::{self, AdminService};
 use crate::audit::Audit;
 use crate::audit::writer::{self, Sink};
 use crate::auth::password::{PasswordChecker, PasswordError};
 use crate::auth::regulation::Regulation;
-use crate::auth::{AuthDeps, AuthSettings, Authenticator};
+use crate::auth::{AuthDeps, AuthSettings, Authenticator, SessionAdmin};
 use crate::clock::SystemClock;
 use crate::config::{AuditOutput, Config};
 use crate::gateway::Gateway;
@@ -48,6 +50,8 @@ pub enum AppError {
     /// `[portal]`'s files or templates; the message names the key.
     #[error("config error: {0}")]
     Pages(#[from] crate::pages::PagesError),
+    #[error(transparent)]
+    AdminSocket(#[from] AdminSocketError),
 }
 
 /// The running application: what the listener serves, and what must stop
@@ -57,6 +61,7 @@ pub struct App {
     sessions: Arc<LiveSessions>,
     metrics: MetricsServer,
     tasks: background::Tasks,
+    admin_socket: Option<AdminSocket>,
 }
 
 impl App {
@@ -101,7 +106,31 @@ impl App {
             pushes,
         };
         let (audit, audit_writer) = audit_trail(config, &metrics).await?;
-        let auth = Arc::new(Authenticator::new(deps, settings(config)).with_audit(audit.clone()));
+        let auth = Arc::new(
+            Authenticator::new(deps, settings(config))
+                .with_audit(audit.clone())
+                .with_disabled_users(store.disabled.clone()),
+        );
+        let session_admin = Arc::new(
+            SessionAdmin::new(
+                sessions.clone(),
+                store.disabled.clone(),
+                Arc::new(SystemClock),
+                admin::lifetimes(config),
+            )
+            .with_audit(audit.clone()),
+        );
+        let admin_socket = match &config.server.admin_socket {
+            Some(path) => {
+                let service = AdminService::new(
+                    session_admin.clone(),
+                    sessions.clone(),
+                    store.factors.clone(),
+                );
+                Some(admin::listener::start(path, Arc::new(service))?)
+            }
+            None => None,
+        };
         let gateway = Gateway::new(
             config,
             auth.clone(),
@@ -111,7 +140,8 @@ impl App {
             webhook_replays,
         )
         .with_audit(audit)
-        .with_pages(pages);
+        .with_pages(pages)
+        .with_session_admin(session_admin.clone());
         let metrics = crate::metrics::serve(&config.metrics, metrics, sessions.clone()).await?;
         let mut tasks = background::start(config, sessions.clone(), auth, users);
         tasks.add(audit_writer);
@@ -121,6 +151,7 @@ impl App {
             sessions,
             metrics,
             tasks,
+            admin_socket,
         })
     }
 
@@ -132,6 +163,9 @@ impl App {
     /// After the listener has drained: stops the background work and makes
     /// every session write durable.
     pub fn stop(self) -> Result<(), AppError> {
+        if let Some(socket) = self.admin_socket {
+            socket.stop();
+        }
         self.metrics.stop();
         self.tasks.stop();
         self.sessions.flush()?;

@@ -34,6 +34,11 @@ pub enum Event {
     SecurityKeyAdded,
     SecurityKeyRemoved,
     Logout,
+    /// A session ended by its user from another one, or by an operator.
+    SessionRevoked,
+    /// An operator disabled the user (their sessions are revoked, too).
+    UserDisabled,
+    UserEnabled,
     RegulationBan,
     ForwardAuthMalformedTarget,
 }
@@ -75,6 +80,11 @@ impl SessionRef {
         let mut prefix = [0; Self::BYTES];
         prefix.copy_from_slice(&key.0[..Self::BYTES]);
         SessionRef(prefix)
+    }
+
+    /// The reference as the audit line writes it: hex, 12 digits.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
     }
 }
 

@@ -530,6 +530,7 @@ impl Authenticator {
             second_factor_time: Some(now),
             last_seen: now,
             challenge: None,
+            second_factor_method: session.challenge.as_ref().map(|c| c.method),
             ..session.clone()
         };
         self.sessions.insert(new_id.key(), record)?;

@@ -14,10 +14,10 @@ use crate::config::{SecondFactorMode, TotpEnrollment};
 use crate::factor::SecondFactor;
 use crate::factor::totp::TotpFactor;
 use crate::factor::webauthn::WebauthnFactor;
-use crate::model::Policy;
 use crate::model::User;
+use crate::model::{Device, Policy};
 use crate::store::{AuthLevel, FactorStore, PushIndex, SessionKey, SessionRecord, StoreError};
-use crate::store::{LiveSessions, SessionId};
+use crate::store::{DisabledUsers, LiveSessions, SessionId};
 use crate::users::UserDirectory;
 
 use super::error::AuthError;
@@ -114,6 +114,8 @@ pub struct Authenticator {
     pub(super) replica: String,
     /// Push answers that come without a browser request (webhook, poller).
     pub(super) audit: Audit,
+    /// Users an operator disabled; none when not given.
+    disabled: Option<Arc<dyn DisabledUsers>>,
 }
 
 impl Authenticator {
@@ -132,6 +134,7 @@ impl Authenticator {
             pushes: deps.pushes,
             replica: replica_name(),
             audit: Audit::off(),
+            disabled: None,
         };
         auth.end_spent_challenges();
         auth.index_pending_pushes();
@@ -144,6 +147,20 @@ impl Authenticator {
         self
     }
 
+    /// Refuses the logins of the users `disabled` holds.
+    pub fn with_disabled_users(mut self, disabled: Arc<dyn DisabledUsers>) -> Self {
+        self.disabled = Some(disabled);
+        self
+    }
+
+    /// Whether an operator disabled the user. Read for every login, known
+    /// user or not, so that the answer takes as long either way.
+    pub(super) fn is_disabled(&self, email: &str) -> Result<bool, StoreError> {
+        self.disabled
+            .as_ref()
+            .map_or(Ok(false), |disabled| disabled.is_disabled(email))
+    }
+
     /// anonymous --password ok--> one_factor, under a new session id. The
     /// session the browser held before (if any) is ended.
     pub async fn login(
@@ -153,16 +170,31 @@ impl Authenticator {
         client: IpAddr,
         previous: Option<&SessionId>,
     ) -> Result<LoginSuccess, AuthError> {
+        self.login_from(email, password, client, previous, None)
+            .await
+    }
+
+    /// `login`, the new session noting the browser it came from.
+    pub async fn login_from(
+        &self,
+        email: &str,
+        password: &str,
+        client: IpAddr,
+        previous: Option<&SessionId>,
+        device: Option<Device>,
+    ) -> Result<LoginSuccess, AuthError> {
         if password.chars().count() > MAX_PASSWORD_CHARS {
             return Err(AuthError::PasswordTooLong);
         }
         // Counted before argon2 runs, so a burst cannot outrun the count.
         let attempt = self.regulation.reserve(email, client, self.clock.now())?;
         let user = self.find_user(email.trim())?;
+        let disabled = self.is_disabled(email.trim())?;
         let hash = user.as_ref().map(|u| u.password.as_str());
         let matched = self.passwords.verify(hash, password).await;
         let now = self.clock.now();
-        let Some(user) = user.filter(|_| matched) else {
+        // A disabled user is told what a wrong password is told, as late.
+        let Some(user) = user.filter(|_| matched && !disabled) else {
             attempt.failed(now);
             return Err(AuthError::InvalidCredentials);
         };
@@ -171,8 +203,17 @@ impl Authenticator {
             self.sessions.remove(&previous.key())?;
         }
         let session_id = SessionId::generate()?;
-        let record = one_factor_session(&user, now);
+        let record = SessionRecord {
+            device,
+            ..one_factor_session(&user, now)
+        };
         self.sessions.insert(session_id.key(), record)?;
+        // A disable that landed while the password was checked has
+        // already ended the user's sessions: this one must not outlive it.
+        if self.is_disabled(&user.email)? {
+            self.sessions.remove(&session_id.key())?;
+            return Err(AuthError::InvalidCredentials);
+        }
         Ok(LoginSuccess {
             session_id,
             level: AuthLevel::OneFactor,
@@ -353,6 +394,8 @@ pub(super) fn one_factor_session(user: &User, now: u64) -> SessionRecord {
         created_at: now,
         last_seen: now,
         challenge: None,
+        device: None,
+        second_factor_method: None,
     }
 }
 
@@ -436,6 +479,44 @@ mod tests {
             users,
             store,
         }
+    }
+
+    /// A disable that lands while argon2 runs: the first read says
+    /// enabled, every later one disabled.
+    #[derive(Default)]
+    struct DisabledMidLogin(std::sync::atomic::AtomicUsize);
+
+    impl DisabledUsers for DisabledMidLogin {
+        fn is_disabled(&self, _: &str) -> Result<bool, StoreError> {
+            use std::sync::atomic::Ordering;
+            Ok(self.0.fetch_add(1, Ordering::SeqCst) > 0)
+        }
+        fn set_disabled(&self, _: &str, _: bool) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        fn disabled_users(&self) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_disable_during_the_password_check_leaves_no_session() {
+        let f = fixture(SecondFactorMode::Required);
+        let auth = f
+            .auth
+            .with_disabled_users(Arc::new(DisabledMidLogin::default()));
+        let err = auth
+            .login("alice@example.com", "alice-pw", ADDR, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AuthError::InvalidCredentials), "{err}");
+        assert!(f.store.load_all().unwrap().is_empty());
+        assert!(
+            auth.sessions
+                .sessions_of("alice@example.com")
+                .unwrap()
+                .is_empty()
+        );
     }
 
     async fn login(f: &Fixture) -> SessionId {

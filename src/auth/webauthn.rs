@@ -290,6 +290,11 @@ impl Authenticator {
             .users
             .find(&asserted.email)
             .ok_or(AuthError::InvalidCredentials)?;
+        // A disabled user's key reads like a wrong password; a store that
+        // cannot say is no permission.
+        if self.is_disabled(&user.email)? {
+            return Err(AuthError::InvalidCredentials);
+        }
         if let Some(previous) = previous {
             self.sessions.remove(&previous.key())?;
         }
@@ -311,6 +316,7 @@ impl Authenticator {
         let record = SessionRecord {
             level,
             second_factor_time: (level == AuthLevel::TwoFactor).then_some(now),
+            second_factor_method: (level == AuthLevel::TwoFactor).then_some(Method::Webauthn),
             ..super::flow::one_factor_session(&user, now)
         };
         self.sessions.insert(session_id.key(), record)?;

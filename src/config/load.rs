@@ -990,4 +990,23 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn the_admin_socket_is_off_by_default_and_must_be_an_absolute_path() {
+        Jail::expect_with(|jail| {
+            minimal(jail)?;
+            let config = load(&ConfigSource::Default).map_err(|e| e.to_string())?;
+            assert_eq!(config.server.admin_socket, None);
+            jail.create_file("authgate.toml", "[server]\nadmin_socket = \"admin.sock\"\n")?;
+            let err = expect_err(&ConfigSource::Default);
+            assert_key(&err, "server.admin_socket", "admin.sock");
+            jail.set_env("AUTHGATE_SERVER__ADMIN_SOCKET", "/run/authgate/admin.sock");
+            let config = load(&ConfigSource::Default).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.server.admin_socket.as_deref(),
+                Some(Path::new("/run/authgate/admin.sock"))
+            );
+            Ok(())
+        });
+    }
 }

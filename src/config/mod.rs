@@ -196,6 +196,9 @@ pub struct ServerConfig {
     /// `server.hsts`: `Strict-Transport-Security` on the portal's answers
     /// when `public_url` is https.
     pub hsts: bool,
+    /// `server.admin_socket`: the Unix socket of `authgate session` and
+    /// `authgate user disable`; off when unset (docs/admin-socket.md).
+    pub admin_socket: Option<PathBuf>,
 }
 
 /// The PEM files TLS is served from; read at start-up and again on SIGHUP

@@ -53,6 +53,8 @@ pub struct RawServer {
     pub allowed_upgrades: Vec<String>,
     /// `Strict-Transport-Security` on the portal's answers (https only).
     pub hsts: bool,
+    /// The admin socket's path (a Unix socket); off when empty.
+    pub admin_socket: String,
 }
 
 impl Default for RawServer {
@@ -74,6 +76,7 @@ impl Default for RawServer {
             redirect_http: None,
             allowed_upgrades: vec!["websocket".into()],
             hsts: false,
+            admin_socket: String::new(),
         }
     }
 }

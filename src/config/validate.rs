@@ -85,6 +85,7 @@ fn server(raw: &RawServer) -> Result<ServerConfig> {
         redirect_http: None,
         allowed_upgrades: allowed_upgrades(&raw.allowed_upgrades)?,
         hsts: raw.hsts,
+        admin_socket: admin_socket(&raw.admin_socket)?,
     };
     server.redirect_http = redirect_http(raw.redirect_http.as_deref(), &server)?;
     Ok(server)
@@ -130,6 +131,22 @@ fn readable_file(key: &str, value: &str) -> Result<PathBuf> {
             format!("{value:?} cannot be read: {err}"),
         )),
     }
+}
+
+/// An absolute path: the gateway and the CLI, started in different
+/// directories, must meet at the same socket.
+fn admin_socket(value: &str) -> Result<Option<PathBuf>> {
+    let Some(value) = given(Some(value)) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(value);
+    if !path.is_absolute() {
+        return Err(ConfigError::at(
+            "server.admin_socket",
+            format!("{value:?} is not an absolute path"),
+        ));
+    }
+    Ok(Some(path))
 }
 
 /// The redirect points at `server.public_url`, so that must be https and

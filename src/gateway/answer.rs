@@ -14,8 +14,8 @@ use crate::auth::ChallengeView;
 use crate::auth::enrollment::EnrollmentView;
 use crate::model::Delivery;
 use crate::pages::{
-    EnrollKeyView, EnrollView, KeyRow, LoginView, Pages, SecurityView, SignupView, StaticFile,
-    VerifyView,
+    EnrollKeyView, EnrollView, KeyRow, LoginView, Pages, SecurityView, SessionRow, SessionsView,
+    SignupView, StaticFile, VerifyView,
 };
 use crate::wire::Body;
 
@@ -103,6 +103,12 @@ pub(super) enum Form {
         fields: HashMap<String, String>,
         /// The second factors a new user may choose.
         methods: Vec<&'static str>,
+        message: Option<String>,
+    },
+    /// "Your sessions" of a confirmed user.
+    Sessions {
+        user: String,
+        rows: Vec<SessionRow>,
         message: Option<String>,
     },
 }
@@ -316,6 +322,17 @@ impl Portal {
                 methods,
                 message: message.as_deref(),
             }),
+            Form::Sessions {
+                user,
+                rows,
+                message,
+            } => self.pages.sessions(&SessionsView {
+                action: &format!("{prefix}/account/sessions"),
+                csrf,
+                user,
+                rows,
+                message: message.as_deref(),
+            }),
         }
     }
 }
@@ -331,6 +348,9 @@ fn form_json(form: &Form, csrf: &str) -> Value {
                    "push": view.push.map(|p| p.as_str()),
                    "push_failed": view.push_failed, "code_sent": view.code_sent,
                    "csrf": csrf, "message": message})
+        }
+        Form::Sessions { user, rows, .. } => {
+            json!({"csrf": csrf, "user": user, "sessions": rows})
         }
         Form::Enroll { view, message, .. } => {
             json!({"secret": view.secret_text.replace(' ', ""), "uri": view.uri,

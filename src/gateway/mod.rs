@@ -2,6 +2,7 @@
 //! pages under `server.path_prefix`) and the proxy, in order:
 //! route → cookie → session → policy → forward or "needs login".
 
+mod account_sessions;
 mod answer;
 pub mod cookies;
 mod enroll;
@@ -30,7 +31,7 @@ use ipnet::IpNet;
 
 use crate::access::{AccessControl, Target, normalize};
 use crate::audit::Audit;
-use crate::auth::{Access, Authenticator, StepUp};
+use crate::auth::{Access, Authenticator, SessionAdmin, StepUp};
 use crate::config::{Config, SignupConfig};
 use crate::factor::authy::webhook::WebhookVerifier;
 use crate::metrics::{FactorMethod, FactorOutcome, Metrics, RouteRequests};
@@ -66,6 +67,8 @@ pub struct Gateway {
     upstream: Option<Upstream>,
     /// The security events of portal and forward-auth requests.
     audit: Audit,
+    /// "Your sessions"; the page is not served without it.
+    session_admin: Option<Arc<SessionAdmin>>,
 }
 
 /// What the portal (the gateway's own pages) needs.
@@ -126,7 +129,14 @@ impl Gateway {
             },
             upstream,
             audit: Audit::off(),
+            session_admin: None,
         }
+    }
+
+    /// Serves "Your sessions" over `admin` (off by default).
+    pub fn with_session_admin(mut self, admin: Arc<SessionAdmin>) -> Self {
+        self.session_admin = Some(admin);
+        self
     }
 
     /// Writes the security events to `audit` (off by default).
@@ -202,6 +212,8 @@ impl Gateway {
             (Route::Webauthn, Method::POST) => self.webauthn_post(req, conn).await,
             (Route::Security, Method::GET) => self.security_page(&req, None),
             (Route::Security, Method::POST) => self.security_submit(req, conn).await,
+            (Route::AccountSessions, Method::GET) => self.sessions_page(&req),
+            (Route::AccountSessions, Method::POST) => self.sessions_submit(req, conn, format).await,
             (Route::AuthyCallback, Method::GET | Method::POST) => self.authy_callback(req).await,
             (Route::Signup, _) if !self.portal.signup.enabled => Err(GatewayError::NotFound),
             (Route::Signup, Method::GET) => self.signup_page(&req),
@@ -559,6 +571,7 @@ fn route_label(route: Route) -> &'static str {
         Route::EnrollWebauthn => "enroll_webauthn",
         Route::Webauthn => "webauthn",
         Route::Security => "security",
+        Route::AccountSessions => "account_sessions",
         Route::AuthyCallback => "authy_callback",
         Route::Signup => "signup",
         Route::Healthz => "healthz",

@@ -48,9 +48,15 @@ impl Gateway {
         };
         let email = field(&form, "email");
         let previous = self.cookies.session_id(head.headers());
+        let device = head
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|agent| agent.to_str().ok())
+            .map(crate::model::Device::of);
+        let password = field(&form, "password");
         let login = self
             .auth
-            .login(email, field(&form, "password"), client, previous.as_ref())
+            .login_from(email, password, client, previous.as_ref(), device)
             .await;
         match login {
             Ok(ok) => {

@@ -15,6 +15,8 @@ pub enum Route {
     Webauthn,
     /// The security page: the user's keys, added and removed.
     Security,
+    /// "Your sessions": a confirmed user's sessions, to sign out of.
+    AccountSessions,
     AuthyCallback,
     Signup,
     Healthz,
@@ -33,7 +35,7 @@ pub enum Route {
 
 impl Route {
     /// In declaration order, so that `route as usize` indexes it.
-    pub const ALL: [Route; 18] = [
+    pub const ALL: [Route; 19] = [
         Route::Login,
         Route::Logout,
         Route::Verify,
@@ -43,6 +45,7 @@ impl Route {
         Route::EnrollWebauthn,
         Route::Webauthn,
         Route::Security,
+        Route::AccountSessions,
         Route::AuthyCallback,
         Route::Signup,
         Route::Healthz,
@@ -94,6 +97,7 @@ pub fn route(path: &str, prefix: &str, has_upstream: bool, authelia_paths: bool)
         "/enroll/webauthn" => Route::EnrollWebauthn,
         "/account/security" => Route::Security,
         rest if WEBAUTHN_ENDPOINTS.contains(&rest) => Route::Webauthn,
+        "/account/sessions" => Route::AccountSessions,
         "/authy/callback" => Route::AuthyCallback,
         "/signup" => Route::Signup,
         "/auth-request" => Route::AuthRequest,

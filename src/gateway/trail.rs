@@ -120,7 +120,7 @@ impl Gateway {
         }
     }
 
-    fn audit_context(&self, headers: &HeaderMap, conn: ConnInfo) -> Context {
+    pub(super) fn audit_context(&self, headers: &HeaderMap, conn: ConnInfo) -> Context {
         let peer = conn.peer.ip().to_canonical();
         let sent_id = headers.get("x-request-id").map(|v| v.as_bytes());
         let user_agent = headers

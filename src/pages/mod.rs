@@ -36,6 +36,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/webauthn_widget.html"),
     ),
     ("error.html", include_str!("templates/error.html")),
+    ("sessions.html", include_str!("templates/sessions.html")),
 ];
 
 /// What the login form shows.
@@ -121,6 +122,32 @@ pub struct SignupView<'a> {
     pub min_password: usize,
     /// The second factors a new account may choose.
     pub methods: &'a [&'a str],
+    pub message: Option<&'a str>,
+}
+
+/// One row of "Your sessions".
+#[derive(serde::Serialize)]
+pub struct SessionRow {
+    /// The session's reference (a hex prefix of its store key).
+    pub reference: String,
+    /// When it signed in and was last used, as the page shows them.
+    pub created: String,
+    pub last_seen: String,
+    /// `one_factor` or `two_factor`.
+    pub level: &'static str,
+    /// "Firefox on Linux", or "Unknown browser" for a session of before.
+    pub device: String,
+    /// The second factor that confirmed it, if any.
+    pub method: Option<String>,
+    pub this_device: bool,
+}
+
+/// What "Your sessions" shows.
+pub struct SessionsView<'a> {
+    pub action: &'a str,
+    pub csrf: &'a str,
+    pub user: &'a str,
+    pub rows: &'a [SessionRow],
     pub message: Option<&'a str>,
 }
 
@@ -384,6 +411,34 @@ impl Pages {
             min_password => view.min_password,
             message => self.message(view.message),
         }
+    }
+
+    pub fn sessions(&self, view: &SessionsView<'_>) -> String {
+        let rows: Vec<minijinja::Value> = view
+            .rows
+            .iter()
+            .map(|row| {
+                context! {
+                    reference => &row.reference,
+                    created => &row.created,
+                    last_seen => &row.last_seen,
+                    level => row.level,
+                    device => &row.device,
+                    method => &row.method,
+                    this_device => row.this_device,
+                }
+            })
+            .collect();
+        self.render(
+            "sessions.html",
+            context! {
+                action => view.action,
+                csrf => view.csrf,
+                user => view.user,
+                rows,
+                message => view.message,
+            },
+        )
     }
 
     pub fn logout(&self, action: &str, csrf: &str, user: Option<&str>) -> String {

@@ -379,6 +379,7 @@ mod tests {
             redirect_http: None,
             allowed_upgrades: Vec::new(),
             hsts: false,
+            admin_socket: None,
         }
     }
 

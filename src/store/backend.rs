@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use super::{
-    FactorStore, LiveSessions, RedisStore, SessionStore, SessionTimeouts, SledStore, StoreError,
-    SubjectCache,
+    DisabledUsers, FactorStore, LiveSessions, RedisStore, SessionStore, SessionTimeouts, SledStore,
+    StoreError, SubjectCache,
 };
 use crate::config::{SessionConfig, StoreBackend, StoreConfig};
 
@@ -15,6 +15,7 @@ pub struct Backend {
     pub sessions: Arc<dyn SessionStore>,
     pub factors: Arc<dyn FactorStore>,
     pub subjects: Arc<dyn SubjectCache>,
+    pub disabled: Arc<dyn DisabledUsers>,
     /// Set when several replicas share the store.
     pub shared: Option<Arc<RedisStore>>,
 }
@@ -27,6 +28,7 @@ impl Backend {
                 Ok(Backend {
                     sessions: sled.clone(),
                     factors: sled.clone(),
+                    disabled: sled.clone(),
                     subjects: sled,
                     shared: None,
                 })
@@ -41,6 +43,7 @@ impl Backend {
                     sessions: redis.clone(),
                     factors: redis.clone(),
                     subjects: redis.clone(),
+                    disabled: redis.clone(),
                     shared: Some(redis),
                 })
             }

@@ -10,6 +10,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use super::{AuthLevel, Challenge, SessionRecord};
+use crate::model::{Device, Method};
 
 /// One user's email, shared by all of the user's live sessions: one
 /// pointer in each record; the sessions handed out share the inner
@@ -98,6 +99,9 @@ pub(super) struct CompactRecord {
     last_seen: Offset,
     second_factor_time: Offset,
     level: AuthLevel,
+    /// Both in the padding the fields above leave: still 40 bytes.
+    device: Option<Device>,
+    second_factor_method: Option<Method>,
 }
 
 impl CompactRecord {
@@ -117,6 +121,8 @@ impl CompactRecord {
             challenge: record.challenge,
             created_at: base,
             level: record.level,
+            device: record.device,
+            second_factor_method: record.second_factor_method,
         })
     }
 
@@ -131,7 +137,14 @@ impl CompactRecord {
             created_at: self.created_at,
             last_seen: self.last_seen(),
             challenge: self.challenge.clone(),
+            device: self.device,
+            second_factor_method: self.second_factor_method,
         }
+    }
+
+    /// The user's email, the copy all their sessions share.
+    pub(super) fn user(&self) -> &Arc<str> {
+        &self.user.0
     }
 
     pub(super) fn last_seen(&self) -> u64 {
@@ -162,6 +175,8 @@ mod tests {
             created_at,
             last_seen: created_at + 7_200,
             challenge: None,
+            device: None,
+            second_factor_method: None,
         }
     }
 
@@ -187,6 +202,19 @@ mod tests {
             assert_eq!(compact.record(), case);
         }
         assert_eq!(emails.len(), 1, "one copy of the email");
+    }
+
+    #[test]
+    fn device_and_method_come_back_in_forty_bytes() {
+        let mut emails = HashSet::new();
+        let agent = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+        let full = SessionRecord {
+            device: Some(Device::of(agent)),
+            second_factor_method: Some(Method::Verify),
+            ..record(100)
+        };
+        let compact = CompactRecord::new(full.clone(), &mut emails).unwrap();
+        assert_eq!(compact.record(), full);
     }
 
     #[test]

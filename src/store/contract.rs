@@ -7,8 +7,8 @@ use std::sync::Arc;
 use super::factors::contract as factors;
 use super::redis::testing::TestRedis;
 use super::{
-    AuthLevel, FactorStore, MemoryStore, RedisStore, SessionKey, SessionRecord, SessionStore,
-    SessionTimeouts, SledStore, SubjectCache,
+    AuthLevel, FactorStore, LiveSessions, MemoryStore, RedisStore, SessionId, SessionKey,
+    SessionRecord, SessionStore, SessionTimeouts, SledStore, SubjectCache,
 };
 use crate::model::User;
 
@@ -21,6 +21,8 @@ fn record(user: &str, last_seen: u64) -> SessionRecord {
         created_at: 100,
         last_seen,
         challenge: None,
+        device: None,
+        second_factor_method: None,
     }
 }
 
@@ -85,8 +87,9 @@ fn provider_ids_are_kept_per_method_and_email(store: &dyn SubjectCache) {
 
 fn keeps_the_contract<S>(store: Arc<S>)
 where
-    S: SessionStore + SubjectCache + FactorStore + 'static,
+    S: SessionStore + SubjectCache + FactorStore + super::DisabledUsers + 'static,
 {
+    super::disabled::contract::users_are_disabled_and_enabled_by_email(store.as_ref());
     sessions_are_put_replaced_listed_and_deleted(store.as_ref());
     sign_up_users_are_kept_once_per_email(store.as_ref());
     provider_ids_are_kept_per_method_and_email(store.as_ref());
@@ -112,4 +115,129 @@ fn every_backend_keeps_the_store_contract() {
     keeps_the_contract(Arc::new(
         RedisStore::connect(&redis.config("contract:"), timeouts).unwrap(),
     ));
+}
+
+/// The user's sessions' keys as the index lists them, sorted.
+fn listed(sessions: &LiveSessions, email: &str) -> Vec<SessionKey> {
+    let mut keys: Vec<SessionKey> = sessions
+        .sessions_of(email)
+        .unwrap()
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    keys.sort_unstable_by_key(|key| key.0);
+    keys
+}
+
+fn sorted(mut keys: Vec<SessionKey>) -> Vec<SessionKey> {
+    keys.sort_unstable_by_key(|key| key.0);
+    keys
+}
+
+fn new_key() -> SessionKey {
+    SessionId::generate().unwrap().key()
+}
+
+/// A login, a step-up (a new key, the old one taken), a logout: the
+/// index lists exactly the user's live sessions after each, in any case
+/// of the email, and so does a second `LiveSessions` opened on the same
+/// store (a restart). Returns the keys left live: a@ one, b@ one.
+fn the_index_follows_login_step_up_and_logout(
+    sessions: &LiveSessions,
+    reopen: &dyn Fn() -> LiveSessions,
+) -> (SessionKey, SessionKey) {
+    let (a1, a2, b1) = (new_key(), new_key(), new_key());
+    sessions.insert(a1, record("a@example.com", 100)).unwrap();
+    sessions.insert(a2, record("a@example.com", 100)).unwrap();
+    sessions.insert(b1, record("b@example.com", 100)).unwrap();
+    assert_eq!(listed(sessions, "a@example.com"), sorted(vec![a1, a2]));
+    assert_eq!(listed(sessions, "A@Example.COM"), sorted(vec![a1, a2]));
+    assert_eq!(listed(sessions, "b@example.com"), vec![b1]);
+    assert_eq!(listed(sessions, "c@example.com"), vec![]);
+
+    let a3 = new_key();
+    sessions.insert(a3, record("a@example.com", 100)).unwrap();
+    assert!(sessions.take(&a1).unwrap());
+    assert_eq!(listed(sessions, "a@example.com"), sorted(vec![a2, a3]));
+
+    sessions.remove(&a2).unwrap();
+    assert_eq!(listed(sessions, "a@example.com"), vec![a3]);
+    sessions
+        .update(&a3, |s| {
+            s.level = AuthLevel::TwoFactor;
+            true
+        })
+        .unwrap();
+    let listed_a3 = sessions.sessions_of("a@example.com").unwrap();
+    assert_eq!(listed_a3.len(), 1);
+    assert_eq!(listed_a3[0].1.level, AuthLevel::TwoFactor);
+
+    sessions.flush().unwrap();
+    let restarted = reopen();
+    assert_eq!(listed(&restarted, "a@example.com"), vec![a3]);
+    assert_eq!(listed(&restarted, "b@example.com"), vec![b1]);
+    (a3, b1)
+}
+
+/// A private store's sweep takes the swept sessions out of the index.
+fn a_private_index_follows_the_sweep(sessions: &LiveSessions, reopen: &dyn Fn() -> LiveSessions) {
+    let (a, _) = the_index_follows_login_step_up_and_logout(sessions, reopen);
+    assert_eq!(sessions.sweep(|s| &*s.user != "b@example.com"), 1);
+    assert_eq!(listed(sessions, "b@example.com"), vec![]);
+    assert_eq!(listed(sessions, "a@example.com"), vec![a]);
+    assert_eq!(listed(&reopen(), "b@example.com"), vec![]);
+}
+
+#[test]
+fn every_backend_keeps_the_user_index_exact() {
+    let memory = Arc::new(MemoryStore::default());
+    a_private_index_follows_the_sweep(&LiveSessions::load(memory.clone()).unwrap(), &|| {
+        LiveSessions::load(memory.clone()).unwrap()
+    });
+    let sled = Arc::new(SledStore::temporary().unwrap());
+    a_private_index_follows_the_sweep(&LiveSessions::load(sled.clone()).unwrap(), &|| {
+        LiveSessions::load(sled.clone()).unwrap()
+    });
+
+    let redis = TestRedis::start();
+    let timeouts = SessionTimeouts {
+        idle: std::time::Duration::from_secs(3600),
+        lifetime: std::time::Duration::from_secs(12 * 3600),
+    };
+    let open = || Arc::new(RedisStore::connect(&redis.config("index:"), timeouts).unwrap());
+    let shared = LiveSessions::shared(open());
+    the_index_follows_login_step_up_and_logout(&shared, &|| LiveSessions::shared(open()));
+}
+
+/// On Redis a session ends by expiring, too: the set lists it no more
+/// once its key is gone, though the set itself lives on.
+#[test]
+fn a_shared_index_never_lists_an_expired_session() {
+    let redis = TestRedis::start();
+    let short = SessionTimeouts {
+        idle: std::time::Duration::from_secs(1),
+        lifetime: std::time::Duration::from_secs(12 * 3600),
+    };
+    let long = SessionTimeouts {
+        idle: std::time::Duration::from_secs(3600),
+        ..short
+    };
+    let brief = LiveSessions::shared(Arc::new(
+        RedisStore::connect(&redis.config("expiry:"), short).unwrap(),
+    ));
+    let lasting = LiveSessions::shared(Arc::new(
+        RedisStore::connect(&redis.config("expiry:"), long).unwrap(),
+    ));
+    let (gone, kept) = (new_key(), new_key());
+    lasting.insert(kept, record("a@example.com", 100)).unwrap();
+    brief.insert(gone, record("a@example.com", 100)).unwrap();
+    assert_eq!(listed(&lasting, "a@example.com"), sorted(vec![gone, kept]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while listed(&lasting, "a@example.com") != vec![kept] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired session is still listed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -189,6 +189,8 @@ mod tests {
             created_at: now - 60,
             last_seen: now - 10,
             challenge: None,
+            device: None,
+            second_factor_method: None,
         };
         (SessionKey([byte; 32]), record)
     }

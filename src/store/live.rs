@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::compact::{CompactRecord, Email};
 use super::session_map::{KeyHasher, SessionMap};
+use super::user_index::UserIndex;
 use super::{
     SessionCache, SessionKey, SessionRecord, SessionStore, SharedSessions, StoreError, blocking,
 };
@@ -99,6 +100,11 @@ pub struct LiveSessions {
     refreshed: Mutex<KeySet>,
     /// One copy of each user's email, shared by all of their sessions.
     emails: Mutex<HashSet<Email>>,
+    /// Each user's live sessions, for a private store (a shared store
+    /// keeps its own, see [`SharedSessions::sessions_of`]). Changed only
+    /// with the map, on a login, a step-up, a logout or a sweep: never on
+    /// the request path.
+    index: UserIndex,
     store: Arc<dyn SessionStore>,
     health: Health,
     /// Every write to the store holds this shared, taken before any map
@@ -210,10 +216,12 @@ impl LiveSessions {
     pub fn load(store: Arc<dyn SessionStore>) -> Result<Self, StoreError> {
         let live = SessionMap::default();
         let mut emails = HashSet::new();
+        let mut index = UserIndex::default();
         let mut unloadable = 0usize;
         store.load_each(
             &mut |key, record| match CompactRecord::new(record, &mut emails) {
                 Ok(compact) => {
+                    index.add(compact.user(), key);
                     live.insert(&key, compact);
                 }
                 Err(_) => unloadable += 1,
@@ -226,7 +234,7 @@ impl LiveSessions {
                 "stored sessions with times out of range were not loaded"
             );
         }
-        Ok(Self::with(live, emails, store, None))
+        Ok(Self::with(live, emails, index, store, None))
     }
 
     /// A cache in front of a store several replicas share: starts empty,
@@ -235,6 +243,7 @@ impl LiveSessions {
         let live = Self::with(
             SessionMap::default(),
             HashSet::new(),
+            UserIndex::default(),
             Arc::clone(&store) as Arc<dyn SessionStore>,
             Some(Arc::clone(&store) as Arc<dyn SharedSessions>),
         );
@@ -248,6 +257,7 @@ impl LiveSessions {
     fn with(
         live: SessionMap,
         emails: HashSet<Email>,
+        index: UserIndex,
         store: Arc<dyn SessionStore>,
         shared: Option<Arc<dyn SharedSessions>>,
     ) -> Self {
@@ -265,6 +275,7 @@ impl LiveSessions {
             cache: Arc::new(cache),
             refreshed: Mutex::default(),
             emails: Mutex::new(emails),
+            index,
             store,
             health: Health {
                 write_ok: AtomicBool::new(true),
@@ -383,7 +394,7 @@ impl LiveSessions {
         if self.shared.is_some() {
             self.cache_own(&key, record, None);
         } else {
-            self.live.insert(&key, compact);
+            self.index.insert(&self.live, key, compact);
         }
         Ok(())
     }
@@ -392,7 +403,7 @@ impl LiveSessions {
     /// session stops working now.
     pub fn remove(&self, key: &SessionKey) -> Result<(), StoreError> {
         let _writing = self.writing();
-        self.live.remove(key);
+        self.index.remove(&self.live, key);
         self.health.wrote(self.store.delete(key))
     }
 
@@ -454,12 +465,33 @@ impl LiveSessions {
     /// callers exactly one gets true.
     pub fn take(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let _writing = self.writing();
-        let was_there = self.live.remove(key);
+        let was_there = self.index.remove(&self.live, key);
         if let Some(shared) = &self.shared {
             return self.health.wrote(shared.take(key));
         }
         self.health.wrote(self.store.delete(key))?;
         Ok(was_there)
+    }
+
+    /// The user's live sessions (the email in any case): what the index
+    /// lists and the map (or the shared store) still holds, so an ended
+    /// session is never listed.
+    pub fn sessions_of(&self, email: &str) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        if let Some(shared) = &self.shared {
+            return shared.sessions_of(email);
+        }
+        Ok(self.index.sessions_of(&self.live, email))
+    }
+
+    /// Every user with a live session and their sessions; a shared store
+    /// lists what it holds.
+    pub fn all_sessions(&self) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        if self.shared.is_some() {
+            return self.store.load_all();
+        }
+        let mut all = Vec::new();
+        self.for_each(|key, record| all.push((*key, record.clone())));
+        Ok(all)
     }
 
     pub fn for_each(&self, mut visit: impl FnMut(&SessionKey, &SessionRecord)) {
@@ -682,6 +714,8 @@ mod tests {
             created_at: 100,
             last_seen,
             challenge: None,
+            device: None,
+            second_factor_method: None,
         }
     }
 

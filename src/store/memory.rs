@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use super::factors::{FactorCells, UserFactors, webauthn_methods};
@@ -18,6 +18,7 @@ pub struct MemoryStore {
     factors: Mutex<HashMap<String, UserFactors>>,
     /// WebAuthn credential id → lower-cased email.
     credential_ids: Mutex<HashMap<String, String>>,
+    disabled: Mutex<BTreeSet<String>>,
 }
 
 impl MemoryStore {
@@ -167,6 +168,28 @@ impl SessionStore for MemoryStore {
         }
         signups.insert(key, user.clone());
         Ok(true)
+    }
+}
+
+impl super::DisabledUsers for MemoryStore {
+    fn is_disabled(&self, email: &str) -> Result<bool, StoreError> {
+        let disabled = self.disabled.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(disabled.contains(&super::disabled::disabled_key(email)))
+    }
+
+    fn set_disabled(&self, email: &str, disabled: bool) -> Result<bool, StoreError> {
+        let mut set = self.disabled.lock().unwrap_or_else(|e| e.into_inner());
+        let key = super::disabled::disabled_key(email);
+        Ok(if disabled {
+            set.insert(key)
+        } else {
+            set.remove(&key)
+        })
+    }
+
+    fn disabled_users(&self) -> Result<Vec<String>, StoreError> {
+        let set = self.disabled.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(set.iter().cloned().collect())
     }
 }
 

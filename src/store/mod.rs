@@ -8,6 +8,7 @@ mod compact;
 #[cfg(test)]
 mod contract;
 mod copy;
+mod disabled;
 mod factors;
 mod live;
 mod memory;
@@ -18,9 +19,11 @@ mod regulation;
 mod replay;
 mod session_map;
 mod sled;
+mod user_index;
 
 pub use backend::Backend;
 pub use copy::{Copied, CopyDirection, CopyError, copy_store};
+pub use disabled::DisabledUsers;
 pub use factors::{CredentialUse, CredentialUseOutcome, FactorStore, TotpRecord, WebauthnRecord};
 pub use live::{LiveSessions, SessionId, touch_interval};
 pub use memory::MemoryStore;
@@ -117,6 +120,9 @@ pub trait SharedSessions: Send + Sync {
     fn take(&self, key: &SessionKey) -> Result<bool, StoreError>;
     /// Waits until enough replicas of the store hold what was written.
     fn acknowledge(&self) -> Result<(), StoreError>;
+    /// The user's live sessions (the email in any case), whichever
+    /// replica made them; never one that has ended.
+    fn sessions_of(&self, email: &str) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError>;
     /// Starts telling `cache` what other replicas change.
     fn watch(&self, cache: std::sync::Arc<dyn SessionCache>);
 }

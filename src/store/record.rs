@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Method, PushStatus};
+use crate::model::{Device, Method, PushStatus};
 
 /// How far a session has come in the login flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -35,6 +35,33 @@ pub struct SessionRecord {
     /// bytes of each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub challenge: Option<Box<Challenge>>,
+    /// The browser and system that logged in, in short (the User-Agent
+    /// parsed at the login); none for sessions stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
+    /// The second factor that confirmed the session.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "method_name")]
+    pub second_factor_method: Option<Method>,
+}
+
+/// A method by its name; a name this version does not know reads as
+/// none (the session stays usable, the page just does not name it).
+mod method_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::model::Method;
+
+    pub fn serialize<S: Serializer>(method: &Option<Method>, s: S) -> Result<S::Ok, S::Error> {
+        match method {
+            Some(method) => s.serialize_str(method.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Method>, D::Error> {
+        let name: Option<String> = Option::deserialize(d)?;
+        Ok(name.as_deref().and_then(Method::parse))
+    }
 }
 
 /// A second-factor challenge; it belongs to exactly one session. Stored in
@@ -300,6 +327,22 @@ mod tests {
                 case.name
             );
         }
+    }
+
+    /// Device and method are kept beside the old fields: a record with
+    /// them comes back as it went, one without loads with none, and a
+    /// method this version does not know reads as none, the session kept.
+    #[test]
+    fn device_and_method_are_kept_and_optional() {
+        let with = r#"{"user":"a@example.com","level":"two_factor","auth_time":100,"second_factor_time":130,"created_at":100,"last_seen":160,"device":{"browser":"firefox","os":"linux"},"second_factor_method":"totp"}"#;
+        let record: SessionRecord = serde_json::from_str(with).unwrap();
+        assert_eq!(record.second_factor_method, Some(Method::Totp));
+        assert_eq!(record.device.unwrap().label(), "Firefox on Linux");
+        assert_eq!(serde_json::to_string(&record).unwrap(), with);
+        let unknown = with.replace(r#""totp""#, r#""webauthn""#);
+        let record: SessionRecord = serde_json::from_str(&unknown).unwrap();
+        assert_eq!(record.second_factor_method, None);
+        assert!(record.device.is_some());
     }
 
     #[test]

@@ -97,6 +97,14 @@ impl SessionMap {
             .is_some()
     }
 
+    /// Removes the session and hands back its record, if it was there.
+    pub(super) fn take(&self, key: &SessionKey) -> Option<CompactRecord> {
+        let (head, tail) = split(key);
+        self.0
+            .remove_if(&head, |_, slot| slot.tail == tail)
+            .map(|(_, slot)| slot.record)
+    }
+
     /// Empties the map (a shared store's cache after its feed broke).
     pub(super) fn clear(&self) {
         self.0.clear();
@@ -147,6 +155,8 @@ mod tests {
                 created_at: 1,
                 last_seen: 1,
                 challenge: None,
+                device: None,
+                second_factor_method: None,
             };
             CompactRecord::new(stored, &mut emails).unwrap()
         };

@@ -51,6 +51,7 @@ struct Trees {
     factors: sled::Tree,
     /// WebAuthn credential id → lower-cased email.
     credential_ids: sled::Tree,
+    disabled: sled::Tree,
 }
 
 fn write_error(e: impl std::fmt::Display) -> StoreError {
@@ -98,6 +99,7 @@ impl Trees {
             signups: db.open_tree("signup_users")?,
             factors: db.open_tree("user_factors")?,
             credential_ids: db.open_tree("webauthn_credential_ids")?,
+            disabled: db.open_tree("disabled_users")?,
             db,
         })
     }
@@ -162,6 +164,43 @@ fn describe_open_error(err: &sled::Error) -> String {
         format!("{text} (is another authgate running on this store?)")
     } else {
         text
+    }
+}
+
+/// A disabled user is a key of its own tree (the value is empty); each
+/// change is flushed at once, as it must outlive a crash.
+impl super::DisabledUsers for SledStore {
+    fn is_disabled(&self, email: &str) -> Result<bool, StoreError> {
+        let key = super::disabled::disabled_key(email);
+        self.trees()?
+            .disabled
+            .contains_key(key.as_bytes())
+            .map_err(read_error)
+    }
+
+    fn set_disabled(&self, email: &str, disabled: bool) -> Result<bool, StoreError> {
+        let key = super::disabled::disabled_key(email);
+        let trees = self.trees()?;
+        let before = if disabled {
+            trees.disabled.insert(key.as_bytes(), &[])
+        } else {
+            trees.disabled.remove(key.as_bytes())
+        }
+        .map_err(write_error)?;
+        trees.disabled.flush().map_err(write_error)?;
+        Ok(before.is_some() != disabled)
+    }
+
+    fn disabled_users(&self) -> Result<Vec<String>, StoreError> {
+        self.trees()?
+            .disabled
+            .iter()
+            .keys()
+            .map(|key| {
+                let key = key.map_err(read_error)?;
+                Ok(String::from_utf8_lossy(&key).into_owned())
+            })
+            .collect()
     }
 }
 
@@ -464,6 +503,8 @@ mod tests {
             created_at: 10,
             last_seen: 10,
             challenge: None,
+            device: None,
+            second_factor_method: None,
         }
     }
 

@@ -12,6 +12,7 @@
 
 mod harness;
 mod process;
+mod sessions;
 mod totp;
 mod webauthn;
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["demo"],
     &["app", "logging"],
-    &["server", "gateway"],
+    &["server", "gateway", "admin"],
     &["proxy", "pages"],
     &["auth"],
     &["sandbox"],

@@ -6,6 +6,8 @@
 
 mod support;
 
+mod account_sessions;
+mod admin_socket;
 mod anonymous;
 mod audit;
 mod authy;

@@ -8,7 +8,9 @@
 //! | `s:<hex of the session key>` | the session (JSON), expiring with its idle timeout or lifetime |
 //! | `f:<email>` | the user's factors (JSON): sealed TOTP secret, last step, last method |
 //! | `sub:<method>:<email>` | the provider's id for the user |
+//! | `u:<lower-cased email>` | set: the user's session keys (`s:…`), living as long as the longest of them; a member whose session is gone is pruned when the set is read |
 //! | `signups` | hash: email → sign-up user (JSON) |
+//! | `disabled` | set: the lower-cased emails of disabled users |
 //! | `invalidate` | pub/sub channel: `<replica>:<hex key>`, or `<replica>:*` |
 
 mod feed;
@@ -23,7 +25,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::{Script, cmd, pipe};
+use redis::{Script, cmd};
 
 pub use self::link::Link;
 pub use self::pushes::{RedisPushIndex, RedisReplayGuard};
@@ -47,13 +49,44 @@ pub struct SessionTimeouts {
 /// Keys read per SCAN step when every session is listed (`store copy`).
 const SCAN_COUNT: usize = 1000;
 
+/// A new session and its place in its user's set, in one step; the set
+/// lives at least as long as the session. KEYS: session, user's set.
+/// ARGV: value, seconds to live.
+const PUT_SESSION: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SADD', KEYS[2], KEYS[1])
+if redis.call('TTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+return 1
+";
+
 /// Compare-and-swap of one session, announced to the other replicas in
-/// the same step. ARGV: expected value, new value, seconds to live,
-/// channel, message.
+/// the same step; the user's set lives at least as long as the session
+/// now does. KEYS: session, user's set. ARGV: expected value, new value,
+/// seconds to live, channel, message.
 const REPLACE_SESSION: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('SADD', KEYS[2], KEYS[1])
+if redis.call('TTL', KEYS[2]) < tonumber(ARGV[3]) then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+";
+
+/// Ends a session: deleted, taken out of its user's set (named from the
+/// stored record's user), announced. KEYS: session. ARGV: the prefix of
+/// the users' sets, channel, message. Returns 1 when it was there.
+const TAKE_SESSION: &str = r"
+local value = redis.call('GET', KEYS[1])
+if not value then
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  return 0
+end
+local ok, record = pcall(cjson.decode, value)
+if ok and type(record) == 'table' and type(record['user']) == 'string' then
+  redis.call('SREM', ARGV[1] .. string.lower(record['user']), KEYS[1])
+end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 ";
 
@@ -78,7 +111,9 @@ pub struct RedisStore {
     /// messages (its cache is already up to date).
     origin: String,
     channel: String,
+    put_session: Script,
     replace_session: Script,
+    take_session: Script,
     replace_value: Script,
 }
 
@@ -119,7 +154,9 @@ impl RedisStore {
             timeouts,
             min_replicas_ack: config.min_replicas_ack,
             origin: origin.iter().map(|b| format!("{b:02x}")).collect(),
+            put_session: Script::new(PUT_SESSION),
             replace_session: Script::new(REPLACE_SESSION),
+            take_session: Script::new(TAKE_SESSION),
             replace_value: Script::new(REPLACE_VALUE),
         })
     }
@@ -136,6 +173,12 @@ impl RedisStore {
 
     fn session_key(&self, key: &SessionKey) -> String {
         self.link.key(&format!("s:{}", hex(key)))
+    }
+
+    /// The set of the user's session keys. Lower-cased as Lua's
+    /// `string.lower` does (ASCII only), which `TAKE_SESSION` repeats.
+    fn user_sessions_key(&self, email: &str) -> String {
+        self.link.key(&format!("u:{}", email.to_ascii_lowercase()))
     }
 
     fn message(&self, key: &SessionKey) -> String {
@@ -194,14 +237,15 @@ impl SessionStore for RedisStore {
     /// replica can have cached), so nothing is announced. Every change of
     /// an existing one goes through `replace` or `take`, which announce it.
     fn put(&self, key: &SessionKey, session: &SessionRecord) -> Result<(), StoreError> {
-        let value = encode(session)?;
-        self.link.call::<()>(
-            cmd("SET")
-                .arg(self.session_key(key))
-                .arg(value)
-                .arg("EX")
-                .arg(self.ttl(session)),
-        )
+        self.link.script::<i64>(
+            &self.put_session,
+            &[
+                &self.session_key(key),
+                &self.user_sessions_key(&session.user),
+            ],
+            &[&encode(session)?, self.ttl(session).to_string().as_bytes()],
+        )?;
+        Ok(())
     }
 
     fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
@@ -280,7 +324,7 @@ impl SharedSessions for RedisStore {
     ) -> Result<bool, StoreError> {
         let swapped: i64 = self.link.script(
             &self.replace_session,
-            &[&self.session_key(key)],
+            &[&self.session_key(key), &self.user_sessions_key(&new.user)],
             &[
                 &encode(expected)?,
                 &encode(new)?,
@@ -293,17 +337,45 @@ impl SharedSessions for RedisStore {
     }
 
     fn take(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let (deleted,): (i64,) = self.link.pipe(
-            pipe()
-                .atomic()
-                .cmd("DEL")
-                .arg(self.session_key(key))
-                .cmd("PUBLISH")
-                .arg(&self.channel)
-                .arg(self.message(key))
-                .ignore(),
+        let deleted: i64 = self.link.script(
+            &self.take_session,
+            &[&self.session_key(key)],
+            &[
+                self.link.key("u:").as_bytes(),
+                self.channel.as_bytes(),
+                self.message(key).as_bytes(),
+            ],
         )?;
         Ok(deleted == 1)
+    }
+
+    /// The set's members whose session is still stored and still the
+    /// user's; the others (expired, or ended by a write that lost the
+    /// set) are pruned from the set as they are found.
+    fn sessions_of(&self, email: &str) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        let set = self.user_sessions_key(email);
+        let members: Vec<String> = self.link.call(cmd("SMEMBERS").arg(&set))?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Option<Vec<u8>>> = self.link.call(cmd("MGET").arg(&members))?;
+        let prefix_len = self.link.key("s:").len();
+        let mut live = Vec::new();
+        let mut dead = Vec::new();
+        for (member, value) in members.iter().zip(values) {
+            let key = member.get(prefix_len..).and_then(unhex);
+            let record = value.as_deref().and_then(decode);
+            match (key, record) {
+                (Some(key), Some(record)) if record.user.eq_ignore_ascii_case(email) => {
+                    live.push((key, record));
+                }
+                _ => dead.push(member),
+            }
+        }
+        if !dead.is_empty() {
+            self.link.call::<i64>(cmd("SREM").arg(&set).arg(&dead))?;
+        }
+        Ok(live)
     }
 
     /// `WAIT` for `min_replicas_ack` replicas: a failover right after a
@@ -327,6 +399,34 @@ impl SharedSessions for RedisStore {
 
     fn watch(&self, cache: Arc<dyn SessionCache>) {
         feed::start(&self.link, &self.channel, &self.origin, cache);
+    }
+}
+
+/// The set `disabled` of lower-cased emails, read at every login.
+impl super::DisabledUsers for RedisStore {
+    fn is_disabled(&self, email: &str) -> Result<bool, StoreError> {
+        let key = super::disabled::disabled_key(email);
+        let member: i64 = self
+            .link
+            .call(cmd("SISMEMBER").arg(self.link.key("disabled")).arg(key))?;
+        Ok(member == 1)
+    }
+
+    fn set_disabled(&self, email: &str, disabled: bool) -> Result<bool, StoreError> {
+        let key = super::disabled::disabled_key(email);
+        let verb = if disabled { "SADD" } else { "SREM" };
+        let changed: i64 = self
+            .link
+            .call(cmd(verb).arg(self.link.key("disabled")).arg(key))?;
+        Ok(changed == 1)
+    }
+
+    fn disabled_users(&self) -> Result<Vec<String>, StoreError> {
+        let mut users: Vec<String> = self
+            .link
+            .call(cmd("SMEMBERS").arg(self.link.key("disabled")))?;
+        users.sort_unstable();
+        Ok(users)
     }
 }
 

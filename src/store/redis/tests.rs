@@ -28,6 +28,8 @@ fn record(user: &str, last_seen: u64) -> SessionRecord {
         created_at: 100,
         last_seen,
         challenge: None,
+        device: None,
+        second_factor_method: None,
     }
 }
 
