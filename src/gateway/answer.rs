@@ -11,10 +11,11 @@ use super::Portal;
 use super::error::GatewayError;
 use super::response::{self, Format};
 use crate::auth::ChallengeView;
+use crate::auth::approval::{ApprovalMeans, ApprovalView};
 use crate::auth::enrollment::EnrollmentView;
 use crate::model::Delivery;
 use crate::pages::assets::Asset;
-use crate::pages::{EnrollView, LoginView, SignupView, VerifyView};
+use crate::pages::{ApproveView, EnrollView, LoginView, SignupView, VerifyView};
 use crate::wire::Body;
 
 /// A portal answer before it is rendered, with the cookies it sets.
@@ -87,6 +88,13 @@ pub(super) enum Form {
         fields: HashMap<String, String>,
         /// The second factors a new user may choose.
         methods: Vec<&'static str>,
+        message: Option<String>,
+    },
+    /// "Approve this action": a held request (docs/approval.md).
+    Approve {
+        id: String,
+        /// Boxed: much larger than the other forms.
+        view: Box<ApprovalView>,
         message: Option<String>,
     },
 }
@@ -268,6 +276,24 @@ impl Portal {
                 methods,
                 message: message.as_deref(),
             }),
+            Form::Approve { id, view, message } => {
+                let details = &view.details;
+                self.pages.approve(&ApproveView {
+                    prefix,
+                    csrf,
+                    id,
+                    state: view.state.as_str(),
+                    push: matches!(view.means, ApprovalMeans::Push { .. }),
+                    method: view.means.method().as_str(),
+                    summary: &details.message,
+                    fields: &details.fields,
+                    request_method: &details.method,
+                    host: &details.host,
+                    path: &details.path,
+                    client: &details.client,
+                    message: message.as_deref(),
+                })
+            }
         }
     }
 }
@@ -283,6 +309,20 @@ fn form_json(form: &Form, csrf: &str) -> Value {
                    "push": view.push.map(|p| p.as_str()),
                    "push_failed": view.push_failed, "code_sent": view.code_sent,
                    "csrf": csrf, "message": message})
+        }
+        Form::Approve { id, view, message } => {
+            let details = &view.details;
+            let fields: serde_json::Map<String, Value> = details
+                .fields
+                .iter()
+                .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
+                .collect();
+            json!({"id": id, "status": view.state.as_str(),
+                   "method": view.means.method().as_str(),
+                   "by": match view.means { ApprovalMeans::Push { .. } => "push", ApprovalMeans::Code { .. } => "code" },
+                   "message": message, "summary": details.message, "fields": fields,
+                   "request": {"method": details.method, "host": details.host, "path": details.path},
+                   "wrong_codes_left": view.wrong_codes_left, "csrf": csrf})
         }
         Form::Enroll { view, message, .. } => {
             json!({"secret": view.secret_text.replace(' ', ""), "uri": view.uri,

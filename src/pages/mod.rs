@@ -13,7 +13,30 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("signup.html", include_str!("templates/signup.html")),
     ("enroll.html", include_str!("templates/enroll.html")),
     ("error.html", include_str!("templates/error.html")),
+    ("approve.html", include_str!("templates/approve.html")),
 ];
+
+/// What the "Approve this action" page shows.
+pub struct ApproveView<'a> {
+    pub prefix: &'a str,
+    pub csrf: &'a str,
+    /// The approval's id, in its URLs.
+    pub id: &'a str,
+    /// `pending`, `approved`, `denied`, `expired`, `cancelled`, `released`.
+    pub state: &'a str,
+    /// Approved by a push (else by a code of `method`).
+    pub push: bool,
+    pub method: &'a str,
+    /// The rule's rendered message; may be empty.
+    pub summary: &'a str,
+    /// The rule's fields, values already truncated (escaped here).
+    pub fields: &'a [(String, String)],
+    pub request_method: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub client: &'a str,
+    pub message: Option<&'a str>,
+}
 
 /// What the login form shows.
 pub struct LoginView<'a> {
@@ -82,6 +105,7 @@ impl Pages {
         }
         env.add_global("stylesheet_url", assets::STYLESHEET.url(prefix));
         env.add_global("push_script_url", assets::PUSH_SCRIPT.url(prefix));
+        env.add_global("approve_script_url", assets::APPROVE_SCRIPT.url(prefix));
         Pages { env }
     }
 
@@ -173,6 +197,35 @@ impl Pages {
         self.render("logout.html", context! { action, csrf, user })
     }
 
+    pub fn approve(&self, view: &ApproveView<'_>) -> String {
+        let page_url = format!("{}/approval/{}", view.prefix, view.id);
+        let fields: Vec<minijinja::Value> = view
+            .fields
+            .iter()
+            .map(|(name, value)| context! { name, value })
+            .collect();
+        self.render(
+            "approve.html",
+            context! {
+                status_url => format!("{page_url}/status"),
+                continue_url => format!("{page_url}/continue"),
+                cancel_url => format!("{page_url}/cancel"),
+                page_url,
+                csrf => view.csrf,
+                state => view.state,
+                push => view.push,
+                method_name => view.method,
+                summary => view.summary,
+                fields,
+                method => view.request_method,
+                host => view.host,
+                path => view.path,
+                client => view.client,
+                message => view.message,
+            },
+        )
+    }
+
     pub fn error(&self, status: u16, message: &str) -> String {
         self.render("error.html", context! { status, message })
     }
@@ -253,6 +306,33 @@ mod tests {
                 message: Some("Wrong code."),
             }),
         ];
+        let fields = [("to".to_owned(), "<b>Bob</b>".to_owned())];
+        for state in [
+            "pending",
+            "approved",
+            "denied",
+            "expired",
+            "cancelled",
+            "released",
+        ] {
+            for push in [true, false] {
+                all.push(pages.approve(&ApproveView {
+                    prefix: "/_authgate",
+                    csrf: "t",
+                    id: "abc",
+                    state,
+                    push,
+                    method: "totp",
+                    summary: "Send 5 EUR to <b>Bob</b>",
+                    fields: &fields,
+                    request_method: "POST",
+                    host: "app.local",
+                    path: "/transfer",
+                    client: "127.0.0.1",
+                    message: Some("Wrong code."),
+                }));
+            }
+        }
         for push in [Some("pending"), Some("denied"), Some("expired"), None] {
             for (method, sends_codes) in [("authy", true), ("totp", false), ("verify", true)] {
                 all.push(pages.verify(&VerifyView {

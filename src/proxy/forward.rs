@@ -146,13 +146,17 @@ impl Upstream {
     }
 
     /// Sends a request held for an approval (its body whole in memory):
-    /// the same headers as [`forward`](Self::forward), never an upgrade.
+    /// the same headers as [`forward`](Self::forward), never an upgrade,
+    /// plus `Authgate-Approval` naming the approval.
     pub async fn forward_held(
         &self,
         req: Request<Bytes>,
         ctx: &ForwardContext<'_>,
+        approval: HeaderValue,
     ) -> Result<Response<Body>, ProxyError> {
-        let req = self.prepare(req.map(Full::new), ctx, None)?;
+        let mut req = self.prepare(req.map(Full::new), ctx, None)?;
+        // After `prepare` stripped any client copy.
+        req.headers_mut().insert(headers::APPROVAL_HEADER, approval);
         let response = tokio::time::timeout(self.response_timeout, self.held.send(req))
             .await
             .map_err(|_| ProxyError::Timeout)??;
