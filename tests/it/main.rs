@@ -7,6 +7,7 @@
 mod support;
 
 mod anonymous;
+mod approve;
 mod audit;
 mod authy;
 mod cli;
