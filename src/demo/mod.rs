@@ -142,6 +142,15 @@ api_url = "{sandbox_url}"
 account_sid = "{DEFAULT_VERIFY_ACCOUNT_SID}"
 auth_token = "{DEFAULT_VERIFY_AUTH_TOKEN}"
 service_sid = "{DEFAULT_VERIFY_SERVICE_SID}"
+
+# The demo app's transfer form: each transfer is approved on its own
+# (docs/approval.md), with its amount and recipient on the phone.
+[[access_control.rules]]
+path = "^/transfer$"
+methods = ["POST"]
+policy = "approve"
+approve.message = "Send {{amount}} {{currency}} to {{to}}"
+approve.fields = {{ amount = "form:amount", currency = "form:currency", to = "form:to" }}
 "#,
         secret = random_key()?,
         store = dir.join("store").display().to_string(),
@@ -178,7 +187,9 @@ fn print_banner(gateway_url: &str, sandbox_page: &str, totp_secret: &str) {
          {TOTP_EMAIL:<20} TOTP: add the key {totp_secret} to an authenticator app,\n  \
          {:<20}   or run `oathtool --totp -b {totp_secret}`\n  \
          {VERIFY_EMAIL:<20} Twilio Verify: read the code \"sent\" by SMS at {sandbox_page}\n  \
-         {ENROLL_EMAIL:<20} no second factor yet: the first login shows the TOTP set-up page\n\n\
+         {ENROLL_EMAIL:<20} no second factor yet: the first login shows the TOTP set-up page\n\n  \
+         The app's \"Send money\" form is behind an approve rule: each transfer waits\n  \
+         for its own approval (a push showing amount and recipient, or a fresh code).\n\n\
          Everything is on this machine; stop with Ctrl-C.\n",
         ""
     );
