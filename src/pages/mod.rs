@@ -412,6 +412,51 @@ mod tests {
     }
 
     #[test]
+    fn the_approval_page_escapes_the_details_and_polls_a_pending_push() {
+        let pages = Pages::new("/_authgate");
+        let fields = [("to".to_owned(), "<script>x()</script>".to_owned())];
+        let view = |state, push| ApproveView {
+            prefix: "/_authgate",
+            csrf: "t",
+            id: "abc",
+            state,
+            push,
+            method: "authy",
+            summary: "Send 5 to <b>Bob</b>",
+            fields: &fields,
+            request_method: "POST",
+            host: "app.local",
+            path: "/transfer",
+            client: "192.0.2.1",
+            message: None,
+        };
+        let pending = unescape_slashes(&pages.approve(&view("pending", true)));
+        assert!(!pending.contains("<script>x()"), "{pending}");
+        assert!(!pending.contains("<b>Bob"), "{pending}");
+        assert!(pending.contains("&lt;script&gt;x()"), "{pending}");
+        let src = assets::APPROVE_SCRIPT.url("/_authgate");
+        assert!(
+            pending.contains(&format!("<script src=\"{src}\" defer>")),
+            "{pending}"
+        );
+        assert!(
+            pending.contains("data-status-url=\"/_authgate/approval/abc/status\""),
+            "{pending}"
+        );
+        let approved = unescape_slashes(&pages.approve(&view("approved", true)));
+        assert!(
+            approved.contains("action=\"/_authgate/approval/abc/continue\""),
+            "{approved}"
+        );
+        assert!(
+            !approved.contains("<script src"),
+            "nothing to poll: {approved}"
+        );
+        let by_code = pages.approve(&view("pending", false));
+        assert!(by_code.contains("name=\"code\""), "{by_code}");
+    }
+
+    #[test]
     fn every_template_renders() {
         let pages = Pages::new("/_authgate");
         assert!(
