@@ -434,15 +434,15 @@ async fn a_client_copy_of_the_approval_header_never_reaches_the_upstream() {
     );
 }
 
-/// TOTP only: the approval asks for a fresh code, and the one used for the
-/// login (the same TOTP step) is refused by the reuse guard.
-#[tokio::test]
-async fn a_totp_user_approves_with_a_fresh_code_and_the_login_code_is_refused() {
+/// TOTP only (no provider: every approval is by code), alice enrolled and
+/// two_factor; the code of the login is returned with her app.
+async fn totp_env(tweak: impl FnOnce(&mut Setup)) -> (Upstream, Gateway, Browser, TotpApp, String) {
     let upstream = Upstream::start().await;
     let mut setup = Setup::new(Some(&upstream.url()));
     setup
         .set("auth.second_factor", "required")
         .set("access_control.rules", approve_rules());
+    tweak(&mut setup);
     setup.add_alice().await;
     let gw = setup.start().await;
     let mut b = gw.browser();
@@ -461,7 +461,14 @@ async fn a_totp_user_approves_with_a_fresh_code_and_the_login_code_is_refused() 
         )
         .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{reply:?}");
+    (upstream, gw, b, app, login_code)
+}
 
+/// The approval asks for a fresh code, and the one used for the login (the
+/// same TOTP step) is refused by the reuse guard.
+#[tokio::test]
+async fn a_totp_user_approves_with_a_fresh_code_and_the_login_code_is_refused() {
+    let (upstream, _gw, mut b, mut app, login_code) = totp_env(|_| {}).await;
     let page = held_transfer(&mut b, TRANSFER).await;
     let shown = b.get(&page).await;
     assert!(
@@ -534,4 +541,56 @@ async fn check_config_refuses_approve_without_an_upstream_and_secret_fields() {
         stderr.contains("access_control.rules[0].approve.fields.card_pin"),
         "{stderr}"
     );
+}
+
+/// With no push to expire on the phone, only the gateway's own
+/// `approval.timeout` ends it; nothing is sent.
+#[tokio::test]
+async fn an_approval_past_its_timeout_expires_on_the_gateway_and_sends_nothing() {
+    let (upstream, _gw, mut b, _app, _) = totp_env(|s| {
+        s.set("approval.timeout", "1s");
+    })
+    .await;
+    let page = held_transfer(&mut b, TRANSFER).await;
+    assert_eq!(settled(&mut b, &page).await, "expired");
+    assert_eq!(
+        post_continue(&mut b, &page).await.status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(upstream.hits(), 0);
+}
+
+/// 100 concurrent 1000-byte transfers of one session against 4096 bytes in
+/// all: the bytes are reserved before the bodies are read, so exactly four
+/// are held and the rest refused (503), never more.
+#[tokio::test]
+async fn a_burst_of_held_requests_never_passes_max_pending_bytes() {
+    let (upstream, _gw, b, _app, _) = totp_env(|s| {
+        s.set("approval.max_body", 1024)
+            .set("approval.max_pending_bytes", 4096)
+            .set("approval.max_per_session", 1000);
+    })
+    .await;
+    let body = format!("amount=1&to={}", "x".repeat(1000 - 12));
+    let sends = (0..100).map(|_| {
+        b.request(Method::POST, "/transfer")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.expect("an answer").status())
+        .collect();
+    let held = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::SEE_OTHER)
+        .count();
+    let full = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert_eq!((held, full), (4, 96), "{statuses:?}");
+    assert_eq!(upstream.hits(), 0);
 }
