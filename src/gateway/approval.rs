@@ -331,17 +331,11 @@ impl Gateway {
             }
             Err(err) => return Err(err.into()),
         };
-        let HeldRequest {
-            head,
-            body,
-            forward,
-            conn: held_conn,
-        } = held;
         // Bound at hold time; checked again so no other request can ride on it.
         let sent = request_hash(
-            head.method().as_str(),
-            forward.path_and_query.as_str(),
-            &body,
+            held.head.method().as_str(),
+            held.forward.path_and_query.as_str(),
+            &held.body,
         );
         if sent != hash {
             return Err(GatewayError::Forbidden);
@@ -353,15 +347,23 @@ impl Gateway {
             Some(&who.user.email),
             Some(&who.id),
         );
-        let (mut parts, ()) = head.into_parts();
-        let id_value = HeaderValue::from_str(id).map_err(|_| GatewayError::NotFound)?;
-        let upstream_req = Request::from_parts(
-            {
-                parts.extensions = http::Extensions::new();
-                parts
-            },
+        self.send_held(id, held).await
+    }
+
+    /// The held request upstream through the proxy path, with the identity
+    /// decided when it was held and `Authgate-Approval: {id}`.
+    async fn send_held(&self, id: &str, held: HeldRequest) -> Result<Response<Body>, GatewayError> {
+        let HeldRequest {
+            head,
             body,
-        );
+            forward,
+            conn: held_conn,
+        } = held;
+        let (mut parts, ()) = head.into_parts();
+        // The connection's own extensions stayed with that connection.
+        parts.extensions = http::Extensions::new();
+        let upstream_req = Request::from_parts(parts, body);
+        let id_value = HeaderValue::from_str(id).map_err(|_| GatewayError::NotFound)?;
         let upstream = self.upstream.as_ref().ok_or(GatewayError::NotFound)?;
         let peer = held_conn.peer.ip().to_canonical();
         let ctx = ForwardContext {
