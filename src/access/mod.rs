@@ -5,9 +5,11 @@
 //! path is never the only reading: in forward-auth, where the app gets the
 //! path as sent, it is a second reading and the stricter one decides.
 
+mod approve;
 mod normalize;
 mod rules;
 
+pub use approve::{ApprovalSpec, MAX_VALUE_CHARS, RawApprove, RequestParts, Shown};
 pub use normalize::{NormalizeError, Scheme, Target, has_dot_or_empty_segment, normalize};
 pub use rules::{AccessControl, Decision, RawRule, Reason, RuleError};
 

@@ -13,6 +13,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::approve::{ApprovalSpec, RawApprove};
 use super::normalize::{Target, is_tchar, normalize_host};
 use crate::model::Policy;
 use crate::model::User;
@@ -41,23 +42,32 @@ pub struct RawRule {
     /// `user:EMAIL` or `group:NAME`; any of.
     #[serde(default, deserialize_with = "one_or_many")]
     pub subject: Vec<String>,
-    /// `bypass`, `one_factor`, `two_factor` or `deny`.
+    /// `bypass`, `one_factor`, `two_factor`, `approve` or `deny`.
     pub policy: String,
+    /// What an `approve` rule shows the user (docs/approval.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve: Option<RawApprove>,
 }
 
 /// A rule that cannot be loaded, named by its place in the file.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("access_control.rules[{index}].{field}: {problem}")]
+#[error("{}: {problem}", self.key())]
 pub struct RuleError {
     pub index: usize,
     pub field: &'static str,
+    /// Below `field`, for a table (`fields.pin` of `approve`); often empty.
+    pub subkey: String,
     pub problem: String,
 }
 
 impl RuleError {
     /// The configuration key, e.g. `access_control.rules[2].path`.
     pub fn key(&self) -> String {
-        format!("access_control.rules[{}].{}", self.index, self.field)
+        let dot = if self.subkey.is_empty() { "" } else { "." };
+        format!(
+            "access_control.rules[{}].{}{dot}{}",
+            self.index, self.field, self.subkey
+        )
     }
 }
 
@@ -117,6 +127,8 @@ struct Rule {
     networks: Vec<IpNet>,
     subjects: Vec<Subject>,
     policy: Policy,
+    /// `approve` rules: what the user is shown.
+    approval: Option<ApprovalSpec>,
     /// Built once at load; a decision borrows it.
     reason: String,
 }
@@ -162,6 +174,16 @@ impl AccessControl {
 
     pub fn allow_preflight(&self) -> bool {
         self.allow_preflight
+    }
+
+    /// The index of the first `approve` rule (they need an upstream).
+    pub fn first_approve_rule(&self) -> Option<usize> {
+        self.rules.iter().position(|r| r.policy == Policy::Approve)
+    }
+
+    /// What the `approve` rule at `index` (a decision's `rule`) shows.
+    pub fn approval(&self, index: usize) -> Option<&ApprovalSpec> {
+        self.rules.get(index)?.approval.as_ref()
     }
 
     /// Decides a normalized target. Pass the session's user whenever there
@@ -258,6 +280,7 @@ impl Rule {
         let fail = |field, problem| RuleError {
             index,
             field,
+            subkey: String::new(),
             problem,
         };
         let policy = parse_policy(&raw.policy).map_err(|p| fail("policy", p))?;
@@ -265,6 +288,7 @@ impl Rule {
             let problem = "a bypass rule cannot have a subject: bypass never knows the user";
             return Err(fail("subject", problem.into()));
         }
+        let approval = compile_approval(index, policy, raw.approve.as_ref())?;
         Ok(Rule {
             domains: each(&raw.domain, parse_domain).map_err(|p| fail("domain", p))?,
             paths: each(&raw.path, parse_path).map_err(|p| fail("path", p))?,
@@ -272,6 +296,7 @@ impl Rule {
             networks: each(&raw.networks, parse_network).map_err(|p| fail("networks", p))?,
             subjects: each(&raw.subject, parse_subject).map_err(|p| fail("subject", p))?,
             policy,
+            approval,
             reason: describe(index, raw),
         })
     }
@@ -303,7 +328,7 @@ impl Rule {
 
     fn needs_user(&self, index: usize) -> Decision<'_> {
         let policy = match self.policy {
-            Policy::TwoFactor => Policy::TwoFactor,
+            Policy::TwoFactor | Policy::Approve => Policy::TwoFactor,
             _ => Policy::OneFactor,
         };
         Decision {
@@ -342,9 +367,35 @@ fn parse_policy(raw: &str) -> Result<Policy, String> {
         "bypass" => Ok(Policy::Bypass),
         "one_factor" => Ok(Policy::OneFactor),
         "two_factor" => Ok(Policy::TwoFactor),
+        "approve" => Ok(Policy::Approve),
         "deny" => Ok(Policy::Deny),
         other => Err(format!(
-            "{other:?} is not one of bypass, one_factor, two_factor, deny"
+            "{other:?} is not one of bypass, one_factor, two_factor, approve, deny"
+        )),
+    }
+}
+
+/// An `approve` rule's table (the default shows method, host and path
+/// alone); refused on a rule of any other policy.
+fn compile_approval(
+    index: usize,
+    policy: Policy,
+    raw: Option<&RawApprove>,
+) -> Result<Option<ApprovalSpec>, RuleError> {
+    let fail = |subkey: String, problem: String| RuleError {
+        index,
+        field: "approve",
+        subkey,
+        problem,
+    };
+    match (policy, raw) {
+        (Policy::Approve, raw) => ApprovalSpec::compile(&raw.cloned().unwrap_or_default())
+            .map(Some)
+            .map_err(|e| fail(e.key, e.problem)),
+        (_, None) => Ok(None),
+        (_, Some(_)) => Err(fail(
+            String::new(),
+            "only an approve rule has an approve table".into(),
         )),
     }
 }

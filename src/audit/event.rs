@@ -41,6 +41,14 @@ pub enum Event {
     UserEnabled,
     RegulationBan,
     ForwardAuthMalformedTarget,
+    /// A request matched an `approve` rule and is held (docs/approval.md).
+    ApprovalRequested,
+    ApprovalApproved,
+    ApprovalDenied,
+    ApprovalExpired,
+    ApprovalCancelled,
+    /// The approved request was sent upstream (once).
+    ApprovalReleased,
 }
 
 fn method_name<S: serde::Serializer>(method: &Method, serializer: S) -> Result<S::Ok, S::Error> {

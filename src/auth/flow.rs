@@ -263,7 +263,9 @@ impl Authenticator {
         match policy {
             Policy::Deny => return Access::Denied,
             Policy::Bypass => return Access::Granted(None),
-            Policy::OneFactor | Policy::TwoFactor => {}
+            // An approve resource needs two_factor; each request is then
+            // held by the gateway until it is approved.
+            Policy::OneFactor | Policy::TwoFactor | Policy::Approve => {}
         }
         let Some(who) = who else {
             return Access::NeedsLogin;
@@ -302,7 +304,7 @@ impl Authenticator {
             Policy::Bypass => true,
             Policy::Deny => false,
             Policy::OneFactor => true,
-            Policy::TwoFactor => effective >= AuthLevel::TwoFactor,
+            Policy::TwoFactor | Policy::Approve => effective >= AuthLevel::TwoFactor,
         }
     }
 

@@ -3,6 +3,7 @@
 //! here knows HTTP. Every move of a challenge is one arm of `state::on`;
 //! `LIFECYCLE.md` maps DESIGN.md's diagram to the code.
 
+pub mod approval;
 pub mod challenge;
 pub mod enrollment;
 mod error;

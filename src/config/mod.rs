@@ -46,6 +46,18 @@ pub struct Config {
     pub proxy: ProxyConfig,
     pub audit: AuditConfig,
     pub portal: PortalConfig,
+    pub approval: ApprovalConfig,
+}
+
+/// `[approval]`: limits of the requests held for `approve` rules
+/// (docs/approval.md).
+#[derive(Debug, Clone)]
+pub struct ApprovalConfig {
+    pub max_body: usize,
+    /// Seconds a held request waits for its approval.
+    pub timeout: u64,
+    pub max_pending_bytes: usize,
+    pub max_per_session: usize,
 }
 
 /// `[proxy]`: what proxy mode does to requests beyond the built-in rules.

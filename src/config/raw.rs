@@ -26,6 +26,32 @@ pub struct RawConfig {
     pub proxy: RawProxy,
     pub audit: RawAudit,
     pub portal: super::portal::RawPortal,
+    pub approval: RawApproval,
+}
+
+/// `[approval]`: the limits of requests held for an `approve` rule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApproval {
+    /// The largest body held; larger requests get 413.
+    pub max_body: usize,
+    /// How long a held request waits for its approval.
+    pub timeout: String,
+    /// Every held body together, across sessions.
+    pub max_pending_bytes: usize,
+    /// Held requests waiting per session.
+    pub max_per_session: usize,
+}
+
+impl Default for RawApproval {
+    fn default() -> Self {
+        RawApproval {
+            max_body: 64 * 1024,
+            timeout: "2m".into(),
+            max_pending_bytes: 16 * 1024 * 1024,
+            max_per_session: 4,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

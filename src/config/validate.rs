@@ -9,17 +9,17 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::raw::{
-    RawAccessControl, RawAudit, RawAuth, RawAuthy, RawConfig, RawLog, RawMetrics, RawProxy,
-    RawRedis, RawRegulation, RawSentinel, RawServer, RawSession, RawSignup, RawStore, RawTotp,
-    RawUpstream, RawUsers, RawVerify, host_name,
+    RawAccessControl, RawApproval, RawAudit, RawAuth, RawAuthy, RawConfig, RawLog, RawMetrics,
+    RawProxy, RawRedis, RawRegulation, RawSentinel, RawServer, RawSession, RawSignup, RawStore,
+    RawTotp, RawUpstream, RawUsers, RawVerify, host_name,
 };
+use super::{ApprovalConfig, CaBundle, TlsFiles};
 use super::{
     AuditConfig, AuditOutput, AuthConfig, AuthyConfig, Config, ConfigError, LogConfig, LogFormat,
     MetricsConfig, ProxyConfig, RedisConfig, RegulationConfig, SecondFactorMode, Secret,
     SentinelConfig, ServerConfig, SessionConfig, SignupConfig, StoreBackend, StoreConfig,
     TotpConfig, TotpEnrollment, UpstreamConfig, UsersConfig, VerifyChannel, VerifyConfig,
 };
-use super::{CaBundle, TlsFiles};
 use crate::model::Method;
 use crate::model::Policy;
 
@@ -46,8 +46,11 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config> {
         &server.public_url,
         session.cookie_domain.as_deref(),
     )?;
+    let upstream = upstream(&raw.upstream)?;
+    let access_control = access_control(&raw.access_control)?;
+    approve_needs_upstream(&access_control, upstream.as_ref())?;
     Ok(Config {
-        upstream: upstream(&raw.upstream)?,
+        upstream,
         session,
         store: store(&raw.store)?,
         users: users(&raw.users)?,
@@ -58,12 +61,13 @@ pub(super) fn validate(raw: &RawConfig) -> Result<Config> {
         verify,
         webauthn,
         regulation: regulation(&raw.regulation)?,
-        access_control: access_control(&raw.access_control)?,
+        access_control,
         log: log(&raw.log)?,
         metrics: metrics(&raw.metrics)?,
         proxy: proxy(&raw.proxy)?,
         audit: audit(&raw.audit)?,
         portal: super::portal::portal(&raw.portal)?,
+        approval: approval(&raw.approval)?,
         server,
     })
 }
@@ -1063,6 +1067,46 @@ fn access_control(raw: &RawAccessControl) -> Result<crate::access::AccessControl
         .map_err(|e| ConfigError::at(e.key(), e.problem))
 }
 
+/// An `approve` rule holds the request body until it is approved: only
+/// proxy mode sees bodies (forward-auth is asked with the headers alone).
+fn approve_needs_upstream(
+    access: &crate::access::AccessControl,
+    upstream: Option<&UpstreamConfig>,
+) -> Result<()> {
+    match access.first_approve_rule() {
+        Some(index) if upstream.is_none() => Err(ConfigError::at(
+            format!("access_control.rules[{index}].policy"),
+            "\"approve\" needs upstream.url (proxy mode): forward-auth never sees \
+             request bodies, so it cannot hold a request (docs/approval.md)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn approval(raw: &RawApproval) -> Result<ApprovalConfig> {
+    let timeout = duration("approval.timeout", &raw.timeout)?;
+    if timeout > MAX_CHALLENGE_TIMEOUT {
+        return Err(ConfigError::at(
+            "approval.timeout",
+            format!("{:?} is longer than the 10m a push may live", raw.timeout),
+        ));
+    }
+    let max_body = at_least_one("approval.max_body", raw.max_body)?;
+    let max_pending_bytes = at_least_one("approval.max_pending_bytes", raw.max_pending_bytes)?;
+    if max_pending_bytes < max_body {
+        return Err(ConfigError::at(
+            "approval.max_pending_bytes",
+            format!("{max_pending_bytes} is less than approval.max_body ({max_body})"),
+        ));
+    }
+    Ok(ApprovalConfig {
+        max_body,
+        timeout: timeout.as_secs().max(1),
+        max_pending_bytes,
+        max_per_session: at_least_one("approval.max_per_session", raw.max_per_session)?,
+    })
+}
+
 fn log(raw: &RawLog) -> Result<LogConfig> {
     let format = match raw.format.as_str() {
         "text" => LogFormat::Text,
@@ -1214,6 +1258,53 @@ mod tests {
             "session.secret_file",
             "too short",
         );
+    }
+
+    #[test]
+    fn approve_rules_need_an_upstream_and_sane_limits() {
+        let approve = |r: &mut RawConfig| {
+            r.access_control.rules.push(crate::access::RawRule {
+                path: vec!["^/transfer".into()],
+                policy: "approve".into(),
+                ..Default::default()
+            });
+        };
+        refused(
+            |r| {
+                approve(r);
+                r.upstream.url = None;
+            },
+            "access_control.rules[0].policy",
+            "needs upstream.url",
+        );
+        refused(
+            |r| {
+                approve(r);
+                r.access_control.rules[0].approve = Some(crate::access::RawApprove {
+                    message: String::new(),
+                    fields: [("pin".to_owned(), "form:pin".to_owned())].into(),
+                });
+            },
+            "access_control.rules[0].approve.fields.pin",
+            "secret",
+        );
+        refused(
+            |r| r.approval.timeout = "11m".into(),
+            "approval.timeout",
+            "10m",
+        );
+        refused(
+            |r| r.approval.max_pending_bytes = 10,
+            "approval.max_pending_bytes",
+            "approval.max_body",
+        );
+        let users = users_file();
+        let mut raw = valid(&users);
+        approve(&mut raw);
+        raw.upstream.url = Some("http://127.0.0.1:3000".into());
+        let config = validate(&raw).unwrap();
+        assert_eq!(config.approval.max_body, 64 * 1024);
+        assert_eq!(config.approval.timeout, 120);
     }
 
     #[test]

@@ -167,6 +167,15 @@ api_url = "{sandbox_url}"
 account_sid = "{DEFAULT_VERIFY_ACCOUNT_SID}"
 auth_token = "{DEFAULT_VERIFY_AUTH_TOKEN}"
 service_sid = "{DEFAULT_VERIFY_SERVICE_SID}"
+
+# The demo app's transfer form: each transfer is approved on its own
+# (docs/approval.md), with its amount and recipient on the phone.
+[[access_control.rules]]
+path = "^/transfer$"
+methods = ["POST"]
+policy = "approve"
+approve.message = "Send {{amount}} {{currency}} to {{to}}"
+approve.fields = {{ amount = "form:amount", currency = "form:currency", to = "form:to" }}
 "#,
         webauthn_method = if passkeys { ", \"webauthn\"" } else { "" },
         webauthn = if passkeys {
@@ -212,7 +221,9 @@ fn print_banner(gateway_url: &str, sandbox_page: &str, totp_secret: &str) {
          {ENROLL_EMAIL:<20} no second factor yet: the first login shows the TOTP set-up page\n  \
          {PASSKEY_EMAIL:<20} no second factor yet: the first login registers a passkey or security key\n  \
          {:<20}   (no key at hand? Chrome DevTools > More tools > WebAuthn: enable a virtual authenticator)\n  \
-         {:<20}   then \"Sign in with a passkey\" on the login page needs no password\n\n\
+         {:<20}   then \"Sign in with a passkey\" on the login page needs no password\n\n  \
+         The app's \"Send money\" form is behind an approve rule: each transfer waits\n  \
+         for its own approval (a push showing amount and recipient, or a fresh code).\n\n\
          Everything is on this machine; stop with Ctrl-C.\n",
         "", "", ""
     );

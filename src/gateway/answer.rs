@@ -11,11 +11,12 @@ use super::Portal;
 use super::error::GatewayError;
 use super::response::{self, Format};
 use crate::auth::ChallengeView;
+use crate::auth::approval::{ApprovalMeans, ApprovalView};
 use crate::auth::enrollment::EnrollmentView;
 use crate::model::Delivery;
 use crate::pages::{
-    EnrollKeyView, EnrollView, KeyRow, LoginView, Pages, SecurityView, SessionRow, SessionsView,
-    SignupView, StaticFile, VerifyView,
+    ApproveView, EnrollKeyView, EnrollView, KeyRow, LoginView, Pages, SecurityView, SessionRow,
+    SessionsView, SignupView, StaticFile, VerifyView,
 };
 use crate::wire::Body;
 
@@ -109,6 +110,13 @@ pub(super) enum Form {
     Sessions {
         user: String,
         rows: Vec<SessionRow>,
+        message: Option<String>,
+    },
+    /// "Approve this action": a held request (docs/approval.md).
+    Approve {
+        id: String,
+        /// Boxed: much larger than the other forms.
+        view: Box<ApprovalView>,
         message: Option<String>,
     },
 }
@@ -333,6 +341,24 @@ impl Portal {
                 rows,
                 message: message.as_deref(),
             }),
+            Form::Approve { id, view, message } => {
+                let details = &view.details;
+                pages.approve(&ApproveView {
+                    prefix,
+                    csrf,
+                    id,
+                    state: view.state.as_str(),
+                    push: matches!(view.means, ApprovalMeans::Push { .. }),
+                    method: view.means.method().as_str(),
+                    summary: &details.message,
+                    fields: &details.fields,
+                    request_method: &details.method,
+                    host: &details.host,
+                    path: &details.path,
+                    client: &details.client,
+                    message: message.as_deref(),
+                })
+            }
         }
     }
 }
@@ -351,6 +377,20 @@ fn form_json(form: &Form, csrf: &str) -> Value {
         }
         Form::Sessions { user, rows, .. } => {
             json!({"csrf": csrf, "user": user, "sessions": rows})
+        }
+        Form::Approve { id, view, message } => {
+            let details = &view.details;
+            let fields: serde_json::Map<String, Value> = details
+                .fields
+                .iter()
+                .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
+                .collect();
+            json!({"id": id, "status": view.state.as_str(),
+                   "method": view.means.method().as_str(),
+                   "by": match view.means { ApprovalMeans::Push { .. } => "push", ApprovalMeans::Code { .. } => "code" },
+                   "message": message, "summary": details.message, "fields": fields,
+                   "request": {"method": details.method, "host": details.host, "path": details.path},
+                   "wrong_codes_left": view.wrong_codes_left, "csrf": csrf})
         }
         Form::Enroll { view, message, .. } => {
             json!({"secret": view.secret_text.replace(' ', ""), "uri": view.uri,

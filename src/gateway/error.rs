@@ -4,6 +4,7 @@
 use http::StatusCode;
 
 use crate::auth::AuthError;
+use crate::auth::approval::ApprovalError;
 use crate::proxy::ProxyError;
 
 /// What can go wrong in a request: the gateway's own failures (the
@@ -32,6 +33,8 @@ pub enum GatewayError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Upstream(#[from] ProxyError),
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
 }
 
 impl GatewayError {
@@ -50,6 +53,7 @@ impl GatewayError {
             GatewayError::Auth(err) => auth_status(err),
             GatewayError::Upstream(ProxyError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            GatewayError::Approval(err) => approval_status(err),
         }
     }
 
@@ -67,6 +71,7 @@ impl GatewayError {
             GatewayError::Auth(err) => auth_code(err),
             GatewayError::Upstream(ProxyError::Timeout) => "upstream_timeout",
             GatewayError::Upstream(_) => "upstream_unavailable",
+            GatewayError::Approval(err) => approval_code(err),
         }
     }
 
@@ -88,6 +93,7 @@ impl GatewayError {
                 "The application behind this gateway did not answer in time."
             }
             GatewayError::Upstream(_) => "The application behind this gateway is not reachable.",
+            GatewayError::Approval(err) => approval_message(err),
         }
     }
 
@@ -120,6 +126,43 @@ fn auth_status(err: &AuthError) -> StatusCode {
         | AuthError::TooManyWrongCodes
         | AuthError::ChallengeExpired
         | AuthError::CodeExpired => StatusCode::UNAUTHORIZED,
+    }
+}
+
+fn approval_status(err: &ApprovalError) -> StatusCode {
+    match err {
+        ApprovalError::NotFound => StatusCode::NOT_FOUND,
+        ApprovalError::TooManyPending => StatusCode::TOO_MANY_REQUESTS,
+        ApprovalError::Full => StatusCode::SERVICE_UNAVAILABLE,
+        ApprovalError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ApprovalError::State(_) => StatusCode::CONFLICT,
+        ApprovalError::NotByCode => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn approval_code(err: &ApprovalError) -> &'static str {
+    match err {
+        ApprovalError::NotFound => "not_found",
+        ApprovalError::TooManyPending => "rate_limited",
+        ApprovalError::Full => "approvals_full",
+        ApprovalError::TooLarge => "payload_too_large",
+        ApprovalError::State(_) => "approval_state",
+        ApprovalError::NotByCode => "bad_request",
+    }
+}
+
+fn approval_message(err: &ApprovalError) -> &'static str {
+    match err {
+        ApprovalError::NotFound => "Not found.",
+        ApprovalError::TooManyPending => {
+            "Too many of your requests are waiting for approval. Approve or cancel one first."
+        }
+        ApprovalError::Full => {
+            "Too many requests are waiting for approval. Please try again later."
+        }
+        ApprovalError::TooLarge => "The request is too large to be held for approval.",
+        ApprovalError::State(_) => "This request cannot take that step now.",
+        ApprovalError::NotByCode => "This request is approved on your phone, not by code.",
     }
 }
 

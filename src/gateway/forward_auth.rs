@@ -17,7 +17,7 @@ use crate::access::{NormalizeError, Target, has_dot_or_empty_segment, normalize}
 use crate::audit::Event;
 use crate::auth::{Access, StepUp};
 use crate::metrics::{AuthEndpoint, Decision};
-use crate::model::User;
+use crate::model::{Policy, User};
 use crate::proxy::headers::set_no_identity;
 use crate::wire::ConnInfo;
 
@@ -84,7 +84,13 @@ impl Gateway {
         };
         let user = who.as_ref().map(|w| w.user.as_ref());
         let target = &original.target;
-        let policy = self.policy_for(target, original.raw_path, user, headers);
+        let policy = match self.policy_for(target, original.raw_path, user, headers) {
+            // Forward-auth never sees the body, so it cannot hold the
+            // request for an approval: refused (check-config refuses
+            // approve rules without an upstream; docs/approval.md).
+            Policy::Approve => Policy::Deny,
+            policy => policy,
+        };
         match self.auth.authorize(who.as_ref(), policy, StepUp::Deferred) {
             Access::Granted(user) => (Decision::Allowed, allowed(user.as_deref())),
             Access::Denied => (Decision::Denied, whole::empty(StatusCode::FORBIDDEN)),

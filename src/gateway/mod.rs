@@ -4,6 +4,7 @@
 
 mod account_sessions;
 mod answer;
+mod approval;
 pub mod cookies;
 mod enroll;
 pub mod error;
@@ -31,6 +32,7 @@ use ipnet::IpNet;
 
 use crate::access::{AccessControl, Target, normalize};
 use crate::audit::Audit;
+use crate::auth::approval::{ApprovalLimits, Approvals};
 use crate::auth::{Access, Authenticator, SessionAdmin, StepUp};
 use crate::config::{Config, SignupConfig};
 use crate::factor::authy::webhook::WebhookVerifier;
@@ -69,6 +71,8 @@ pub struct Gateway {
     audit: Audit,
     /// "Your sessions"; the page is not served without it.
     session_admin: Option<Arc<SessionAdmin>>,
+    /// Requests held for an `approve` rule (docs/approval.md).
+    approvals: Approvals<approval::HeldRequest>,
 }
 
 /// What the portal (the gateway's own pages) needs.
@@ -130,6 +134,12 @@ impl Gateway {
             upstream,
             audit: Audit::off(),
             session_admin: None,
+            approvals: Approvals::new(ApprovalLimits {
+                max_body: config.approval.max_body,
+                max_pending_bytes: config.approval.max_pending_bytes,
+                max_per_session: config.approval.max_per_session,
+                timeout: config.approval.timeout,
+            }),
         }
     }
 
@@ -172,7 +182,8 @@ impl Gateway {
             Route::ForwardAuth => Ok(self
                 .forward_auth(req.headers(), conn, Flavor::Forward)
                 .map(full)),
-            Route::Proxy => self.proxy(req, conn).await,
+            Route::Proxy => self.proxy(req, conn, format).await,
+            Route::Approval => Box::pin(self.approval(req, conn, format)).await,
             // Boxed: the portal's futures are large, and hyper moves every
             // request's future into its slot; the hot routes stay small.
             _ => (Box::pin(self.answer(route, req, conn, format)).await)
@@ -278,10 +289,14 @@ impl Gateway {
         &self,
         req: Request<Incoming>,
         conn: ConnInfo,
+        format: Format,
     ) -> Result<Response<Body>, GatewayError> {
         match self.decide_proxied(&req, conn)? {
             Proxied::Answered(response) => Ok(response),
             Proxied::Forward(forward) => Box::pin(self.forward(req, conn, forward)).await,
+            Proxied::Hold(forward, hold) => {
+                Box::pin(self.hold(req, conn, forward, *hold, format)).await
+            }
         }
     }
 
@@ -338,12 +353,38 @@ impl Gateway {
                 return Ok(Proxied::Answered(verify));
             }
         };
-        Ok(Proxied::Forward(Forward {
+        let forward = Forward {
             path_and_query: UpstreamPath::of(&target, sent.as_ref()),
             decided_host: decided_host(&target, host.as_ref())?,
             identity,
             new_cookie,
-        }))
+        };
+        match (policy, who, &forward.new_cookie) {
+            (Policy::Approve, _, _) if upgrade => Err(GatewayError::Forbidden),
+            (Policy::Approve, Some(who), None) => {
+                let user = Some(who.user.as_ref());
+                let rule = self
+                    .guard
+                    .access
+                    .decide_as_sent(&target, &target.path, user)
+                    .rule;
+                let hold =
+                    approval::Hold::of(&who, rule, &target, self.client_of(req.headers(), conn));
+                Ok(Proxied::Hold(forward, Box::new(hold)))
+            }
+            // The session stepped up just now under a new id: the same
+            // request again (307 keeps method and body) with the new
+            // cookie, to be held under the session that will see it.
+            (Policy::Approve, _, Some(cookie)) => {
+                let again =
+                    response::redirect(StatusCode::TEMPORARY_REDIRECT, &target.path_and_query());
+                Ok(Proxied::Answered(response::with_cookies(
+                    again,
+                    std::slice::from_ref(cookie),
+                )))
+            }
+            _ => Ok(Proxied::Forward(forward)),
+        }
     }
 
     async fn forward(
@@ -495,6 +536,8 @@ enum Proxied {
     /// Answered here: the login page, the second step, a refusal.
     Answered(Response<Body>),
     Forward(Forward),
+    /// An `approve` rule matched: held until the user approves it.
+    Hold(Forward, Box<approval::Hold>),
 }
 
 /// What a confirmed request takes upstream, owned, so that the decision's
@@ -581,6 +624,7 @@ fn route_label(route: Route) -> &'static str {
         Route::PortalRoot => "portal_root",
         Route::NotFound => "not_found",
         Route::Proxy => "proxy",
+        Route::Approval => "approval",
     }
 }
 

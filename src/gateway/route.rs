@@ -31,11 +31,14 @@ pub enum Route {
     /// Under the prefix but not a page of ours: never forwarded upstream.
     NotFound,
     Proxy,
+    /// `approval/{id}…`: a request held for an `approve` rule; its continue
+    /// URL answers with the upstream's answer.
+    Approval,
 }
 
 impl Route {
     /// In declaration order, so that `route as usize` indexes it.
-    pub const ALL: [Route; 19] = [
+    pub const ALL: [Route; 20] = [
         Route::Login,
         Route::Logout,
         Route::Verify,
@@ -55,12 +58,17 @@ impl Route {
         Route::PortalRoot,
         Route::NotFound,
         Route::Proxy,
+        Route::Approval,
     ];
 
     /// Answered by the portal itself: everything but the forward-auth
-    /// answers and the proxy.
+    /// answers and the proxy (and the approvals, whose continue URL gives
+    /// the upstream's answer: their own pages set the headers).
     pub fn is_portal(self) -> bool {
-        !matches!(self, Route::Proxy | Route::AuthRequest | Route::ForwardAuth)
+        !matches!(
+            self,
+            Route::Proxy | Route::AuthRequest | Route::ForwardAuth | Route::Approval
+        )
     }
 }
 
@@ -105,6 +113,7 @@ pub fn route(path: &str, prefix: &str, has_upstream: bool, authelia_paths: bool)
         "/healthz" => Route::Healthz,
         "" => Route::NotFound,
         _ if rest.starts_with("/static/") => Route::Asset,
+        _ if rest.starts_with("/approval/") => Route::Approval,
         _ if rest.starts_with('/') => Route::NotFound,
         // `/_authgatex` is an upstream path that merely shares the prefix.
         _ => proxy_or_not_found(has_upstream),

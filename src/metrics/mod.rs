@@ -217,6 +217,45 @@ impl FactorMethod {
     }
 }
 
+/// What became of a request held for an `approve` rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalOutcome {
+    /// A request was held and the user asked.
+    Requested,
+    Approved,
+    Denied,
+    Expired,
+    Cancelled,
+    /// Sent upstream after its approval.
+    Released,
+    /// Not held: too large, too many waiting, or the provider failed.
+    Refused,
+}
+
+impl ApprovalOutcome {
+    pub const ALL: [ApprovalOutcome; 7] = [
+        ApprovalOutcome::Requested,
+        ApprovalOutcome::Approved,
+        ApprovalOutcome::Denied,
+        ApprovalOutcome::Expired,
+        ApprovalOutcome::Cancelled,
+        ApprovalOutcome::Released,
+        ApprovalOutcome::Refused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalOutcome::Requested => "requested",
+            ApprovalOutcome::Approved => "approved",
+            ApprovalOutcome::Denied => "denied",
+            ApprovalOutcome::Expired => "expired",
+            ApprovalOutcome::Cancelled => "cancelled",
+            ApprovalOutcome::Released => "released",
+            ApprovalOutcome::Refused => "refused",
+        }
+    }
+}
+
 /// How a second-factor attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FactorOutcome {
@@ -291,6 +330,7 @@ pub struct Metrics {
     verify_duration: Family<CallLabels, Histogram, fn() -> Histogram>,
     verify_errors: Family<CallErrorLabels, Counter>,
     audit_dropped: Counter,
+    approvals: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -402,7 +442,14 @@ impl Metrics {
             "Audit events dropped because the writer's queue was full",
             audit_dropped.clone(),
         );
+        let approvals = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "approvals",
+            "Requests held for an approve rule, by outcome",
+            approvals.clone(),
+        );
         let metrics = Metrics {
+            approvals,
             registry,
             requests,
             forward_auth,
@@ -432,6 +479,9 @@ impl Metrics {
                     outcome: outcome.as_str(),
                 })
                 .inc_by(0);
+        }
+        for outcome in ApprovalOutcome::ALL {
+            self.approval(outcome, 0);
         }
         self.store_healthy.set(1);
         self.store_connected.set(1);
@@ -471,6 +521,15 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+    }
+
+    /// `count` approvals reached `outcome`.
+    pub fn approval(&self, outcome: ApprovalOutcome, count: u64) {
+        self.approvals
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            })
+            .inc_by(count);
     }
 
     pub fn upstream_response(&self, took: Duration) {

@@ -10,6 +10,9 @@ pub enum Policy {
     Bypass,
     OneFactor,
     TwoFactor,
+    /// Two-factor, and each matching request is held until the user
+    /// approves that one request (proxy mode only: docs/approval.md).
+    Approve,
     Deny,
 }
 
@@ -19,6 +22,7 @@ impl Policy {
             Policy::Bypass => "bypass",
             Policy::OneFactor => "one_factor",
             Policy::TwoFactor => "two_factor",
+            Policy::Approve => "approve",
             Policy::Deny => "deny",
         }
     }

@@ -30,7 +30,14 @@ pub const WEBAUTHN_SCRIPT: Asset = Asset {
     body: include_str!("static/webauthn.js"),
 };
 
-const ALL: [&Asset; 3] = [&STYLESHEET, &PUSH_SCRIPT, &WEBAUTHN_SCRIPT];
+/// Polls an approval's status on the "Approve this action" page.
+pub const APPROVE_SCRIPT: Asset = Asset {
+    name: "approve.js",
+    content_type: "text/javascript; charset=utf-8",
+    body: include_str!("static/approve.js"),
+};
+
+const ALL: [&Asset; 4] = [&STYLESHEET, &PUSH_SCRIPT, &WEBAUTHN_SCRIPT, &APPROVE_SCRIPT];
 
 /// The asset called `name` (the path segment after `static/`).
 pub fn named(name: &str) -> Option<&'static Asset> {

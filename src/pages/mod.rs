@@ -37,7 +37,30 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("error.html", include_str!("templates/error.html")),
     ("sessions.html", include_str!("templates/sessions.html")),
+    ("approve.html", include_str!("templates/approve.html")),
 ];
+
+/// What the "Approve this action" page shows.
+pub struct ApproveView<'a> {
+    pub prefix: &'a str,
+    pub csrf: &'a str,
+    /// The approval's id, in its URLs.
+    pub id: &'a str,
+    /// `pending`, `approved`, `denied`, `expired`, `cancelled`, `released`.
+    pub state: &'a str,
+    /// Approved by a push (else by a code of `method`).
+    pub push: bool,
+    pub method: &'a str,
+    /// The rule's rendered message; may be empty.
+    pub summary: &'a str,
+    /// The rule's fields, values already truncated (escaped here).
+    pub fields: &'a [(String, String)],
+    pub request_method: &'a str,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub client: &'a str,
+    pub message: Option<&'a str>,
+}
 
 /// What the login form shows.
 pub struct LoginView<'a> {
@@ -231,6 +254,7 @@ impl Pages {
         env.add_global("stylesheet_url", assets::STYLESHEET.url(prefix));
         env.add_global("push_script_url", assets::PUSH_SCRIPT.url(prefix));
         env.add_global("webauthn_script_url", assets::WEBAUTHN_SCRIPT.url(prefix));
+        env.add_global("approve_script_url", assets::APPROVE_SCRIPT.url(prefix));
         brand.add_globals(&mut env);
         let words = catalogues.clone();
         env.add_function("t", move |state: &State, key: &str, args: Kwargs| {
@@ -443,6 +467,35 @@ impl Pages {
 
     pub fn logout(&self, action: &str, csrf: &str, user: Option<&str>) -> String {
         self.render("logout.html", context! { action, csrf, user })
+    }
+
+    pub fn approve(&self, view: &ApproveView<'_>) -> String {
+        let page_url = format!("{}/approval/{}", view.prefix, view.id);
+        let fields: Vec<minijinja::Value> = view
+            .fields
+            .iter()
+            .map(|(name, value)| context! { name, value })
+            .collect();
+        self.render(
+            "approve.html",
+            context! {
+                status_url => format!("{page_url}/status"),
+                continue_url => format!("{page_url}/continue"),
+                cancel_url => format!("{page_url}/cancel"),
+                page_url,
+                csrf => view.csrf,
+                state => view.state,
+                push => view.push,
+                method_name => view.method,
+                summary => view.summary,
+                fields,
+                method => view.request_method,
+                host => view.host,
+                path => view.path,
+                client => view.client,
+                message => self.message(view.message),
+            },
+        )
     }
 
     /// `message`: the gateway's English text, translated here.
@@ -717,6 +770,33 @@ mod tests {
                 webauthn_url: Some("/_authgate/enroll/webauthn"),
             }),
         ];
+        let fields = [("to".to_owned(), "<b>Bob</b>".to_owned())];
+        for state in [
+            "pending",
+            "approved",
+            "denied",
+            "expired",
+            "cancelled",
+            "released",
+        ] {
+            for push in [true, false] {
+                all.push(pages.approve(&ApproveView {
+                    prefix: "/_authgate",
+                    csrf: "t",
+                    id: "abc",
+                    state,
+                    push,
+                    method: "totp",
+                    summary: "Send 5 EUR to <b>Bob</b>",
+                    fields: &fields,
+                    request_method: "POST",
+                    host: "app.local",
+                    path: "/transfer",
+                    client: "127.0.0.1",
+                    message: Some("Wrong code."),
+                }));
+            }
+        }
         for push in [Some("pending"), Some("denied"), Some("expired"), None] {
             for (method, sends_codes) in [
                 ("authy", true),
@@ -798,6 +878,51 @@ mod tests {
             "{page}"
         );
         assert!(page.contains("data-status-url=\"/auth/status\""), "{page}");
+    }
+
+    #[test]
+    fn the_approval_page_escapes_the_details_and_polls_a_pending_push() {
+        let pages = Pages::new("/_authgate");
+        let fields = [("to".to_owned(), "<script>x()</script>".to_owned())];
+        let view = |state, push| ApproveView {
+            prefix: "/_authgate",
+            csrf: "t",
+            id: "abc",
+            state,
+            push,
+            method: "authy",
+            summary: "Send 5 to <b>Bob</b>",
+            fields: &fields,
+            request_method: "POST",
+            host: "app.local",
+            path: "/transfer",
+            client: "192.0.2.1",
+            message: None,
+        };
+        let pending = unescape_slashes(&pages.approve(&view("pending", true)));
+        assert!(!pending.contains("<script>x()"), "{pending}");
+        assert!(!pending.contains("<b>Bob"), "{pending}");
+        assert!(pending.contains("&lt;script&gt;x()"), "{pending}");
+        let src = assets::APPROVE_SCRIPT.url("/_authgate");
+        assert!(
+            pending.contains(&format!("<script src=\"{src}\" defer>")),
+            "{pending}"
+        );
+        assert!(
+            pending.contains("data-status-url=\"/_authgate/approval/abc/status\""),
+            "{pending}"
+        );
+        let approved = unescape_slashes(&pages.approve(&view("approved", true)));
+        assert!(
+            approved.contains("action=\"/_authgate/approval/abc/continue\""),
+            "{approved}"
+        );
+        assert!(
+            !approved.contains("<script src"),
+            "nothing to poll: {approved}"
+        );
+        let by_code = pages.approve(&view("pending", false));
+        assert!(by_code.contains("name=\"code\""), "{by_code}");
     }
 
     #[test]

@@ -6,10 +6,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{HOST, UPGRADE};
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector;
@@ -38,6 +39,9 @@ pub struct ForwardContext<'a> {
 
 pub struct Upstream {
     pool: Arc<UpstreamPool>,
+    /// For requests held for an approval and sent once approved: their
+    /// body is in memory (`approve` rules only, never the hot path).
+    held: Arc<UpstreamPool<Full<Bytes>>>,
     /// `host[:port]` of `upstream.url`: the `Host` of a request that came
     /// without one.
     authority: HeaderValue,
@@ -78,6 +82,7 @@ impl Upstream {
             connect_timeout: config.connect_timeout,
         };
         Ok(Upstream {
+            held: UpstreamPool::new(endpoint.clone()),
             pool: UpstreamPool::new(endpoint),
             authority: HeaderValue::from_str(authority.as_str())
                 .map_err(|e| ProxyError::Config(e.to_string()))?,
@@ -128,9 +133,7 @@ impl Upstream {
             None
         };
         let (mut parts, body) = response.into_parts();
-        headers::remove_hop_by_hop(&mut parts.headers);
-        headers::drop_accel(&mut parts.headers);
-        headers::drop_own_set_cookies(&mut parts.headers, &ctx.own_cookies);
+        answer_headers(&mut parts.headers, ctx);
         let body = match switched {
             Some(protocol) => {
                 headers::set_upgrade(&mut parts.headers, protocol);
@@ -142,12 +145,32 @@ impl Upstream {
         Ok(Response::from_parts(parts, body))
     }
 
-    fn prepare(
+    /// Sends a request held for an approval (its body whole in memory):
+    /// the same headers as [`forward`](Self::forward), never an upgrade,
+    /// plus `Authgate-Approval` naming the approval.
+    pub async fn forward_held(
         &self,
-        req: Request<Incoming>,
+        req: Request<Bytes>,
+        ctx: &ForwardContext<'_>,
+        approval: HeaderValue,
+    ) -> Result<Response<Body>, ProxyError> {
+        let mut req = self.prepare(req.map(Full::new), ctx, None)?;
+        // After `prepare` stripped any client copy.
+        req.headers_mut().insert(headers::APPROVAL_HEADER, approval);
+        let response = tokio::time::timeout(self.response_timeout, self.held.send(req))
+            .await
+            .map_err(|_| ProxyError::Timeout)??;
+        let (mut parts, body) = response.into_parts();
+        answer_headers(&mut parts.headers, ctx);
+        Ok(Response::from_parts(parts, body.boxed()))
+    }
+
+    fn prepare<B>(
+        &self,
+        req: Request<B>,
         ctx: &ForwardContext<'_>,
         upgrade: Option<HeaderValue>,
-    ) -> Result<Request<Incoming>, ProxyError> {
+    ) -> Result<Request<B>, ProxyError> {
         let (mut parts, body) = req.into_parts();
         let host = headers::request_host_value(&parts.uri, &parts.headers);
         // The client's own path when normalization left it as it was:
@@ -177,6 +200,13 @@ impl Upstream {
         h.insert(HOST, host.unwrap_or_else(|| self.authority.clone()));
         Ok(Request::from_parts(parts, body))
     }
+}
+
+/// The upstream's answer headers as the client gets them.
+fn answer_headers(h: &mut http::HeaderMap, ctx: &ForwardContext<'_>) {
+    headers::remove_hop_by_hop(h);
+    headers::drop_accel(h);
+    headers::drop_own_set_cookies(h, &ctx.own_cookies);
 }
 
 /// An https upstream is checked against `upstream.ca_file` alone when set,

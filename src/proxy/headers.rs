@@ -99,6 +99,11 @@ const OTHER_GATEWAYS_PREFIX: &str = "x-auth-request-";
 /// meaning without the upgrade.
 const HTTP2_SETTINGS: &str = "http2-settings";
 
+/// Names the approval a held request was released under (docs/approval.md);
+/// only the gateway sets it, so a client's copy is stripped like an
+/// identity header.
+pub const APPROVAL_HEADER: &str = "authgate-approval";
+
 /// Response headers an nginx in front obeys (`X-Accel-Redirect`,
 /// `X-Accel-Buffering`, ...): an app must not steer it through us.
 const X_ACCEL_PREFIX: &[u8] = b"x-accel-";
@@ -152,7 +157,7 @@ impl StrippedHeaders {
             .iter()
             .map(HeaderName::as_str)
             .chain(OTHER_GATEWAYS_IDENTITY)
-            .chain([HTTP2_SETTINGS])
+            .chain([HTTP2_SETTINGS, APPROVAL_HEADER])
             .map(|name| (name, false));
         let prefixes = [(OTHER_GATEWAYS_PREFIX, true)].into_iter();
         let configured = configured

@@ -42,6 +42,7 @@ impl<T> RequestBody for T where
 }
 
 /// Where connections go, and how.
+#[derive(Clone)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,

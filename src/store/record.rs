@@ -339,7 +339,7 @@ mod tests {
         assert_eq!(record.second_factor_method, Some(Method::Totp));
         assert_eq!(record.device.unwrap().label(), "Firefox on Linux");
         assert_eq!(serde_json::to_string(&record).unwrap(), with);
-        let unknown = with.replace(r#""totp""#, r#""webauthn""#);
+        let unknown = with.replace(r#""totp""#, r#""carrier-pigeon""#);
         let record: SessionRecord = serde_json::from_str(&unknown).unwrap();
         assert_eq!(record.second_factor_method, None);
         assert!(record.device.is_some());

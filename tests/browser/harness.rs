@@ -111,7 +111,9 @@ impl Gateway {
                 .env("RUST_LOG", "info")
                 .envs(env(port));
             let mut process = Proc::spawn("authgate demo", command).expect("starting authgate");
-            let base = format!("http://127.0.0.1:{port}");
+            // The demo's public URL: `localhost`, as a WebAuthn relying
+            // party must be a host name; the session cookie is bound to it.
+            let base = format!("http://localhost:{port}");
             match Gateway::ready(&mut process, &base).await {
                 Ok(sandbox) => {
                     return Gateway {
@@ -153,12 +155,6 @@ impl Gateway {
 
     pub fn url(&self, path_and_query: &str) -> String {
         format!("{}{path_and_query}", self.base)
-    }
-
-    /// The same, by the name `localhost`: the demo's `public_url`, and a
-    /// WebAuthn relying-party id (an IP address cannot be one).
-    pub fn localhost(&self, path_and_query: &str) -> String {
-        format!("http://localhost:{}{path_and_query}", self.port())
     }
 
     /// The port the demo listens on.

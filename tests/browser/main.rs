@@ -10,6 +10,7 @@
 //! (`scripts/browser-deps` installs them). Run: `cargo test --test browser`.
 //! The tests take turns: one chromium at a time on a 2-core machine.
 
+mod approve;
 mod harness;
 mod process;
 mod sessions;

@@ -39,7 +39,7 @@ impl Stage {
     /// Asks for `TARGET` and lands on the login page, which keeps it in `rd`.
     async fn expect_login_page(&self) {
         let b = &self.browser;
-        b.goto(&self.gateway.localhost(TARGET)).await;
+        b.goto(&self.gateway.url(TARGET)).await;
         let (login, _) = b
             .wait_page("the login page", PAGE, |url, source| {
                 url.path() == "/_authgate/login" && source.contains(r#"name="password""#)
@@ -138,7 +138,7 @@ impl Stage {
     /// The logout page's button; lands on the login page.
     async fn log_out(&self) {
         let b = &self.browser;
-        b.goto(&self.gateway.localhost("/_authgate/logout")).await;
+        b.goto(&self.gateway.url("/_authgate/logout")).await;
         b.wait_page("the logout page", PAGE, |url, _| {
             url.path() == "/_authgate/logout"
         })
@@ -314,7 +314,7 @@ async fn a_platform_passkey_signs_in_from_the_autofill() {
     stage.enrol_at_first_login("laptop").await;
 
     stage.log_out().await;
-    stage.browser.goto(&stage.gateway.localhost(TARGET)).await;
+    stage.browser.goto(&stage.gateway.url(TARGET)).await;
     stage.expect_app("after the autofill").await;
     stage.finish().await;
 }
@@ -331,7 +331,7 @@ async fn the_security_page_adds_a_key_and_removes_the_first() {
     stage.send_password().await;
     stage.enrol_at_first_login("first key").await;
 
-    b.goto(&stage.gateway.localhost(SECURITY_PATH)).await;
+    b.goto(&stage.gateway.url(SECURITY_PATH)).await;
     stage.expect_keys(&["first key"]).await;
     // Unplugged, so that the browser can only reach the second key.
     first.remove(b).await;
@@ -362,7 +362,7 @@ async fn the_security_page_adds_a_key_and_removes_the_first() {
     stage.send_password().await;
     stage.confirm_with_key().await;
     stage.expect_app("after the second key").await;
-    b.goto(&stage.gateway.localhost(SECURITY_PATH)).await;
+    b.goto(&stage.gateway.url(SECURITY_PATH)).await;
     stage.expect_keys(&["backup key"]).await;
     let used = stage.last_used("backup key").await;
     assert!(

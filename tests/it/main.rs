@@ -9,6 +9,7 @@ mod support;
 mod account_sessions;
 mod admin_socket;
 mod anonymous;
+mod approve;
 mod audit;
 mod authy;
 mod cli;
