@@ -3,6 +3,7 @@
 //! typed [`Config`] below (`validate.rs`). Every error names the key.
 
 mod error;
+mod files;
 mod load;
 mod portal;
 mod raw;

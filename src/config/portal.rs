@@ -2,6 +2,7 @@
 //! style sheet, templates, footer links) and the language pages fall back
 //! to. The files are checked here; `pages` reads and serves them.
 
+use super::files::readable_file;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -168,22 +169,6 @@ fn style_sheet(value: &str) -> Result<PathBuf> {
         ));
     }
     Ok(path)
-}
-
-/// A file that opens now; `pages` reads it at start.
-fn readable_file(key: &str, value: &str) -> Result<PathBuf> {
-    let path = Path::new(value);
-    match std::fs::File::open(path).and_then(|f| f.metadata()) {
-        Ok(meta) if meta.is_file() => Ok(path.to_owned()),
-        Ok(_) => Err(ConfigError::at(
-            key,
-            format!("{value:?} is not a regular file"),
-        )),
-        Err(err) => Err(ConfigError::at(
-            key,
-            format!("{value:?} cannot be read: {err}"),
-        )),
-    }
 }
 
 fn templates_dir(value: &str) -> Result<PathBuf> {

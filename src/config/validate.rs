@@ -2,6 +2,7 @@
 //! key and shows the bad value, so an operator can fix the config from the
 //! error message alone.
 
+use super::files::readable_file;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -119,21 +120,6 @@ fn tls_files(raw: &RawServer) -> Result<Option<TlsFiles>> {
             cert: readable_file("server.tls_cert", cert)?,
             key: readable_file("server.tls_key", key)?,
         })),
-    }
-}
-
-fn readable_file(key: &str, value: &str) -> Result<PathBuf> {
-    let path = Path::new(value);
-    match std::fs::File::open(path).and_then(|f| f.metadata()) {
-        Ok(meta) if meta.is_file() => Ok(path.to_owned()),
-        Ok(_) => Err(ConfigError::at(
-            key,
-            format!("{value:?} is not a regular file"),
-        )),
-        Err(err) => Err(ConfigError::at(
-            key,
-            format!("{value:?} cannot be read: {err}"),
-        )),
     }
 }
 

@@ -499,10 +499,8 @@ async fn settled_or_pending(b: &mut Browser, page: &str) -> String {
     reply.json()["status"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn check_config_refuses_approve_without_an_upstream_and_secret_fields() {
-    let mut setup = Setup::new(None);
-    setup.set("access_control.rules", approve_rules());
+/// `check-config` on `setup`'s config: exit 1, and what it printed.
+async fn refused_by_check_config(setup: &Setup) -> String {
     setup.write_config();
     let config = setup.config_path();
     let out = setup
@@ -513,7 +511,14 @@ async fn check_config_refuses_approve_without_an_upstream_and_secret_fields() {
         )
         .await;
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn check_config_refuses_approve_without_an_upstream_and_secret_fields() {
+    let mut setup = Setup::new(None);
+    setup.set("access_control.rules", approve_rules());
+    let stderr = refused_by_check_config(&setup).await;
     assert!(
         stderr.contains("access_control.rules[0].policy"),
         "{stderr}"
@@ -526,17 +531,7 @@ async fn check_config_refuses_approve_without_an_upstream_and_secret_fields() {
         "access_control.rules",
         toml::Value::try_from(rules).unwrap(),
     );
-    setup.write_config();
-    let config = setup.config_path();
-    let out = setup
-        .run(
-            &["check-config", "--config", config.to_str().unwrap()],
-            "",
-            &[],
-        )
-        .await;
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused_by_check_config(&setup).await;
     assert!(
         stderr.contains("access_control.rules[0].approve.fields.card_pin"),
         "{stderr}"

@@ -25,6 +25,10 @@ struct Env {
 /// (the soft key claims one when asked); the public URL on `localhost`
 /// (browsers refuse an IP address as the relying party).
 async fn start_env() -> Env {
+    start_env_with("required").await
+}
+
+async fn start_env_with(user_verification: &str) -> Env {
     let upstream = Upstream::start().await;
     let mut setup = Setup::new(Some(&upstream.url()));
     let public = format!("http://localhost:{}", setup.port);
@@ -33,7 +37,7 @@ async fn start_env() -> Env {
         .set("auth.second_factor", "required")
         .set("auth.methods", vec!["webauthn"])
         .set("webauthn.passwordless", true)
-        .set("webauthn.user_verification", "required");
+        .set("webauthn.user_verification", user_verification);
     setup.add_alice().await;
     setup.add_user(BOB, "Bob", "b", BOB_PW).await;
     let gw = setup.start().await;
@@ -281,6 +285,27 @@ async fn a_passkey_signs_in_alone_once_and_not_after_a_reset() {
     again.login(ALICE, ALICE_PW).await;
     let verify = again.get(&portal_path("verify", &app_url(gw))).await;
     assert!(verify.location().contains("/enroll/webauthn"), "{verify:?}");
+}
+
+/// With verification only preferred, the soft key answers without it: the
+/// passkey then stands for the password only, and the second step follows.
+#[tokio::test]
+async fn a_passkey_without_user_verification_is_one_factor() {
+    let env = start_env_with("preferred").await;
+    let gw = &env.gw;
+    let mut key = SoftPasskey::new(true);
+    let mut b = enrolled(gw, ALICE, ALICE_PW, &mut key).await;
+    let id = key_ids(&mut b).await.remove(0);
+    let (mut signed, reply) = passkey_sign_in(gw, &mut key, &id).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let verify = reply.json()["next"].as_str().unwrap().to_owned();
+    assert!(verify.contains("/_authgate/verify?rd="), "{verify}");
+    assert!(!reaches_app(&mut signed).await, "one factor only");
+    let requested = options(&mut signed, "assert/options").await;
+    let answer = sign(&mut key, gw, requested);
+    let confirmed = post(&mut signed, "assert", json!({"credential": answer})).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{confirmed:?}");
+    assert!(reaches_app(&mut signed).await);
 }
 
 #[tokio::test]

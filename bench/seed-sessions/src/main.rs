@@ -92,6 +92,8 @@ fn run(args: Args) -> Result<(), String> {
         created_at: now,
         last_seen: now + args.seen_ahead,
         challenge: None,
+        device: None,
+        second_factor_method: None,
     };
     let mut out: Box<dyn Write> = match &args.cookies_out {
         Some(path) => Box::new(std::io::BufWriter::new(

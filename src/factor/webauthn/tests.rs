@@ -42,6 +42,21 @@ fn world(attestation: Attestation) -> World {
     }
 }
 
+impl World {
+    fn ceremony(&self, user: &FactorUser<'_>) -> Ceremony {
+        self.factor.start_assertion(user).unwrap()
+    }
+
+    fn finish(
+        &self,
+        user: &FactorUser<'_>,
+        state: &str,
+        answer: &str,
+    ) -> Result<Asserted, Refused> {
+        self.factor.finish_assertion(user, state, answer).unwrap()
+    }
+}
+
 fn user(email: &str) -> FactorUser<'_> {
     FactorUser {
         email,
@@ -84,12 +99,9 @@ fn enroll(world: &World, email: &str, key: &mut SoftPasskey) -> WebauthnRecord {
 }
 
 fn sign_in(world: &World, email: &str, key: &mut SoftPasskey) -> Result<Asserted, Refused> {
-    let ceremony = world.factor.start_assertion(&user(email)).unwrap();
+    let ceremony = world.ceremony(&user(email));
     let answer = assert_at(key, origin(), &ceremony.options).unwrap();
-    world
-        .factor
-        .finish_assertion(&user(email), &ceremony.state, &answer)
-        .unwrap()
+    world.finish(&user(email), &ceremony.state, &answer)
 }
 
 #[test]
@@ -125,24 +137,15 @@ fn another_users_key_does_not_confirm_this_user() {
     enroll(&world, "mallory@example.com", &mut mallorys);
     // Mallory's key answers a challenge made for Alice, with Mallory's
     // credential offered in place of Alice's.
-    let ceremony = world
-        .factor
-        .start_assertion(&user("alice@example.com"))
-        .unwrap();
-    let theirs = world
-        .factor
-        .start_assertion(&user("mallory@example.com"))
-        .unwrap();
+    let ceremony = world.ceremony(&user("alice@example.com"));
+    let theirs = world.ceremony(&user("mallory@example.com"));
     let mut options: RequestChallengeResponse = serde_json::from_str(&ceremony.options).unwrap();
     let their_options: RequestChallengeResponse = serde_json::from_str(&theirs.options).unwrap();
     options.public_key.allow_credentials = their_options.public_key.allow_credentials;
     let answer = mallorys.do_authentication(origin(), options).unwrap();
     let answer = serde_json::to_string(&answer).unwrap();
     assert_eq!(
-        world
-            .factor
-            .finish_assertion(&user("alice@example.com"), &ceremony.state, &answer)
-            .unwrap(),
+        world.finish(&user("alice@example.com"), &ceremony.state, &answer),
         Err(Refused::NotThisUsersKey)
     );
 }
@@ -152,10 +155,7 @@ fn an_answer_made_for_another_site_is_refused() {
     let world = world(Attestation::None);
     let mut key = SoftPasskey::new(true);
     enroll(&world, "alice@example.com", &mut key);
-    let ceremony = world
-        .factor
-        .start_assertion(&user("alice@example.com"))
-        .unwrap();
+    let ceremony = world.ceremony(&user("alice@example.com"));
     // A look-alike site relays our challenge; the browser binds the answer
     // to the site it is on, and the key to that site's RP id.
     let mut options: RequestChallengeResponse = serde_json::from_str(&ceremony.options).unwrap();
@@ -164,27 +164,18 @@ fn an_answer_made_for_another_site_is_refused() {
         .do_authentication(Url::parse("https://example.net").unwrap(), options)
         .map(|a| serde_json::to_string(&a).unwrap());
     if let Ok(answer) = phished {
-        let outcome = world
-            .factor
-            .finish_assertion(&user("alice@example.com"), &ceremony.state, &answer)
-            .unwrap();
+        let outcome = world.finish(&user("alice@example.com"), &ceremony.state, &answer);
         assert!(matches!(outcome, Err(Refused::Invalid(_))), "{outcome:?}");
     }
     // Our RP id, but the page on another origin.
-    let ceremony = world
-        .factor
-        .start_assertion(&user("alice@example.com"))
-        .unwrap();
+    let ceremony = world.ceremony(&user("alice@example.com"));
     let answer = assert_at(
         &mut key,
         Url::parse("https://evil.example.com").unwrap(),
         &ceremony.options,
     )
     .unwrap();
-    let outcome = world
-        .factor
-        .finish_assertion(&user("alice@example.com"), &ceremony.state, &answer)
-        .unwrap();
+    let outcome = world.finish(&user("alice@example.com"), &ceremony.state, &answer);
     assert!(matches!(outcome, Err(Refused::Invalid(_))), "{outcome:?}");
 }
 
@@ -193,19 +184,10 @@ fn an_answer_for_another_challenge_is_refused() {
     let world = world(Attestation::None);
     let mut key = SoftPasskey::new(true);
     enroll(&world, "alice@example.com", &mut key);
-    let first = world
-        .factor
-        .start_assertion(&user("alice@example.com"))
-        .unwrap();
-    let second = world
-        .factor
-        .start_assertion(&user("alice@example.com"))
-        .unwrap();
+    let first = world.ceremony(&user("alice@example.com"));
+    let second = world.ceremony(&user("alice@example.com"));
     let answer = assert_at(&mut key, origin(), &first.options).unwrap();
-    let outcome = world
-        .factor
-        .finish_assertion(&user("alice@example.com"), &second.state, &answer)
-        .unwrap();
+    let outcome = world.finish(&user("alice@example.com"), &second.state, &answer);
     assert!(matches!(outcome, Err(Refused::Invalid(_))), "{outcome:?}");
 }
 
@@ -214,23 +196,11 @@ fn a_replayed_answer_is_refused_by_its_counter() {
     let world = world(Attestation::None);
     let mut key = SoftPasskey::new(true);
     enroll(&world, "alice@example.com", &mut key);
-    let ceremony = world
-        .factor
-        .start_assertion(&user("alice@example.com"))
-        .unwrap();
+    let ceremony = world.ceremony(&user("alice@example.com"));
     let answer = assert_at(&mut key, origin(), &ceremony.options).unwrap();
     let alice = user("alice@example.com");
-    assert!(
-        world
-            .factor
-            .finish_assertion(&alice, &ceremony.state, &answer)
-            .unwrap()
-            .is_ok()
-    );
-    let again = world
-        .factor
-        .finish_assertion(&alice, &ceremony.state, &answer)
-        .unwrap();
+    assert!(world.finish(&alice, &ceremony.state, &answer).is_ok());
+    let again = world.finish(&alice, &ceremony.state, &answer);
     assert!(
         matches!(again, Err(Refused::CounterRegressed { .. })),
         "{again:?}"
@@ -245,21 +215,12 @@ fn a_counter_that_goes_backwards_is_refused() {
     let alice = user("alice@example.com");
     // Two answers; the later one (higher counter) arrives first, as from
     // a clone of the key that was used meanwhile.
-    let older = world.factor.start_assertion(&alice).unwrap();
-    let newer = world.factor.start_assertion(&alice).unwrap();
+    let older = world.ceremony(&alice);
+    let newer = world.ceremony(&alice);
     let older_answer = assert_at(&mut key, origin(), &older.options).unwrap();
     let newer_answer = assert_at(&mut key, origin(), &newer.options).unwrap();
-    assert!(
-        world
-            .factor
-            .finish_assertion(&alice, &newer.state, &newer_answer)
-            .unwrap()
-            .is_ok()
-    );
-    let stale = world
-        .factor
-        .finish_assertion(&alice, &older.state, &older_answer)
-        .unwrap();
+    assert!(world.finish(&alice, &newer.state, &newer_answer).is_ok());
+    let stale = world.finish(&alice, &older.state, &older_answer);
     assert!(
         matches!(stale, Err(Refused::CounterRegressed { .. })),
         "{stale:?}"
@@ -271,10 +232,7 @@ fn a_key_registered_before_a_reset_no_longer_works_and_is_removed() {
     let world = world(Attestation::None);
     let mut key = SoftPasskey::new(true);
     let record = enroll(&world, "alice@example.com", &mut key);
-    let ceremony = world
-        .factor
-        .start_assertion(&user("alice@example.com"))
-        .unwrap();
+    let ceremony = world.ceremony(&user("alice@example.com"));
     let answer = assert_at(&mut key, origin(), &ceremony.options).unwrap();
     let reset = FactorUser {
         reset_at: Some(record.created_at),
@@ -282,10 +240,7 @@ fn a_key_registered_before_a_reset_no_longer_works_and_is_removed() {
     };
     assert!(!world.factor.is_enrolled(&reset).unwrap());
     assert_eq!(
-        world
-            .factor
-            .finish_assertion(&reset, &ceremony.state, &answer)
-            .unwrap(),
+        world.finish(&reset, &ceremony.state, &answer),
         Err(Refused::NotThisUsersKey)
     );
     assert!(
@@ -305,10 +260,7 @@ fn a_passkey_login_finds_its_user_and_refuses_a_removed_or_reset_one() {
     let record = enroll(&world, "alice@example.com", &mut key);
     let answer_for = |key: &mut SoftPasskey, ceremony: &Ceremony| {
         // The soft key keeps no resident credentials: it is told which.
-        let own = world
-            .factor
-            .start_assertion(&user("alice@example.com"))
-            .unwrap();
+        let own = world.ceremony(&user("alice@example.com"));
         let own: RequestChallengeResponse = serde_json::from_str(&own.options).unwrap();
         let mut options: RequestChallengeResponse =
             serde_json::from_str(&ceremony.options).unwrap();
