@@ -438,6 +438,10 @@ impl Pages {
     }
 
     pub fn sessions(&self, view: &SessionsView<'_>) -> String {
+        self.render("sessions.html", self.sessions_context(view))
+    }
+
+    fn sessions_context(&self, view: &SessionsView<'_>) -> minijinja::Value {
         let rows: Vec<minijinja::Value> = view
             .rows
             .iter()
@@ -453,16 +457,13 @@ impl Pages {
                 }
             })
             .collect();
-        self.render(
-            "sessions.html",
-            context! {
-                action => view.action,
-                csrf => view.csrf,
-                user => view.user,
-                rows,
-                message => view.message,
-            },
-        )
+        context! {
+            action => view.action,
+            csrf => view.csrf,
+            user => view.user,
+            rows,
+            message => self.message(view.message),
+        }
     }
 
     pub fn logout(&self, action: &str, csrf: &str, user: Option<&str>) -> String {
@@ -470,32 +471,33 @@ impl Pages {
     }
 
     pub fn approve(&self, view: &ApproveView<'_>) -> String {
+        self.render("approve.html", self.approve_context(view))
+    }
+
+    fn approve_context(&self, view: &ApproveView<'_>) -> minijinja::Value {
         let page_url = format!("{}/approval/{}", view.prefix, view.id);
         let fields: Vec<minijinja::Value> = view
             .fields
             .iter()
             .map(|(name, value)| context! { name, value })
             .collect();
-        self.render(
-            "approve.html",
-            context! {
-                status_url => format!("{page_url}/status"),
-                continue_url => format!("{page_url}/continue"),
-                cancel_url => format!("{page_url}/cancel"),
-                page_url,
-                csrf => view.csrf,
-                state => view.state,
-                push => view.push,
-                method_name => view.method,
-                summary => view.summary,
-                fields,
-                method => view.request_method,
-                host => view.host,
-                path => view.path,
-                client => view.client,
-                message => self.message(view.message),
-            },
-        )
+        context! {
+            status_url => format!("{page_url}/status"),
+            continue_url => format!("{page_url}/continue"),
+            cancel_url => format!("{page_url}/cancel"),
+            page_url,
+            csrf => view.csrf,
+            state => view.state,
+            push => view.push,
+            method_name => view.method,
+            summary => view.summary,
+            fields,
+            method => view.request_method,
+            host => view.host,
+            path => view.path,
+            client => view.client,
+            message => self.message(view.message),
+        }
     }
 
     /// `message`: the gateway's English text, translated here.
@@ -524,6 +526,7 @@ impl Pages {
     pub fn check(&self) -> Result<(), PagesError> {
         let fields = std::collections::HashMap::new();
         let keys = samples::keys();
+        let sessions = samples::session_rows();
         let samples = [
             ("login.html", self.login_context(&samples::LOGIN)),
             ("verify.html", self.verify_context(&samples::VERIFY)),
@@ -540,6 +543,11 @@ impl Pages {
                 "signup.html",
                 self.signup_context(&samples::signup(&fields)),
             ),
+            (
+                "sessions.html",
+                self.sessions_context(&samples::sessions(&sessions)),
+            ),
+            ("approve.html", self.approve_context(&samples::APPROVE)),
             (
                 "logout.html",
                 context! { action => "/logout", csrf => "t", user => "a@example.com" },
@@ -626,6 +634,44 @@ mod samples {
         was_reset: true,
         message: None,
     };
+
+    pub const APPROVE: ApproveView<'static> = ApproveView {
+        prefix: "",
+        csrf: "t",
+        id: "0123abcd",
+        state: "pending",
+        push: true,
+        method: "authy",
+        summary: "Send 10 EUR to Bob",
+        fields: &[],
+        request_method: "POST",
+        host: "app.example.com",
+        path: "/transfer",
+        client: "192.0.2.1",
+        message: None,
+    };
+
+    pub fn session_rows() -> Vec<SessionRow> {
+        vec![SessionRow {
+            reference: "0a1b2c3d".into(),
+            created: "2026-12-05 10:00 UTC".into(),
+            last_seen: "2026-12-05 10:05 UTC".into(),
+            level: "two_factor",
+            device: "Firefox on Linux".into(),
+            method: Some("totp".into()),
+            this_device: true,
+        }]
+    }
+
+    pub fn sessions(rows: &[SessionRow]) -> SessionsView<'_> {
+        SessionsView {
+            action: "/account/sessions",
+            csrf: "t",
+            user: "a@example.com",
+            rows,
+            message: None,
+        }
+    }
 
     pub fn keys() -> Vec<KeyRow> {
         vec![KeyRow {
