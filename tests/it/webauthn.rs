@@ -120,21 +120,26 @@ async fn enrolled(gw: &Gateway, email: &str, password: &str, key: &mut SoftPassk
     b
 }
 
-/// Password, then the key on the verify page.
-async fn signed_in(gw: &Gateway, email: &str, password: &str, key: &mut SoftPasskey) -> Browser {
-    let mut b = gw.browser();
-    b.login(email, password).await;
-    assert!(!reaches_app(&mut b).await, "one factor is not enough");
-    let requested = options(&mut b, "assert/options").await;
+/// The second step with `key`: options, the key's answer, the app.
+async fn confirmed_with(b: &mut Browser, gw: &Gateway, key: &mut SoftPasskey) {
+    let requested = options(b, "assert/options").await;
     let answer = sign(key, gw, requested);
     let reply = post(
-        &mut b,
+        b,
         "assert",
         json!({"credential": answer, "rd": app_url(gw)}),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
-    assert!(reaches_app(&mut b).await);
+    assert!(reaches_app(b).await);
+}
+
+/// Password, then the key on the verify page.
+async fn signed_in(gw: &Gateway, email: &str, password: &str, key: &mut SoftPasskey) -> Browser {
+    let mut b = gw.browser();
+    b.login(email, password).await;
+    assert!(!reaches_app(&mut b).await, "one factor is not enough");
+    confirmed_with(&mut b, gw, key).await;
     b
 }
 
@@ -301,11 +306,7 @@ async fn a_passkey_without_user_verification_is_one_factor() {
     let verify = reply.json()["next"].as_str().unwrap().to_owned();
     assert!(verify.contains("/_authgate/verify?rd="), "{verify}");
     assert!(!reaches_app(&mut signed).await, "one factor only");
-    let requested = options(&mut signed, "assert/options").await;
-    let answer = sign(&mut key, gw, requested);
-    let confirmed = post(&mut signed, "assert", json!({"credential": answer})).await;
-    assert_eq!(confirmed.status, StatusCode::OK, "{confirmed:?}");
-    assert!(reaches_app(&mut signed).await);
+    confirmed_with(&mut signed, gw, &mut key).await;
 }
 
 #[tokio::test]
