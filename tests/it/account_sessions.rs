@@ -38,12 +38,17 @@ async fn post(browser: &mut Browser, fields: &[(&str, &str)], with_csrf: bool) -
     browser.send(builder).await
 }
 
-#[tokio::test]
-async fn a_user_sees_their_sessions_and_signs_one_out() {
+/// A gateway in front of an upstream, with Alice in its users file.
+async fn alice_gateway() -> (Upstream, Gateway) {
     let upstream = Upstream::start().await;
     let setup = Setup::new(Some(&upstream.url()));
     setup.add_alice().await;
-    let gw = setup.start().await;
+    (upstream, setup.start().await)
+}
+
+#[tokio::test]
+async fn a_user_sees_their_sessions_and_signs_one_out() {
+    let (_upstream, gw) = alice_gateway().await;
     let mut here = gw.browser();
     here.login(ALICE, ALICE_PW).await;
     let mut there = gw.browser();
@@ -90,10 +95,7 @@ async fn a_user_sees_their_sessions_and_signs_one_out() {
 
 #[tokio::test]
 async fn sign_out_everywhere_else_keeps_this_session_only() {
-    let upstream = Upstream::start().await;
-    let setup = Setup::new(Some(&upstream.url()));
-    setup.add_alice().await;
-    let gw = setup.start().await;
+    let (_upstream, gw) = alice_gateway().await;
     let mut here = gw.browser();
     here.login(ALICE, ALICE_PW).await;
     let mut others = Vec::new();
