@@ -352,9 +352,14 @@ impl Browser {
     {
         let deadline = Instant::now() + timeout;
         loop {
+            // The URL is read on both sides of the source: a navigation
+            // that lands between two reads would pair the old page's URL
+            // with the new page's source.
             let url = tokio::time::timeout(COMMAND, self.client.current_url()).await;
             let source = tokio::time::timeout(COMMAND, self.client.source()).await;
-            if let (Ok(Ok(url)), Ok(Ok(source))) = (&url, &source)
+            let url_after = tokio::time::timeout(COMMAND, self.client.current_url()).await;
+            if let (Ok(Ok(url)), Ok(Ok(source)), Ok(Ok(url_after))) = (&url, &source, &url_after)
+                && url == url_after
                 && check(url, source)
             {
                 return (url.clone(), source.clone());
