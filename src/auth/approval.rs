@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use sha2::{Digest, Sha256};
 
+use crate::factor::webauthn::BoundCeremony;
 use crate::factor::{CodeCheck, PushRequest};
 use crate::model::{Delivery, Method, PushStatus, User};
 use crate::store::SessionKey;
@@ -47,8 +48,7 @@ pub struct ApprovalLimits {
     pub timeout: u64,
 }
 
-/// How the user approves: a means could be added (a WebAuthn assertion
-/// binding the request hash) without touching the states.
+/// How the user approves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApprovalMeans {
     /// A push whose message and details describe the request.
@@ -56,12 +56,25 @@ pub enum ApprovalMeans {
     /// A fresh code of a code method (the login's code is refused by the
     /// method's own reuse guard).
     Code { method: Method },
+    /// A fresh assertion by one of the user's security keys or passkeys,
+    /// whose challenge binds the request's hash.
+    Key,
 }
 
 impl ApprovalMeans {
     pub fn method(&self) -> Method {
         match self {
             ApprovalMeans::Push { method, .. } | ApprovalMeans::Code { method } => *method,
+            ApprovalMeans::Key => Method::Webauthn,
+        }
+    }
+
+    /// What the page and its JSON call it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ApprovalMeans::Push { .. } => "push",
+            ApprovalMeans::Code { .. } => "code",
+            ApprovalMeans::Key => "key",
         }
     }
 }
@@ -133,8 +146,13 @@ pub enum ApprovalError {
     /// The step asked for does not fit the approval's state.
     #[error("the approval is {}", .0.as_str())]
     State(ApprovalState),
-    #[error("this approval is not approved by code")]
-    NotByCode,
+    /// A code for an approval by push or key, a key's answer for one by
+    /// push or code.
+    #[error("this approval is approved another way")]
+    OtherMeans,
+    /// A key's answer with no ceremony waiting for it (used, or never started).
+    #[error("no key ceremony is waiting for this approval")]
+    NoCeremony,
 }
 
 /// What the gateway is told about an approval.
@@ -175,8 +193,10 @@ struct Entry<H> {
     /// The held request while it may still go upstream.
     held: Option<H>,
     bytes: usize,
-    /// Codes counted before their check.
+    /// Codes and key answers counted before their check.
     wrong_codes: u32,
+    /// The key ceremony waiting for its one answer (approval by key).
+    key_ceremony: Option<BoundCeremony>,
     last_polled: u64,
 }
 
@@ -261,6 +281,7 @@ impl<H> Approvals<H> {
                 held: Some(new.held),
                 bytes: slot.bytes,
                 wrong_codes: 0,
+                key_ceremony: None,
                 last_polled: now,
             },
         );
@@ -329,10 +350,55 @@ impl<H> Approvals<H> {
             return Err(ApprovalError::State(entry.state));
         }
         let ApprovalMeans::Code { method } = entry.means else {
-            return Err(ApprovalError::NotByCode);
+            return Err(ApprovalError::OtherMeans);
         };
         entry.wrong_codes += 1;
         Ok((method, entry.subject.clone()))
+    }
+
+    /// The hash a key must sign to approve `id`: pending, by key.
+    pub fn key_binding(
+        &self,
+        id: &str,
+        session: &SessionKey,
+        now: u64,
+    ) -> Result<[u8; 32], ApprovalError> {
+        let mut inner = lock(&self.inner);
+        inner.expire(now);
+        let entry = inner.pending_by_key(id, session)?;
+        Ok(entry.hash)
+    }
+
+    /// Keeps the ceremony started for `id`; a newer one replaces it, so
+    /// only the last options shown can be answered.
+    pub fn keep_ceremony(
+        &self,
+        id: &str,
+        session: &SessionKey,
+        ceremony: BoundCeremony,
+        now: u64,
+    ) -> Result<(), ApprovalError> {
+        let mut inner = lock(&self.inner);
+        inner.expire(now);
+        inner.pending_by_key(id, session)?.key_ceremony = Some(ceremony);
+        Ok(())
+    }
+
+    /// Takes the ceremony for its one answer, with the hash it binds; the
+    /// answer counts as wrong before its check, as a code does
+    /// ([`Approvals::code_checked`] settles it).
+    pub fn take_ceremony(
+        &self,
+        id: &str,
+        session: &SessionKey,
+        now: u64,
+    ) -> Result<(BoundCeremony, [u8; 32]), ApprovalError> {
+        let mut inner = lock(&self.inner);
+        inner.expire(now);
+        let entry = inner.pending_by_key(id, session)?;
+        let ceremony = entry.key_ceremony.take().ok_or(ApprovalError::NoCeremony)?;
+        entry.wrong_codes += 1;
+        Ok((ceremony, entry.hash))
     }
 
     /// A reserved code was checked: valid approves, wrong stays counted
@@ -476,6 +542,22 @@ impl<H> Inner<H> {
             .ok_or(ApprovalError::NotFound)
     }
 
+    /// The approval `id` of `session`, pending and approved by key.
+    fn pending_by_key(
+        &mut self,
+        id: &str,
+        session: &SessionKey,
+    ) -> Result<&mut Entry<H>, ApprovalError> {
+        let entry = self.entry_mut(id, session)?;
+        if entry.state != ApprovalState::Pending {
+            return Err(ApprovalError::State(entry.state));
+        }
+        if entry.means != ApprovalMeans::Key {
+            return Err(ApprovalError::OtherMeans);
+        }
+        Ok(entry)
+    }
+
     /// An approval left its last state that may go upstream: its body and
     /// its place are given back; it stays to be looked at for a while.
     fn ended(&mut self, id: &str, now: u64) {
@@ -483,6 +565,7 @@ impl<H> Inner<H> {
             return;
         };
         entry.held = None;
+        entry.key_ceremony = None;
         entry.expires_at = now + KEPT_AFTER_END_SECS;
         let (bytes, session) = (std::mem::take(&mut entry.bytes), entry.session);
         self.bytes -= bytes;
@@ -535,9 +618,10 @@ fn random_id() -> Result<String, AuthError> {
 
 impl Authenticator {
     /// Asks `user` to approve the request `details` describes, with their
-    /// first method: a push carrying the details, or (a code method) a
-    /// code sent now or read from their app. Returns the means and the
-    /// provider's name for the user.
+    /// first method (the one they last confirmed with): a push carrying the
+    /// details, a code sent now or read from their app, or their security
+    /// key (its ceremony starts when the page asks). Returns the means and
+    /// the provider's name for the user.
     pub async fn begin_approval(
         &self,
         user: &User,
@@ -545,12 +629,10 @@ impl Authenticator {
         hash: &[u8; 32],
         seconds_to_expire: u64,
     ) -> Result<(ApprovalMeans, String), AuthError> {
-        // A security key cannot approve yet: its assertion would have to
-        // bind the request's hash (docs/approval.md).
         let method = self
             .methods_of(user)?
             .into_iter()
-            .find(|m| *m != Method::Webauthn)
+            .next()
             .ok_or(AuthError::NoSecondFactor)?;
         let provider = self.provider_for(method)?;
         let subject = provider
@@ -572,9 +654,40 @@ impl Authenticator {
                 ApprovalMeans::Code { method }
             }
             Delivery::AppCode => ApprovalMeans::Code { method },
-            Delivery::Assertion => return Err(AuthError::NoSecondFactor),
+            Delivery::Assertion => ApprovalMeans::Key,
         };
         Ok((means, subject))
+    }
+
+    /// The options for one of `user`'s keys to approve the request whose
+    /// hash is `hash`, and the ceremony to keep for the answer.
+    pub fn approval_key_options(
+        &self,
+        user: &User,
+        hash: &[u8; 32],
+    ) -> Result<(String, BoundCeremony), AuthError> {
+        self.webauthn()?
+            .start_bound_assertion(&factor_user(user), hash)
+            .map_err(provider_error)
+    }
+
+    /// A key's answer for an approval: valid only from one of `user`'s
+    /// keys, for the ceremony that binds `hash`; else `KeyRefused`.
+    pub fn check_approval_key(
+        &self,
+        user: &User,
+        ceremony: &BoundCeremony,
+        hash: &[u8; 32],
+        answer: &str,
+    ) -> Result<(), AuthError> {
+        let checked = self
+            .webauthn()?
+            .finish_bound_assertion(&factor_user(user), ceremony, hash, answer)
+            .map_err(provider_error)?;
+        checked.map(drop).map_err(|refused| {
+            tracing::warn!(user = %user.email, reason = %refused, "security key refused for an approval");
+            AuthError::KeyRefused(refused)
+        })
     }
 
     /// The provider's answer to an approval's push.
@@ -854,7 +967,7 @@ mod tests {
         let pushed = held(&approvals, 2, "y", push());
         assert_eq!(
             approvals.reserve_code(&pushed, &session(2), 1),
-            Err(ApprovalError::NotByCode)
+            Err(ApprovalError::OtherMeans)
         );
         let code = held(
             &approvals,
@@ -868,6 +981,82 @@ mod tests {
         assert_eq!(
             approvals.code_checked(&code, &session(2), Some(CodeCheck::Valid), 1),
             Ok(ApprovalState::Approved)
+        );
+    }
+
+    fn ceremony(tag: u8) -> BoundCeremony {
+        BoundCeremony {
+            state: format!("state {tag}"),
+            nonce: [tag; 32],
+        }
+    }
+
+    #[test]
+    fn a_key_ceremony_is_answered_once_and_counts_like_a_code() {
+        let approvals = Approvals::new(LIMITS);
+        let by_key = held(&approvals, 1, "amount=5", ApprovalMeans::Key);
+        let by_push = held(&approvals, 1, "amount=6", push());
+        assert_eq!(
+            approvals.key_binding(&by_push, &session(1), 1),
+            Err(ApprovalError::OtherMeans)
+        );
+        assert_eq!(
+            approvals.key_binding(&by_key, &session(2), 1),
+            Err(ApprovalError::NotFound)
+        );
+        assert_eq!(
+            approvals.key_binding(&by_key, &session(1), 1),
+            Ok(request_hash("POST", "/transfer", b"amount=5"))
+        );
+        assert_eq!(
+            approvals
+                .take_ceremony(&by_key, &session(1), 1)
+                .unwrap_err(),
+            ApprovalError::NoCeremony,
+            "no answer before options"
+        );
+        approvals
+            .keep_ceremony(&by_key, &session(1), ceremony(1), 1)
+            .unwrap();
+        approvals
+            .keep_ceremony(&by_key, &session(1), ceremony(2), 1)
+            .unwrap();
+        let (taken, hash) = approvals.take_ceremony(&by_key, &session(1), 1).unwrap();
+        assert_eq!(
+            taken.nonce, [2; 32],
+            "the newest options are the ones answered"
+        );
+        assert_eq!(hash, request_hash("POST", "/transfer", b"amount=5"));
+        assert_eq!(
+            approvals
+                .take_ceremony(&by_key, &session(1), 1)
+                .unwrap_err(),
+            ApprovalError::NoCeremony,
+            "one answer per ceremony"
+        );
+        let wrong = Some(CodeCheck::Invalid);
+        approvals
+            .code_checked(&by_key, &session(1), wrong, 1)
+            .unwrap();
+        let left = approvals.view(&by_key, &session(1), 1).unwrap();
+        assert_eq!(left.wrong_codes_left, MAX_WRONG_CODES - 1);
+        for _ in 1..MAX_WRONG_CODES {
+            approvals
+                .keep_ceremony(&by_key, &session(1), ceremony(3), 1)
+                .unwrap();
+            approvals.take_ceremony(&by_key, &session(1), 1).unwrap();
+            approvals
+                .code_checked(&by_key, &session(1), wrong, 1)
+                .unwrap();
+        }
+        assert_eq!(
+            approvals.view(&by_key, &session(1), 1).unwrap().state,
+            ApprovalState::Denied,
+            "the last wrong answer denies"
+        );
+        assert_eq!(
+            approvals.keep_ceremony(&by_key, &session(1), ceremony(4), 1),
+            Err(ApprovalError::State(ApprovalState::Denied))
         );
     }
 

@@ -40,7 +40,7 @@ pub enum Registered {
 }
 
 impl Authenticator {
-    fn webauthn(&self) -> Result<&Arc<WebauthnFactor>, AuthError> {
+    pub(super) fn webauthn(&self) -> Result<&Arc<WebauthnFactor>, AuthError> {
         self.webauthn.as_ref().ok_or(AuthError::NoSecondFactor)
     }
 

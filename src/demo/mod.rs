@@ -223,7 +223,8 @@ fn print_banner(gateway_url: &str, sandbox_page: &str, totp_secret: &str) {
          {:<20}   (no key at hand? Chrome DevTools > More tools > WebAuthn: enable a virtual authenticator)\n  \
          {:<20}   then \"Sign in with a passkey\" on the login page needs no password\n\n  \
          The app's \"Send money\" form is behind an approve rule: each transfer waits\n  \
-         for its own approval (a push showing amount and recipient, or a fresh code).\n\n\
+         for its own approval (a push showing amount and recipient, a fresh code,\n  \
+         or the passkey user's key).\n\n\
          Everything is on this machine; stop with Ctrl-C.\n",
         "", "", ""
     );

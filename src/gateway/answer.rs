@@ -11,7 +11,7 @@ use super::Portal;
 use super::error::GatewayError;
 use super::response::{self, Format};
 use crate::auth::ChallengeView;
-use crate::auth::approval::{ApprovalMeans, ApprovalView};
+use crate::auth::approval::ApprovalView;
 use crate::auth::enrollment::EnrollmentView;
 use crate::model::Delivery;
 use crate::pages::{
@@ -348,7 +348,7 @@ impl Portal {
                     csrf,
                     id,
                     state: view.state.as_str(),
-                    push: matches!(view.means, ApprovalMeans::Push { .. }),
+                    by: view.means.as_str(),
                     method: view.means.method().as_str(),
                     summary: &details.message,
                     fields: &details.fields,
@@ -387,7 +387,7 @@ fn form_json(form: &Form, csrf: &str) -> Value {
                 .collect();
             json!({"id": id, "status": view.state.as_str(),
                    "method": view.means.method().as_str(),
-                   "by": match view.means { ApprovalMeans::Push { .. } => "push", ApprovalMeans::Code { .. } => "code" },
+                   "by": view.means.as_str(),
                    "message": message, "summary": details.message, "fields": fields,
                    "request": {"method": details.method, "host": details.host, "path": details.path},
                    "wrong_codes_left": view.wrong_codes_left, "csrf": csrf})

@@ -7,6 +7,8 @@
 //! - `GET  approval/{id}`: the "Approve this action" page (JSON: its state);
 //! - `GET  approval/{id}/status`: JSON `{"status": …}`, polled by approve.js;
 //! - `POST approval/{id}`: field `code` (a code method);
+//! - `POST approval/{id}/key/options`, `POST approval/{id}/key`: JSON for
+//!   webauthn.js, a key's ceremony whose challenge binds the held request;
 //! - `POST approval/{id}/continue`: sends the approved request, answers
 //!   with the app's answer; once;
 //! - `POST approval/{id}/cancel`.
@@ -83,6 +85,8 @@ enum Action {
     Status,
     Continue,
     Cancel,
+    KeyOptions,
+    Key,
 }
 
 impl Gateway {
@@ -175,6 +179,15 @@ impl Gateway {
             (Action::Continue, Method::POST) => {
                 return self.approval_continue(req, conn, &id, &who, format).await;
             }
+            (Action::KeyOptions, Method::POST) => {
+                self.posted(req).await?;
+                let now = self.auth.now();
+                let hash = self.approvals.key_binding(&id, &who.key, now)?;
+                let (options, ceremony) = self.auth.approval_key_options(&who.user, &hash)?;
+                self.approvals.keep_ceremony(&id, &who.key, ceremony, now)?;
+                super::webauthn::options(options)
+            }
+            (Action::Key, Method::POST) => self.approval_key(req, conn, &id, &who).await?,
             (Action::Cancel, Method::POST) => {
                 let post = self.posted(req).await?;
                 let state = self.approvals.cancel(&id, &who.key, self.auth.now())?;
@@ -196,6 +209,8 @@ impl Gateway {
             Some((id, "status")) => (id, Action::Status),
             Some((id, "continue")) => (id, Action::Continue),
             Some((id, "cancel")) => (id, Action::Cancel),
+            Some((id, "key/options")) => (id, Action::KeyOptions),
+            Some((id, "key")) => (id, Action::Key),
             Some(_) => return Err(GatewayError::NotFound),
         };
         Ok((id, action))
@@ -300,6 +315,44 @@ impl Gateway {
             message: message.map(str::to_owned),
         };
         self.form(&post.head, status, form)
+    }
+
+    /// `POST approval/{id}/key`: the key's answer to the last options. The
+    /// answer counts as a wrong code until it checks out; approved (or
+    /// denied after the last try), the script goes back to the page.
+    async fn approval_key(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        id: &str,
+        who: &Identified,
+    ) -> Result<Answer, GatewayError> {
+        let post = self.posted(req).await?;
+        let (ceremony, hash) = self
+            .approvals
+            .take_ceremony(id, &who.key, self.auth.now())?;
+        let checked = self.auth.check_approval_key(
+            &who.user,
+            &ceremony,
+            &hash,
+            field(&post.form, "credential"),
+        );
+        let check = match &checked {
+            Ok(()) => Some(CodeCheck::Valid),
+            Err(AuthError::KeyRefused(_)) => Some(CodeCheck::Invalid),
+            Err(_) => None,
+        };
+        let state = self
+            .approvals
+            .code_checked(id, &who.key, check, self.auth.now())?;
+        self.approval_moved(state, (post.head.headers(), conn), who);
+        match (checked, state) {
+            (Err(err), ApprovalState::Pending) => Err(err.into()),
+            _ => Ok(Answer::json(
+                StatusCode::OK,
+                json!({"next": self.approval_url(id, "")}),
+            )),
+        }
     }
 
     /// `POST approval/{id}/continue`: the approved request goes upstream,

@@ -136,7 +136,7 @@ fn approval_status(err: &ApprovalError) -> StatusCode {
         ApprovalError::Full => StatusCode::SERVICE_UNAVAILABLE,
         ApprovalError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ApprovalError::State(_) => StatusCode::CONFLICT,
-        ApprovalError::NotByCode => StatusCode::BAD_REQUEST,
+        ApprovalError::OtherMeans | ApprovalError::NoCeremony => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -147,7 +147,7 @@ fn approval_code(err: &ApprovalError) -> &'static str {
         ApprovalError::Full => "approvals_full",
         ApprovalError::TooLarge => "payload_too_large",
         ApprovalError::State(_) => "approval_state",
-        ApprovalError::NotByCode => "bad_request",
+        ApprovalError::OtherMeans | ApprovalError::NoCeremony => "bad_request",
     }
 }
 
@@ -162,7 +162,8 @@ fn approval_message(err: &ApprovalError) -> &'static str {
         }
         ApprovalError::TooLarge => "The request is too large to be held for approval.",
         ApprovalError::State(_) => "This request cannot take that step now.",
-        ApprovalError::NotByCode => "This request is approved on your phone, not by code.",
+        ApprovalError::OtherMeans => "This request is approved another way: see its page.",
+        ApprovalError::NoCeremony => "Start again with the button on the page.",
     }
 }
 

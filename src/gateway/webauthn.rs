@@ -352,7 +352,7 @@ impl Gateway {
 }
 
 /// The options as the browser's script reads them.
-fn options(options: String) -> Answer {
+pub(super) fn options(options: String) -> Answer {
     let value: Value = serde_json::from_str(&options).unwrap_or(Value::Null);
     Answer::json(StatusCode::OK, value)
 }

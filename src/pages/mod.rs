@@ -48,8 +48,8 @@ pub struct ApproveView<'a> {
     pub id: &'a str,
     /// `pending`, `approved`, `denied`, `expired`, `cancelled`, `released`.
     pub state: &'a str,
-    /// Approved by a push (else by a code of `method`).
-    pub push: bool,
+    /// How it is approved: `push`, `code` (of `method`) or `key`.
+    pub by: &'a str,
     pub method: &'a str,
     /// The rule's rendered message; may be empty.
     pub summary: &'a str,
@@ -485,10 +485,12 @@ impl Pages {
             status_url => format!("{page_url}/status"),
             continue_url => format!("{page_url}/continue"),
             cancel_url => format!("{page_url}/cancel"),
+            key_options_url => format!("{page_url}/key/options"),
+            key_finish_url => format!("{page_url}/key"),
             page_url,
             csrf => view.csrf,
             state => view.state,
-            push => view.push,
+            by => view.by,
             method_name => view.method,
             summary => view.summary,
             fields,
@@ -640,7 +642,7 @@ mod samples {
         csrf: "t",
         id: "0123abcd",
         state: "pending",
-        push: true,
+        by: "push",
         method: "authy",
         summary: "Send 10 EUR to Bob",
         fields: &[],
@@ -825,13 +827,13 @@ mod tests {
             "cancelled",
             "released",
         ] {
-            for push in [true, false] {
+            for by in ["push", "code", "key"] {
                 all.push(pages.approve(&ApproveView {
                     prefix: "/_authgate",
                     csrf: "t",
                     id: "abc",
                     state,
-                    push,
+                    by,
                     method: "totp",
                     summary: "Send 5 EUR to <b>Bob</b>",
                     fields: &fields,
@@ -930,12 +932,12 @@ mod tests {
     fn the_approval_page_escapes_the_details_and_polls_a_pending_push() {
         let pages = Pages::new("/_authgate");
         let fields = [("to".to_owned(), "<script>x()</script>".to_owned())];
-        let view = |state, push| ApproveView {
+        let view = |state, by| ApproveView {
             prefix: "/_authgate",
             csrf: "t",
             id: "abc",
             state,
-            push,
+            by,
             method: "authy",
             summary: "Send 5 to <b>Bob</b>",
             fields: &fields,
@@ -945,7 +947,7 @@ mod tests {
             client: "192.0.2.1",
             message: None,
         };
-        let pending = unescape_slashes(&pages.approve(&view("pending", true)));
+        let pending = unescape_slashes(&pages.approve(&view("pending", "push")));
         assert!(!pending.contains("<script>x()"), "{pending}");
         assert!(!pending.contains("<b>Bob"), "{pending}");
         assert!(pending.contains("&lt;script&gt;x()"), "{pending}");
@@ -958,7 +960,7 @@ mod tests {
             pending.contains("data-status-url=\"/_authgate/approval/abc/status\""),
             "{pending}"
         );
-        let approved = unescape_slashes(&pages.approve(&view("approved", true)));
+        let approved = unescape_slashes(&pages.approve(&view("approved", "push")));
         assert!(
             approved.contains("action=\"/_authgate/approval/abc/continue\""),
             "{approved}"
@@ -967,8 +969,15 @@ mod tests {
             !approved.contains("<script src"),
             "nothing to poll: {approved}"
         );
-        let by_code = pages.approve(&view("pending", false));
+        let by_code = pages.approve(&view("pending", "code"));
         assert!(by_code.contains("name=\"code\""), "{by_code}");
+        let by_key = unescape_slashes(&pages.approve(&view("pending", "key")));
+        assert!(
+            by_key.contains("data-options-url=\"/_authgate/approval/abc/key/options\"")
+                && by_key.contains("data-finish-url=\"/_authgate/approval/abc/key\""),
+            "{by_key}"
+        );
+        assert!(!by_key.contains("name=\"code\""), "{by_key}");
     }
 
     #[test]

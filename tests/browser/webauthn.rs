@@ -433,3 +433,43 @@ async fn a_browser_without_webauthn_is_told_so() {
     stage.expect_enrol_message("cannot use security keys").await;
     stage.finish().await;
 }
+
+/// The demo app's transfer, approved with the key that confirmed the
+/// login: the approval page's button runs an assertion whose challenge
+/// binds the held request, the key signs once more, and the app gets the
+/// POST once through the continue button.
+#[tokio::test]
+async fn a_key_approves_a_held_transfer() {
+    let stage = Stage::start("webauthn-approve").await;
+    let key = stage
+        .browser
+        .add_authenticator(AuthenticatorOptions::security_key())
+        .await;
+    stage.send_password().await;
+    stage.enrol_at_first_login("my key").await;
+    let enrolled = only_credential(&stage, &key).await;
+
+    stage.send_transfer().await;
+    let b = &stage.browser;
+    b.wait_page("the approval page with the key", PAGE, |_, source| {
+        source.contains(ASSERT_WIDGET)
+    })
+    .await;
+    let button = bounded(
+        "reading the key button",
+        b.find("#webauthn-start").await.text(),
+    )
+    .await;
+    assert!(
+        button.contains("Approve with your security key"),
+        "{button:?}"
+    );
+    b.click("#webauthn-start").await;
+    stage.continue_transfer().await;
+    let used = only_credential(&stage, &key).await;
+    assert!(
+        used > enrolled,
+        "the key signed the approval: counter {enrolled} then {used}"
+    );
+    stage.finish().await;
+}

@@ -55,7 +55,7 @@ async fn start_env(tweak: impl FnOnce(&mut Setup)) -> Env {
     }
 }
 
-fn approve_rules() -> toml::Value {
+pub(crate) fn approve_rules() -> toml::Value {
     let rules = json!([
         {"path": "^/transfer", "methods": ["POST"], "policy": "approve",
          "approve": {"message": "Send {amount} {currency} to {to}",
@@ -113,7 +113,7 @@ async fn logged_in(env: &Env) -> Browser {
 }
 
 /// Posts the transfer form: 303 to the approval page; returns its path.
-async fn held_transfer(b: &mut Browser, body: &'static str) -> String {
+pub(crate) async fn held_transfer(b: &mut Browser, body: &'static str) -> String {
     let builder = b
         .request(Method::POST, "/transfer?from=savings")
         .header("content-type", "application/x-www-form-urlencoded")
@@ -141,7 +141,7 @@ async fn settled(b: &mut Browser, page: &str) -> String {
 
 /// POST to the continue URL with the CSRF token of the approval page
 /// (its JSON carries one in every state).
-async fn post_continue(b: &mut Browser, page: &str) -> Reply {
+pub(crate) async fn post_continue(b: &mut Browser, page: &str) -> Reply {
     let shown = b.get_json(page).await.json();
     let csrf = shown["csrf"].as_str().expect("a csrf token").to_owned();
     b.post_form(&format!("{page}/continue"), &[("csrf", &csrf)])

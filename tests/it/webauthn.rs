@@ -17,7 +17,7 @@ const BOB: &str = "bob@example.com";
 const BOB_PW: &str = "bob's long password";
 
 struct Env {
-    _upstream: Upstream,
+    upstream: Upstream,
     gw: Gateway,
 }
 
@@ -29,6 +29,10 @@ async fn start_env() -> Env {
 }
 
 async fn start_env_with(user_verification: &str) -> Env {
+    start_env_tweaked(user_verification, |_| {}).await
+}
+
+async fn start_env_tweaked(user_verification: &str, tweak: impl FnOnce(&mut Setup)) -> Env {
     let upstream = Upstream::start().await;
     let mut setup = Setup::new(Some(&upstream.url()));
     let public = format!("http://localhost:{}", setup.port);
@@ -38,13 +42,12 @@ async fn start_env_with(user_verification: &str) -> Env {
         .set("auth.methods", vec!["webauthn"])
         .set("webauthn.passwordless", true)
         .set("webauthn.user_verification", user_verification);
+    tweak(&mut setup);
+    setup.write_config();
     setup.add_alice().await;
     setup.add_user(BOB, "Bob", "b", BOB_PW).await;
     let gw = setup.start().await;
-    Env {
-        _upstream: upstream,
-        gw,
-    }
+    Env { upstream, gw }
 }
 
 fn origin(gw: &Gateway) -> Url {
@@ -381,4 +384,78 @@ async fn the_endpoints_want_a_csrf_token_and_a_session() {
         .json(&json!({}));
     let forged = b.send(builder).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN, "{forged:?}");
+}
+
+/// What approve.html's script does for a key: options bound to the held
+/// request at `page`, then the key's answer.
+async fn approval_options(b: &mut Browser, page: &str) -> Value {
+    let reply = post_to(b, &format!("{page}/key/options"), json!({})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    reply.json()
+}
+
+async fn post_to(b: &mut Browser, path: &str, fields: Value) -> Reply {
+    let csrf = b.csrf().await;
+    let mut body = fields;
+    body["csrf"] = json!(csrf);
+    let builder = b
+        .request(Method::POST, path)
+        .header("accept", "application/json")
+        .json(&body);
+    b.send(builder).await
+}
+
+async fn status_of(b: &mut Browser, page: &str) -> Value {
+    b.get_json(&format!("{page}/status")).await.json()["status"].clone()
+}
+
+#[tokio::test]
+async fn a_key_approves_its_own_held_request_once_and_no_other() {
+    let env = start_env_tweaked("required", |setup| {
+        setup.set("access_control.rules", crate::approve::approve_rules());
+    })
+    .await;
+    let gw = &env.gw;
+    let mut key = SoftPasskey::new(true);
+    let mut b = enrolled(gw, ALICE, ALICE_PW, &mut key).await;
+    let hits = env.upstream.hits();
+    let a = crate::approve::held_transfer(&mut b, "amount=1&currency=EUR&to=A").await;
+    let other = crate::approve::held_transfer(&mut b, "amount=2&currency=EUR&to=B").await;
+    let shown = b.get(&a).await;
+    let options_url = format!("{a}/key/options").replace('/', "&#x2f;");
+    assert!(
+        shown
+            .body
+            .contains(&format!(r#"data-options-url="{options_url}""#)),
+        "the page offers the key: {}",
+        shown.body
+    );
+
+    // A's answer, offered to B (whose own ceremony is waiting): refused.
+    let for_a = sign(&mut key, gw, approval_options(&mut b, &a).await);
+    approval_options(&mut b, &other).await;
+    let crossed = post_to(
+        &mut b,
+        &format!("{other}/key"),
+        json!({"credential": for_a}),
+    )
+    .await;
+    assert_eq!(crossed.status, StatusCode::UNAUTHORIZED, "{crossed:?}");
+    assert_eq!(status_of(&mut b, &other).await, "pending");
+
+    let approved = post_to(&mut b, &format!("{a}/key"), json!({"credential": for_a})).await;
+    assert_eq!(approved.status, StatusCode::OK, "{approved:?}");
+    assert_eq!(approved.json()["next"], a.as_str());
+    assert_eq!(status_of(&mut b, &a).await, "approved");
+    let replayed = post_to(&mut b, &format!("{a}/key"), json!({"credential": for_a})).await;
+    assert_eq!(replayed.status, StatusCode::CONFLICT, "{replayed:?}");
+    assert_eq!(env.upstream.hits(), hits, "approved, not sent yet");
+
+    let answer = crate::approve::post_continue(&mut b, &a).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.echo().body(), "amount=1&currency=EUR&to=A");
+    assert_eq!(env.upstream.hits(), hits + 1);
+    let refused = crate::approve::post_continue(&mut b, &other).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{refused:?}");
+    assert_eq!(env.upstream.hits(), hits + 1, "B was never approved");
 }

@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 use webauthn_rs_core::WebauthnCore;
 use webauthn_rs_core::proto::{
     AttestationConveyancePreference, AuthenticationResult, AuthenticationState, Credential,
-    PublicKeyCredential, RegisterPublicKeyCredential, RegistrationState, ResidentKeyRequirement,
-    UserVerificationPolicy,
+    PublicKeyCredential, RegisterPublicKeyCredential, RegistrationState, RequestChallengeResponse,
+    ResidentKeyRequirement, UserVerificationPolicy,
 };
 
 use super::{CodeCheck, FactorError, FactorUser, SecondFactor};
@@ -54,6 +54,38 @@ pub enum Refused {
     ModelNotAllowed,
     #[error("this key is registered already")]
     AlreadyRegistered,
+}
+
+/// An assertion ceremony bound to one thing the user approves: its
+/// challenge is SHA-256 over a fresh nonce and that thing's hash, so the
+/// key's signature covers it and nothing else. The caller keeps both.
+#[derive(Debug, Clone)]
+pub struct BoundCeremony {
+    pub state: String,
+    pub nonce: [u8; 32],
+}
+
+/// The challenge of a bound ceremony; the nonce keeps it fresh when the
+/// same request is approved twice.
+fn bound_challenge(nonce: &[u8; 32], binding: &[u8; 32]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"authgate webauthn approval v1\0")
+        .chain_update(nonce)
+        .chain_update(binding)
+        .finalize()
+        .into()
+}
+
+/// `state` asking for `challenge` instead of the engine's random one (the
+/// engine keeps its challenge private to its serialised form).
+fn with_challenge(state: &AuthenticationState, challenge: &[u8]) -> Result<String, FactorError> {
+    let mut value =
+        serde_json::to_value(state).map_err(|e| FactorError::Unavailable(e.to_string()))?;
+    let field = value
+        .get_mut("challenge")
+        .ok_or_else(|| FactorError::Unavailable("webauthn: no challenge in the state".into()))?;
+    *field = serde_json::Value::String(URL_SAFE_NO_PAD.encode(challenge));
+    encode_state(&value)
 }
 
 /// A checked assertion.
@@ -268,6 +300,45 @@ impl WebauthnFactor {
         self.start_authentication(credentials)
     }
 
+    /// An assertion by one of `user`'s keys that approves `binding` (the
+    /// hash of a held request) and nothing else.
+    pub fn start_bound_assertion(
+        &self,
+        user: &FactorUser<'_>,
+        binding: &[u8; 32],
+    ) -> Result<(String, BoundCeremony), FactorError> {
+        let credentials = self
+            .credentials(user)?
+            .iter()
+            .filter_map(|r| stored_credential(r).ok())
+            .collect();
+        let (mut options, state) = self.authentication(credentials)?;
+        let mut nonce = [0u8; 32];
+        getrandom::getrandom(&mut nonce)
+            .map_err(|e| FactorError::Unavailable(format!("no randomness: {e}")))?;
+        let challenge = bound_challenge(&nonce, binding);
+        options.public_key.challenge = challenge.to_vec();
+        let state = with_challenge(&state, &challenge)?;
+        Ok((encode_state(&options)?, BoundCeremony { state, nonce }))
+    }
+
+    /// The answer to `start_bound_assertion`, checked against the
+    /// challenge that `binding` gives: an answer made for any other
+    /// request does not check out.
+    pub fn finish_bound_assertion(
+        &self,
+        user: &FactorUser<'_>,
+        ceremony: &BoundCeremony,
+        binding: &[u8; 32],
+        answer: &str,
+    ) -> Result<Result<Asserted, Refused>, FactorError> {
+        let Ok(state) = decode_state::<AuthenticationState>(&ceremony.state) else {
+            return Ok(Err(Refused::Invalid("the ceremony expired".into())));
+        };
+        let state = with_challenge(&state, &bound_challenge(&ceremony.nonce, binding))?;
+        self.finish_assertion(user, &state, answer)
+    }
+
     /// A passkey login: any discoverable credential may answer; the answer
     /// names the key, and through the index its user.
     pub fn start_passwordless(&self) -> Result<Ceremony, FactorError> {
@@ -275,19 +346,25 @@ impl WebauthnFactor {
     }
 
     fn start_authentication(&self, credentials: Vec<Credential>) -> Result<Ceremony, FactorError> {
+        let (options, state) = self.authentication(credentials)?;
+        Ok(Ceremony {
+            options: encode_state(&options)?,
+            state: encode_state(&state)?,
+        })
+    }
+
+    fn authentication(
+        &self,
+        credentials: Vec<Credential>,
+    ) -> Result<(RequestChallengeResponse, AuthenticationState), FactorError> {
         let builder = self
             .core
             .new_challenge_authenticate_builder(credentials, Some(self.policy))
             .map_err(engine_error)?
             .allow_backup_eligible_upgrade(true);
-        let (options, state) = self
-            .core
+        self.core
             .generate_challenge_authenticate(builder)
-            .map_err(engine_error)?;
-        Ok(Ceremony {
-            options: encode_state(&options)?,
-            state: encode_state(&state)?,
-        })
+            .map_err(engine_error)
     }
 
     /// The answer to `start_assertion`: valid only from one of `user`'s

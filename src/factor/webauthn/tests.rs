@@ -348,3 +348,41 @@ fn a_key_registers_once() {
         "the browser is told which keys are registered already"
     );
 }
+
+#[test]
+fn a_bound_answer_approves_its_own_request_and_no_other() {
+    let world = world(Attestation::None);
+    let mut key = SoftPasskey::new(true);
+    enroll(&world, "alice@example.com", &mut key);
+    let alice = user("alice@example.com");
+    let (transfer, other) = ([1u8; 32], [2u8; 32]);
+
+    let (options, ceremony) = world
+        .factor
+        .start_bound_assertion(&alice, &transfer)
+        .unwrap();
+    let sent: RequestChallengeResponse = serde_json::from_str(&options).unwrap();
+    assert_eq!(
+        sent.public_key.challenge.as_ref(),
+        bound_challenge(&ceremony.nonce, &transfer),
+        "the key signs the request's binding"
+    );
+    let answer = assert_at(&mut key, origin(), &options).unwrap();
+    let refused = world
+        .factor
+        .finish_bound_assertion(&alice, &ceremony, &other, &answer)
+        .unwrap();
+    assert!(matches!(refused, Err(Refused::Invalid(_))), "{refused:?}");
+    let approved = world
+        .factor
+        .finish_bound_assertion(&alice, &ceremony, &transfer, &answer)
+        .unwrap();
+    assert_eq!(approved.unwrap().email, "alice@example.com");
+
+    // The same request approved again gets another challenge.
+    let (again, _) = world
+        .factor
+        .start_bound_assertion(&alice, &transfer)
+        .unwrap();
+    assert_ne!(again, options);
+}
