@@ -291,10 +291,7 @@ impl Gateway {
             Ok(check) => Some(*check),
             Err(_) => None,
         };
-        let state = self
-            .approvals
-            .code_checked(id, &who.key, check, self.auth.now())?;
-        self.approval_moved(state, (post.head.headers(), conn), who);
+        self.checked(id, who, check, (post.head.headers(), conn))?;
         let message = match checked {
             Ok(CodeCheck::Valid) => None,
             Ok(CodeCheck::Invalid) => {
@@ -342,10 +339,7 @@ impl Gateway {
             Err(AuthError::KeyRefused(_)) => Some(CodeCheck::Invalid),
             Err(_) => None,
         };
-        let state = self
-            .approvals
-            .code_checked(id, &who.key, check, self.auth.now())?;
-        self.approval_moved(state, (post.head.headers(), conn), who);
+        let state = self.checked(id, who, check, (post.head.headers(), conn))?;
         match (checked, state) {
             (Err(err), ApprovalState::Pending) => Err(err.into()),
             _ => Ok(Answer::json(
@@ -353,6 +347,22 @@ impl Gateway {
                 json!({"next": self.approval_url(id, "")}),
             )),
         }
+    }
+
+    /// A code or key answer settled: the approval's state after it,
+    /// counted and audited if it moved.
+    fn checked(
+        &self,
+        id: &str,
+        who: &Identified,
+        check: Option<CodeCheck>,
+        request: (&http::HeaderMap, ConnInfo),
+    ) -> Result<ApprovalState, GatewayError> {
+        let state = self
+            .approvals
+            .code_checked(id, &who.key, check, self.auth.now())?;
+        self.approval_moved(state, request, who);
+        Ok(state)
     }
 
     /// `POST approval/{id}/continue`: the approved request goes upstream,

@@ -54,10 +54,21 @@ pub async fn bounded<T, E: std::fmt::Debug>(
     what: &str,
     work: impl Future<Output = Result<T, E>>,
 ) -> T {
+    tried(what, work)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// `work` within the command timeout, its error as text: for a reading
+/// that a page load may interrupt, inside a [`wait_for`].
+pub async fn tried<T, E: std::fmt::Debug>(
+    what: &str,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
     match tokio::time::timeout(COMMAND, work).await {
-        Ok(Ok(value)) => value,
-        Ok(Err(err)) => panic!("{what} failed: {err:?}"),
-        Err(_) => panic!("{what} did not finish within {COMMAND:?}"),
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(format!("{what} failed: {err:?}")),
+        Err(_) => Err(format!("{what} did not finish within {COMMAND:?}")),
     }
 }
 

@@ -11,7 +11,7 @@ use fantoccini::Locator;
 
 use crate::Stage;
 use crate::harness::{
-    AuthenticatorOptions, Browser, Gateway, PAGE, VirtualAuthenticator, bounded, wait_for,
+    AuthenticatorOptions, Browser, Gateway, PAGE, VirtualAuthenticator, bounded, tried, wait_for,
 };
 
 /// The page the user asks for before logging in.
@@ -96,9 +96,20 @@ impl Stage {
 
     /// The verify page offers the key; a click runs the assertion.
     async fn confirm_with_key(&self) {
+        self.press_key_button(
+            "the verify page with the key",
+            |url| url.path() == "/_authgate/verify",
+            "Use your security key or passkey",
+        )
+        .await;
+    }
+
+    /// Waits for `what`, a page (where `at` holds) with the key widget,
+    /// whose button says `label`, and presses the button.
+    async fn press_key_button(&self, what: &str, at: impl Fn(&url::Url) -> bool, label: &str) {
         let b = &self.browser;
-        b.wait_page("the verify page with the key", PAGE, |url, source| {
-            url.path() == "/_authgate/verify" && source.contains(ASSERT_WIDGET)
+        b.wait_page(what, PAGE, |url, source| {
+            at(url) && source.contains(ASSERT_WIDGET)
         })
         .await;
         let button = bounded(
@@ -106,10 +117,7 @@ impl Stage {
             b.find("#webauthn-start").await.text(),
         )
         .await;
-        assert!(
-            button.contains("Use your security key or passkey"),
-            "the verify page's button: {button:?}"
-        );
+        assert!(button.contains(label), "the button on {what}: {button:?}");
         b.click("#webauthn-start").await;
     }
 
@@ -135,7 +143,7 @@ impl Stage {
         assert_eq!(shown.trim(), PASSKEY_EMAIL, "remote-user {how}");
     }
 
-    /// The logout page's button; lands on the login page.
+    /// The logout page's button; leaves the logout page.
     async fn log_out(&self) {
         let b = &self.browser;
         b.goto(&self.gateway.url("/_authgate/logout")).await;
@@ -144,31 +152,30 @@ impl Stage {
         })
         .await;
         b.click("form button[type=submit]").await;
-        b.wait_page("the login page after logout", PAGE, |url, _| {
-            url.path() == "/_authgate/login"
+        // Usually the login page; with a platform passkey its autofill
+        // may sign in again at once and move on before a look at it.
+        b.wait_page("the page after logout", PAGE, |url, _| {
+            url.path() != "/_authgate/logout"
         })
         .await;
     }
 
-    /// The names in the security page's table of keys, in its order.
-    async fn key_names(&self) -> Vec<String> {
-        let cells = bounded(
+    /// The names in the security page's table of keys, in its order; an
+    /// error while the page reloads under the reading.
+    async fn key_names(&self) -> Result<Vec<String>, String> {
+        let cells = tried(
             "finding the key names",
             self.browser
                 .client
                 .find_all(Locator::Css("tr.credential td.name")),
         )
-        .await;
+        .await?;
         let mut names = Vec::new();
         for cell in cells {
-            names.push(
-                bounded("reading a key name", cell.text())
-                    .await
-                    .trim()
-                    .to_owned(),
-            );
+            let name = tried("reading a key name", cell.text()).await?;
+            names.push(name.trim().to_owned());
         }
-        names
+        Ok(names)
     }
 
     /// The remove button in the row of the key `name`.
@@ -209,7 +216,7 @@ impl Stage {
             if url.path() != SECURITY_PATH {
                 return Err(format!("the browser is at {url}"));
             }
-            let names = self.key_names().await;
+            let names = self.key_names().await?;
             match names == expected {
                 true => Ok(()),
                 false => Err(format!("keys listed: {names:?}")),
@@ -233,6 +240,21 @@ fn query_value(url: &url::Url, key: &str) -> String {
         .unwrap_or_default()
 }
 
+impl Stage {
+    /// A security key on the browser, enrolled at the first login (which
+    /// lands on `TARGET`); its signature counter then.
+    async fn security_key_enrolled(&self) -> (VirtualAuthenticator, u64) {
+        let key = self
+            .browser
+            .add_authenticator(AuthenticatorOptions::security_key())
+            .await;
+        self.send_password().await;
+        self.enrol_at_first_login("my key").await;
+        let enrolled = only_credential(self, &key).await;
+        (key, enrolled)
+    }
+}
+
 /// The one credential `authenticator` holds, for `localhost`.
 async fn only_credential(stage: &Stage, authenticator: &VirtualAuthenticator) -> u64 {
     let held = authenticator.credentials(&stage.browser).await;
@@ -247,13 +269,7 @@ async fn only_credential(stage: &Stage, authenticator: &VirtualAuthenticator) ->
 #[tokio::test]
 async fn first_login_enrols_a_key_that_then_confirms_the_login() {
     let stage = Stage::start("webauthn-enrol").await;
-    let key = stage
-        .browser
-        .add_authenticator(AuthenticatorOptions::security_key())
-        .await;
-    stage.send_password().await;
-    stage.enrol_at_first_login("my key").await;
-    let enrolled = only_credential(&stage, &key).await;
+    let (key, enrolled) = stage.security_key_enrolled().await;
 
     stage.log_out().await;
     stage.send_password().await;
@@ -441,30 +457,16 @@ async fn a_browser_without_webauthn_is_told_so() {
 #[tokio::test]
 async fn a_key_approves_a_held_transfer() {
     let stage = Stage::start("webauthn-approve").await;
-    let key = stage
-        .browser
-        .add_authenticator(AuthenticatorOptions::security_key())
-        .await;
-    stage.send_password().await;
-    stage.enrol_at_first_login("my key").await;
-    let enrolled = only_credential(&stage, &key).await;
+    let (key, enrolled) = stage.security_key_enrolled().await;
 
     stage.send_transfer().await;
-    let b = &stage.browser;
-    b.wait_page("the approval page with the key", PAGE, |_, source| {
-        source.contains(ASSERT_WIDGET)
-    })
-    .await;
-    let button = bounded(
-        "reading the key button",
-        b.find("#webauthn-start").await.text(),
-    )
-    .await;
-    assert!(
-        button.contains("Approve with your security key"),
-        "{button:?}"
-    );
-    b.click("#webauthn-start").await;
+    stage
+        .press_key_button(
+            "the approval page with the key",
+            |url| url.path().starts_with("/_authgate/approval/"),
+            "Approve with your security key",
+        )
+        .await;
     stage.continue_transfer().await;
     let used = only_credential(&stage, &key).await;
     assert!(
