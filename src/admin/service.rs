@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::audit::Context;
+use crate::audit::{Audit, Context};
 use crate::auth::sessions::MIN_REFERENCE_DIGITS;
 use crate::auth::{ByReference, Lifetimes, SessionAdmin};
 use crate::clock::SystemClock;
@@ -32,8 +32,9 @@ impl AdminService {
     }
 
     /// Over the store itself, for the CLI when no gateway runs (sled's
-    /// store is locked by a running gateway; Redis is not).
-    pub fn open(config: &Config) -> Result<Self, StoreError> {
+    /// store is locked by a running gateway; Redis is not). Revokes,
+    /// disables and enables go to `audit` as the gateway's would.
+    pub fn open(config: &Config, audit: Audit) -> Result<Self, StoreError> {
         let store = Backend::open(&config.store, &config.session)?;
         let sessions = Arc::new(store.live_sessions()?);
         let admin = SessionAdmin::new(
@@ -41,7 +42,8 @@ impl AdminService {
             store.disabled.clone(),
             Arc::new(SystemClock),
             lifetimes(config),
-        );
+        )
+        .with_audit(audit);
         Ok(AdminService::new(
             Arc::new(admin),
             sessions,
