@@ -595,8 +595,8 @@ fn store_copy(source: &ConfigSource, to: &str) -> anyhow::Result<()> {
         "copied from {from} to {into} (sled at {}):",
         config.store.path.display()
     );
-    println!("  disabled:      {} user(s)", copied.disabled_users);
     println!("  sessions:      {}", copied.sessions);
+    println!("  disabled:      {} user(s)", copied.disabled_users);
     println!("  sign-up users: {}", copied.signup_users);
     println!("  user factors:  {}", copied.user_factors);
     println!("  provider ids:  {}", copied.factor_subjects);

@@ -455,6 +455,7 @@ impl Pages {
                     level => row.level,
                     device => &row.device,
                     method => &row.method,
+                    client => &row.client,
                     this_device => row.this_device,
                 }
             })

@@ -1,5 +1,5 @@
 //! `authgate store copy`: moves everything a gateway keeps from sled to
-//! Redis or back, with the gateway stopped. The disabled users, sessions,
+//! Redis or back, with the gateway stopped. Sessions, disabled users,
 //! sign-up users, the users' factors (sealed TOTP secrets, last step,
 //! last method) and the providers' ids. The target must be empty: a copy never mixes two
 //! stores' data, so running it twice cannot merge stale records in.
@@ -22,8 +22,8 @@ pub enum CopyDirection {
 /// How many records of each kind were copied.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Copied {
-    pub disabled_users: usize,
     pub sessions: usize,
+    pub disabled_users: usize,
     pub signup_users: usize,
     pub user_factors: usize,
     pub factor_subjects: usize,
@@ -109,17 +109,6 @@ pub(super) fn copy(
     let writing = |kind: &str| format!("writing the {kind} to {to_name}");
     let mut copied = Copied::default();
 
-    // First: should the copy stop half-way, no session of a disabled user
-    // is in the target without the user being disabled there.
-    for email in from
-        .disabled_users()
-        .map_err(at(reading("disabled users")))?
-    {
-        to.set_disabled(&email, true)
-            .map_err(at(writing("disabled users")))?;
-        copied.disabled_users += 1;
-    }
-
     // One at a time: a million sessions are never all in memory.
     let mut write_failed = None;
     from.load_each(&mut |key, record| {
@@ -133,6 +122,15 @@ pub(super) fn copy(
     .map_err(at(reading("sessions")))?;
     if let Some(err) = write_failed {
         return Err(at(writing("sessions"))(err));
+    }
+
+    for email in from
+        .disabled_users()
+        .map_err(at(reading("disabled users")))?
+    {
+        to.set_disabled(&email, true)
+            .map_err(at(writing("disabled users")))?;
+        copied.disabled_users += 1;
     }
 
     for user in from.signup_users().map_err(at(reading("sign-up users")))? {
@@ -311,8 +309,8 @@ mod tests {
 
         let copied = copy(&source, "sled", &shared, "Redis").unwrap();
         let expected = Copied {
-            disabled_users: 1,
             sessions: 2,
+            disabled_users: 1,
             signup_users: 1,
             user_factors: 2,
             factor_subjects: 1,
