@@ -250,6 +250,12 @@ impl SessionAdmin {
         Ok(changed)
     }
 
+    /// An operator removed the user's second factors (`reset-2fa`): for
+    /// the audit trail, which the factors' store does not write to.
+    pub fn factors_removed(&self, user: &str) {
+        self.audit_user(Event::FactorRemoved, user);
+    }
+
     pub fn is_disabled(&self, user: &str) -> Result<bool, StoreError> {
         self.disabled.is_disabled(user)
     }
