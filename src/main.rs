@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use authgate::admin::client::ClientError;
 use authgate::admin::{AdminService, Reply, Request};
 use authgate::app::App;
+use authgate::audit::Audit;
+use authgate::audit::writer::{self as audit_writer, Sink};
 use authgate::config::{self, ConfigSource, LogFormat};
 use authgate::model::{Method, User};
 use authgate::sandbox::{self, SandboxConfig};
@@ -450,13 +452,38 @@ fn admin_request(source: &ConfigSource, request: Request) -> anyhow::Result<Repl
             Err(err) => return Err(err.into()),
         }
     }
-    let service = AdminService::open(&config).context(
-        "no gateway answers on server.admin_socket, so this works on the store directly; \
-         with sled, stop the gateway first (it holds the store) or set server.admin_socket",
-    )?;
-    let reply = service.handle(request);
-    service.flush()?;
-    Ok(reply)
+    // The audit trail as the gateway would write it; a current-thread
+    // runtime runs the writer at the end, when the command waits for it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (audit, writer) = match Sink::of(&config.audit.output) {
+        Some(sink) if !request.is_read_only() => {
+            let (audit, records) = Audit::for_command(&config.audit.replica);
+            let writer = runtime.block_on(audit_writer::start(sink, records))?;
+            (audit, Some(runtime.spawn(writer)))
+        }
+        _ => (Audit::off(), None),
+    };
+    let answered = AdminService::open(&config, audit)
+        .context(
+            "no gateway answers on server.admin_socket, so this works on the store directly; \
+             with sled, stop the gateway first (it holds the store) or set server.admin_socket",
+        )
+        .and_then(|service| {
+            let reply = service.handle(request);
+            service.flush()?;
+            Ok(reply)
+        });
+    // The service (and with it every sender) is gone: the writer writes
+    // what is queued and ends.
+    if let Some(writer) = writer {
+        runtime
+            .block_on(writer)
+            .context("writing the audit trail")?;
+    }
+    answered
 }
 
 /// The disabled users for `user list`, when they can be had without
@@ -482,17 +509,18 @@ fn disabled_users(source: &ConfigSource) -> Option<Vec<String>> {
 fn print_reply(reply: Reply) -> anyhow::Result<()> {
     match reply {
         Reply::Sessions { sessions } => {
-            println!("REFERENCE\tUSER\tLEVEL\tCREATED\tLAST SEEN\tDEVICE\tMETHOD");
+            println!("REFERENCE\tUSER\tLEVEL\tCREATED\tLAST SEEN\tDEVICE\tMETHOD\tCLIENT");
             for s in sessions {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     s.reference,
                     s.user,
                     serde_json::to_value(s.level)?.as_str().unwrap_or("?"),
                     time(s.created_at),
                     time(s.last_seen),
                     s.device.as_deref().unwrap_or("-"),
-                    s.method.as_deref().unwrap_or("-")
+                    s.method.as_deref().unwrap_or("-"),
+                    s.client.map_or_else(|| "-".to_owned(), |c| c.to_string())
                 );
             }
         }
@@ -568,6 +596,7 @@ fn store_copy(source: &ConfigSource, to: &str) -> anyhow::Result<()> {
         config.store.path.display()
     );
     println!("  sessions:      {}", copied.sessions);
+    println!("  disabled:      {} user(s)", copied.disabled_users);
     println!("  sign-up users: {}", copied.signup_users);
     println!("  user factors:  {}", copied.user_factors);
     println!("  provider ids:  {}", copied.factor_subjects);

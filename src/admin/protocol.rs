@@ -36,6 +36,13 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Whether the request only reads: nothing of it is audited.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, Request::ListSessions { .. } | Request::ListDisabled)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Reply {

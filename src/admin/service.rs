@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::audit::Context;
+use crate::audit::{Audit, Context};
 use crate::auth::sessions::MIN_REFERENCE_DIGITS;
 use crate::auth::{ByReference, Lifetimes, SessionAdmin};
 use crate::clock::SystemClock;
@@ -32,8 +32,9 @@ impl AdminService {
     }
 
     /// Over the store itself, for the CLI when no gateway runs (sled's
-    /// store is locked by a running gateway; Redis is not).
-    pub fn open(config: &Config) -> Result<Self, StoreError> {
+    /// store is locked by a running gateway; Redis is not). Revokes,
+    /// disables and enables go to `audit` as the gateway's would.
+    pub fn open(config: &Config, audit: Audit) -> Result<Self, StoreError> {
         let store = Backend::open(&config.store, &config.session)?;
         let sessions = Arc::new(store.live_sessions()?);
         let admin = SessionAdmin::new(
@@ -41,7 +42,8 @@ impl AdminService {
             store.disabled.clone(),
             Arc::new(SystemClock),
             lifetimes(config),
-        );
+        )
+        .with_audit(audit);
         Ok(AdminService::new(
             Arc::new(admin),
             sessions,
@@ -115,6 +117,9 @@ impl AdminService {
         }
         let had_totp = self.factors.remove_totp(user)?;
         let security_keys = self.factors.remove_all_webauthn(user)?;
+        if had_totp || security_keys > 0 {
+            self.admin.factors_removed(user);
+        }
         Ok(Reply::SecondFactorReset {
             user: user.to_owned(),
             had_totp,
@@ -128,5 +133,71 @@ pub fn lifetimes(config: &Config) -> Lifetimes {
     Lifetimes {
         idle: config.session.idle_timeout.as_secs(),
         lifetime: config.session.lifetime.as_secs(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MemoryStore, SessionStore, TotpRecord};
+
+    /// A reset of a sign-up user's factors is an operator's action on the
+    /// trail, the same through the socket and on the store directly (both
+    /// answer with this service); a reset that removed nothing is not.
+    #[test]
+    fn a_reset_of_a_sign_up_users_factors_is_audited() {
+        let store = Arc::new(MemoryStore::default());
+        let user: crate::model::User = serde_json::from_str(
+            r#"{"email":"new@example.com","name":"N","password":"$argon2id$x"}"#,
+        )
+        .unwrap();
+        assert!(store.insert_signup_user(&user).unwrap());
+        let totp = TotpRecord {
+            sealed: "v1.sealed".into(),
+            enrolled_at: 1,
+            last_step: 0,
+        };
+        store.set_totp("new@example.com", &totp).unwrap();
+        let sessions = Arc::new(LiveSessions::load(store.clone()).unwrap());
+        let (audit, mut records) = Audit::bounded(
+            8,
+            "it",
+            prometheus_client::metrics::counter::Counter::default(),
+        );
+        let lifetimes = Lifetimes {
+            idle: 600,
+            lifetime: 3_600,
+        };
+        let admin = SessionAdmin::new(
+            sessions.clone(),
+            store.clone(),
+            Arc::new(SystemClock),
+            lifetimes,
+        )
+        .with_audit(audit);
+        let service = AdminService::new(Arc::new(admin), sessions, store);
+        let reset = || Request::ResetSecondFactor {
+            user: "new@example.com".into(),
+        };
+        assert!(matches!(
+            service.handle(reset()),
+            Reply::SecondFactorReset { had_totp: true, .. }
+        ));
+        let line: serde_json::Value =
+            serde_json::from_str(&records.try_recv().unwrap().to_line()).unwrap();
+        assert_eq!(line["event"], "factor_removed");
+        assert_eq!(line["user"], "new@example.com");
+        assert_eq!(line["client"], serde_json::Value::Null);
+        assert!(matches!(
+            service.handle(reset()),
+            Reply::SecondFactorReset {
+                had_totp: false,
+                ..
+            }
+        ));
+        assert!(
+            records.try_recv().is_err(),
+            "nothing removed, nothing written"
+        );
     }
 }

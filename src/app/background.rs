@@ -120,6 +120,7 @@ mod tests {
             challenge: None,
             device: None,
             second_factor_method: None,
+            client: None,
         };
         sessions.insert(key, record).unwrap();
         sessions.touch(&key, 500, 60);

@@ -18,7 +18,7 @@ use crate::auth::password::{PasswordChecker, PasswordError};
 use crate::auth::regulation::Regulation;
 use crate::auth::{AuthDeps, AuthSettings, Authenticator, SessionAdmin};
 use crate::clock::SystemClock;
-use crate::config::{AuditOutput, Config};
+use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::metrics::{Metrics, MetricsServer};
 use crate::proxy::{ProxyError, Upstream};
@@ -207,10 +207,8 @@ async fn audit_trail(
     config: &Config,
     metrics: &Metrics,
 ) -> Result<(Audit, Option<tokio::task::JoinHandle<()>>), AppError> {
-    let sink = match &config.audit.output {
-        AuditOutput::Off => return Ok((Audit::off(), None)),
-        AuditOutput::Stdout => Sink::Stdout,
-        AuditOutput::File(path) => Sink::File(path.clone()),
+    let Some(sink) = Sink::of(&config.audit.output) else {
+        return Ok((Audit::off(), None));
     };
     let (audit, records) = Audit::bounded(
         config.audit.queue,

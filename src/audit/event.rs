@@ -39,6 +39,9 @@ pub enum Event {
     /// An operator disabled the user (their sessions are revoked, too).
     UserDisabled,
     UserEnabled,
+    /// An operator removed a sign-up user's TOTP and security keys
+    /// (`authgate user reset-2fa`).
+    FactorRemoved,
     RegulationBan,
     ForwardAuthMalformedTarget,
     /// A request matched an `approve` rule and is held (docs/approval.md).

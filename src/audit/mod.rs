@@ -49,6 +49,18 @@ impl Audit {
         (audit, records)
     }
 
+    /// The trail of one operator command that works on the store itself
+    /// (no gateway answers on the admin socket): its queue takes every
+    /// event of the command, none is dropped, and the command waits for
+    /// the writer before it exits (`writer::start`, then the task's end).
+    pub fn for_command(replica: &str) -> (Self, mpsc::Receiver<Record>) {
+        Self::bounded(
+            tokio::sync::Semaphore::MAX_PERMITS,
+            replica,
+            Counter::default(),
+        )
+    }
+
     /// Whether events are written at all: callers skip building an
     /// [`Entry`] (reading headers, hashing) when not.
     pub fn is_on(&self) -> bool {

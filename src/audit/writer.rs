@@ -9,12 +9,24 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use super::Record;
+use crate::config::AuditOutput;
 
 /// Where the lines go.
 #[derive(Debug, Clone)]
 pub enum Sink {
     Stdout,
     File(PathBuf),
+}
+
+impl Sink {
+    /// Where `audit.output` sends the lines; none when it is off.
+    pub fn of(output: &AuditOutput) -> Option<Sink> {
+        match output {
+            AuditOutput::Off => None,
+            AuditOutput::Stdout => Some(Sink::Stdout),
+            AuditOutput::File(path) => Some(Sink::File(path.clone())),
+        }
+    }
 }
 
 /// Opens the sink (so a bad `audit.file` fails at start), then returns

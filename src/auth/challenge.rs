@@ -1051,6 +1051,22 @@ mod tests {
         assert_eq!(f.auth.poll_pushes(LEASE).await, 0, "nothing left to poll");
     }
 
+    /// The client's address noted at the login is carried to the session
+    /// the step-up makes, as the device is, and stored with it.
+    #[tokio::test]
+    async fn the_step_up_keeps_the_client_address_of_the_login() {
+        let f = fixture();
+        let id = challenged(&f).await;
+        let new_id = f.auth.verify_code(&id, "1234567").await.unwrap();
+        let stored = crate::store::SessionStore::load_all(f.store.as_ref()).unwrap();
+        let (_, confirmed) = stored
+            .iter()
+            .find(|(key, _)| *key == new_id.key())
+            .expect("the confirmed session is stored");
+        assert_eq!(confirmed.level, AuthLevel::TwoFactor);
+        assert_eq!(confirmed.client, Some(CLIENT));
+    }
+
     #[tokio::test]
     async fn a_valid_code_steps_up_and_wrong_codes_end_the_session() {
         let f = fixture();

@@ -205,6 +205,7 @@ impl Authenticator {
         let session_id = SessionId::generate()?;
         let record = SessionRecord {
             device,
+            client: Some(client),
             ..one_factor_session(&user, now)
         };
         self.sessions.insert(session_id.key(), record)?;
@@ -398,6 +399,7 @@ pub(super) fn one_factor_session(user: &User, now: u64) -> SessionRecord {
         challenge: None,
         device: None,
         second_factor_method: None,
+        client: None,
     }
 }
 

@@ -7,6 +7,7 @@
 //! key (the audit trail's `session`), never by its id: the id is the
 //! cookie, the reference cannot be turned back into one.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,10 @@ pub struct SessionSummary {
     pub device: Option<String>,
     /// The second factor that confirmed it: `totp`, `authy`, `verify`.
     pub method: Option<String>,
+    /// The client's address at the login (the audit trail's `client`);
+    /// none for a session stored before this was kept.
+    #[serde(default)]
+    pub client: Option<IpAddr>,
     pub created_at: u64,
     pub last_seen: u64,
 }
@@ -78,6 +83,7 @@ fn summary(key: &SessionKey, session: &SessionRecord) -> SessionSummary {
         method: session
             .second_factor_method
             .map(|method| method.as_str().to_owned()),
+        client: session.client,
         created_at: session.created_at,
         last_seen: session.last_seen,
     }
@@ -244,6 +250,12 @@ impl SessionAdmin {
         Ok(changed)
     }
 
+    /// An operator removed the user's second factors (`reset-2fa`): for
+    /// the audit trail, which the factors' store does not write to.
+    pub fn factors_removed(&self, user: &str) {
+        self.audit_user(Event::FactorRemoved, user);
+    }
+
     pub fn is_disabled(&self, user: &str) -> Result<bool, StoreError> {
         self.disabled.is_disabled(user)
     }
@@ -281,6 +293,7 @@ mod tests {
             challenge: None,
             device: None,
             second_factor_method: None,
+            client: None,
         }
     }
 

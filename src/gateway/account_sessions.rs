@@ -152,6 +152,7 @@ fn row(summary: SessionSummary, this_device: bool) -> SessionRow {
             .device
             .unwrap_or_else(|| "Unknown browser".to_owned()),
         method: summary.method,
+        client: summary.client.map(|client| client.to_string()),
         this_device,
     }
 }

@@ -162,6 +162,8 @@ pub struct SessionRow {
     pub device: String,
     /// The second factor that confirmed it, if any.
     pub method: Option<String>,
+    /// The client's address at the login; none for a session of before.
+    pub client: Option<String>,
     pub this_device: bool,
 }
 
@@ -453,6 +455,7 @@ impl Pages {
                     level => row.level,
                     device => &row.device,
                     method => &row.method,
+                    client => &row.client,
                     this_device => row.this_device,
                 }
             })
@@ -661,6 +664,7 @@ mod samples {
             level: "two_factor",
             device: "Firefox on Linux".into(),
             method: Some("totp".into()),
+            client: Some("203.0.113.9".into()),
             this_device: true,
         }]
     }

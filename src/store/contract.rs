@@ -2,6 +2,7 @@
 //! provider ids and factors behave the same on sled, on Redis and in the
 //! memory store the flow's tests use.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::factors::contract as factors;
@@ -23,6 +24,7 @@ fn record(user: &str, last_seen: u64) -> SessionRecord {
         challenge: None,
         device: None,
         second_factor_method: None,
+        client: None,
     }
 }
 
@@ -186,6 +188,66 @@ fn a_private_index_follows_the_sweep(sessions: &LiveSessions, reopen: &dyn Fn() 
     assert_eq!(listed(sessions, "b@example.com"), vec![]);
     assert_eq!(listed(sessions, "a@example.com"), vec![a]);
     assert_eq!(listed(&reopen(), "b@example.com"), vec![]);
+}
+
+/// The client's address noted at the login is carried by the step-up (a
+/// new key, the record carried over as `auth::challenge` does) and comes
+/// back from the store after a restart: IPv4, IPv6, or none.
+fn the_client_address_survives_step_up_and_reload(
+    sessions: &LiveSessions,
+    reopen: &dyn Fn() -> LiveSessions,
+) {
+    let v4: IpAddr = "203.0.113.9".parse().unwrap();
+    let v6: IpAddr = "2001:db8::9".parse().unwrap();
+    let mut confirmed = Vec::new();
+    for client in [Some(v4), Some(v6), None] {
+        let login = new_key();
+        let one_factor = SessionRecord {
+            client,
+            ..record("c@example.com", 100)
+        };
+        sessions.insert(login, one_factor).unwrap();
+        let session = sessions.get(&login).unwrap().unwrap();
+        assert!(sessions.take(&login).unwrap());
+        let stepped = new_key();
+        let two_factor = SessionRecord {
+            level: AuthLevel::TwoFactor,
+            second_factor_time: Some(130),
+            ..session
+        };
+        sessions.insert(stepped, two_factor).unwrap();
+        confirmed.push((stepped, client));
+    }
+    sessions.flush().unwrap();
+    let restarted = reopen();
+    for (key, client) in confirmed {
+        let reloaded = restarted.get(&key).unwrap().expect("the session is kept");
+        assert_eq!(reloaded.client, client);
+        assert_eq!(reloaded.level, AuthLevel::TwoFactor);
+    }
+}
+
+#[test]
+fn every_backend_keeps_the_client_address() {
+    let memory = Arc::new(MemoryStore::default());
+    the_client_address_survives_step_up_and_reload(
+        &LiveSessions::load(memory.clone()).unwrap(),
+        &|| LiveSessions::load(memory.clone()).unwrap(),
+    );
+    let sled = Arc::new(SledStore::temporary().unwrap());
+    the_client_address_survives_step_up_and_reload(
+        &LiveSessions::load(sled.clone()).unwrap(),
+        &|| LiveSessions::load(sled.clone()).unwrap(),
+    );
+    let redis = TestRedis::start();
+    let timeouts = SessionTimeouts {
+        idle: std::time::Duration::from_secs(3600),
+        lifetime: std::time::Duration::from_secs(12 * 3600),
+    };
+    let open = || Arc::new(RedisStore::connect(&redis.config("client:"), timeouts).unwrap());
+    the_client_address_survives_step_up_and_reload(&LiveSessions::shared(open()), &|| {
+        LiveSessions::shared(open())
+    });
 }
 
 #[test]

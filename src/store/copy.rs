@@ -1,13 +1,15 @@
 //! `authgate store copy`: moves everything a gateway keeps from sled to
-//! Redis or back, with the gateway stopped. Sessions, sign-up users, the
-//! users' factors (sealed TOTP secrets, last step, last method) and the
-//! providers' ids. The target must be empty: a copy never mixes two
+//! Redis or back, with the gateway stopped. Sessions, disabled users,
+//! sign-up users, the users' factors (sealed TOTP secrets, last step,
+//! last method) and the providers' ids. The target must be empty: a copy never mixes two
 //! stores' data, so running it twice cannot merge stale records in.
 
 use std::path::Path;
 
 use super::factors::UserFactors;
-use super::{RedisStore, SessionStore, SessionTimeouts, SledStore, StoreError, SubjectCache};
+use super::{
+    DisabledUsers, RedisStore, SessionStore, SessionTimeouts, SledStore, StoreError, SubjectCache,
+};
 use crate::config::RedisConfig;
 
 /// Which way the data goes.
@@ -21,6 +23,7 @@ pub enum CopyDirection {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Copied {
     pub sessions: usize,
+    pub disabled_users: usize,
     pub signup_users: usize,
     pub user_factors: usize,
     pub factor_subjects: usize,
@@ -52,7 +55,7 @@ pub(super) struct FactorSubject {
 /// What a copy needs of a store beyond the traits the gateway uses: the
 /// lists of everything, and writing a user's factors whole.
 pub(super) trait StoreDump:
-    SessionStore + SubjectCache + super::factors::FactorCells
+    SessionStore + SubjectCache + DisabledUsers + super::factors::FactorCells
 {
     /// True when the store holds nothing a copy would write.
     fn is_blank(&self) -> Result<bool, StoreError>;
@@ -119,6 +122,15 @@ pub(super) fn copy(
     .map_err(at(reading("sessions")))?;
     if let Some(err) = write_failed {
         return Err(at(writing("sessions"))(err));
+    }
+
+    for email in from
+        .disabled_users()
+        .map_err(at(reading("disabled users")))?
+    {
+        to.set_disabled(&email, true)
+            .map_err(at(writing("disabled users")))?;
+        copied.disabled_users += 1;
     }
 
     for user in from.signup_users().map_err(at(reading("sign-up users")))? {
@@ -191,6 +203,7 @@ mod tests {
             challenge: None,
             device: None,
             second_factor_method: None,
+            client: None,
         };
         (SessionKey([byte; 32]), record)
     }
@@ -243,6 +256,7 @@ mod tests {
         store
             .set_factor_subject("authy", "Bob@Example.com", "12345")
             .unwrap();
+        assert!(store.set_disabled("Carol@Example.com", true).unwrap());
         store.flush().unwrap();
     }
 
@@ -283,6 +297,7 @@ mod tests {
         assert_eq!(a.signup_users().unwrap(), b.signup_users().unwrap());
         assert_eq!(factors(a), factors(b));
         assert_eq!(subjects(a), subjects(b));
+        assert_eq!(a.disabled_users().unwrap(), b.disabled_users().unwrap());
     }
 
     #[test]
@@ -295,6 +310,7 @@ mod tests {
         let copied = copy(&source, "sled", &shared, "Redis").unwrap();
         let expected = Copied {
             sessions: 2,
+            disabled_users: 1,
             signup_users: 1,
             user_factors: 2,
             factor_subjects: 1,
@@ -315,9 +331,14 @@ mod tests {
             Some("12345".into())
         );
 
+        // A disabled user stays disabled, whatever the case of the email.
+        assert!(shared.is_disabled("carol@example.com").unwrap());
+        assert!(!shared.is_disabled("alice@example.com").unwrap());
+
         let back = SledStore::temporary().unwrap();
         assert_eq!(copy(&shared, "Redis", &back, "sled").unwrap(), expected);
         assert_same(&source, &back);
+        assert!(back.is_disabled("CAROL@example.com").unwrap());
     }
 
     #[test]
@@ -343,6 +364,12 @@ mod tests {
         let target = SledStore::temporary().unwrap();
         target.set_totp("x@example.com", &totp("v1.x")).unwrap();
         assert!(!target.is_blank().unwrap());
+        // A disabled user alone is data, too: a copy would merge into it.
+        let disabled = SledStore::temporary().unwrap();
+        disabled.set_disabled("x@example.com", true).unwrap();
+        assert!(!disabled.is_blank().unwrap());
+        other.set_disabled("x@example.com", true).unwrap();
+        assert!(!other.is_blank().unwrap());
     }
 
     #[test]

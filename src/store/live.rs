@@ -716,6 +716,7 @@ mod tests {
             challenge: None,
             device: None,
             second_factor_method: None,
+            client: None,
         }
     }
 

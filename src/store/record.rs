@@ -1,3 +1,4 @@
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,11 @@ pub struct SessionRecord {
     /// The second factor that confirmed the session.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "method_name")]
     pub second_factor_method: Option<Method>,
+    /// The client's address at the login, after the trusted proxies (the
+    /// address the audit trail logs); none for sessions stored before it
+    /// was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<IpAddr>,
 }
 
 /// A method by its name; a name this version does not know reads as

@@ -56,8 +56,8 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// A record with the half of its key that the map's key lacks: 56 bytes,
-/// a 64-byte heap block.
+/// A record with the half of its key that the map's key lacks: 72 bytes,
+/// an 80-byte heap block.
 pub(super) struct Slot {
     tail: KeyTail,
     record: CompactRecord,
@@ -138,9 +138,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_bucket_is_a_half_key_and_a_pointer_and_a_slot_fits_64_bytes() {
+    fn a_bucket_is_a_half_key_and_a_pointer_and_a_slot_fits_80_bytes() {
         assert_eq!(std::mem::size_of::<(KeyHead, Box<Slot>)>(), 24);
-        assert_eq!(std::mem::size_of::<Slot>(), 56);
+        assert_eq!(std::mem::size_of::<Slot>(), 72);
     }
 
     #[test]
@@ -157,6 +157,7 @@ mod tests {
                 challenge: None,
                 device: None,
                 second_factor_method: None,
+                client: None,
             };
             CompactRecord::new(stored, &mut emails).unwrap()
         };

@@ -443,6 +443,7 @@ impl super::copy::StoreDump for SledStore {
             &trees.subjects,
             &trees.signups,
             &trees.factors,
+            &trees.disabled,
         ]
         .iter()
         .all(|tree| tree.is_empty()))
@@ -505,6 +506,7 @@ mod tests {
             challenge: None,
             device: None,
             second_factor_method: None,
+            client: None,
         }
     }
 
@@ -651,5 +653,37 @@ mod tests {
         let copy = tempfile::tempdir().unwrap();
         copy_dir(path, copy.path());
         copy
+    }
+
+    /// A session stored before the client's address was kept loads, with
+    /// none; one with an address comes back with it after a reopen.
+    #[test]
+    fn a_session_stored_without_a_client_address_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (SessionKey([8; 32]), SessionKey([9; 32]));
+        let client = "2001:db8::9".parse().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let stored = br#"{"user":"a@example.com","level":"two_factor","auth_time":100,"second_factor_time":130,"created_at":100,"last_seen":160,"device":{"browser":"firefox","os":"linux"},"second_factor_method":"totp"}"#;
+            store
+                .trees()
+                .unwrap()
+                .sessions
+                .insert(old.0, &stored[..])
+                .unwrap();
+            let with = SessionRecord {
+                client: Some(client),
+                ..record("b@example.com")
+            };
+            store.put(&new, &with).unwrap();
+            store.flush().unwrap();
+        }
+        let store = reopen(dir.path());
+        let mut loaded = store.load_all().unwrap();
+        loaded.sort_by_key(|(key, _)| key.0);
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(&*loaded[0].1.user, "a@example.com");
+        assert_eq!(loaded[0].1.client, None);
+        assert_eq!(loaded[1].1.client, Some(client));
     }
 }

@@ -163,3 +163,41 @@ async fn a_session_is_named_by_its_browser_and_system() {
     let page = browser.get(PAGE).await;
     assert!(page.body.contains("Firefox on Linux"), "{}", page.body);
 }
+
+/// Logs in with `X-Forwarded-For: 203.0.113.9` and returns the address
+/// the sessions page lists for the session.
+async fn client_listed(setup: Setup) -> Value {
+    setup.add_alice().await;
+    let gw = setup.start().await;
+    let mut browser = gw.browser();
+    let csrf = browser.csrf().await;
+    let builder = browser
+        .request(Method::POST, "/_authgate/login")
+        .header("x-forwarded-for", "203.0.113.9")
+        .form(&[("email", ALICE), ("password", ALICE_PW), ("csrf", &csrf)]);
+    let reply = browser.send(builder).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{reply:?}");
+    let listing = sessions_json(&mut browser).await;
+    let client = listing["sessions"][0]["client"].clone();
+    let page = browser.get(PAGE).await;
+    assert!(
+        page.body
+            .contains(&format!("<td>{}</td>", client.as_str().unwrap())),
+        "{}",
+        page.body
+    );
+    client
+}
+
+/// Each row names the client's address at the login as the gateway
+/// decided it (the audit trail's `client`): behind a trusted proxy the
+/// forwarded one, else the peer's.
+#[tokio::test]
+async fn a_session_is_listed_with_the_client_address_the_gateway_saw() {
+    let mut trusted = Setup::new(None);
+    trusted.set("server.trusted_proxies", vec!["127.0.0.1/32"]);
+    assert_eq!(client_listed(trusted).await, "203.0.113.9");
+    let mut untrusted = Setup::new(None);
+    untrusted.set("server.trusted_proxies", Vec::<String>::new());
+    assert_eq!(client_listed(untrusted).await, "127.0.0.1");
+}

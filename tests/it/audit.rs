@@ -5,6 +5,7 @@
 //! passwords, TOTP secrets and codes when it stops.)
 
 use std::path::Path;
+use std::process::Output;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -214,4 +215,68 @@ async fn the_start_of_a_ban_and_a_malformed_forward_auth_target_are_written() {
     );
     assert_eq!(lines[2]["user"], ALICE);
     assert!(lines[4]["user"].is_null() && lines[4]["session"].is_null());
+}
+
+/// `authgate ARGS --config …` with the setup's config.
+async fn offline_cli(setup: &Setup, args: &[&str]) -> Output {
+    let config = setup.config_path();
+    let mut all = args.to_vec();
+    all.extend(["--config", config.to_str().unwrap()]);
+    run_bin(setup.dir.path(), &all, "", &[]).await
+}
+
+/// Without a running gateway the CLI works on the store itself and writes
+/// what the admin socket would: `user disable` of a user with a session
+/// writes `user_disabled`, then `session_revoked` for that session, with
+/// the replica's name and no request (`client`, `user_agent`,
+/// `request_id` null), before the command exits.
+#[tokio::test]
+async fn the_cli_without_a_gateway_writes_the_operators_events() {
+    let upstream = Upstream::start().await;
+    let setup = Setup::new(Some(&upstream.url()));
+    setup.add_alice().await;
+    let mut gw = setup.start().await;
+    gw.browser().login(ALICE, ALICE_PW).await;
+    gw.stop().await;
+    let setup = gw.setup();
+    let list = offline_cli(setup, &["session", "list", "--user", ALICE]).await;
+    assert_success(&list, "session list without a gateway");
+    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
+    let reference = listed
+        .lines()
+        .find(|line| line.contains(ALICE))
+        .and_then(|line| line.split('\t').next())
+        .unwrap_or_else(|| panic!("{listed}"))
+        .to_owned();
+    let audit = setup.audit_path();
+    let before = std::fs::read_to_string(&audit).unwrap_or_default();
+
+    let out = offline_cli(setup, &["user", "disable", ALICE]).await;
+    assert_success(&out, "user disable without a gateway");
+    // No wait: the command has exited, so its lines are written.
+    let after = std::fs::read_to_string(&audit).unwrap();
+    let written: Vec<Value> = after
+        .strip_prefix(before.as_str())
+        .expect("the trail is appended to")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let event = |event: &str, session: Value| {
+        serde_json::json!({"event": event, "user": ALICE, "client": null,
+            "user_agent": null, "session": session, "request_id": null, "replica": "it"})
+    };
+    let expected = vec![
+        event("user_disabled", Value::Null),
+        event("session_revoked", Value::from(reference)),
+    ];
+    let without_time: Vec<Value> = written
+        .iter()
+        .map(|line| {
+            let mut line = line.clone();
+            let time = line.as_object_mut().unwrap().remove("time").unwrap();
+            assert!(time.as_str().unwrap().ends_with('Z'), "{time}");
+            line
+        })
+        .collect();
+    assert_eq!(without_time, expected, "{after}");
 }

@@ -9,11 +9,16 @@
 //! Usage: seed-sessions --config FILE --user EMAIL --count N
 //!                      [--cookies K] [--cookies-out FILE] [--seen-ahead SECS]
 //!
+//! Each session has the client address a login notes: half an IPv4
+//! address, a quarter an IPv6 one, a quarter none (stored before the
+//! address was kept), so the live map holds each layout.
+//!
 //! `--seen-ahead SECS` (a diagnostic) dates `last_seen` SECS into the
 //! future, so no request refreshes the idle timer (a store write) for that
 //! long: it separates the cost of the map lookup from that of the writes.
 
 use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,6 +74,26 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
+/// Session `n`'s client: IPv4 for even `n` (198.18.0.0/15, the
+/// benchmarking range), IPv6 (2001:db8::/32) for every fourth, else none.
+fn client_of(n: u64) -> Option<IpAddr> {
+    let low = n as u32;
+    match n % 4 {
+        0 | 2 => Some(IpAddr::V4(Ipv4Addr::from(0xc612_0000 | (low & 0x1_ffff)))),
+        1 => Some(IpAddr::V6(Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            0,
+            0,
+            0,
+            0,
+            (low >> 16) as u16,
+            low as u16,
+        ))),
+        _ => None,
+    }
+}
+
 fn run(args: Args) -> Result<(), String> {
     let config =
         config::load(&ConfigSource::Explicit(args.config.clone())).map_err(|e| e.to_string())?;
@@ -94,6 +119,7 @@ fn run(args: Args) -> Result<(), String> {
         challenge: None,
         device: None,
         second_factor_method: None,
+        client: None,
     };
     let mut out: Box<dyn Write> = match &args.cookies_out {
         Some(path) => Box::new(std::io::BufWriter::new(
@@ -113,7 +139,11 @@ fn run(args: Args) -> Result<(), String> {
                     let mut lines = Vec::new();
                     for n in (first..args.count).step_by(writers as usize) {
                         let id = SessionId::generate().map_err(|e| e.to_string())?;
-                        store.put(&id.key(), record).map_err(|e| e.to_string())?;
+                        let record = SessionRecord {
+                            client: client_of(n),
+                            ..record.clone()
+                        };
+                        store.put(&id.key(), &record).map_err(|e| e.to_string())?;
                         if n < args.cookies {
                             let set_cookie = cookies.set_session(&id);
                             let pair = set_cookie.split(';').next().unwrap_or_default();

@@ -534,10 +534,12 @@ impl super::copy::StoreDump for RedisStore {
     /// Only the kinds a copy writes count: counters and pending pushes
     /// that a gateway left behind expire by themselves.
     fn is_blank(&self) -> Result<bool, StoreError> {
-        let signups: i64 = self
-            .link
-            .call(cmd("EXISTS").arg(self.link.key("signups")))?;
-        if signups != 0 {
+        let sets: i64 = self.link.call(
+            cmd("EXISTS")
+                .arg(self.link.key("signups"))
+                .arg(self.link.key("disabled")),
+        )?;
+        if sets != 0 {
             return Ok(false);
         }
         for kind in ["s:", "f:", "sub:"] {

@@ -30,6 +30,7 @@ fn record(user: &str, last_seen: u64) -> SessionRecord {
         challenge: None,
         device: None,
         second_factor_method: None,
+        client: None,
     }
 }
 
@@ -294,4 +295,28 @@ fn an_idle_refresh_never_writes_over_a_logout_from_another_replica() {
     b.remove(&key).unwrap();
     a.flush().unwrap();
     assert_eq!(b.reread(&key).unwrap(), None);
+}
+
+/// A session stored before the client's address was kept (by an older
+/// replica) loads, with none; one with an address is read back with it.
+#[test]
+fn a_session_stored_without_a_client_address_loads() {
+    let redis = TestRedis::start();
+    let store = store(&redis);
+    let (old, new) = (SessionKey([8; 32]), SessionKey([9; 32]));
+    let stored = r#"{"user":"a@example.com","level":"two_factor","auth_time":100,"second_factor_time":130,"created_at":100,"last_seen":160,"device":{"browser":"firefox","os":"linux"},"second_factor_method":"totp"}"#;
+    let _: () = store
+        .link()
+        .call(cmd("SET").arg(store.session_key(&old)).arg(stored))
+        .unwrap();
+    let loaded = store.fetch(&old).unwrap().expect("the old session loads");
+    assert_eq!(&*loaded.user, "a@example.com");
+    assert_eq!(loaded.client, None);
+    let client = "203.0.113.9".parse().unwrap();
+    let with = SessionRecord {
+        client: Some(client),
+        ..record("b@example.com", 100)
+    };
+    store.put(&new, &with).unwrap();
+    assert_eq!(store.fetch(&new).unwrap().unwrap().client, Some(client));
 }
