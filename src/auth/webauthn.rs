@@ -39,6 +39,14 @@ pub enum Registered {
     Added,
 }
 
+/// Where a passkey sign-in comes from, kept with its session for the
+/// sessions page (as a password login keeps it).
+#[derive(Debug, Clone, Copy)]
+pub struct LoginFrom {
+    pub client: std::net::IpAddr,
+    pub device: Option<crate::model::Device>,
+}
+
 impl Authenticator {
     pub(super) fn webauthn(&self) -> Result<&Arc<WebauthnFactor>, AuthError> {
         self.webauthn.as_ref().ok_or(AuthError::NoSecondFactor)
@@ -270,6 +278,7 @@ impl Authenticator {
         state: &str,
         answer: &str,
         previous: Option<&SessionId>,
+        from: LoginFrom,
     ) -> Result<LoginSuccess, AuthError> {
         if !self.offers_passkeys() {
             return Err(AuthError::NoSecondFactor);
@@ -299,13 +308,14 @@ impl Authenticator {
             self.sessions.remove(&previous.key())?;
         }
         self.remember_method(&user, Method::Webauthn);
-        self.passkey_session(user, &asserted)
+        self.passkey_session(user, &asserted, from)
     }
 
     fn passkey_session(
         &self,
         user: Arc<User>,
         asserted: &Asserted,
+        from: LoginFrom,
     ) -> Result<LoginSuccess, AuthError> {
         let now = self.clock.now();
         let level = match asserted.user_verified {
@@ -317,6 +327,8 @@ impl Authenticator {
             level,
             second_factor_time: (level == AuthLevel::TwoFactor).then_some(now),
             second_factor_method: (level == AuthLevel::TwoFactor).then_some(Method::Webauthn),
+            client: Some(from.client),
+            device: from.device,
             ..super::flow::one_factor_session(&user, now)
         };
         self.sessions.insert(session_id.key(), record)?;

@@ -48,11 +48,7 @@ impl Gateway {
         };
         let email = field(&form, "email");
         let previous = self.cookies.session_id(head.headers());
-        let device = head
-            .headers()
-            .get(http::header::USER_AGENT)
-            .and_then(|agent| agent.to_str().ok())
-            .map(crate::model::Device::of);
+        let device = device_of(head.headers());
         let password = field(&form, "password");
         let login = self
             .auth
@@ -214,6 +210,14 @@ fn level_name(level: crate::store::AuthLevel) -> &'static str {
         crate::store::AuthLevel::OneFactor => "one_factor",
         crate::store::AuthLevel::TwoFactor => "two_factor",
     }
+}
+
+/// The browser and OS a login comes from, for the sessions page.
+pub(super) fn device_of(headers: &http::HeaderMap) -> Option<crate::model::Device> {
+    headers
+        .get(http::header::USER_AGENT)
+        .and_then(|agent| agent.to_str().ok())
+        .map(crate::model::Device::of)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::forms::Post;
 use super::request::{field, query_param};
 use crate::audit::Event;
 use crate::auth::AuthError;
-use crate::auth::webauthn::Registered;
+use crate::auth::webauthn::{LoginFrom, Registered};
 use crate::metrics::{FactorMethod, FactorOutcome, LoginOutcome};
 use crate::model::Method;
 use crate::pages::KeyRow;
@@ -293,9 +293,16 @@ impl Gateway {
             return Err(AuthError::ChallengeExpired);
         }
         let previous = self.cookies.session_id(post.head.headers());
-        let login =
-            self.auth
-                .passkey_login(&state, field(&post.form, "credential"), previous.as_ref());
+        let from = LoginFrom {
+            client: self.client_of(post.head.headers(), conn),
+            device: super::portal::device_of(post.head.headers()),
+        };
+        let login = self.auth.passkey_login(
+            &state,
+            field(&post.form, "credential"),
+            previous.as_ref(),
+            from,
+        );
         let ok = match login {
             Ok(ok) => ok,
             Err(err) => {

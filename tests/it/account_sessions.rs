@@ -10,7 +10,7 @@ use crate::support::*;
 
 const PAGE: &str = "/_authgate/account/sessions";
 
-async fn sessions_json(browser: &mut Browser) -> Value {
+pub(crate) async fn sessions_json(browser: &mut Browser) -> Value {
     let reply = browser.get_json(PAGE).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     reply.json()

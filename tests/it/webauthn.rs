@@ -222,19 +222,23 @@ async fn key_ids(b: &mut Browser) -> Vec<String> {
 
 /// "Sign in with a passkey": the soft key keeps no resident credentials,
 /// so it is told its id, which a discoverable key would know by itself.
+/// A passkey sign-in from Firefox on Linux (its User-Agent).
 async fn passkey_sign_in(gw: &Gateway, key: &mut SoftPasskey, id: &str) -> (Browser, Reply) {
     let mut b = gw.browser();
     let mut requested = options(&mut b, "passkey/options").await;
     requested["publicKey"]["allowCredentials"] = json!([{"type": "public-key", "id": id}]);
     let answer = sign(key, gw, requested);
-    let reply = post(
-        &mut b,
-        "passkey",
-        json!({"credential": answer, "rd": app_url(gw)}),
-    )
-    .await;
+    let csrf = b.csrf().await;
+    let builder = b
+        .request(Method::POST, &format!("{PREFIX}/webauthn/passkey"))
+        .header("accept", "application/json")
+        .header("user-agent", FIREFOX)
+        .json(&json!({"credential": answer, "rd": app_url(gw), "csrf": csrf}));
+    let reply = b.send(builder).await;
     (b, reply)
 }
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
 
 #[tokio::test]
 async fn a_passkey_signs_in_alone_once_and_not_after_a_reset() {
@@ -251,6 +255,13 @@ async fn a_passkey_signs_in_alone_once_and_not_after_a_reset() {
         "user verified: both factors"
     );
     assert!(reaches_app(&mut signed).await);
+    let listing = crate::account_sessions::sessions_json(&mut signed).await;
+    let this = listing["sessions"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|row| row["this_device"] == true))
+        .expect("the passkey's session is listed");
+    assert_eq!(this["client"], "127.0.0.1", "{listing}");
+    assert_eq!(this["device"], "Firefox on Linux", "{listing}");
 
     // The same answer with the same ceremony cookie, sent again.
     let mut b = gw.browser();
