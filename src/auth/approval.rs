@@ -363,10 +363,7 @@ impl<H> Approvals<H> {
         session: &SessionKey,
         now: u64,
     ) -> Result<[u8; 32], ApprovalError> {
-        let mut inner = lock(&self.inner);
-        inner.expire(now);
-        let entry = inner.pending_by_key(id, session)?;
-        Ok(entry.hash)
+        self.by_key(id, session, now, |entry| Ok(entry.hash))
     }
 
     /// Keeps the ceremony started for `id`; a newer one replaces it, so
@@ -378,10 +375,10 @@ impl<H> Approvals<H> {
         ceremony: BoundCeremony,
         now: u64,
     ) -> Result<(), ApprovalError> {
-        let mut inner = lock(&self.inner);
-        inner.expire(now);
-        inner.pending_by_key(id, session)?.key_ceremony = Some(ceremony);
-        Ok(())
+        self.by_key(id, session, now, |entry| {
+            entry.key_ceremony = Some(ceremony);
+            Ok(())
+        })
     }
 
     /// Takes the ceremony for its one answer, with the hash it binds; the
@@ -393,12 +390,31 @@ impl<H> Approvals<H> {
         session: &SessionKey,
         now: u64,
     ) -> Result<(BoundCeremony, [u8; 32]), ApprovalError> {
+        self.by_key(id, session, now, |entry| {
+            let ceremony = entry.key_ceremony.take().ok_or(ApprovalError::NoCeremony)?;
+            entry.wrong_codes += 1;
+            Ok((ceremony, entry.hash))
+        })
+    }
+
+    /// `step` on the approval `id` of `session`, pending and approved by key.
+    fn by_key<T>(
+        &self,
+        id: &str,
+        session: &SessionKey,
+        now: u64,
+        step: impl FnOnce(&mut Entry<H>) -> Result<T, ApprovalError>,
+    ) -> Result<T, ApprovalError> {
         let mut inner = lock(&self.inner);
         inner.expire(now);
-        let entry = inner.pending_by_key(id, session)?;
-        let ceremony = entry.key_ceremony.take().ok_or(ApprovalError::NoCeremony)?;
-        entry.wrong_codes += 1;
-        Ok((ceremony, entry.hash))
+        let entry = inner.entry_mut(id, session)?;
+        if entry.state != ApprovalState::Pending {
+            return Err(ApprovalError::State(entry.state));
+        }
+        if entry.means != ApprovalMeans::Key {
+            return Err(ApprovalError::OtherMeans);
+        }
+        step(entry)
     }
 
     /// A reserved code was checked: valid approves, wrong stays counted
@@ -540,22 +556,6 @@ impl<H> Inner<H> {
             .get_mut(id)
             .filter(|e| e.session == *session)
             .ok_or(ApprovalError::NotFound)
-    }
-
-    /// The approval `id` of `session`, pending and approved by key.
-    fn pending_by_key(
-        &mut self,
-        id: &str,
-        session: &SessionKey,
-    ) -> Result<&mut Entry<H>, ApprovalError> {
-        let entry = self.entry_mut(id, session)?;
-        if entry.state != ApprovalState::Pending {
-            return Err(ApprovalError::State(entry.state));
-        }
-        if entry.means != ApprovalMeans::Key {
-            return Err(ApprovalError::OtherMeans);
-        }
-        Ok(entry)
     }
 
     /// An approval left its last state that may go upstream: its body and

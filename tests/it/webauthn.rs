@@ -58,16 +58,9 @@ fn app_url(gw: &Gateway) -> String {
     format!("http://localhost:{}{APP_PATH}", gw.setup().port)
 }
 
-/// What the page's script does: posts `fields` as JSON with the token.
+/// The script's post to one of the `webauthn/` endpoints.
 async fn post(b: &mut Browser, endpoint: &str, fields: Value) -> Reply {
-    let csrf = b.csrf().await;
-    let mut body = fields;
-    body["csrf"] = json!(csrf);
-    let builder = b
-        .request(Method::POST, &format!("{PREFIX}/webauthn/{endpoint}"))
-        .header("accept", "application/json")
-        .json(&body);
-    b.send(builder).await
+    post_to(b, &format!("{PREFIX}/webauthn/{endpoint}"), fields).await
 }
 
 async fn options(b: &mut Browser, endpoint: &str) -> Value {
@@ -405,6 +398,7 @@ async fn approval_options(b: &mut Browser, page: &str) -> Value {
     reply.json()
 }
 
+/// What the page's script does: posts `fields` as JSON with the token.
 async fn post_to(b: &mut Browser, path: &str, fields: Value) -> Reply {
     let csrf = b.csrf().await;
     let mut body = fields;
