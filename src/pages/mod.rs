@@ -381,8 +381,8 @@ impl Pages {
         context! {
             csrf => view.csrf,
             rd => view.rd,
-            options_url => format!("{}/webauthn/register/options", view.prefix),
-            finish_url => format!("{}/webauthn/register", view.prefix),
+            options_url => register_options_url(view.prefix),
+            finish_url => register_finish_url(view.prefix),
             totp_url => view.totp_url,
             was_reset => view.was_reset,
             message => self.message(view.message),
@@ -407,8 +407,8 @@ impl Pages {
             rd => format!("{}/account/security", view.prefix),
             keys,
             can_change => view.can_change,
-            options_url => format!("{}/webauthn/register/options", view.prefix),
-            finish_url => format!("{}/webauthn/register", view.prefix),
+            options_url => register_options_url(view.prefix),
+            finish_url => register_finish_url(view.prefix),
             message => self.message(view.message),
         }
     }
@@ -733,6 +733,16 @@ mod samples {
             message: Some("Enter your name."),
         }
     }
+}
+
+/// Where webauthn.js asks for a registration's options.
+fn register_options_url(prefix: &str) -> String {
+    format!("{prefix}/webauthn/register/options")
+}
+
+/// Where webauthn.js sends the new key's answer.
+fn register_finish_url(prefix: &str) -> String {
+    format!("{prefix}/webauthn/register")
 }
 
 #[cfg(test)]

@@ -116,6 +116,13 @@ async fn enrolled(gw: &Gateway, email: &str, password: &str, key: &mut SoftPassk
     b
 }
 
+/// Alice with a new key, enrolled at her first login.
+async fn alice_enrolled(gw: &Gateway) -> (SoftPasskey, Browser) {
+    let mut key = SoftPasskey::new(true);
+    let b = enrolled(gw, ALICE, ALICE_PW, &mut key).await;
+    (key, b)
+}
+
 /// The second step with `key`: options, the key's answer, the app.
 async fn confirmed_with(b: &mut Browser, gw: &Gateway, key: &mut SoftPasskey) {
     let requested = options(b, "assert/options").await;
@@ -143,8 +150,7 @@ async fn signed_in(gw: &Gateway, email: &str, password: &str, key: &mut SoftPass
 async fn a_key_enrolled_at_the_first_login_confirms_the_next_ones() {
     let env = start_env().await;
     let gw = &env.gw;
-    let mut key = SoftPasskey::new(true);
-    let mut b = enrolled(gw, ALICE, ALICE_PW, &mut key).await;
+    let (mut key, mut b) = alice_enrolled(gw).await;
     let app = b.get(APP_PATH).await;
     assert_eq!(app.echo().header("remote-user").as_deref(), Some(ALICE));
     b.logout().await;
@@ -237,8 +243,7 @@ const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 
 async fn a_passkey_signs_in_alone_once_and_not_after_a_reset() {
     let env = start_env().await;
     let gw = &env.gw;
-    let mut key = SoftPasskey::new(true);
-    let mut b = enrolled(gw, ALICE, ALICE_PW, &mut key).await;
+    let (mut key, mut b) = alice_enrolled(gw).await;
     let id = key_ids(&mut b).await.remove(0);
     let (mut signed, reply) = passkey_sign_in(gw, &mut key, &id).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
@@ -305,8 +310,7 @@ async fn a_passkey_signs_in_alone_once_and_not_after_a_reset() {
 async fn a_passkey_without_user_verification_is_one_factor() {
     let env = start_env_with("preferred").await;
     let gw = &env.gw;
-    let mut key = SoftPasskey::new(true);
-    let mut b = enrolled(gw, ALICE, ALICE_PW, &mut key).await;
+    let (mut key, mut b) = alice_enrolled(gw).await;
     let id = key_ids(&mut b).await.remove(0);
     let (mut signed, reply) = passkey_sign_in(gw, &mut key, &id).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
@@ -421,8 +425,7 @@ async fn a_key_approves_its_own_held_request_once_and_no_other() {
     })
     .await;
     let gw = &env.gw;
-    let mut key = SoftPasskey::new(true);
-    let mut b = enrolled(gw, ALICE, ALICE_PW, &mut key).await;
+    let (mut key, mut b) = alice_enrolled(gw).await;
     let hits = env.upstream.hits();
     let a = crate::approve::held_transfer(&mut b, "amount=1&currency=EUR&to=A").await;
     let other = crate::approve::held_transfer(&mut b, "amount=2&currency=EUR&to=B").await;
